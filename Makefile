@@ -1,0 +1,126 @@
+# crest build. `make` builds libcrest (static and shared), the crest binary and crest.pc into
+# build/. `make run` starts the demo app, `make test` runs every test (see README.md).
+# Options: CC=clang, SAN=1 (AddressSanitizer + UndefinedBehaviorSanitizer, into build-san/),
+# TSAN=1 (ThreadSanitizer, into build-tsan/), BUILD=dir, PREFIX=/usr/local for install.
+
+VERSION := 0.1.0
+PREFIX ?= /usr/local
+CC ?= cc
+ifeq ($(origin CC),default)
+CC := cc
+endif
+
+ifeq ($(SAN),1)
+BUILD ?= build-san
+MODE_CFLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
+MODE_LDFLAGS := -fsanitize=address,undefined
+else ifeq ($(TSAN),1)
+BUILD ?= build-tsan
+MODE_CFLAGS := -O1 -g -fsanitize=thread
+MODE_LDFLAGS := -fsanitize=thread
+else
+BUILD ?= build
+MODE_CFLAGS := -O2 -g
+MODE_LDFLAGS :=
+endif
+
+UV_CFLAGS := $(shell pkg-config --cflags libuv 2>/dev/null)
+UV_LIBS := $(shell pkg-config --libs libuv 2>/dev/null || echo -luv)
+WARN := -Wall -Wextra -Wshadow -Wstrict-prototypes -Werror
+CFLAGS_ALL := -std=c11 -D_GNU_SOURCE $(WARN) $(MODE_CFLAGS) -fPIC -fvisibility=hidden \
+	-Iinclude -Isrc $(UV_CFLAGS) -DCREST_VERSION_STRING='"$(VERSION)"' $(CFLAGS)
+LDLIBS_ALL := $(UV_LIBS) -lpthread $(LDLIBS)
+
+LIB_SRC := $(sort $(wildcard src/*/*.c))
+APP_SRC := $(sort $(wildcard app/*.c))
+UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
+LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
+APP_OBJ := $(APP_SRC:%.c=$(BUILD)/obj/%.o)
+UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+EXAMPLES := $(patsubst examples/%.c,$(BUILD)/examples/%,$(sort $(wildcard examples/*.c)))
+ITAPP := $(BUILD)/tests/it_app
+
+.PHONY: all run test unit install uninstall clean format format-check fuzz deps
+all: $(BUILD)/libcrest.a $(BUILD)/libcrest.so $(BUILD)/crest $(BUILD)/crest.pc $(EXAMPLES)
+
+deps:
+	@scripts/deps.sh build
+
+run: deps
+	@$(MAKE) --no-print-directory all
+	$(BUILD)/crest demo $(ARGS)
+
+test:
+	@scripts/deps.sh test
+	@tests/run.sh
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -MMD -MP -c $< -o $@
+
+$(BUILD)/libcrest.a: $(LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/libcrest.so: $(LIB_OBJ)
+	$(CC) -shared -Wl,-soname,libcrest.so.0 $(MODE_LDFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS_ALL)
+
+$(BUILD)/crest: $(APP_OBJ) $(BUILD)/libcrest.a
+	$(CC) $(MODE_LDFLAGS) $(LDFLAGS) -o $@ $(APP_OBJ) $(BUILD)/libcrest.a $(LDLIBS_ALL)
+
+$(BUILD)/examples/%: examples/%.c $(BUILD)/libcrest.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) $(MODE_LDFLAGS) -o $@ $< $(BUILD)/libcrest.a $(LDLIBS_ALL)
+
+$(BUILD)/crest.pc: Makefile
+	@mkdir -p $(dir $@)
+	printf 'prefix=%s\nlibdir=$${prefix}/lib\nincludedir=$${prefix}/include\n\nName: crest\nDescription: HTTP/1.1 server runtime and framework on libuv\nVersion: %s\nRequires.private: libuv\nLibs: -L$${libdir} -lcrest\nLibs.private: -lpthread\nCflags: -I$${includedir}\n' '$(PREFIX)' '$(VERSION)' > $@
+
+# Unit tests link the static library, whose internal (hidden) symbols stay linkable.
+$(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libcrest.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) $(MODE_LDFLAGS) -o $@ $< $(BUILD)/libcrest.a $(LDLIBS_ALL) -lcmocka
+
+# The integration-test app: the public API's corners the demo does not reach (async answers,
+# middleware, streaming).
+$(ITAPP): tests/it/it_app.c $(BUILD)/libcrest.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) $(MODE_LDFLAGS) -o $@ $< $(BUILD)/libcrest.a $(LDLIBS_ALL)
+
+unit: $(UNIT_BIN) $(ITAPP)
+
+# libFuzzer targets: fuzz/<name>/fuzz_<name>.c, built with clang into build-fuzz/.
+FUZZ_DIRS := $(sort $(wildcard fuzz/*/))
+FUZZ_BIN := $(foreach d,$(FUZZ_DIRS),build-fuzz/fuzz_$(notdir $(patsubst %/,%,$(d))))
+fuzz: $(FUZZ_BIN)
+build-fuzz/fuzz_%: fuzz/%/fuzz_%.c $(LIB_SRC)
+	@mkdir -p $(dir $@)
+	clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude -Isrc \
+		$(UV_CFLAGS) -DCREST_VERSION_STRING='"$(VERSION)"' -o $@ $< $(LIB_SRC) $(LDLIBS_ALL)
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/include/crest
+	install -m 755 $(BUILD)/crest $(DESTDIR)$(PREFIX)/bin/crest
+	install -m 644 $(BUILD)/libcrest.a $(DESTDIR)$(PREFIX)/lib/libcrest.a
+	install -m 755 $(BUILD)/libcrest.so $(DESTDIR)$(PREFIX)/lib/libcrest.so.$(VERSION)
+	ln -sf libcrest.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/libcrest.so.0
+	ln -sf libcrest.so.0 $(DESTDIR)$(PREFIX)/lib/libcrest.so
+	install -m 644 include/crest.h $(DESTDIR)$(PREFIX)/include/crest.h
+	install -m 644 include/crest/*.h include/crest/*.def $(DESTDIR)$(PREFIX)/include/crest/
+	install -m 644 $(BUILD)/crest.pc $(DESTDIR)$(PREFIX)/lib/pkgconfig/crest.pc
+
+uninstall:
+	rm -rf $(DESTDIR)$(PREFIX)/bin/crest $(DESTDIR)$(PREFIX)/lib/libcrest.* \
+		$(DESTDIR)$(PREFIX)/include/crest.h $(DESTDIR)$(PREFIX)/include/crest \
+		$(DESTDIR)$(PREFIX)/lib/pkgconfig/crest.pc
+
+FORMAT_SRC = $(shell git ls-files '*.c' '*.h' 2>/dev/null)
+format:
+	clang-format -i $(FORMAT_SRC)
+format-check:
+	clang-format --dry-run --Werror $(FORMAT_SRC)
+
+clean:
+	rm -rf build build-san build-tsan build-clang build-fuzz
+
+-include $(LIB_OBJ:.o=.d) $(APP_OBJ:.o=.d)

@@ -1,0 +1,22 @@
+/* Command-line flags shared by `crest demo` and the test app: the server's limits and timeouts. */
+#ifndef CREST_APP_CLI_H
+#define CREST_APP_CLI_H
+
+#include "crest.h"
+
+typedef struct {
+    crest_app_opts_t app;
+    int quiet; /* no log lines on stderr */
+} cli_opts_t;
+
+enum { CLI_RUN = 0, CLI_EXIT_OK = 1, CLI_EXIT_USAGE = 2 };
+
+/* Parse argv[first..argc) into `out` (filled with defaults and env PORT first). Prints help
+ * (CLI_EXIT_OK) or a one-line error on stderr (CLI_EXIT_USAGE). */
+int cli_parse(int argc, char **argv, int first, const char *command, cli_opts_t *out);
+/* Listen, print the listening line, run until stopped; returns the process exit status. */
+int cli_serve(crest_app_t *app, const cli_opts_t *opts);
+/* The log hook: one line per message on stderr. */
+void cli_log(void *data, crest_log_level_t level, const char *msg);
+
+#endif

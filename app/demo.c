@@ -1,0 +1,110 @@
+/* The demo app (CONTRACT.md), written only against the public header. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+#include "demo.h"
+
+static int on_plaintext(crest_req_t *req, void *data) {
+    (void)data;
+    static const char body[] = "Hello, World!";
+    return crest_res_send(req, 200, "text/plain", body, sizeof(body) - 1);
+}
+
+static int on_json(crest_req_t *req, void *data) {
+    (void)data;
+    /* Serialised per request, as the TechEmpower rules ask; the buffer lives on the stack. */
+    static const char msg[] = "Hello, World!";
+    char mem[64];
+    crest_buf_t b = CREST_BUF_ON(mem);
+    crest_buf_puts(&b, "{\"message\":");
+    crest_buf_json_str(&b, msg, sizeof(msg) - 1);
+    crest_buf_puts(&b, "}");
+    return crest_res_send_buf(req, 200, "application/json", &b);
+}
+
+static int on_echo(crest_req_t *req, void *data) {
+    (void)data;
+    crest_str_t body = crest_req_body(req);
+    crest_str_t ct = crest_req_header(req, "Content-Type");
+    /* The header value is a view into the request; the response wants a C string. */
+    char ctype[256];
+    const char *type = "application/octet-stream";
+    if (ct.ptr != NULL && ct.len < sizeof(ctype)) {
+        memcpy(ctype, ct.ptr, ct.len);
+        ctype[ct.len] = '\0';
+        type = ctype;
+    } else if (ct.ptr != NULL) {
+        type = crest_req_keep(req, ct).ptr;
+        if (type == NULL)
+            return CREST_ENOMEM;
+    }
+    return crest_res_send(req, 200, type, body.ptr, body.len);
+}
+
+static int on_healthz(crest_req_t *req, void *data) {
+    (void)data;
+    return crest_res_send(req, 200, "text/plain", "ok\n", 3);
+}
+
+static int on_metrics(crest_req_t *req, void *data) {
+    crest_app_t *app = data;
+    crest_buf_t b = CREST_BUF_INIT;
+    int codes[128];
+    uint64_t counts[128];
+    size_t n = crest_app_status_counts(app, codes, counts, 128);
+    crest_stats_t s;
+    crest_app_stats(app, &s);
+    crest_buf_puts(&b, "# HELP crest_requests_total Responses sent, by status code.\n"
+                       "# TYPE crest_requests_total counter\n");
+    for (size_t i = 0; i < n && i < 128; i++)
+        crest_buf_printf(&b, "crest_requests_total{status=\"%d\"} %llu\n", codes[i],
+                         (unsigned long long)counts[i]);
+    crest_buf_printf(&b,
+                     "# HELP crest_open_connections Client connections open now.\n"
+                     "# TYPE crest_open_connections gauge\n"
+                     "crest_open_connections %llu\n"
+                     "# HELP crest_connections_accepted_total Client connections accepted.\n"
+                     "# TYPE crest_connections_accepted_total counter\n"
+                     "crest_connections_accepted_total %llu\n"
+                     "# HELP crest_rejected_requests_total Requests rejected as malformed or "
+                     "over a limit.\n"
+                     "# TYPE crest_rejected_requests_total counter\n"
+                     "crest_rejected_requests_total %llu\n",
+                     (unsigned long long)s.open_connections,
+                     (unsigned long long)s.accepted_connections,
+                     (unsigned long long)s.rejected_requests);
+    return crest_res_send_buf(req, 200, "text/plain; version=0.0.4; charset=utf-8", &b);
+}
+
+int demo_main(int argc, char **argv, int first) {
+    cli_opts_t opts;
+    int rc = cli_parse(argc, argv, first, "demo", &opts);
+    if (rc != CLI_RUN)
+        return rc == CLI_EXIT_OK ? 0 : 2;
+    crest_app_t *app = crest_app_new(&opts.app);
+    if (app == NULL) {
+        fprintf(stderr, "crest: out of memory\n");
+        return 1;
+    }
+    struct {
+        const char *method, *path;
+        crest_handler_cb cb;
+    } routes[] = {
+        {"GET", "/plaintext", on_plaintext}, {"GET", "/json", on_json},
+        {"POST", "/echo", on_echo},          {"GET", "/healthz", on_healthz},
+        {"GET", "/metrics", on_metrics},
+    };
+    for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
+        rc = crest_app_route(app, routes[i].method, routes[i].path, routes[i].cb, app);
+        if (rc != 0) {
+            fprintf(stderr, "crest: route %s %s: %s\n", routes[i].method, routes[i].path,
+                    crest_strerror(rc));
+            crest_app_free(app);
+            return 1;
+        }
+    }
+    rc = cli_serve(app, &opts);
+    crest_app_free(app);
+    return rc;
+}

@@ -1,0 +1,131 @@
+/* The application: options, routes, middleware, running and stopping, loop threads.
+ *
+ * Build an app on one thread (routes and middleware are fixed once crest_app_run() starts), then
+ * crest_app_run() starts N loop threads, each with its own event loop and its own listening
+ * socket on the same port (SO_REUSEPORT), and blocks until the app stops. */
+#ifndef CREST_APP_H
+#define CREST_APP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "crest/export.h"
+#include "crest/http.h"
+
+typedef struct crest_app_s crest_app_t;
+
+typedef enum { CREST_LOG_ERROR, CREST_LOG_WARN, CREST_LOG_INFO, CREST_LOG_DEBUG } crest_log_level_t;
+
+/* The library never prints; it hands log lines to this hook (any thread may call it, so it must
+ * be thread-safe). `msg` is NUL-terminated and has no trailing newline. */
+typedef void (*crest_log_cb)(void *data, crest_log_level_t level, const char *msg);
+
+typedef struct {
+    const char *host;        /* address to listen on; default "127.0.0.1" */
+    int port;                /* default 8080; 0 picks a free port (see crest_app_port) */
+    int threads;             /* loop threads; 0 (default) means the number of CPUs */
+    int backlog;             /* listen backlog; default 1024 */
+    size_t max_request_line; /* default 8 KiB; longer -> 414 */
+    size_t max_header_bytes; /* whole request head; default 16 KiB; larger -> 431 */
+    size_t max_headers;      /* header fields; default 100, at most 128; more -> 431 */
+    size_t max_body;         /* request body; default 1 MiB; larger -> 413 */
+    size_t max_output;       /* bytes queued for a slow reader before crest stops reading from
+                                it (pipelined requests wait); default 1 MiB */
+    uint32_t header_timeout_ms;    /* from the first byte of a request to its full head; 10 s */
+    uint32_t body_timeout_ms;      /* between reads of a request body; default 30 s */
+    uint32_t keepalive_timeout_ms; /* an idle keep-alive connection; default 5 s */
+    uint32_t shutdown_timeout_ms;  /* grace for requests in flight at shutdown; default 10 s */
+    const char *server_name;       /* the Server header; default "crest" */
+    crest_log_cb log;              /* default: none (silent) */
+    void *log_data;
+    int handle_signals; /* nonzero (default): SIGINT and SIGTERM stop the app gracefully */
+} crest_app_opts_t;
+
+/* Fill `opts` with the defaults above. */
+CREST_API void crest_app_opts_default(crest_app_opts_t *opts);
+
+/* A new app with a copy of `opts` (NULL for the defaults; strings are copied). NULL only when
+ * memory ran out. Free it with crest_app_free() after crest_app_run() returns. */
+CREST_API crest_app_t *crest_app_new(const crest_app_opts_t *opts);
+/* Free an app that is not running. crest_app_free(NULL) does nothing. */
+CREST_API void crest_app_free(crest_app_t *app);
+
+/* The first field of crest_app_t is free for the user: crest_app_data(app) returns its address. */
+CREST_API void **crest_app_data(crest_app_t *app);
+
+/* Add a route. `method` is a method token ("GET", "POST", ...; a route for GET also answers
+ * HEAD without a body). `pattern` is a path of segments: a literal ("users"), a parameter
+ * (":id", one whole segment) or, as the last segment, "*" (the rest of the path, maybe empty).
+ * The same path with other methods shares the node; a path with no handler for the request's
+ * method gets 405 with Allow. Returns 0, CREST_EEXIST for a duplicate method and pattern,
+ * CREST_EINVAL for a malformed pattern (or conflicting parameter names at one position),
+ * CREST_EBUSY once running, CREST_ENOMEM. `data` is passed to the handler. */
+CREST_API int crest_app_route(crest_app_t *app, const char *method, const char *pattern,
+                              crest_handler_cb handler, void *data);
+
+/* Add middleware for every request whose path is `prefix` or lies below it ("/api" matches
+ * "/api" and "/api/x", not "/apix"; "/" or NULL matches all). Middleware runs in the order added,
+ * before routing; it returns CREST_NEXT to pass on or 0 when it has answered (short-circuit).
+ * Same errors as crest_app_route(). */
+CREST_API int crest_app_use(crest_app_t *app, const char *prefix, crest_handler_cb mw,
+                            void *data);
+
+/* Handler for requests no route matches (default: 404 text). */
+CREST_API void crest_app_not_found(crest_app_t *app, crest_handler_cb handler, void *data);
+
+/* Bind the listening sockets now (crest_app_run() does it if not done), so that errors such as
+ * CREST_EADDRINUSE come back before threads start and crest_app_port() knows the port.
+ * Returns 0 or a negative error. */
+CREST_API int crest_app_listen(crest_app_t *app);
+/* The bound port (useful with port 0); 0 before crest_app_listen(). */
+CREST_API int crest_app_port(const crest_app_t *app);
+/* The number of loop threads; 0 before crest_app_listen(). */
+CREST_API int crest_app_threads(const crest_app_t *app);
+
+/* Start the loop threads and block until the app stops (a signal, or crest_app_stop()), in-flight
+ * requests finish or shutdown_timeout passes, and every thread has exited. Returns 0 or a
+ * negative error from start-up. Call once per app. */
+CREST_API int crest_app_run(crest_app_t *app);
+
+/* Ask a running app to stop gracefully: stop accepting, let requests in flight finish (at most
+ * shutdown_timeout_ms), close idle connections. Any thread; also safe from a signal handler. */
+CREST_API void crest_app_stop(crest_app_t *app);
+
+/* ---- loop threads ---- */
+
+typedef void (*crest_loop_cb)(crest_loop_t *loop, void *arg);
+
+/* Run cb(loop, arg) on `loop`'s thread soon. Any thread. Returns 0, CREST_ENOMEM, or
+ * CREST_ECANCELED when the loop has already stopped (cb will not run). cb never runs before this
+ * returns. */
+CREST_API int crest_loop_post(crest_loop_t *loop, crest_loop_cb cb, void *arg);
+/* Run cb(loop, arg) on `loop`'s thread after `ms` milliseconds (on the loop's timer wheel, so
+ * with its tick of about 100 ms for long delays; delays under a tick use a precise timer).
+ * Only from `loop`'s own thread. Returns 0 or CREST_ENOMEM. */
+CREST_API int crest_loop_after(crest_loop_t *loop, uint64_t ms, crest_loop_cb cb, void *arg);
+/* The loop's index, 0 .. threads-1. */
+CREST_API int crest_loop_index(const crest_loop_t *loop);
+
+/* ---- statistics (for /metrics) ---- */
+
+typedef struct {
+    uint64_t requests;              /* responses sent */
+    uint64_t by_status[6];          /* responses by class: [1] 1xx .. [5] 5xx */
+    uint64_t open_connections;      /* now */
+    uint64_t accepted_connections;  /* since start */
+    uint64_t rejected_requests;     /* malformed or over a limit (4xx/5xx from the parser) */
+} crest_stats_t;
+
+/* Responses counted by exact status code: crest_app_status_count(app, 404). Any thread. */
+CREST_API uint64_t crest_app_status_count(const crest_app_t *app, int status);
+/* Every status code with a nonzero count, in ascending order: fills codes/counts up to `max`
+ * and returns how many there were. Any thread. */
+CREST_API size_t crest_app_status_counts(const crest_app_t *app, int *codes, uint64_t *counts,
+                                         size_t max);
+/* Sum the per-thread counters. Any thread; the figures are a moment's snapshot. */
+CREST_API void crest_app_stats(const crest_app_t *app, crest_stats_t *out);
+
+/* The library's version, "MAJOR.MINOR.PATCH". */
+CREST_API const char *crest_version(void);
+
+#endif

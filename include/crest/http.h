@@ -1,0 +1,139 @@
+/* Requests and responses.
+ *
+ * A crest_req_t is one HTTP request and its response. It belongs to the loop thread that read it:
+ * call these functions only from that thread (a worker or another thread posts back with
+ * crest_loop_post()). A handler answers at once, or later by keeping the pointer and calling one
+ * of the finishing calls (crest_res_send*, crest_res_end) on the same thread. After a finishing
+ * call the request is gone; do not touch it again.
+ *
+ * Views into the request (crest_str_t fields, headers, params, body) point into the connection's
+ * read buffer and are valid only during the handler call. A handler that answers later copies what
+ * it needs first (crest_req_alloc() gives memory that lives as long as the request). */
+#ifndef CREST_HTTP_H
+#define CREST_HTTP_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "crest/export.h"
+
+/* A byte string that is not NUL-terminated. */
+typedef struct {
+    const char *ptr;
+    size_t len;
+} crest_str_t;
+
+typedef struct {
+    crest_str_t name;
+    crest_str_t value;
+} crest_header_t;
+
+typedef enum {
+    CREST_METHOD_OTHER = 0,
+#define CREST_METHOD(id, token) CREST_METHOD_##id,
+#include "crest/method.def"
+#undef CREST_METHOD
+    CREST_METHOD__COUNT
+} crest_method_t;
+
+typedef struct crest_req_s crest_req_t;
+typedef struct crest_loop_s crest_loop_t;
+
+/* What a handler or middleware returns: CREST_NEXT passes the request on, 0 means the callee has
+ * taken charge of the response (answered now or will answer later), a negative CREST_E* code
+ * makes crest answer 500 (503 for CREST_ENOMEM) unless a response was already started. */
+#define CREST_NEXT 1
+
+typedef int (*crest_handler_cb)(crest_req_t *req, void *data);
+
+/* Called when the client goes away before a later answer was sent. The request stays valid
+ * until the application makes its finishing call, which then frees it and sends nothing. */
+typedef void (*crest_abort_cb)(crest_req_t *req, void *arg);
+
+/* Releases a borrowed body once it has been written (or the connection died). */
+typedef void (*crest_release_cb)(void *arg);
+
+/* ---- request ---- */
+
+/* The method as a known id (CREST_METHOD_OTHER for an extension method). */
+CREST_API crest_method_t crest_req_method(const crest_req_t *req);
+/* The method token as sent, e.g. "GET". */
+CREST_API crest_str_t crest_req_method_str(const crest_req_t *req);
+/* The request-target up to '?', as sent (not percent-decoded). */
+CREST_API crest_str_t crest_req_path(const crest_req_t *req);
+/* The query string after '?', without it; empty when absent. */
+CREST_API crest_str_t crest_req_query(const crest_req_t *req);
+/* The raw value of query parameter `name` ("a" in "?a=1&b" is "1", "b" is ""); .ptr NULL when
+ * absent. Not percent-decoded. */
+CREST_API crest_str_t crest_req_query_param(const crest_req_t *req, const char *name);
+/* The first header named `name` (ASCII case-insensitive), value without surrounding spaces;
+ * .ptr NULL when absent. */
+CREST_API crest_str_t crest_req_header(const crest_req_t *req, const char *name);
+/* All header fields in arrival order; *count receives their number. */
+CREST_API const crest_header_t *crest_req_headers(const crest_req_t *req, size_t *count);
+/* A route parameter: for route "/users/:id", crest_req_param(req, "id"); for a trailing "*",
+ * the name "*". .ptr NULL when the route has no such parameter. */
+CREST_API crest_str_t crest_req_param(const crest_req_t *req, const char *name);
+/* The whole request body (buffered up to the app's max_body before the handler runs, chunked
+ * framing removed). Empty when there is none. */
+CREST_API crest_str_t crest_req_body(const crest_req_t *req);
+/* HTTP minor version: 0 for HTTP/1.0, 1 for HTTP/1.1. */
+CREST_API int crest_req_version(const crest_req_t *req);
+/* The loop thread that owns the request, for crest_loop_post() from other threads. */
+CREST_API crest_loop_t *crest_req_loop(const crest_req_t *req);
+/* Memory that lives until the request is finished and freed with it; NULL when out of memory. */
+CREST_API void *crest_req_alloc(crest_req_t *req, size_t size);
+/* Copy a view into request-lifetime memory (NUL-terminated as well); .ptr NULL when out of memory. */
+CREST_API crest_str_t crest_req_keep(crest_req_t *req, crest_str_t s);
+/* Register a callback for a client that leaves before a later answer. Replaces an earlier one. */
+CREST_API void crest_req_on_abort(crest_req_t *req, crest_abort_cb cb, void *arg);
+/* Nonzero once the client has gone; a finishing call then only frees the request. */
+CREST_API int crest_req_aborted(const crest_req_t *req);
+
+/* ---- response ----
+ * Server, Date and Content-Length (or Transfer-Encoding: chunked) are added by crest. */
+
+/* Add a response header (copied). Call before the response is sent or started. Returns 0,
+ * CREST_EINVAL for a name or value with characters not allowed in a field, CREST_EALREADY when
+ * the response was already started, CREST_ENOMEM. */
+CREST_API int crest_res_header(crest_req_t *req, const char *name, const char *value);
+
+/* Send a complete response; the body is copied. content_type may be NULL for none. Finishing
+ * call. Returns 0, or CREST_ECANCELED when the client had gone (the request is freed either way). */
+CREST_API int crest_res_send(crest_req_t *req, int status, const char *content_type,
+                             const void *body, size_t len);
+
+/* As crest_res_send() but the body is borrowed: crest writes it without copying and calls
+ * release(arg) once it is no longer needed (also when the client has gone). release may be NULL
+ * for static memory. Finishing call. */
+CREST_API int crest_res_send_borrowed(crest_req_t *req, int status, const char *content_type,
+                                      const void *body, size_t len, crest_release_cb release,
+                                      void *arg);
+
+/* Send a status with a short text/plain body naming it ("Not Found\n"). Finishing call. */
+CREST_API int crest_res_status(crest_req_t *req, int status);
+
+/* Send `json` (already serialised) as application/json. Finishing call. */
+CREST_API int crest_res_json(crest_req_t *req, int status, const char *json, size_t len);
+
+/* Start a streamed response with Transfer-Encoding: chunked (HTTP/1.1) or close-delimited
+ * (HTTP/1.0). Then crest_res_write() any number of times and crest_res_end() to finish. */
+CREST_API int crest_res_start(crest_req_t *req, int status, const char *content_type);
+/* Write one piece of a started response (copied; an empty piece is ignored). Returns 0,
+ * CREST_ECANCELED when the client has gone, CREST_EINVAL when not started. */
+CREST_API int crest_res_write(crest_req_t *req, const void *data, size_t len);
+/* Bytes written by this connection but not yet accepted by the kernel: a streaming handler
+ * should slow down when this grows. */
+CREST_API size_t crest_res_buffered(const crest_req_t *req);
+/* Finish a started response. Finishing call. */
+CREST_API int crest_res_end(crest_req_t *req);
+
+/* ---- helpers ---- */
+
+/* The reason phrase of a status ("Not Found"); "Unknown" for codes crest does not list. */
+CREST_API const char *crest_status_reason(int status);
+/* The token of a method id ("GET"); NULL for CREST_METHOD_OTHER or out of range. */
+CREST_API const char *crest_method_name(crest_method_t method);
+
+#endif

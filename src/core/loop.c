@@ -1,0 +1,132 @@
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+/* The inbox is a mutex-guarded list drained on a uv_async_t wake-up. Posting is rare next to
+ * request handling (job completions, shutdown, cross-thread publish), and uv_async_send already
+ * coalesces wake-ups, so a lock held for two pointer stores costs nothing measurable. */
+
+void crest__count(_Atomic uint64_t *c, int64_t delta) {
+    /* One writer per counter: a relaxed load and store avoid a locked read-modify-write on the
+     * request path while readers on other threads still see whole values. */
+    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + (uint64_t)delta,
+                          memory_order_relaxed);
+}
+
+static void on_inbox(uv_async_t *a) {
+    crest_loop_t *loop = CREST__CONTAINER_OF(a, crest_loop_t, inbox_async);
+    pthread_mutex_lock(&loop->inbox_lock);
+    crest__msg_t *m = loop->inbox_head;
+    loop->inbox_head = loop->inbox_tail = NULL;
+    pthread_mutex_unlock(&loop->inbox_lock);
+    while (m != NULL) {
+        crest__msg_t *next = m->next;
+        m->cb(loop, m->arg);
+        free(m);
+        m = next;
+    }
+}
+
+int crest_loop_post(crest_loop_t *loop, crest_loop_cb cb, void *arg) {
+    crest__msg_t *m = malloc(sizeof(*m));
+    if (m == NULL)
+        return CREST_ENOMEM;
+    m->next = NULL;
+    m->cb = cb;
+    m->arg = arg;
+    pthread_mutex_lock(&loop->inbox_lock);
+    if (loop->inbox_closed) {
+        pthread_mutex_unlock(&loop->inbox_lock);
+        free(m);
+        return CREST_ECANCELED;
+    }
+    if (loop->inbox_tail)
+        loop->inbox_tail->next = m;
+    else
+        loop->inbox_head = m;
+    loop->inbox_tail = m;
+    /* Sent under the lock so that the loop cannot close the async handle in between. */
+    uv_async_send(&loop->inbox_async);
+    pthread_mutex_unlock(&loop->inbox_lock);
+    return 0;
+}
+
+typedef struct {
+    uv_timer_t timer;
+    crest_loop_t *loop;
+    crest_loop_cb cb;
+    void *arg;
+} after_t;
+
+static void after_on_close(uv_handle_t *h) {
+    free(CREST__CONTAINER_OF(h, after_t, timer));
+}
+
+static void after_on_timer(uv_timer_t *t) {
+    after_t *a = CREST__CONTAINER_OF(t, after_t, timer);
+    a->cb(a->loop, a->arg);
+    uv_close((uv_handle_t *)t, after_on_close);
+}
+
+int crest_loop_after(crest_loop_t *loop, uint64_t ms, crest_loop_cb cb, void *arg) {
+    after_t *a = malloc(sizeof(*a));
+    if (a == NULL)
+        return CREST_ENOMEM;
+    a->loop = loop;
+    a->cb = cb;
+    a->arg = arg;
+    uv_timer_init(&loop->uv, &a->timer);
+    uv_timer_start(&a->timer, after_on_timer, ms, 0);
+    return 0;
+}
+
+int crest_loop_index(const crest_loop_t *loop) {
+    return loop->index;
+}
+
+int crest__loop_init(crest_loop_t *loop, crest_app_t *app, int index) {
+    memset(loop, 0, sizeof(*loop));
+    loop->app = app;
+    loop->index = index;
+    loop->listen_fd = -1;
+    int rc = uv_loop_init(&loop->uv);
+    if (rc)
+        return rc;
+    loop->uv.data = loop;
+    pthread_mutex_init(&loop->inbox_lock, NULL);
+    uv_async_init(&loop->uv, &loop->inbox_async, on_inbox);
+    crest__wheel_init(&loop->wheel, &loop->uv);
+    uv_timer_init(&loop->uv, &loop->shutdown_timer);
+    return 0;
+}
+
+static void close_any(uv_handle_t *h, void *arg) {
+    (void)arg;
+    if (!uv_is_closing(h))
+        uv_close(h, NULL);
+}
+
+void crest__loop_run(crest_loop_t *loop) {
+    uv_run(&loop->uv, UV_RUN_DEFAULT);
+    /* Whatever is left (only after a forced stop) is closed so that the loop can be freed. */
+    uv_walk(&loop->uv, close_any, NULL);
+    uv_run(&loop->uv, UV_RUN_DEFAULT);
+}
+
+void crest__loop_dispose(crest_loop_t *loop) {
+    pthread_mutex_lock(&loop->inbox_lock);
+    loop->inbox_closed = 1;
+    crest__msg_t *m = loop->inbox_head;
+    loop->inbox_head = loop->inbox_tail = NULL;
+    pthread_mutex_unlock(&loop->inbox_lock);
+    while (m != NULL) { /* posted after the loop stopped: never run, as documented */
+        crest__msg_t *next = m->next;
+        free(m);
+        m = next;
+    }
+    uv_walk(&loop->uv, close_any, NULL);
+    uv_run(&loop->uv, UV_RUN_DEFAULT);
+    uv_loop_close(&loop->uv);
+    pthread_mutex_destroy(&loop->inbox_lock);
+}

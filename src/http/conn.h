@@ -1,0 +1,92 @@
+/* Connection and request internals shared by the files of src/http. */
+#ifndef CREST_HTTP_CONN_H
+#define CREST_HTTP_CONN_H
+
+#include "http/parser.h"
+#include "http/router.h"
+#include "internal.h"
+
+/* The bytes of a request that has not fully arrived (it exists only then: an idle connection
+ * has none). The request always starts at buf[0]. Owner: its connection. */
+typedef struct {
+    char *buf;
+    size_t len;
+    size_t cap;
+    size_t scanned;  /* head scan state for crest__http_parse_head */
+    size_t head_len; /* 0 until the head is complete */
+    size_t body_len; /* decoded body bytes at buf[head_len ..] */
+    size_t raw_off;  /* chunked: first byte not decoded yet */
+    crest__http_chunked_t chunked;
+    unsigned continue_sent : 1;
+    unsigned header_timer : 1; /* the header deadline is armed for this request */
+} crest__rx_t;
+
+/* Output being written by libuv: `inflight` was handed to uv_write, `pending` collects what
+ * comes meanwhile. Exists only while a write is in progress. Owner: its connection. */
+typedef struct {
+    uv_write_t req;
+    crest__outq_t inflight;
+    crest__outq_t pending;
+    uv_buf_t *bufs;
+    size_t nbufs;
+} crest__tx_t;
+
+enum {
+    CONN_CLOSE_AFTER_WRITE = 1 << 0, /* the last response said Connection: close */
+    CONN_CLOSING = 1 << 1,           /* uv_close called */
+    CONN_LINGERING = 1 << 2,         /* write side shut down, draining input until EOF */
+    CONN_IN_DISPATCH = 1 << 3,       /* inside the read batch: flush at its end */
+    CONN_READ_PAUSED = 1 << 4,
+    CONN_SHUTDOWN = 1 << 5,          /* uv_shutdown requested */
+};
+
+/* One client connection; lives on one loop thread. About 330 bytes when idle. */
+struct crest__conn_s {
+    uv_tcp_t tcp;
+    crest__wheel_node_t timer; /* header, body, keep-alive or linger deadline */
+    crest__rx_t *rx;
+    crest__tx_t *tx;
+    crest_req_t *req; /* the request being answered later, if any */
+    uint32_t flags;
+    uint32_t requests; /* served on this connection */
+};
+
+struct crest_req_s {
+    void *data;
+    crest__conn_t *conn; /* NULL once the client has gone */
+    crest_loop_t *loop;
+    crest__http_head_t *head; /* valid only during the handler call */
+    crest_str_t body;
+    crest__match_t *match;    /* valid only during the handler call */
+    crest_buf_t res_headers;  /* extra response header lines, "Name: value\r\n" each */
+    void *arena;              /* crest_req_alloc blocks */
+    crest_abort_cb abort_cb;
+    void *abort_arg;
+    crest_req_t *next_free;
+    int method;
+    int status;
+    unsigned version_minor : 1;
+    unsigned keep_alive : 1;
+    unsigned head_only : 1; /* HEAD: headers only */
+    unsigned started : 1;   /* a streamed response is under way */
+    unsigned chunked : 1;   /* the streamed response uses chunked framing */
+    unsigned aborted : 1;
+};
+
+/* server.c */
+void crest__conn_close(crest__conn_t *c);
+/* A request answered later just finished: flush and continue with buffered input. */
+void crest__conn_request_done(crest__conn_t *c);
+/* Append to the output of the connection (the loop's batch, or the pending write). */
+crest__outq_t *crest__conn_out(crest__conn_t *c);
+/* Write what was appended with crest__conn_out (unless a read batch will do it at its end). */
+void crest__conn_flush(crest__conn_t *c);
+
+/* response.c */
+crest_req_t *crest__req_new(crest_loop_t *loop, crest__conn_t *c);
+void crest__req_free(crest_req_t *req);
+/* Send an error answer for a rejected request; the connection closes afterwards. */
+void crest__send_error(crest__conn_t *c, int status, int version_minor);
+const char *crest__status_line(int status, size_t *len);
+
+#endif

@@ -1,0 +1,40 @@
+/* The router: a radix tree over path bytes with `:param` segments and a trailing `*`. Built once
+ * before the app runs, then only read (by every loop thread, without locks). No libuv. */
+#ifndef CREST_HTTP_ROUTER_H
+#define CREST_HTTP_ROUTER_H
+
+#include <stddef.h>
+
+#include "crest/http.h"
+
+#define CREST__MAX_PARAMS 16
+
+typedef struct crest__router_s crest__router_t;
+
+typedef struct {
+    crest_handler_cb cb;
+    void *data;
+} crest__route_t;
+
+typedef struct {
+    const crest__route_t *route; /* set when the result is 200 */
+    unsigned allowed;            /* with 405: bit (1 << method id) for every method the path has */
+    size_t nparams;
+    crest_str_t names[CREST__MAX_PARAMS];
+    crest_str_t values[CREST__MAX_PARAMS];
+} crest__match_t;
+
+crest__router_t *crest__router_new(void);
+void crest__router_free(crest__router_t *r);
+/* 0, CREST_EEXIST, CREST_EINVAL (malformed pattern, unknown method, a parameter name that differs
+ * from another route's at the same position), CREST_ENOMEM. */
+int crest__router_add(crest__router_t *r, int method_id, const char *pattern, crest_handler_cb cb,
+                      void *data);
+/* Match a path: 200 (m->route set; HEAD falls back to GET), 404, or 405 (m->allowed set).
+ * Parameter values point into `path`. Static segments win over parameters, parameters over `*`. */
+int crest__router_match(const crest__router_t *r, int method_id, const char *path, size_t len,
+                        crest__match_t *m);
+/* Write "GET, HEAD, POST" for an allowed mask into buf; returns the length. */
+size_t crest__router_allow(unsigned allowed, char *buf, size_t size);
+
+#endif

@@ -1,0 +1,166 @@
+/* Declarations shared between crest's modules (crest__ prefix); never installed. */
+#ifndef CREST_INTERNAL_H
+#define CREST_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#include <uv.h>
+
+#include "crest.h"
+
+#define CREST__CONTAINER_OF(ptr, type, field) ((type *)((char *)(ptr)-offsetof(type, field)))
+
+/* ---- core/log.c ---- */
+void crest__log(const crest_app_t *app, crest_log_level_t level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* ---- core/wheel.c: one hashed timer wheel per loop ----
+ * Connections embed a node instead of owning a uv_timer_t: arming, re-arming and disarming are
+ * O(1) list operations and an idle server with no deadlines takes no wake-ups. */
+#define CREST__WHEEL_TICK_MS 100
+#define CREST__WHEEL_SLOTS 256
+
+typedef struct crest__wheel_node_s crest__wheel_node_t;
+typedef void (*crest__wheel_cb)(crest__wheel_node_t *node);
+
+struct crest__wheel_node_s {
+    crest__wheel_node_t *next; /* NULL when not armed */
+    crest__wheel_node_t *prev;
+    uint64_t due;               /* in ticks */
+    crest__wheel_cb cb;
+};
+
+typedef struct {
+    uv_timer_t timer;
+    uint64_t tick;  /* last tick processed */
+    size_t armed;   /* nodes in the wheel */
+    crest__wheel_node_t slots[CREST__WHEEL_SLOTS]; /* list heads (circular, sentinel) */
+} crest__wheel_t;
+
+void crest__wheel_init(crest__wheel_t *w, uv_loop_t *loop);
+/* Run node->cb about `ms` from now (rounded up to a tick). Re-arming an armed node moves it. */
+void crest__wheel_arm(crest__wheel_t *w, crest__wheel_node_t *node, uint64_t ms);
+void crest__wheel_disarm(crest__wheel_t *w, crest__wheel_node_t *node);
+void crest__wheel_close(crest__wheel_t *w);
+
+/* ---- core/loop.c: loop threads and their inboxes ---- */
+typedef struct crest__msg_s {
+    struct crest__msg_s *next;
+    crest_loop_cb cb;
+    void *arg;
+} crest__msg_t;
+
+typedef struct crest__conn_s crest__conn_t;
+typedef struct crest__router_s crest__router_t;
+
+/* Output waiting to be written: copied bytes in `bytes` and borrowed pieces, in order. A segment
+ * with ext == NULL refers to bytes[off .. off+len) (offsets, because bytes may move as it grows). */
+typedef struct {
+    size_t off;
+    size_t len;
+    const char *ext;
+    crest_release_cb release;
+    void *arg;
+} crest__seg_t;
+
+typedef struct {
+    crest_buf_t bytes;
+    crest__seg_t *segs;
+    size_t nsegs;
+    size_t cap;
+    size_t total; /* bytes in all segments */
+} crest__outq_t;
+
+struct crest_loop_s {
+    void *data;
+    uv_loop_t uv;
+    int index;
+    crest_app_t *app;
+    uv_thread_t thread;
+    uv_async_t inbox_async;
+    pthread_mutex_t inbox_lock;
+    crest__msg_t *inbox_head; /* guarded by inbox_lock */
+    crest__msg_t *inbox_tail;
+    int inbox_closed;          /* guarded by inbox_lock: posts fail once set */
+    crest__wheel_t wheel;
+    uv_tcp_t listener;
+    int listen_fd;
+    uv_timer_t shutdown_timer;
+    int draining;
+    int stopped;
+    /* HTTP state, owned by this thread. */
+    char *scratch; /* read buffer shared by every connection of this loop */
+    size_t scratch_size;
+    crest__outq_t batch;        /* responses of the connection being processed */
+    crest__conn_t *batch_conn;  /* owner of `batch`, or NULL */
+    void *head;                 /* crest__http_head_t of the request being dispatched */
+    crest_req_t *free_reqs;     /* recycled request objects */
+    time_t date_sec;
+    char date_line[128];        /* "\r\nServer: ...\r\nDate: ...\r\n" (starts after status line) */
+    size_t date_line_len;
+    size_t server_line_len;     /* "\r\nServer: x" part for 1xx responses */
+    /* Counters: written only by this thread, read by any (relaxed atomics). */
+    _Atomic uint64_t status_counts[600];
+    _Atomic uint64_t open_conns;
+    _Atomic uint64_t accepted;
+    _Atomic uint64_t rejected;
+};
+
+int crest__loop_init(crest_loop_t *loop, crest_app_t *app, int index);
+/* Runs on the loop's thread until the loop stops; frees what crest__loop_init made. */
+void crest__loop_run(crest_loop_t *loop);
+/* Free the loop's resources after its thread ended (or when it never ran). */
+void crest__loop_dispose(crest_loop_t *loop);
+void crest__count(_Atomic uint64_t *c, int64_t delta); /* single-writer counter update */
+
+/* ---- http ---- */
+struct crest_app_s {
+    void *data;
+    crest_app_opts_t opts;
+    char *host;
+    char *server_name;
+    crest__router_t *router;
+    struct crest__mw_s *mws;
+    size_t nmws;
+    crest_handler_cb not_found;
+    void *not_found_data;
+    int running;
+    int port;
+    int *listen_fds;
+    int nthreads;
+    crest_loop_t *loops;
+    uv_loop_t control;      /* the thread in crest_app_run: signals and stop requests */
+    uv_async_t stop_async;
+    uv_async_t done_async; /* a loop thread ended */
+    uv_signal_t sigint;
+    uv_signal_t sigterm;
+    _Atomic int stop_requested;
+    _Atomic int threads_done;
+    int stops_seen;
+};
+
+typedef struct crest__mw_s {
+    char *prefix;
+    size_t len;
+    crest_handler_cb cb;
+    void *data;
+} crest__mw_t;
+
+/* http/server.c */
+void crest__http_on_connection(uv_stream_t *server, int status);
+int crest__http_loop_start(crest_loop_t *loop);    /* on the loop's thread: listen, buffers */
+void crest__http_loop_stop(crest_loop_t *loop);    /* on the loop's thread after it ran */
+void crest__http_loop_drain(crest_loop_t *loop);    /* start graceful shutdown on this loop */
+void crest__http_loop_force(crest_loop_t *loop);    /* shutdown timeout: close everything */
+void crest__http_date_refresh(crest_loop_t *loop);
+
+/* http/output.c */
+void crest__outq_free(crest__outq_t *q);
+int crest__outq_copy(crest__outq_t *q, const void *data, size_t len);
+int crest__outq_borrow(crest__outq_t *q, const void *data, size_t len, crest_release_cb release,
+                       void *arg);
+#endif
