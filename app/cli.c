@@ -129,10 +129,18 @@ int cli_parse(int argc, char **argv, int first, const char *command, cli_opts_t 
         } else {
             snprintf(name, sizeof(name), "%s", a);
         }
-        static const char *const known[] = {
-            "--host",           "--port",          "--threads",        "--max-request-line",
-            "--max-header-bytes", "--max-headers", "--max-body",       "--max-output",
-            "--header-timeout", "--body-timeout",  "--keepalive-timeout", "--shutdown-timeout"};
+        static const char *const known[] = {"--host",
+                                            "--port",
+                                            "--threads",
+                                            "--max-request-line",
+                                            "--max-header-bytes",
+                                            "--max-headers",
+                                            "--max-body",
+                                            "--max-output",
+                                            "--header-timeout",
+                                            "--body-timeout",
+                                            "--keepalive-timeout",
+                                            "--shutdown-timeout"};
         int k = -1;
         for (size_t j = 0; j < sizeof(known) / sizeof(known[0]); j++)
             if (strcmp(name, known[j]) == 0)
@@ -143,8 +151,7 @@ int cli_parse(int argc, char **argv, int first, const char *command, cli_opts_t 
         }
         if (val == NULL) {
             if (i + 1 >= argc) {
-                fprintf(stderr, "crest: %s needs a value (see 'crest %s --help')\n", name,
-                        command);
+                fprintf(stderr, "crest: %s needs a value (see 'crest %s --help')\n", name, command);
                 return CLI_EXIT_USAGE;
             }
             val = argv[++i];
@@ -164,18 +171,34 @@ int cli_parse(int argc, char **argv, int first, const char *command, cli_opts_t 
             rc = parse_int(name, val, 1, 256, &v);
             o->threads = (int)v;
             break;
-        case 3: rc = parse_size(name, val, &o->max_request_line); break;
-        case 4: rc = parse_size(name, val, &o->max_header_bytes); break;
+        case 3:
+            rc = parse_size(name, val, &o->max_request_line);
+            break;
+        case 4:
+            rc = parse_size(name, val, &o->max_header_bytes);
+            break;
         case 5:
             rc = parse_int(name, val, 1, 128, &v);
             o->max_headers = (size_t)v;
             break;
-        case 6: rc = parse_size(name, val, &o->max_body); break;
-        case 7: rc = parse_size(name, val, &o->max_output); break;
-        case 8: rc = parse_duration(name, val, &o->header_timeout_ms); break;
-        case 9: rc = parse_duration(name, val, &o->body_timeout_ms); break;
-        case 10: rc = parse_duration(name, val, &o->keepalive_timeout_ms); break;
-        case 11: rc = parse_duration(name, val, &o->shutdown_timeout_ms); break;
+        case 6:
+            rc = parse_size(name, val, &o->max_body);
+            break;
+        case 7:
+            rc = parse_size(name, val, &o->max_output);
+            break;
+        case 8:
+            rc = parse_duration(name, val, &o->header_timeout_ms);
+            break;
+        case 9:
+            rc = parse_duration(name, val, &o->body_timeout_ms);
+            break;
+        case 10:
+            rc = parse_duration(name, val, &o->keepalive_timeout_ms);
+            break;
+        case 11:
+            rc = parse_duration(name, val, &o->shutdown_timeout_ms);
+            break;
         }
         if (rc != 0)
             return CLI_EXIT_USAGE;

@@ -8,11 +8,11 @@
 extern "C" {
 #endif
 
-#include "crest/export.h"
-#include "crest/errno.h"
-#include "crest/http.h"
-#include "crest/buf.h"
 #include "crest/app.h"
+#include "crest/buf.h"
+#include "crest/errno.h"
+#include "crest/export.h"
+#include "crest/http.h"
 
 #define CREST_VERSION_MAJOR 0
 #define CREST_VERSION_MINOR 1

@@ -30,14 +30,14 @@ typedef void (*crest__wheel_cb)(crest__wheel_node_t *node);
 struct crest__wheel_node_s {
     crest__wheel_node_t *next; /* NULL when not armed */
     crest__wheel_node_t *prev;
-    uint64_t due;               /* in ticks */
+    uint64_t due; /* in ticks */
     crest__wheel_cb cb;
 };
 
 typedef struct {
     uv_timer_t timer;
-    uint64_t tick;  /* last tick processed */
-    size_t armed;   /* nodes in the wheel */
+    uint64_t tick;                                 /* last tick processed */
+    size_t armed;                                  /* nodes in the wheel */
     crest__wheel_node_t slots[CREST__WHEEL_SLOTS]; /* list heads (circular, sentinel) */
 } crest__wheel_t;
 
@@ -58,7 +58,8 @@ typedef struct crest__conn_s crest__conn_t;
 typedef struct crest__router_s crest__router_t;
 
 /* Output waiting to be written: copied bytes in `bytes` and borrowed pieces, in order. A segment
- * with ext == NULL refers to bytes[off .. off+len) (offsets, because bytes may move as it grows). */
+ * with ext == NULL refers to bytes[off .. off+len) (offsets, because bytes may move as it grows).
+ */
 typedef struct {
     size_t off;
     size_t len;
@@ -85,7 +86,7 @@ struct crest_loop_s {
     pthread_mutex_t inbox_lock;
     crest__msg_t *inbox_head; /* guarded by inbox_lock */
     crest__msg_t *inbox_tail;
-    int inbox_closed;          /* guarded by inbox_lock: posts fail once set */
+    int inbox_closed; /* guarded by inbox_lock: posts fail once set */
     crest__wheel_t wheel;
     uv_tcp_t listener;
     int listen_fd;
@@ -95,14 +96,14 @@ struct crest_loop_s {
     /* HTTP state, owned by this thread. */
     char *scratch; /* read buffer shared by every connection of this loop */
     size_t scratch_size;
-    crest__outq_t batch;        /* responses of the connection being processed */
-    crest__conn_t *batch_conn;  /* owner of `batch`, or NULL */
-    void *head;                 /* crest__http_head_t of the request being dispatched */
-    crest_req_t *free_reqs;     /* recycled request objects */
+    crest__outq_t batch;       /* responses of the connection being processed */
+    crest__conn_t *batch_conn; /* owner of `batch`, or NULL */
+    void *head;                /* crest__http_head_t of the request being dispatched */
+    crest_req_t *free_reqs;    /* recycled request objects */
     time_t date_sec;
-    char date_line[128];        /* "\r\nServer: ...\r\nDate: ...\r\n" (starts after status line) */
+    char date_line[128]; /* "\r\nServer: ...\r\nDate: ...\r\n" (starts after status line) */
     size_t date_line_len;
-    size_t server_line_len;     /* "\r\nServer: x" part for 1xx responses */
+    size_t server_line_len; /* "\r\nServer: x" part for 1xx responses */
     /* Counters: written only by this thread, read by any (relaxed atomics). */
     _Atomic uint64_t status_counts[600];
     _Atomic uint64_t open_conns;
@@ -133,7 +134,7 @@ struct crest_app_s {
     int *listen_fds;
     int nthreads;
     crest_loop_t *loops;
-    uv_loop_t control;      /* the thread in crest_app_run: signals and stop requests */
+    uv_loop_t control; /* the thread in crest_app_run: signals and stop requests */
     uv_async_t stop_async;
     uv_async_t done_async; /* a loop thread ended */
     uv_signal_t sigint;
@@ -152,10 +153,10 @@ typedef struct crest__mw_s {
 
 /* http/server.c */
 void crest__http_on_connection(uv_stream_t *server, int status);
-int crest__http_loop_start(crest_loop_t *loop);    /* on the loop's thread: listen, buffers */
-void crest__http_loop_stop(crest_loop_t *loop);    /* on the loop's thread after it ran */
-void crest__http_loop_drain(crest_loop_t *loop);    /* start graceful shutdown on this loop */
-void crest__http_loop_force(crest_loop_t *loop);    /* shutdown timeout: close everything */
+int crest__http_loop_start(crest_loop_t *loop);  /* on the loop's thread: listen, buffers */
+void crest__http_loop_stop(crest_loop_t *loop);  /* on the loop's thread after it ran */
+void crest__http_loop_drain(crest_loop_t *loop); /* start graceful shutdown on this loop */
+void crest__http_loop_force(crest_loop_t *loop); /* shutdown timeout: close everything */
 void crest__http_date_refresh(crest_loop_t *loop);
 
 /* http/output.c */

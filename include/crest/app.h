@@ -21,16 +21,16 @@ typedef enum { CREST_LOG_ERROR, CREST_LOG_WARN, CREST_LOG_INFO, CREST_LOG_DEBUG 
 typedef void (*crest_log_cb)(void *data, crest_log_level_t level, const char *msg);
 
 typedef struct {
-    const char *host;        /* address to listen on; default "127.0.0.1" */
-    int port;                /* default 8080; 0 picks a free port (see crest_app_port) */
-    int threads;             /* loop threads; 0 (default) means the number of CPUs */
-    int backlog;             /* listen backlog; default 1024 */
-    size_t max_request_line; /* default 8 KiB; longer -> 414 */
-    size_t max_header_bytes; /* whole request head; default 16 KiB; larger -> 431 */
-    size_t max_headers;      /* header fields; default 100, at most 128; more -> 431 */
-    size_t max_body;         /* request body; default 1 MiB; larger -> 413 */
-    size_t max_output;       /* bytes queued for a slow reader before crest stops reading from
-                                it (pipelined requests wait); default 1 MiB */
+    const char *host;              /* address to listen on; default "127.0.0.1" */
+    int port;                      /* default 8080; 0 picks a free port (see crest_app_port) */
+    int threads;                   /* loop threads; 0 (default) means the number of CPUs */
+    int backlog;                   /* listen backlog; default 1024 */
+    size_t max_request_line;       /* default 8 KiB; longer -> 414 */
+    size_t max_header_bytes;       /* whole request head; default 16 KiB; larger -> 431 */
+    size_t max_headers;            /* header fields; default 100, at most 128; more -> 431 */
+    size_t max_body;               /* request body; default 1 MiB; larger -> 413 */
+    size_t max_output;             /* bytes queued for a slow reader before crest stops reading from
+                                      it (pipelined requests wait); default 1 MiB */
     uint32_t header_timeout_ms;    /* from the first byte of a request to its full head; 10 s */
     uint32_t body_timeout_ms;      /* between reads of a request body; default 30 s */
     uint32_t keepalive_timeout_ms; /* an idle keep-alive connection; default 5 s */
@@ -67,8 +67,7 @@ CREST_API int crest_app_route(crest_app_t *app, const char *method, const char *
  * "/api" and "/api/x", not "/apix"; "/" or NULL matches all). Middleware runs in the order added,
  * before routing; it returns CREST_NEXT to pass on or 0 when it has answered (short-circuit).
  * Same errors as crest_app_route(). */
-CREST_API int crest_app_use(crest_app_t *app, const char *prefix, crest_handler_cb mw,
-                            void *data);
+CREST_API int crest_app_use(crest_app_t *app, const char *prefix, crest_handler_cb mw, void *data);
 
 /* Handler for requests no route matches (default: 404 text). */
 CREST_API void crest_app_not_found(crest_app_t *app, crest_handler_cb handler, void *data);
@@ -109,11 +108,11 @@ CREST_API int crest_loop_index(const crest_loop_t *loop);
 /* ---- statistics (for /metrics) ---- */
 
 typedef struct {
-    uint64_t requests;              /* responses sent */
-    uint64_t by_status[6];          /* responses by class: [1] 1xx .. [5] 5xx */
-    uint64_t open_connections;      /* now */
-    uint64_t accepted_connections;  /* since start */
-    uint64_t rejected_requests;     /* malformed or over a limit (4xx/5xx from the parser) */
+    uint64_t requests;             /* responses sent */
+    uint64_t by_status[6];         /* responses by class: [1] 1xx .. [5] 5xx */
+    uint64_t open_connections;     /* now */
+    uint64_t accepted_connections; /* since start */
+    uint64_t rejected_requests;    /* malformed or over a limit (4xx/5xx from the parser) */
 } crest_stats_t;
 
 /* Responses counted by exact status code: crest_app_status_count(app, 404). Any thread. */

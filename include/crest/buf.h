@@ -17,10 +17,12 @@ typedef struct {
     int fixed_mem; /* ptr is the caller's storage (CREST_BUF_ON): never realloc'd or freed */
 } crest_buf_t;
 
-#define CREST_BUF_INIT {0, 0, 0, 0, 0}
+#define CREST_BUF_INIT                                                                             \
+    { 0, 0, 0, 0, 0 }
 /* A buffer that starts in the caller's array (on the stack, say) and moves to the heap only if
  * it outgrows it: `char mem[256]; crest_buf_t b = CREST_BUF_ON(mem);` */
-#define CREST_BUF_ON(array) {(array), 0, sizeof(array), 0, 1}
+#define CREST_BUF_ON(array)                                                                        \
+    { (array), 0, sizeof(array), 0, 1 }
 
 /* Append bytes / a C string / formatted text. Return 0 or CREST_ENOMEM (also latched in err). */
 CREST_API int crest_buf_append(crest_buf_t *b, const void *data, size_t len);
@@ -34,7 +36,8 @@ CREST_API int crest_buf_json_str(crest_buf_t *b, const char *s, size_t len);
 CREST_API void crest_buf_free(crest_buf_t *b);
 
 /* Send the buffer as the response body: crest takes heap memory and frees it after writing
- * (caller storage from CREST_BUF_ON is copied); `b` is reset to empty. If b->err is set, a 503 is sent instead. Finishing call. */
+ * (caller storage from CREST_BUF_ON is copied); `b` is reset to empty. If b->err is set, a 503 is
+ * sent instead. Finishing call. */
 CREST_API int crest_res_send_buf(crest_req_t *req, int status, const char *content_type,
                                  crest_buf_t *b);
 

@@ -84,7 +84,8 @@ CREST_API int crest_req_version(const crest_req_t *req);
 CREST_API crest_loop_t *crest_req_loop(const crest_req_t *req);
 /* Memory that lives until the request is finished and freed with it; NULL when out of memory. */
 CREST_API void *crest_req_alloc(crest_req_t *req, size_t size);
-/* Copy a view into request-lifetime memory (NUL-terminated as well); .ptr NULL when out of memory. */
+/* Copy a view into request-lifetime memory (NUL-terminated as well); .ptr NULL when out of memory.
+ */
 CREST_API crest_str_t crest_req_keep(crest_req_t *req, crest_str_t s);
 /* Register a callback for a client that leaves before a later answer. Replaces an earlier one. */
 CREST_API void crest_req_on_abort(crest_req_t *req, crest_abort_cb cb, void *arg);
@@ -100,7 +101,8 @@ CREST_API int crest_req_aborted(const crest_req_t *req);
 CREST_API int crest_res_header(crest_req_t *req, const char *name, const char *value);
 
 /* Send a complete response; the body is copied. content_type may be NULL for none. Finishing
- * call. Returns 0, or CREST_ECANCELED when the client had gone (the request is freed either way). */
+ * call. Returns 0, or CREST_ECANCELED when the client had gone (the request is freed either way).
+ */
 CREST_API int crest_res_send(crest_req_t *req, int status, const char *content_type,
                              const void *body, size_t len);
 

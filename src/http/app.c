@@ -153,8 +153,14 @@ int crest_app_listen(crest_app_t *app) {
     struct addrinfo hints = {0}, *ai = NULL;
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;
-    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+    /* A numeric address first: name resolution pulls in resolver code (and memory) that an
+     * address such as 127.0.0.1 never needs. */
+    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV | AI_NUMERICHOST;
     int rc = getaddrinfo(app->host, "0", &hints, &ai);
+    if (rc == EAI_NONAME) {
+        hints.ai_flags &= ~AI_NUMERICHOST;
+        rc = getaddrinfo(app->host, "0", &hints, &ai);
+    }
     if (rc != 0 || ai == NULL)
         return CREST_EADDRNOTAVAIL;
     int *fds = malloc((size_t)n * sizeof(int));

@@ -37,7 +37,7 @@ enum {
     CONN_LINGERING = 1 << 2,         /* write side shut down, draining input until EOF */
     CONN_IN_DISPATCH = 1 << 3,       /* inside the read batch: flush at its end */
     CONN_READ_PAUSED = 1 << 4,
-    CONN_SHUTDOWN = 1 << 5,          /* uv_shutdown requested */
+    CONN_SHUTDOWN = 1 << 5, /* uv_shutdown requested */
 };
 
 /* One client connection; lives on one loop thread. About 330 bytes when idle. */
@@ -57,9 +57,9 @@ struct crest_req_s {
     crest_loop_t *loop;
     crest__http_head_t *head; /* valid only during the handler call */
     crest_str_t body;
-    crest__match_t *match;    /* valid only during the handler call */
-    crest_buf_t res_headers;  /* extra response header lines, "Name: value\r\n" each */
-    void *arena;              /* crest_req_alloc blocks */
+    crest__match_t *match;   /* valid only during the handler call */
+    crest_buf_t res_headers; /* extra response header lines, "Name: value\r\n" each */
+    void *arena;             /* crest_req_alloc blocks */
     crest_abort_cb abort_cb;
     void *abort_arg;
     crest_req_t *next_free;

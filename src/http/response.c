@@ -313,7 +313,8 @@ static int write_head(crest_req_t *req, crest__outq_t *q, int status, const char
     size_t ctype_len = ctype ? strlen(ctype) : 0;
     size_t need = 64 + loop->date_line_len + ctype_len + 64 + req->res_headers.len + 64;
     if (q->bytes.cap - q->bytes.len < need) { /* grow once for the whole head */
-        size_t cap = q->bytes.cap * 2 > q->bytes.len + need ? q->bytes.cap * 2 : q->bytes.len + need;
+        size_t cap =
+            q->bytes.cap * 2 > q->bytes.len + need ? q->bytes.cap * 2 : q->bytes.len + need;
         char *p = realloc(q->bytes.ptr, cap);
         if (p == NULL)
             return CREST_ENOMEM;

@@ -1,0 +1,138 @@
+/* The integration-test app: the corners of the public API the demo does not reach (answers
+ * given later from a timer, streaming, route parameters, middleware). Same flags as the demo. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../../app/cli.h"
+
+static long query_long(crest_req_t *req, const char *name, long def, long max) {
+    crest_str_t v = crest_req_query_param(req, name);
+    if (v.ptr == NULL || v.len == 0 || v.len > 9)
+        return def;
+    long n = 0;
+    for (size_t i = 0; i < v.len; i++) {
+        if (v.ptr[i] < '0' || v.ptr[i] > '9')
+            return def;
+        n = n * 10 + (v.ptr[i] - '0');
+    }
+    return n > max ? max : n;
+}
+
+typedef struct {
+    crest_req_t *req;
+    long ms;
+} later_t;
+
+static void on_later(crest_loop_t *loop, void *arg) {
+    (void)loop;
+    later_t *l = arg;
+    char body[64];
+    int n = snprintf(body, sizeof(body), "async %ld", l->ms);
+    crest_res_send(l->req, 200, "text/plain", body, (size_t)n); /* frees only, if aborted */
+    free(l);
+}
+
+static int on_async(crest_req_t *req, void *data) {
+    (void)data;
+    later_t *l = malloc(sizeof(*l));
+    if (l == NULL)
+        return CREST_ENOMEM;
+    l->req = req;
+    l->ms = query_long(req, "ms", 0, 60000);
+    int rc = crest_loop_after(crest_req_loop(req), (uint64_t)l->ms, on_later, l);
+    if (rc != 0)
+        free(l);
+    return rc;
+}
+
+static int on_stream(crest_req_t *req, void *data) {
+    (void)data;
+    long n = query_long(req, "n", 3, 100000);
+    int rc = crest_res_start(req, 200, "text/plain");
+    for (long i = 0; i < n && rc == 0; i++) {
+        char piece[32];
+        int len = snprintf(piece, sizeof(piece), "piece %ld\n", i);
+        rc = crest_res_write(req, piece, (size_t)len);
+    }
+    if (rc != 0)
+        return rc;
+    return crest_res_end(req);
+}
+
+static int reply_with_param(crest_req_t *req, const char *prefix, const char *param) {
+    crest_str_t v = crest_req_param(req, param);
+    char body[512];
+    int n = snprintf(body, sizeof(body), "%s %.*s", prefix, (int)v.len, v.ptr ? v.ptr : "");
+    return crest_res_send(req, 200, "text/plain", body, (size_t)n);
+}
+
+static int on_user(crest_req_t *req, void *data) {
+    (void)data;
+    return reply_with_param(req, "user", "id");
+}
+
+static int on_user_post(crest_req_t *req, void *data) {
+    (void)data;
+    return reply_with_param(req, "updated", "id");
+}
+
+static int on_files(crest_req_t *req, void *data) {
+    (void)data;
+    return reply_with_param(req, "file", "*");
+}
+
+static int on_private(crest_req_t *req, void *data) {
+    (void)data;
+    return crest_res_send(req, 200, "text/plain", "secret data", 11);
+}
+
+static char big[1024 * 1024];
+
+static int on_big(crest_req_t *req, void *data) {
+    (void)data;
+    long kb = query_long(req, "kb", 1, 1024);
+    return crest_res_send_borrowed(req, 200, "application/octet-stream", big, (size_t)kb * 1024,
+                                   NULL, NULL);
+}
+
+static int mw_tag(crest_req_t *req, void *data) {
+    (void)data;
+    int rc = crest_res_header(req, "X-Mw", "1");
+    return rc ? rc : CREST_NEXT;
+}
+
+static int mw_auth(crest_req_t *req, void *data) {
+    (void)data;
+    crest_str_t tok = crest_req_header(req, "X-Token");
+    if (tok.len == 6 && memcmp(tok.ptr, "secret", 6) == 0)
+        return CREST_NEXT;
+    return crest_res_send(req, 401, "text/plain", "unauthorized", 12);
+}
+
+int main(int argc, char **argv) {
+    cli_opts_t opts;
+    int rc = cli_parse(argc, argv, 1, "it_app", &opts);
+    if (rc != CLI_RUN)
+        return rc == CLI_EXIT_OK ? 0 : 2;
+    memset(big, 'x', sizeof(big));
+    crest_app_t *app = crest_app_new(&opts.app);
+    if (app == NULL)
+        return 1;
+    rc = crest_app_use(app, "/", mw_tag, NULL);
+    rc = rc ? rc : crest_app_use(app, "/private", mw_auth, NULL);
+    rc = rc ? rc : crest_app_route(app, "GET", "/async", on_async, NULL);
+    rc = rc ? rc : crest_app_route(app, "GET", "/stream", on_stream, NULL);
+    rc = rc ? rc : crest_app_route(app, "GET", "/users/:id", on_user, NULL);
+    rc = rc ? rc : crest_app_route(app, "POST", "/users/:id", on_user_post, NULL);
+    rc = rc ? rc : crest_app_route(app, "GET", "/files/*", on_files, NULL);
+    rc = rc ? rc : crest_app_route(app, "GET", "/private/data", on_private, NULL);
+    rc = rc ? rc : crest_app_route(app, "GET", "/big", on_big, NULL);
+    if (rc != 0) {
+        fprintf(stderr, "it_app: %s\n", crest_strerror(rc));
+        return 1;
+    }
+    rc = cli_serve(app, &opts);
+    crest_app_free(app);
+    return rc;
+}

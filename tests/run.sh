@@ -1,0 +1,109 @@
+#!/usr/bin/env bash
+# Runs every test and ends with "N passed, N failed"; exits non-zero on any failure.
+#   1. builds with gcc and clang (-Werror), checks formatting
+#   2. unit tests (cmocka; parser, router, llhttp corpus)
+#   3. integration tests: the real binary against real clients (tests/it)
+#   4. each libFuzzer target for a bounded time (FUZZ_SECONDS, default 60)
+#   5. unit and integration tests again, built with AddressSanitizer + UBSan
+# Every result is a TAP line ("ok ..." / "not ok ..."), counted here.
+set -u
+cd "$(dirname "$0")/.."
+PY=/usr/bin/python3
+JOBS=$(nproc 2>/dev/null || echo 2)
+FUZZ_SECONDS=${FUZZ_SECONDS:-60}
+LOG_DIR=$(mktemp -d /tmp/crest-test.XXXXXX)
+passed=0
+failed=0
+failures=()
+
+ok() { passed=$((passed + 1)); echo "ok - $1"; }
+not_ok() { failed=$((failed + 1)); failures+=("$1"); echo "not ok - $1"; }
+
+# step NAME CMD...: one result from a command's exit status; its output goes to a log file that is
+# printed when it fails.
+step() {
+    local name=$1 log
+    shift
+    log="$LOG_DIR/$(echo "$name" | tr -c 'a-zA-Z0-9_-' '_').log"
+    if "$@" >"$log" 2>&1; then ok "$name"; else not_ok "$name"; tail -n 40 "$log" | sed 's/^/#   /'; fi
+}
+
+# suite NAME CMD...: a program that prints TAP lines itself; each line counts. A suite that exits
+# non-zero without a failing line (a crash, a sanitizer report) counts as one more failure.
+suite() {
+    local name=$1 log rc p f
+    shift
+    log="$LOG_DIR/$(echo "$name" | tr -c 'a-zA-Z0-9_-' '_').log"
+    echo "# $name"
+    timeout 600 "$@" >"$log" 2>&1
+    rc=$?
+    p=$(grep -cE '^ok( |$)' "$log")
+    f=$(grep -cE '^not ok( |$)' "$log")
+    grep -E '^(not )?ok( |$)' "$log" | sed "s/^/  /"
+    passed=$((passed + p))
+    failed=$((failed + f))
+    if [ "$f" -gt 0 ]; then failures+=("$name"); fi
+    if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then
+        not_ok "$name exited with status $rc"
+    fi
+    if [ "$rc" -ne 0 ] || [ "$f" -gt 0 ]; then tail -n 60 "$log" | sed 's/^/#   /'; fi
+}
+
+run_unit_and_it() {
+    local build=$1 label=$2
+    for t in "$build"/tests/test_*; do
+        [ -x "$t" ] || continue
+        suite "$label unit $(basename "$t")" env CMOCKA_MESSAGE_OUTPUT=TAP "$t"
+    done
+    for t in tests/it/test_*.py; do
+        suite "$label it $(basename "$t" .py)" env CREST_BIN="$build/crest" \
+            CREST_IT_APP="$build/tests/it_app" "$PY" "$t"
+    done
+}
+
+step "build (gcc, -Werror)" make -j"$JOBS" all unit
+step "build (clang, -Werror)" make -j"$JOBS" CC=clang BUILD=build-clang all unit
+step "formatting (clang-format)" make format-check
+
+# The installed library is usable: headers, static and shared library, pkg-config file.
+install_check() {
+    local prefix
+    prefix=$(mktemp -d /tmp/crest-prefix.XXXXXX)
+    make install PREFIX="$prefix" &&
+        PKG_CONFIG_PATH="$prefix/lib/pkgconfig" cc -Wall -Werror -o "$prefix/hello" \
+            examples/hello.c $(PKG_CONFIG_PATH="$prefix/lib/pkgconfig" pkg-config --cflags --libs crest) &&
+        LD_LIBRARY_PATH="$prefix/lib" ldd "$prefix/hello" | grep -q "$prefix/lib/libcrest.so" &&
+        "$prefix/bin/crest" --version | grep -qx "crest [0-9.]*"
+    local rc=$?
+    rm -rf "$prefix"
+    return $rc
+}
+step "make install PREFIX=... and build examples/hello.c with pkg-config" install_check
+
+if [ -x build/crest ]; then
+    run_unit_and_it build ""
+fi
+
+step "build fuzz targets" make -j"$JOBS" fuzz
+for f in build-fuzz/fuzz_*; do
+    [ -x "$f" ] || continue
+    target=${f##*/fuzz_}
+    work=$(mktemp -d /tmp/crest-fuzz.XXXXXX)
+    step "fuzz $target for ${FUZZ_SECONDS}s" "$f" -max_total_time="$FUZZ_SECONDS" -timeout=10 \
+        -rss_limit_mb=2048 -print_final_stats=1 "$work" "fuzz/$target/corpus"
+    rm -rf "$work"
+done
+
+if step "build (ASan + UBSan)" make -j"$JOBS" SAN=1 all unit; then
+    export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:exitcode=86
+    export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1:exitcode=87
+    run_unit_and_it build-san "asan+ubsan"
+fi
+
+rm -rf "$LOG_DIR"
+if [ "$failed" -gt 0 ]; then
+    echo "# failed:"
+    printf '#   %s\n' "${failures[@]}"
+fi
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
