@@ -56,6 +56,7 @@ typedef struct crest__msg_s {
 
 typedef struct crest__conn_s crest__conn_t;
 typedef struct crest__router_s crest__router_t;
+typedef struct crest__after_s crest__after_t;
 
 /* Output waiting to be written: copied bytes in `bytes` and borrowed pieces, in order. A segment
  * with ext == NULL refers to bytes[off .. off+len) (offsets, because bytes may move as it grows).
@@ -91,7 +92,9 @@ struct crest_loop_s {
     uv_tcp_t listener;
     int listen_fd;
     uv_timer_t shutdown_timer;
+    crest__after_t *afters; /* pending crest_loop_after timers */
     int draining;
+    int finished; /* draining done: the loop's own handles are closed */
     int stopped;
     /* HTTP state, owned by this thread. */
     char *scratch; /* read buffer shared by every connection of this loop */
@@ -117,6 +120,11 @@ void crest__loop_run(crest_loop_t *loop);
 /* Free the loop's resources after its thread ended (or when it never ran). */
 void crest__loop_dispose(crest_loop_t *loop);
 void crest__count(_Atomic uint64_t *c, int64_t delta); /* single-writer counter update */
+/* Forced stop: run every pending crest_loop_after callback now, so that what they hold (often an
+ * aborted request) is released instead of leaked. */
+void crest__loop_fire_timers(crest_loop_t *loop);
+/* While draining, end the loop once no connection and no timer is left. */
+void crest__loop_maybe_finish(crest_loop_t *loop);
 
 /* ---- http ---- */
 struct crest_app_s {

@@ -73,8 +73,10 @@ CREST_API int crest_app_use(crest_app_t *app, const char *prefix, crest_handler_
 CREST_API void crest_app_not_found(crest_app_t *app, crest_handler_cb handler, void *data);
 
 /* Bind the listening sockets now (crest_app_run() does it if not done), so that errors such as
- * CREST_EADDRINUSE come back before threads start and crest_app_port() knows the port.
- * Returns 0 or a negative error. */
+ * CREST_EADDRINUSE come back before threads start and crest_app_port() knows the port. With
+ * handle_signals, SIGINT and SIGTERM are blocked in the calling thread from here until
+ * crest_app_run() installs its handlers: a signal in between stops the app gracefully instead of
+ * killing the process. Returns 0 or a negative error. */
 CREST_API int crest_app_listen(crest_app_t *app);
 /* The bound port (useful with port 0); 0 before crest_app_listen(). */
 CREST_API int crest_app_port(const crest_app_t *app);
@@ -98,9 +100,11 @@ typedef void (*crest_loop_cb)(crest_loop_t *loop, void *arg);
  * CREST_ECANCELED when the loop has already stopped (cb will not run). cb never runs before this
  * returns. */
 CREST_API int crest_loop_post(crest_loop_t *loop, crest_loop_cb cb, void *arg);
-/* Run cb(loop, arg) on `loop`'s thread after `ms` milliseconds (on the loop's timer wheel, so
- * with its tick of about 100 ms for long delays; delays under a tick use a precise timer).
- * Only from `loop`'s own thread. Returns 0 or CREST_ENOMEM. */
+/* Run cb(loop, arg) on `loop`'s thread after `ms` milliseconds (a libuv timer of its own, so the
+ * delay is precise; connections' timeouts use the loop's timer wheel instead). Only from `loop`'s
+ * own thread; cb never runs before this returns. When a stop outlasts the shutdown timeout, pending
+ * callbacks run at once (early), so that they can release what they hold; requests they answer
+ * are aborted by then. Returns 0 or CREST_ENOMEM. */
 CREST_API int crest_loop_after(crest_loop_t *loop, uint64_t ms, crest_loop_cb cb, void *arg);
 /* The loop's index, 0 .. threads-1. */
 CREST_API int crest_loop_index(const crest_loop_t *loop);

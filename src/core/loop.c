@@ -52,33 +52,73 @@ int crest_loop_post(crest_loop_t *loop, crest_loop_cb cb, void *arg) {
     return 0;
 }
 
-typedef struct {
+/* A pending crest_loop_after timer; listed on its loop so that a forced stop can run it. */
+struct crest__after_s {
     uv_timer_t timer;
     crest_loop_t *loop;
     crest_loop_cb cb;
     void *arg;
-} after_t;
+    crest__after_t *next;
+    crest__after_t *prev;
+};
 
 static void after_on_close(uv_handle_t *h) {
-    free(CREST__CONTAINER_OF(h, after_t, timer));
+    free(CREST__CONTAINER_OF(h, crest__after_t, timer));
 }
 
 static void after_on_timer(uv_timer_t *t) {
-    after_t *a = CREST__CONTAINER_OF(t, after_t, timer);
-    a->cb(a->loop, a->arg);
+    crest__after_t *a = CREST__CONTAINER_OF(t, crest__after_t, timer);
+    crest_loop_t *loop = a->loop;
+    if (a->prev)
+        a->prev->next = a->next;
+    else
+        loop->afters = a->next;
+    if (a->next)
+        a->next->prev = a->prev;
+    uv_timer_stop(t);
     uv_close((uv_handle_t *)t, after_on_close);
+    a->cb(loop, a->arg);
+    crest__loop_maybe_finish(loop);
+}
+
+void crest__loop_fire_timers(crest_loop_t *loop) {
+    /* Callbacks may add timers; those run in the next round. Bounded so that a callback that
+     * always re-arms cannot keep a stopping loop alive. */
+    for (int round = 0; round < 16 && loop->afters != NULL; round++) {
+        while (loop->afters != NULL)
+            after_on_timer(&loop->afters->timer);
+    }
 }
 
 int crest_loop_after(crest_loop_t *loop, uint64_t ms, crest_loop_cb cb, void *arg) {
-    after_t *a = malloc(sizeof(*a));
+    crest__after_t *a = malloc(sizeof(*a));
     if (a == NULL)
         return CREST_ENOMEM;
     a->loop = loop;
     a->cb = cb;
     a->arg = arg;
+    a->prev = NULL;
+    a->next = loop->afters;
+    if (a->next)
+        a->next->prev = a;
+    loop->afters = a;
     uv_timer_init(&loop->uv, &a->timer);
     uv_timer_start(&a->timer, after_on_timer, ms, 0);
     return 0;
+}
+
+void crest__loop_maybe_finish(crest_loop_t *loop) {
+    if (!loop->draining || loop->finished || loop->afters != NULL ||
+        atomic_load_explicit(&loop->open_conns, memory_order_relaxed) != 0)
+        return;
+    loop->finished = 1;
+    pthread_mutex_lock(&loop->inbox_lock);
+    loop->inbox_closed = 1;
+    pthread_mutex_unlock(&loop->inbox_lock);
+    /* With these closed nothing of ours keeps the loop alive; uv_run returns. */
+    uv_close((uv_handle_t *)&loop->inbox_async, NULL);
+    uv_close((uv_handle_t *)&loop->shutdown_timer, NULL);
+    crest__wheel_close(&loop->wheel);
 }
 
 int crest_loop_index(const crest_loop_t *loop) {

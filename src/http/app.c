@@ -211,6 +211,15 @@ int crest_app_listen(crest_app_t *app) {
     app->listen_fds = fds;
     app->nthreads = n;
     app->port = port;
+    if (o->handle_signals) {
+        /* From the moment the port is open someone may signal us; hold SIGINT and SIGTERM
+         * pending until crest_app_run() has its handlers in place. */
+        sigset_t set;
+        sigemptyset(&set);
+        sigaddset(&set, SIGINT);
+        sigaddset(&set, SIGTERM);
+        pthread_sigmask(SIG_BLOCK, &set, NULL);
+    }
     return 0;
 }
 
@@ -326,6 +335,15 @@ int crest_app_run(crest_app_t *app) {
         request_stop(app);
         if (started == 0)
             control_close(app);
+    }
+    if (app->opts.handle_signals) {
+        /* The loop threads inherited the blocked mask, so signals reach this thread's handlers;
+         * one that came early is delivered now. */
+        sigset_t set;
+        sigemptyset(&set);
+        sigaddset(&set, SIGINT);
+        sigaddset(&set, SIGTERM);
+        pthread_sigmask(SIG_UNBLOCK, &set, NULL);
     }
     if (atomic_load(&app->stop_requested))
         uv_async_send(&app->stop_async);

@@ -310,6 +310,8 @@ static void req_finish(crest_req_t *req) {
 static int write_head(crest_req_t *req, crest__outq_t *q, int status, const char *ctype,
                       int64_t body_len) {
     crest_loop_t *loop = req->loop;
+    if (loop->draining)
+        req->keep_alive = 0; /* shutting down: this is the connection's last response */
     size_t ctype_len = ctype ? strlen(ctype) : 0;
     size_t need = 64 + loop->date_line_len + ctype_len + 64 + req->res_headers.len + 64;
     if (q->bytes.cap - q->bytes.len < need) { /* grow once for the whole head */

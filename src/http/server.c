@@ -50,8 +50,7 @@ static void on_close(uv_handle_t *h) {
     crest_loop_t *loop = conn_loop(c);
     free(c);
     crest__count(&loop->open_conns, -1);
-    if (loop->draining && atomic_load_explicit(&loop->open_conns, memory_order_relaxed) == 0)
-        crest__http_loop_drain(loop); /* finishes the loop */
+    crest__loop_maybe_finish(loop);
 }
 
 static void rx_free(crest__conn_t *c) {
@@ -303,8 +302,8 @@ void crest__conn_flush(crest__conn_t *c) {
         }
     }
     if (c->tx) {
-        if (!uv_is_active((uv_handle_t *)&c->tcp) || c->tx->inflight.total == 0)
-            tx_start(c);
+        if (c->tx->inflight.total == 0 && c->tx->pending.total > 0)
+            tx_start(c); /* no write in flight: start one */
         return;
     }
     if ((c->flags & CONN_CLOSE_AFTER_WRITE) && c->req == NULL)
@@ -708,15 +707,16 @@ void crest__http_on_connection(uv_stream_t *server, int status) {
 }
 
 int crest__http_loop_start(crest_loop_t *loop) {
+    int rc = uv_tcp_init(&loop->uv, &loop->listener);
+    if (rc != 0)
+        return rc;
     loop->scratch_size = SCRATCH_SIZE;
     loop->scratch = malloc(SCRATCH_SIZE);
     loop->head = malloc(sizeof(crest__http_head_t));
     if (loop->scratch == NULL || loop->head == NULL)
         return CREST_ENOMEM;
     crest__http_date_refresh(loop);
-    int rc = uv_tcp_init(&loop->uv, &loop->listener);
-    if (rc == 0)
-        rc = uv_tcp_open(&loop->listener, loop->listen_fd);
+    rc = uv_tcp_open(&loop->listener, loop->listen_fd);
     if (rc == 0)
         rc = uv_listen((uv_stream_t *)&loop->listener, loop->app->opts.backlog,
                        crest__http_on_connection);
@@ -755,37 +755,22 @@ static void on_shutdown_timeout(uv_timer_t *t) {
     crest__http_loop_force(CREST__CONTAINER_OF(t, crest_loop_t, shutdown_timer));
 }
 
-static void loop_finish(crest_loop_t *loop) {
-    if (loop->inbox_closed)
-        return;
-    pthread_mutex_lock(&loop->inbox_lock);
-    loop->inbox_closed = 1;
-    pthread_mutex_unlock(&loop->inbox_lock);
-    uv_close((uv_handle_t *)&loop->inbox_async, NULL);
-    uv_close((uv_handle_t *)&loop->shutdown_timer, NULL);
-    crest__wheel_close(&loop->wheel);
-}
-
 void crest__http_loop_drain(crest_loop_t *loop) {
-    if (!loop->draining) {
-        loop->draining = 1;
-        if (!uv_is_closing((uv_handle_t *)&loop->listener))
-            uv_close((uv_handle_t *)&loop->listener, NULL);
-        uv_walk(&loop->uv, drain_walk, loop);
-        if (atomic_load_explicit(&loop->open_conns, memory_order_relaxed) > 0) {
-            uv_timer_start(&loop->shutdown_timer, on_shutdown_timeout,
-                           loop->app->opts.shutdown_timeout_ms, 0);
-            return;
-        }
-    }
-    if (atomic_load_explicit(&loop->open_conns, memory_order_relaxed) == 0)
-        loop_finish(loop);
+    if (loop->draining)
+        return;
+    loop->draining = 1;
+    if (!uv_is_closing((uv_handle_t *)&loop->listener))
+        uv_close((uv_handle_t *)&loop->listener, NULL);
+    uv_walk(&loop->uv, drain_walk, loop);
+    uv_timer_start(&loop->shutdown_timer, on_shutdown_timeout, loop->app->opts.shutdown_timeout_ms,
+                   0);
+    crest__loop_maybe_finish(loop);
 }
 
 void crest__http_loop_force(crest_loop_t *loop) {
     if (!loop->draining)
         crest__http_loop_drain(loop);
-    if (loop->inbox_closed)
+    if (loop->finished)
         return;
     crest__log(loop->app, CREST_LOG_WARN, "loop %d: shutdown timeout, closing %llu connections",
                loop->index,
@@ -794,4 +779,5 @@ void crest__http_loop_force(crest_loop_t *loop) {
     loop->stopped = 1; /* makes drain_walk close every connection */
     uv_walk(&loop->uv, drain_walk, loop);
     loop->stopped = was;
+    crest__loop_fire_timers(loop);
 }
