@@ -26,14 +26,18 @@ endif
 
 UV_CFLAGS := $(shell pkg-config --cflags libuv 2>/dev/null)
 UV_LIBS := $(shell pkg-config --libs libuv 2>/dev/null || echo -luv)
+# Libraries besides libuv (Debian -dev packages; scripts/deps.sh installs them).
+DEP_PKGS := sqlite3 libcrypto zlib jansson
+DEP_CFLAGS := $(shell pkg-config --cflags $(DEP_PKGS) 2>/dev/null)
+DEP_LIBS := $(shell pkg-config --libs $(DEP_PKGS) 2>/dev/null)
 WARN := -Wall -Wextra -Wshadow -Wstrict-prototypes -Werror
 CFLAGS_ALL := -std=c11 -D_GNU_SOURCE $(WARN) $(MODE_CFLAGS) -fPIC -fvisibility=hidden \
-	-Iinclude -Isrc $(UV_CFLAGS) -DCREST_VERSION_STRING='"$(VERSION)"' $(CFLAGS)
-LDLIBS_ALL := $(UV_LIBS) -lpthread $(LDLIBS)
+	-Iinclude -Isrc $(UV_CFLAGS) $(DEP_CFLAGS) -DCREST_VERSION_STRING='"$(VERSION)"' $(CFLAGS)
+LDLIBS_ALL := $(UV_LIBS) $(DEP_LIBS) -lpthread $(LDLIBS)
 # The crest binary links libuv statically where Debian ships the archive: only the code it runs is
 # paged in, which keeps an idle server's resident memory small (BENCH.md measures it).
 UV_STATIC := $(wildcard $(shell pkg-config --variable=libdir libuv 2>/dev/null)/libuv_a.a)
-BIN_LDLIBS := $(if $(UV_STATIC),$(UV_STATIC) -ldl -lrt,$(UV_LIBS)) -lpthread $(LDLIBS)
+BIN_LDLIBS := $(if $(UV_STATIC),$(UV_STATIC) -ldl -lrt,$(UV_LIBS)) $(DEP_LIBS) -lpthread $(LDLIBS)
 
 LIB_SRC := $(sort $(wildcard src/*/*.c))
 APP_SRC := $(sort $(wildcard app/*.c))
@@ -77,7 +81,7 @@ $(BUILD)/examples/%: examples/%.c $(BUILD)/libcrest.a
 	$(CC) $(CFLAGS_ALL) $(MODE_LDFLAGS) -o $@ $< $(BUILD)/libcrest.a $(LDLIBS_ALL)
 
 # pkg-config file for PREFIX; `make install` writes it again for its own PREFIX.
-write_pc = printf 'prefix=%s\nlibdir=$${prefix}/lib\nincludedir=$${prefix}/include\n\nName: crest\nDescription: HTTP/1.1 server runtime and framework on libuv\nVersion: %s\nRequires.private: libuv\nLibs: -L$${libdir} -lcrest\nLibs.private: -lpthread\nCflags: -I$${includedir}\n' '$(1)' '$(VERSION)' > $(2)
+write_pc = printf 'prefix=%s\nlibdir=$${prefix}/lib\nincludedir=$${prefix}/include\n\nName: crest\nDescription: HTTP/1.1 server runtime and framework on libuv\nVersion: %s\nRequires.private: libuv $(DEP_PKGS)\nLibs: -L$${libdir} -lcrest\nLibs.private: -lpthread\nCflags: -I$${includedir}\n' '$(1)' '$(VERSION)' > $(2)
 $(BUILD)/crest.pc: Makefile
 	@mkdir -p $(dir $@)
 	$(call write_pc,$(PREFIX),$@)
@@ -95,14 +99,18 @@ $(ITAPP): tests/it/it_app.c $(BUILD)/obj/app/cli.o $(BUILD)/libcrest.a
 
 unit: $(UNIT_BIN) $(ITAPP)
 
-# libFuzzer targets: fuzz/<name>/fuzz_<name>.c, built with clang into build-fuzz/.
-FUZZ_DIRS := $(sort $(wildcard fuzz/*/))
-FUZZ_BIN := $(foreach d,$(FUZZ_DIRS),build-fuzz/fuzz_$(notdir $(patsubst %/,%,$(d))))
+# libFuzzer targets: fuzz/<name>/fuzz_<name>.c with a seed corpus in fuzz/<name>/corpus/, built
+# with clang into build-fuzz/ (the sources are compiled in, instrumented).
+FUZZ_NAMES := $(notdir $(patsubst %/,%,$(sort $(wildcard fuzz/*/))))
+FUZZ_BIN := $(FUZZ_NAMES:%=build-fuzz/fuzz_%)
 fuzz: $(FUZZ_BIN)
-build-fuzz/fuzz_%: fuzz/%/fuzz_%.c $(LIB_SRC)
-	@mkdir -p $(dir $@)
+define fuzz_rule
+build-fuzz/fuzz_$(1): fuzz/$(1)/fuzz_$(1).c $(LIB_SRC)
+	@mkdir -p build-fuzz
 	clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude -Isrc \
-		$(UV_CFLAGS) -DCREST_VERSION_STRING='"$(VERSION)"' -o $@ $< $(LIB_SRC) $(LDLIBS_ALL)
+		$(UV_CFLAGS) -DCREST_VERSION_STRING='"$(VERSION)"' -o $$@ $$< $(LIB_SRC) $(LDLIBS_ALL)
+endef
+$(foreach n,$(FUZZ_NAMES),$(eval $(call fuzz_rule,$(n))))
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/include/crest

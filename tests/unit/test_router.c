@@ -19,8 +19,8 @@ static int h(crest_req_t *req, void *data) {
     return 0;
 }
 
-static const char *const tags[] = {"root", "users", "user", "user_new", "user_posts", "files",
-                                   "file_x", "post_user", "api_v", "deep"};
+static const char *const tags[] = {"root",  "users",  "user",      "user_new", "user_posts",
+                                   "files", "file_x", "post_user", "api_v",    "deep"};
 
 static crest__router_t *build(void) {
     crest__router_t *r = crest__router_new();
@@ -29,15 +29,13 @@ static crest__router_t *build(void) {
     assert_int_equal(crest__router_add(r, CREST_METHOD_GET, "/users", h, (void *)tags[1]), 0);
     assert_int_equal(crest__router_add(r, CREST_METHOD_GET, "/users/:id", h, (void *)tags[2]), 0);
     assert_int_equal(crest__router_add(r, CREST_METHOD_GET, "/users/new", h, (void *)tags[3]), 0);
-    assert_int_equal(
-        crest__router_add(r, CREST_METHOD_GET, "/users/:id/posts", h, (void *)tags[4]), 0);
+    assert_int_equal(crest__router_add(r, CREST_METHOD_GET, "/users/:id/posts", h, (void *)tags[4]),
+                     0);
     assert_int_equal(crest__router_add(r, CREST_METHOD_GET, "/files/*", h, (void *)tags[5]), 0);
     assert_int_equal(crest__router_add(r, CREST_METHOD_GET, "/files/x", h, (void *)tags[6]), 0);
-    assert_int_equal(crest__router_add(r, CREST_METHOD_POST, "/users/:id", h, (void *)tags[7]),
-                     0);
-    assert_int_equal(crest__router_add(r, CREST_METHOD_GET, "/api/v1/:a/:b/c/*", h,
-                                       (void *)tags[8]),
-                     0);
+    assert_int_equal(crest__router_add(r, CREST_METHOD_POST, "/users/:id", h, (void *)tags[7]), 0);
+    assert_int_equal(
+        crest__router_add(r, CREST_METHOD_GET, "/api/v1/:a/:b/c/*", h, (void *)tags[8]), 0);
     assert_int_equal(crest__router_add(r, CREST_METHOD_DELETE, "/a/b/c/d/e", h, (void *)tags[9]),
                      0);
     return r;
