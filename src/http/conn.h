@@ -40,13 +40,26 @@ enum {
     CONN_SHUTDOWN = 1 << 5, /* uv_shutdown requested */
 };
 
-/* One client connection; lives on one loop thread. About 330 bytes when idle. */
+/* A protocol that takes a connection over after an HTTP/1.1 upgrade (WebSocket). HTTP parsing
+ * stops; the protocol gets the bytes read and writes with crest__conn_out + crest__conn_flush, so
+ * it shares the batching, borrowed (zero-copy) segments and backpressure of HTTP responses. */
+typedef struct {
+    void (*on_data)(crest__conn_t *c, char *data, size_t len); /* data is valid during the call */
+    void (*on_drain)(crest__conn_t *c);    /* optional: everything queued has been written */
+    void (*on_timer)(crest__conn_t *c);    /* c->timer fired (the protocol arms it) */
+    void (*on_shutdown)(crest__conn_t *c); /* the server is stopping: say goodbye, then close */
+    void (*on_close)(crest__conn_t *c);    /* the connection is closing: free proto_data */
+} crest__proto_t;
+
+/* One client connection; lives on one loop thread. About 350 bytes when idle. */
 struct crest__conn_s {
     uv_tcp_t tcp;
     crest__wheel_node_t timer; /* header, body, keep-alive or linger deadline */
     crest__rx_t *rx;
     crest__tx_t *tx;
-    crest_req_t *req; /* the request being answered later, if any */
+    crest_req_t *req;            /* the request being answered later, if any */
+    const crest__proto_t *proto; /* set once upgraded */
+    void *proto_data;            /* owner: the protocol (freed in on_close) */
     uint32_t flags;
     uint32_t requests; /* served on this connection */
 };
@@ -81,6 +94,16 @@ void crest__conn_request_done(crest__conn_t *c);
 crest__outq_t *crest__conn_out(crest__conn_t *c);
 /* Write what was appended with crest__conn_out (unless a read batch will do it at its end). */
 void crest__conn_flush(crest__conn_t *c);
+/* Bytes queued on the connection and not yet taken by the kernel. */
+size_t crest__conn_buffered(const crest__conn_t *c);
+/* Stop or restart reading from the connection (backpressure for protocols). */
+void crest__conn_reading(crest__conn_t *c, int on);
+/* Hand req's connection over to `proto` after the handler queued its 101 response with
+ * crest__conn_out. The request is finished (freed); bytes the client sent after it reach
+ * proto->on_data at once. Only during the handler call of req. Returns 0, CREST_EINVAL when the
+ * request is not its connection's current one or a response was started, CREST_ECANCELED when
+ * the client is gone. */
+int crest__conn_takeover(crest_req_t *req, const crest__proto_t *proto, void *proto_data);
 
 /* response.c */
 crest_req_t *crest__req_new(crest_loop_t *loop, crest__conn_t *c);

@@ -72,6 +72,8 @@ void crest__conn_close(crest__conn_t *c) {
         crest__outq_free(&loop->batch);
         loop->batch_conn = NULL;
     }
+    if (c->proto && c->proto->on_close)
+        c->proto->on_close(c);
     crest_req_t *req = c->req;
     if (req != NULL) {
         /* The request outlives its connection until the application finishes it. */
@@ -203,6 +205,11 @@ static void on_write(uv_write_t *w, int status) {
             conn_linger(c);
         return;
     }
+    if (c->proto) {
+        if (c->proto->on_drain)
+            c->proto->on_drain(c);
+        return;
+    }
     if (c->req == NULL) {
         resume_reading(c);
         conn_idle(c);
@@ -236,7 +243,7 @@ static void tx_start(crest__conn_t *c) {
     if (tx->inflight.total + tx->pending.total > loop->app->opts.max_output)
         pause_reading(c);
     /* A client that stops reading is cut off after body_timeout without progress. */
-    if (c->req == NULL)
+    if (c->req == NULL && c->proto == NULL)
         crest__wheel_arm(&loop->wheel, &c->timer, loop->app->opts.body_timeout_ms);
 }
 
@@ -314,6 +321,10 @@ void crest__conn_flush(crest__conn_t *c) {
 
 static void on_conn_timer(crest__wheel_node_t *node) {
     crest__conn_t *c = CREST__CONTAINER_OF(node, crest__conn_t, timer);
+    if (c->proto && !(c->flags & (CONN_LINGERING | CONN_CLOSING))) {
+        c->proto->on_timer(c);
+        return;
+    }
     if (c->flags & (CONN_LINGERING | CONN_CLOSING) || c->tx != NULL || c->req != NULL) {
         crest__conn_close(c); /* linger over, or a reader that stopped reading */
         return;
@@ -330,6 +341,11 @@ static void on_conn_timer(crest__wheel_node_t *node) {
 /* Nothing in flight: wait for the next request, or close when shutting down. */
 static void conn_idle(crest__conn_t *c) {
     crest_loop_t *loop = conn_loop(c);
+    if (c->proto) {
+        if (loop->draining && !(c->flags & CONN_CLOSING))
+            c->proto->on_shutdown(c);
+        return;
+    }
     if (c->flags & CONN_CLOSING || c->rx || c->req || c->tx)
         return;
     if (loop->draining) {
@@ -591,7 +607,8 @@ static void conn_process(crest__conn_t *c, char *data, size_t len) {
     loop->batch_conn = c;
     c->flags |= CONN_IN_DISPATCH;
     size_t pos = 0;
-    while (pos < len && c->req == NULL && !(c->flags & (CONN_CLOSE_AFTER_WRITE | CONN_CLOSING))) {
+    while (pos < len && c->req == NULL && c->proto == NULL &&
+           !(c->flags & (CONN_CLOSE_AFTER_WRITE | CONN_CLOSING))) {
         crest__rx_t *rx = c->rx && data == c->rx->buf ? c->rx : NULL;
         size_t used = handle_request(c, data + pos, len - pos, rx);
         if (used == 0) {
@@ -615,6 +632,15 @@ static void conn_process(crest__conn_t *c, char *data, size_t len) {
             len = rest;
             pos = 0;
         }
+    }
+    if (c->proto != NULL) {
+        /* Upgraded: what followed the upgrade request belongs to the new protocol. */
+        c->flags &= ~CONN_IN_DISPATCH;
+        crest__conn_flush(c);
+        if (pos < len && !(c->flags & CONN_CLOSING))
+            c->proto->on_data(c, data + pos, len - pos);
+        rx_free(c); /* after on_data: data may point into it */
+        return;
     }
     if (pos < len && !(c->flags & (CONN_CLOSING | CONN_CLOSE_AFTER_WRITE))) {
         /* Stopped by a request answered later: keep the pipelined rest. */
@@ -641,6 +667,10 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     }
     if (c->flags & (CONN_LINGERING | CONN_CLOSE_AFTER_WRITE))
         return; /* discarded: the connection is closing after its last response */
+    if (c->proto) {
+        c->proto->on_data(c, buf->base, (size_t)nread);
+        return;
+    }
     if (c->req != NULL) {
         /* Pipelined input behind a request answered later waits in rx. */
         crest_loop_t *loop = conn_loop(c);
@@ -660,6 +690,37 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
         return;
     }
     conn_process(c, buf->base, (size_t)nread);
+}
+
+size_t crest__conn_buffered(const crest__conn_t *c) {
+    crest_loop_t *loop = c->tcp.loop->data;
+    size_t n = c->tx ? c->tx->inflight.total + c->tx->pending.total : 0;
+    if (loop->batch_conn == c)
+        n += loop->batch.total;
+    return n;
+}
+
+void crest__conn_reading(crest__conn_t *c, int on) {
+    if (on)
+        resume_reading(c);
+    else
+        pause_reading(c);
+}
+
+int crest__conn_takeover(crest_req_t *req, const crest__proto_t *proto, void *proto_data) {
+    crest__conn_t *c = req->conn;
+    if (c == NULL || (c->flags & CONN_CLOSING))
+        return CREST_ECANCELED;
+    if (c->req != req || req->started || req->head == NULL)
+        return CREST_EINVAL;
+    crest_loop_t *loop = conn_loop(c);
+    crest__wheel_disarm(&loop->wheel, &c->timer);
+    c->proto = proto;
+    c->proto_data = proto_data;
+    c->req = NULL;
+    crest__req_free(req);
+    /* The read batch (conn_process) hands the bytes after the request to the protocol. */
+    return 0;
 }
 
 void crest__conn_request_done(crest__conn_t *c) {
