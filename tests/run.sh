@@ -5,6 +5,7 @@
 #   3. integration tests: the real binary against real clients (tests/it)
 #   4. each libFuzzer target for a bounded time (FUZZ_SECONDS, default 60)
 #   5. unit and integration tests again, built with AddressSanitizer + UBSan
+#   6. integration tests again, built with ThreadSanitizer (loop threads, inboxes, signals)
 # Every result is a TAP line ("ok ..." / "not ok ..."), counted here.
 set -u
 cd "$(dirname "$0")/.."
@@ -50,9 +51,9 @@ suite() {
 }
 
 run_unit_and_it() {
-    local build=$1 label=$2
+    local build=$1 label=$2 only_it=${3:-}
     for t in "$build"/tests/test_*; do
-        [ -x "$t" ] || continue
+        [ -x "$t" ] && [ -z "$only_it" ] || continue
         suite "$label unit $(basename "$t")" env CMOCKA_MESSAGE_OUTPUT=TAP "$t"
     done
     for t in tests/it/test_*.py; do
@@ -98,6 +99,13 @@ if step "build (ASan + UBSan)" make -j"$JOBS" SAN=1 all unit; then
     export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:exitcode=86
     export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1:exitcode=87
     run_unit_and_it build-san "asan+ubsan"
+    unset ASAN_OPTIONS UBSAN_OPTIONS
+fi
+
+if step "build (ThreadSanitizer)" make -j"$JOBS" TSAN=1 all unit; then
+    export TSAN_OPTIONS="halt_on_error=1 exitcode=88"
+    run_unit_and_it build-tsan "tsan" only_it
+    unset TSAN_OPTIONS
 fi
 
 rm -rf "$LOG_DIR"
