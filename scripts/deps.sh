@@ -2,7 +2,7 @@
 # Install the Debian packages crest needs to build, test or benchmark, skipping those already
 # present. Usage: scripts/deps.sh build|test|bench
 set -eu
-build="make gcc pkg-config libuv1-dev libsqlite3-dev libssl-dev zlib1g-dev libjansson-dev"
+build="make gcc pkg-config libuv1-dev libsqlite3-dev libssl-dev zlib1g-dev libcjson-dev"
 test="$build clang libclang-rt-14-dev libcmocka-dev curl wrk python3 clang-format"
 bench="$build wrk nginx-light nodejs procps"
 case "${1:-build}" in
