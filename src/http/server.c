@@ -149,26 +149,22 @@ static size_t outq_bufs(crest__outq_t *q, size_t from, size_t off, uv_buf_t *buf
     return n;
 }
 
-/* Move q's unwritten part (from segment `from`, byte `off`) to the end of dst: copied bytes are
- * copied, borrowed pieces keep their release callbacks. q is left empty (nothing released). */
-static int outq_move(crest__outq_t *dst, crest__outq_t *q, size_t from, size_t off) {
-    int rc = 0;
-    for (size_t i = from; i < q->nsegs; i++, off = 0) {
-        crest__seg_t *s = &q->segs[i];
-        if (rc != 0) {
-            if (s->release)
-                s->release(s->arg);
-        } else if (s->ext) {
-            rc = crest__outq_borrow(dst, s->ext + off, s->len - off, s->release, s->arg);
-        } else {
-            rc = crest__outq_copy(dst, q->bytes.ptr + s->off + off, s->len - off);
-        }
-        s->release = NULL;
-    }
-    q->nsegs = 0;
-    q->total = 0;
-    q->bytes.len = 0;
-    return rc;
+/* Hand q's unwritten part (from segment `from`, byte `off`) to dst, which must be empty: the
+ * buffers change owner instead of being copied. q is left empty. */
+static void outq_take(crest__outq_t *dst, crest__outq_t *q, size_t from, size_t off) {
+    *dst = *q;
+    memset(q, 0, sizeof(*q));
+    dst->nsegs -= from;
+    memmove(dst->segs, dst->segs + from, dst->nsegs * sizeof(*dst->segs));
+    crest__seg_t *first = &dst->segs[0];
+    if (first->ext)
+        first->ext += off;
+    else
+        first->off += off;
+    first->len -= off;
+    dst->total = 0;
+    for (size_t i = 0; i < dst->nsegs; i++)
+        dst->total += dst->segs[i].len;
 }
 
 static void tx_start(crest__conn_t *c);
@@ -295,17 +291,20 @@ void crest__conn_flush(crest__conn_t *c) {
             size_t seg, off;
             outq_consume(q, written > 0 ? (size_t)written : 0, &seg, &off);
             if (seg < q->nsegs) {
-                if (tx_new(c) == NULL || outq_move(&c->tx->pending, q, seg, off) != 0) {
+                /* The kernel took only part: the rest becomes the connection's own. */
+                if (tx_new(c) == NULL) {
                     crest__outq_free(q);
                     crest__conn_close(c);
                     return;
                 }
+                outq_take(&c->tx->pending, q, seg, off);
+            } else {
+                q->nsegs = 0;
+                q->total = 0;
+                q->bytes.len = 0;
+                if (q->bytes.cap > 4 * SCRATCH_SIZE) /* do not keep a huge batch buffer around */
+                    crest_buf_free(&q->bytes);
             }
-            q->nsegs = 0;
-            q->total = 0;
-            q->bytes.len = 0;
-            if (q->bytes.cap > 4 * SCRATCH_SIZE) /* do not keep a huge batch buffer around */
-                crest_buf_free(&q->bytes);
         }
     }
     if (c->tx) {
