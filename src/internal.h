@@ -127,6 +127,14 @@ void crest__loop_fire_timers(crest_loop_t *loop);
 void crest__loop_maybe_finish(crest_loop_t *loop);
 
 /* ---- http ---- */
+
+/* State a higher module hangs on the app (work/: the worker pool). `stop` runs once: from
+ * crest_app_run() after every loop thread has ended and before their memory goes, or from
+ * crest_app_free() for an app that never ran. It frees the extension. */
+typedef struct crest__app_ext_s {
+    void (*stop)(struct crest__app_ext_s *ext);
+} crest__app_ext_t;
+
 struct crest_app_s {
     void *data;
     crest_app_opts_t opts;
@@ -150,6 +158,7 @@ struct crest_app_s {
     _Atomic int stop_requested;
     _Atomic int threads_done;
     int stops_seen;
+    crest__app_ext_t *work; /* the worker pool (work/work.c), or NULL */
 };
 
 typedef struct crest__mw_s {

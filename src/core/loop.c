@@ -115,6 +115,9 @@ void crest__loop_maybe_finish(crest_loop_t *loop) {
     pthread_mutex_lock(&loop->inbox_lock);
     loop->inbox_closed = 1;
     pthread_mutex_unlock(&loop->inbox_lock);
+    /* A message posted before the close was promised to run (crest_loop_post returned 0), but
+     * the async handle's callback will not fire once it is closing: deliver those now. */
+    on_inbox(&loop->inbox_async);
     /* With these closed nothing of ours keeps the loop alive; uv_run returns. */
     uv_close((uv_handle_t *)&loop->inbox_async, NULL);
     uv_close((uv_handle_t *)&loop->shutdown_timer, NULL);

@@ -61,6 +61,8 @@ crest_app_t *crest_app_new(const crest_app_opts_t *opts) {
 void crest_app_free(crest_app_t *app) {
     if (app == NULL)
         return;
+    if (app->work != NULL)
+        app->work->stop(app->work);
     for (size_t i = 0; i < app->nmws; i++)
         free(app->mws[i].prefix);
     free(app->mws);
@@ -351,6 +353,12 @@ int crest_app_run(crest_app_t *app) {
     for (int i = 0; i < started; i++) {
         uv_thread_join(&app->loops[i].thread);
         crest__loop_dispose(&app->loops[i]);
+    }
+    /* Jobs finishing now may still hold requests of the ended loops: the extension frees them
+     * while the loops' memory is still there. */
+    if (app->work != NULL) {
+        app->work->stop(app->work);
+        app->work = NULL;
     }
     uv_loop_close(&app->control);
     app->running = 0;
