@@ -10,9 +10,11 @@ extern "C" {
 
 #include "crest/app.h"
 #include "crest/buf.h"
+#include "crest/db.h"
 #include "crest/errno.h"
 #include "crest/export.h"
 #include "crest/http.h"
+#include "crest/work.h"
 
 #define CREST_VERSION_MAJOR 0
 #define CREST_VERSION_MINOR 1
