@@ -22,6 +22,10 @@ static const char usage_text[] =
     "  --body-timeout DUR        time between reads of a body (default 30s; then 408)\n"
     "  --keepalive-timeout DUR   idle keep-alive connection lifetime (default 5s)\n"
     "  --shutdown-timeout DUR    grace for requests in flight on SIGTERM (default 10s)\n"
+    "  --workers N               CPU worker threads (default: number of CPUs)\n"
+    "  --work-queue N            jobs waiting for a worker before 503 (default 1024)\n"
+    "  --db URL                  database: sqlite:PATH (default $DATABASE_URL or sqlite:crest.db)\n"
+    "  --max-hash-rounds N       most PBKDF2 rounds /work/hash accepts (default 1000000)\n"
     "  --quiet                   no log lines on stderr\n"
     "  -h, --help                this text\n"
     "SIZE is bytes with an optional k or m suffix (KiB, MiB); DUR is a number with ms, s or m\n"
@@ -101,6 +105,9 @@ int cli_parse(int argc, char **argv, int first, const char *command, cli_opts_t 
     crest_app_opts_default(o);
     o->log = cli_log;
     o->log_data = out;
+    out->work_queue = 1024;
+    out->db_url = "sqlite:crest.db";
+    out->max_hash_rounds = 1000000;
     long v;
     const char *env = getenv("PORT");
     if (env && *env) {
@@ -108,6 +115,9 @@ int cli_parse(int argc, char **argv, int first, const char *command, cli_opts_t 
             return CLI_EXIT_USAGE;
         o->port = (int)v;
     }
+    env = getenv("DATABASE_URL");
+    if (env && *env)
+        out->db_url = env;
     for (int i = first; i < argc; i++) {
         const char *a = argv[i];
         if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
@@ -140,7 +150,11 @@ int cli_parse(int argc, char **argv, int first, const char *command, cli_opts_t 
                                             "--header-timeout",
                                             "--body-timeout",
                                             "--keepalive-timeout",
-                                            "--shutdown-timeout"};
+                                            "--shutdown-timeout",
+                                            "--workers",
+                                            "--work-queue",
+                                            "--db",
+                                            "--max-hash-rounds"};
         int k = -1;
         for (size_t j = 0; j < sizeof(known) / sizeof(known[0]); j++)
             if (strcmp(name, known[j]) == 0)
@@ -198,6 +212,23 @@ int cli_parse(int argc, char **argv, int first, const char *command, cli_opts_t 
             break;
         case 11:
             rc = parse_duration(name, val, &o->shutdown_timeout_ms);
+            break;
+        case 12:
+            rc = parse_int(name, val, 1, 1024, &v);
+            out->workers = (int)v;
+            break;
+        case 13:
+            rc = parse_int(name, val, 1, 1 << 24, &v);
+            out->work_queue = (size_t)v;
+            break;
+        case 14:
+            if (*val == '\0')
+                rc = bad(name, "a database URL such as sqlite:crest.db", val);
+            out->db_url = val;
+            break;
+        case 15:
+            rc = parse_int(name, val, 1, 100000000, &v);
+            out->max_hash_rounds = v;
             break;
         }
         if (rc != 0)

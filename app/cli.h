@@ -6,7 +6,11 @@
 
 typedef struct {
     crest_app_opts_t app;
-    int quiet; /* no log lines on stderr */
+    int quiet;            /* no log lines on stderr */
+    int workers;          /* CPU worker threads; 0: the number of CPUs */
+    size_t work_queue;    /* jobs waiting for a worker before 503; default 1024 */
+    const char *db_url;   /* "sqlite:PATH" (default sqlite:crest.db) */
+    long max_hash_rounds; /* /work/hash rounds above this -> 400; default 1000000 */
 } cli_opts_t;
 
 enum { CLI_RUN = 0, CLI_EXIT_OK = 1, CLI_EXIT_USAGE = 2 };

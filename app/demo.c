@@ -4,6 +4,7 @@
 
 #include "cli.h"
 #include "demo.h"
+#include "demo_db.h"
 
 static int on_plaintext(crest_req_t *req, void *data) {
     (void)data;
@@ -104,7 +105,13 @@ int demo_main(int argc, char **argv, int first) {
             return 1;
         }
     }
+    demo_db_t *db;
+    if (demo_db_routes(app, &opts, &db) != 0) {
+        crest_app_free(app);
+        return 1;
+    }
     rc = cli_serve(app, &opts);
     crest_app_free(app);
+    demo_db_free(db);
     return rc;
 }

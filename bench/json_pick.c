@@ -10,7 +10,8 @@
 static const char *const bodies[] = {
     "{\"title\":\"buy milk\",\"done\":false}",
     "{\"title\": \"write the report for the quarterly review, with tables\", \"done\": true}",
-    "{\"done\":true,\"title\":\"caf\\u00e9 \\\"quoted\\\" and escaped \\n text\",\"extra\":[1,2,3]}",
+    "{\"done\":true,\"title\":\"caf\\u00e9 \\\"quoted\\\" and escaped \\n "
+    "text\",\"extra\":[1,2,3]}",
 };
 #define NBODIES (sizeof(bodies) / sizeof(bodies[0]))
 
@@ -49,9 +50,9 @@ static int with_jsonc(const char *s, size_t len) {
     if (v == NULL)
         return -1;
     json_object *t, *d;
-    int ok = json_object_object_get_ex(v, "title", &t) && json_object_object_get_ex(v, "done", &d) &&
-             json_object_is_type(t, json_type_string) && json_object_is_type(d, json_type_boolean) &&
-             json_object_get_string_len(t) > 0;
+    int ok = json_object_object_get_ex(v, "title", &t) &&
+             json_object_object_get_ex(v, "done", &d) && json_object_is_type(t, json_type_string) &&
+             json_object_is_type(d, json_type_boolean) && json_object_get_string_len(t) > 0;
     json_object_put(v);
     return ok ? 0 : -1;
 }
@@ -63,7 +64,8 @@ static int with_jsonc(const char *s, size_t len) {
 #define NAME "cJSON " CJSON_VERSION_STR
 #define STR_(x) #x
 #define XSTR_(x) STR_(x)
-#define CJSON_VERSION_STR XSTR_(CJSON_VERSION_MAJOR) "." XSTR_(CJSON_VERSION_MINOR) "." XSTR_(CJSON_VERSION_PATCH)
+#define CJSON_VERSION_STR                                                                          \
+    XSTR_(CJSON_VERSION_MAJOR) "." XSTR_(CJSON_VERSION_MINOR) "." XSTR_(CJSON_VERSION_PATCH)
 #define PARSE with_cjson
 static int with_cjson(const char *s, size_t len) {
     cJSON *v = cJSON_ParseWithLength(s, len);
