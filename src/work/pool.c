@@ -10,6 +10,7 @@
  * shorter belongs on the loop), so contention on a lock held for a few pointer stores is noise;
  * a lock-free queue would buy nothing measurable and cost clarity. */
 #include <pthread.h>
+#include <signal.h>
 #include <stdlib.h>
 
 #include "crest/errno.h"
@@ -82,6 +83,13 @@ int crest__pool_new(int workers, size_t max_queue, crest__pool_t **out) {
     pool->max_queue = max_queue;
     pthread_mutex_init(&pool->lock, NULL);
     pthread_cond_init(&pool->wake, NULL);
+    /* Workers never take signals: a process-directed SIGTERM must reach the thread that handles
+     * it (crest_app_run's), not kill the process by default action in a worker that was created
+     * before the app blocked it. Threads inherit the creator's mask, so block all around the
+     * creation and restore. */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
     int rc = 0;
     for (int i = 0; i < workers; i++) {
         worker_arg_t *wa = malloc(sizeof(*wa));
@@ -99,6 +107,7 @@ int crest__pool_new(int workers, size_t max_queue, crest__pool_t **out) {
         }
         pool->nthreads++;
     }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (rc != 0) {
         crest__pool_free(pool);
         return rc;
