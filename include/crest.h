@@ -14,6 +14,9 @@ extern "C" {
 #include "crest/errno.h"
 #include "crest/export.h"
 #include "crest/http.h"
+#include "crest/pubsub.h"
+#include "crest/sse.h"
+#include "crest/ws.h"
 #include "crest/work.h"
 
 #define CREST_VERSION_MAJOR 0
