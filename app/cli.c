@@ -26,6 +26,12 @@ static const char usage_text[] =
     "  --work-queue N            jobs waiting for a worker before 503 (default 1024)\n"
     "  --db URL                  database: sqlite:PATH (default $DATABASE_URL or sqlite:crest.db)\n"
     "  --max-hash-rounds N       most PBKDF2 rounds /work/hash accepts (default 1000000)\n"
+    "  --ws-max-message SIZE     largest WebSocket message (default 1m; larger -> close 1009)\n"
+    "  --ws-max-buffered SIZE    output a WebSocket may queue before it is slow (default 1m)\n"
+    "  --ws-slow-policy drop|close  what happens to a slow WebSocket's messages (default drop)\n"
+    "  --ws-ping-interval DUR    ping idle WebSockets, close those that stop answering (30s)\n"
+    "  --ws-deflate              accept permessage-deflate (off by default)\n"
+    "  --public DIR              folder of the chat page index.html (default app/public)\n"
     "  --quiet                   no log lines on stderr\n"
     "  -h, --help                this text\n"
     "SIZE is bytes with an optional k or m suffix (KiB, MiB); DUR is a number with ms, s or m\n"
@@ -128,6 +134,10 @@ int cli_parse(int argc, char **argv, int first, const char *command, cli_opts_t 
             out->quiet = 1;
             continue;
         }
+        if (strcmp(a, "--ws-deflate") == 0) {
+            out->ws_deflate = 1;
+            continue;
+        }
         /* Every other flag takes a value: "--flag value" or "--flag=value". */
         char name[64];
         const char *val = NULL;
@@ -154,7 +164,12 @@ int cli_parse(int argc, char **argv, int first, const char *command, cli_opts_t 
                                             "--workers",
                                             "--work-queue",
                                             "--db",
-                                            "--max-hash-rounds"};
+                                            "--max-hash-rounds",
+                                            "--ws-max-message",
+                                            "--ws-max-buffered",
+                                            "--ws-slow-policy",
+                                            "--ws-ping-interval",
+                                            "--public"};
         int k = -1;
         for (size_t j = 0; j < sizeof(known) / sizeof(known[0]); j++)
             if (strcmp(name, known[j]) == 0)
@@ -229,6 +244,25 @@ int cli_parse(int argc, char **argv, int first, const char *command, cli_opts_t 
         case 15:
             rc = parse_int(name, val, 1, 100000000, &v);
             out->max_hash_rounds = v;
+            break;
+        case 16:
+            rc = parse_size(name, val, &out->ws_max_message);
+            break;
+        case 17:
+            rc = parse_size(name, val, &out->ws_max_buffered);
+            break;
+        case 18:
+            if (strcmp(val, "drop") != 0 && strcmp(val, "close") != 0)
+                rc = bad(name, "drop or close", val);
+            out->ws_slow_close = strcmp(val, "close") == 0;
+            break;
+        case 19:
+            rc = parse_duration(name, val, &out->ws_ping_interval_ms);
+            break;
+        case 20:
+            if (*val == '\0')
+                rc = bad(name, "a folder", val);
+            out->public_dir = val;
             break;
         }
         if (rc != 0)

@@ -11,6 +11,13 @@ typedef struct {
     size_t work_queue;    /* jobs waiting for a worker before 503; default 1024 */
     const char *db_url;   /* "sqlite:PATH" (default sqlite:crest.db) */
     long max_hash_rounds; /* /work/hash rounds above this -> 400; default 1000000 */
+    /* WebSocket routes (0: the library's default). */
+    size_t ws_max_message;
+    size_t ws_max_buffered;
+    uint32_t ws_ping_interval_ms;
+    int ws_slow_close;      /* --ws-slow-policy close (default drop) */
+    int ws_deflate;         /* --ws-deflate: accept permessage-deflate */
+    const char *public_dir; /* --public DIR: the chat page and static files (default app/public) */
 } cli_opts_t;
 
 enum { CLI_RUN = 0, CLI_EXIT_OK = 1, CLI_EXIT_USAGE = 2 };

@@ -5,6 +5,7 @@
 #include "cli.h"
 #include "demo.h"
 #include "demo_db.h"
+#include "demo_rt.h"
 
 static int on_plaintext(crest_req_t *req, void *data) {
     (void)data;
@@ -110,8 +111,15 @@ int demo_main(int argc, char **argv, int first) {
         crest_app_free(app);
         return 1;
     }
+    demo_rt_t *rt;
+    if (demo_rt_routes(app, &opts, &rt) != 0) {
+        crest_app_free(app);
+        demo_db_free(db);
+        return 1;
+    }
     rc = cli_serve(app, &opts);
     crest_app_free(app);
     demo_db_free(db);
+    demo_rt_free(rt);
     return rc;
 }

@@ -1,0 +1,335 @@
+/* Real-time demo routes (CONTRACT.md "Real time"), written only against the public header.
+ *
+ * Chat rooms are pub/sub topics "room:<name>": a member's socket subscribes to its room, and each
+ * message is published once, so members on every loop thread get the same frame. Every chat
+ * message is also published to the topic "events" for the SSE stream at /events, with an id; the
+ * last few are kept so that a browser reconnecting with Last-Event-ID gets what it missed. */
+#include <cJSON.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "demo_rt.h"
+
+#define HISTORY 256  /* SSE events kept for Last-Event-ID */
+#define MAX_FIELD 64 /* longest room or name, in bytes */
+#define EVENTS_TOPIC "events"
+
+typedef struct {
+    uint64_t id;
+    char *json;
+} event_t;
+
+struct demo_rt_s {
+    crest_pubsub_t *ps;
+    crest_ws_opts_t echo;
+    crest_ws_opts_t chat;
+    char *index_html;
+    size_t index_len;
+    pthread_mutex_t lock; /* guards the history and next_id: chat runs on every loop thread */
+    uint64_t next_id;
+    event_t history[HISTORY];
+};
+
+/* One chat member; owned by its socket (freed in on_close). */
+typedef struct {
+    char topic[5 + MAX_FIELD + 1]; /* "room:" + room */
+    char *room_json;               /* the room and name as JSON string literals */
+    char *name_json;
+} member_t;
+
+static uint64_t now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* ---- /ws/echo ---- */
+
+static void echo_message(crest_ws_t *ws, const void *data, size_t len, int binary) {
+    crest_ws_send(ws, data, len, binary);
+}
+
+/* ---- /ws/chat ---- */
+
+static int hexval(char c) {
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* Percent-decode a query value into out (at most cap-1 bytes, '+' is a space); returns the
+ * length. Bytes that would not be UTF-8 are harmless: they are JSON-escaped byte by byte later
+ * only when ASCII control characters, so a browser gets back what it sent. */
+static size_t query_value(crest_str_t v, char *out, size_t cap, const char *dflt) {
+    size_t n = 0;
+    for (size_t i = 0; v.ptr && i < v.len && n + 1 < cap; i++) {
+        char c = v.ptr[i];
+        if (c == '%' && i + 2 < v.len + 0 && hexval(v.ptr[i + 1]) >= 0 &&
+            hexval(v.ptr[i + 2]) >= 0) {
+            c = (char)(hexval(v.ptr[i + 1]) * 16 + hexval(v.ptr[i + 2]));
+            i += 2;
+        } else if (c == '+') {
+            c = ' ';
+        }
+        out[n++] = c;
+    }
+    if (n == 0) {
+        n = strlen(dflt);
+        memcpy(out, dflt, n);
+    }
+    out[n] = '\0';
+    return n;
+}
+
+static char *json_string(const char *s, size_t len) {
+    crest_buf_t b = CREST_BUF_INIT;
+    crest_buf_json_str(&b, s, len);
+    crest_buf_append(&b, "", 1);
+    if (b.err) {
+        crest_buf_free(&b);
+        return NULL;
+    }
+    return b.ptr;
+}
+
+static void announce(demo_rt_t *rt, const member_t *m, const char *type) {
+    char mem[256];
+    crest_buf_t b = CREST_BUF_ON(mem);
+    crest_buf_printf(&b, "{\"type\":\"%s\",\"room\":%s,\"name\":%s}", type, m->room_json,
+                     m->name_json);
+    if (!b.err)
+        crest_pubsub_publish(rt->ps, m->topic, b.ptr, b.len, 0);
+    crest_buf_free(&b);
+}
+
+static void chat_open(crest_ws_t *ws, crest_req_t *req) {
+    demo_rt_t *rt = crest_ws_opts(ws)->data;
+    char room[MAX_FIELD + 1], name[MAX_FIELD + 1];
+    size_t rl = query_value(crest_req_query_param(req, "room"), room, sizeof(room), "lobby");
+    size_t nl = query_value(crest_req_query_param(req, "name"), name, sizeof(name), "anonymous");
+    member_t *m = calloc(1, sizeof(*m));
+    if (m == NULL) {
+        crest_ws_close(ws, 1011, "out of memory");
+        return;
+    }
+    snprintf(m->topic, sizeof(m->topic), "room:%s", room);
+    m->room_json = json_string(room, rl);
+    m->name_json = json_string(name, nl);
+    *crest_ws_data(ws) = m;
+    if (m->room_json == NULL || m->name_json == NULL ||
+        crest_ws_subscribe(ws, rt->ps, m->topic) != 0) {
+        crest_ws_close(ws, 1011, "out of memory");
+        return;
+    }
+    announce(rt, m, "join");
+}
+
+static void chat_message(crest_ws_t *ws, const void *data, size_t len, int binary) {
+    demo_rt_t *rt = crest_ws_opts(ws)->data;
+    member_t *m = *crest_ws_data(ws);
+    if (binary || m == NULL)
+        return;
+    cJSON *root = cJSON_ParseWithLength(data, len);
+    cJSON *text = cJSON_GetObjectItemCaseSensitive(root, "text");
+    if (!cJSON_IsString(text)) {
+        cJSON_Delete(root);
+        crest_ws_send_text(ws,
+                           "{\"type\":\"error\",\"error\":\"send {\\\"text\\\":\\\"...\\\"}\"}");
+        return;
+    }
+    crest_buf_t b = CREST_BUF_INIT;
+    crest_buf_printf(&b, "{\"type\":\"message\",\"room\":%s,\"name\":%s,\"text\":", m->room_json,
+                     m->name_json);
+    crest_buf_json_str(&b, text->valuestring, strlen(text->valuestring));
+    crest_buf_printf(&b, ",\"ts\":%llu}", (unsigned long long)now_ms());
+    cJSON_Delete(root);
+    if (b.err) {
+        crest_buf_free(&b);
+        return;
+    }
+    crest_pubsub_publish(rt->ps, m->topic, b.ptr, b.len, 0);
+    /* The same JSON for the SSE stream, with an id for Last-Event-ID. The history takes the
+     * JSON; numbering and publishing under one lock keep ids in order on the stream. */
+    size_t jlen = b.len;
+    crest_buf_append(&b, "", 1);
+    if (b.err) {
+        crest_buf_free(&b);
+        return;
+    }
+    char idstr[24];
+    pthread_mutex_lock(&rt->lock);
+    uint64_t id = ++rt->next_id;
+    event_t *e = &rt->history[id % HISTORY];
+    free(e->json);
+    e->id = id;
+    e->json = b.ptr;
+    snprintf(idstr, sizeof(idstr), "%llu", (unsigned long long)id);
+    crest_pubsub_publish_event(rt->ps, EVENTS_TOPIC, "message", idstr, e->json, jlen);
+    pthread_mutex_unlock(&rt->lock);
+}
+
+static void chat_close(crest_ws_t *ws, int code, const char *reason, size_t reason_len) {
+    (void)code, (void)reason, (void)reason_len;
+    demo_rt_t *rt = crest_ws_opts(ws)->data;
+    member_t *m = *crest_ws_data(ws);
+    if (m == NULL)
+        return;
+    if (m->room_json && m->name_json)
+        announce(rt, m, "leave");
+    free(m->room_json);
+    free(m->name_json);
+    free(m);
+}
+
+/* ---- /events ---- */
+
+static int on_events(crest_req_t *req, void *data) {
+    demo_rt_t *rt = data;
+    crest_str_t last = crest_req_header(req, "Last-Event-ID");
+    uint64_t from = 0;
+    int replay = 0;
+    if (last.ptr != NULL && last.len > 0 && last.len < 20) {
+        replay = 1;
+        for (size_t i = 0; i < last.len && replay; i++) {
+            if (last.ptr[i] < '0' || last.ptr[i] > '9')
+                replay = 0;
+            from = from * 10 + (uint64_t)(last.ptr[i] - '0');
+        }
+    }
+    crest_sse_opts_t o;
+    crest_sse_opts_default(&o);
+    o.retry_ms = 1000;
+    crest_sse_t *s = crest_sse_start(req, &o);
+    if (s == NULL)
+        return 0;
+    /* Subscribe first and replay under the lock: an event published meanwhile waits in the
+     * loop's queue behind the replay, so nothing is lost or sent twice out of order. */
+    pthread_mutex_lock(&rt->lock);
+    if (crest_sse_subscribe(s, rt->ps, EVENTS_TOPIC) != 0) {
+        pthread_mutex_unlock(&rt->lock);
+        crest_sse_end(s);
+        return 0;
+    }
+    if (replay) {
+        uint64_t first = rt->next_id > HISTORY ? rt->next_id - HISTORY + 1 : 1;
+        if (from + 1 > first)
+            first = from + 1;
+        for (uint64_t id = first; id <= rt->next_id; id++) {
+            event_t *e = &rt->history[id % HISTORY];
+            char idstr[24];
+            snprintf(idstr, sizeof(idstr), "%llu", (unsigned long long)id);
+            if (e->id == id && e->json)
+                crest_sse_send(s, "message", idstr, e->json, strlen(e->json));
+        }
+    }
+    pthread_mutex_unlock(&rt->lock);
+    return 0;
+}
+
+/* ---- the chat page ---- */
+
+static int on_index(crest_req_t *req, void *data) {
+    demo_rt_t *rt = data;
+    if (rt->index_html == NULL)
+        return crest_res_status(req, 404);
+    crest_res_header(req, "Cache-Control", "no-cache");
+    return crest_res_send_borrowed(req, 200, "text/html; charset=utf-8", rt->index_html,
+                                   rt->index_len, NULL, NULL);
+}
+
+static char *read_file(const char *path, size_t *len) {
+    FILE *f = fopen(path, "rb");
+    if (f == NULL)
+        return NULL;
+    char *buf = NULL;
+    size_t n = 0, cap = 0;
+    for (;;) {
+        if (n == cap) {
+            cap = cap ? cap * 2 : 16384;
+            char *p = realloc(buf, cap);
+            if (p == NULL) {
+                free(buf);
+                fclose(f);
+                return NULL;
+            }
+            buf = p;
+        }
+        size_t r = fread(buf + n, 1, cap - n, f);
+        if (r == 0)
+            break;
+        n += r;
+    }
+    fclose(f);
+    *len = n;
+    return buf;
+}
+
+int demo_rt_routes(crest_app_t *app, const cli_opts_t *opts, demo_rt_t **out) {
+    *out = NULL;
+    demo_rt_t *rt = calloc(1, sizeof(*rt));
+    if (rt == NULL || (rt->ps = crest_pubsub_new(app)) == NULL) {
+        free(rt);
+        fprintf(stderr, "crest: out of memory\n");
+        return 1;
+    }
+    pthread_mutex_init(&rt->lock, NULL);
+    crest_ws_opts_t base;
+    crest_ws_opts_default(&base);
+    if (opts->ws_max_message)
+        base.max_message = opts->ws_max_message;
+    if (opts->ws_max_buffered)
+        base.max_buffered = opts->ws_max_buffered;
+    if (opts->ws_ping_interval_ms)
+        base.ping_interval_ms = opts->ws_ping_interval_ms;
+    base.slow_policy = opts->ws_slow_close ? CREST_WS_SLOW_CLOSE : CREST_WS_SLOW_DROP;
+    base.deflate = opts->ws_deflate;
+    base.data = rt;
+    rt->echo = base;
+    rt->echo.on_message = echo_message;
+    rt->chat = base;
+    rt->chat.on_open = chat_open;
+    rt->chat.on_message = chat_message;
+    rt->chat.on_close = chat_close;
+
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/index.html",
+             opts->public_dir ? opts->public_dir : "app/public");
+    rt->index_html = read_file(path, &rt->index_len);
+    if (rt->index_html == NULL && opts->public_dir != NULL) {
+        fprintf(stderr, "crest: cannot read %s\n", path);
+        demo_rt_free(rt);
+        return 1;
+    }
+    int rc = crest_ws_route(app, "/ws/echo", &rt->echo);
+    if (rc == 0)
+        rc = crest_ws_route(app, "/ws/chat", &rt->chat);
+    if (rc == 0)
+        rc = crest_app_route(app, "GET", "/events", on_events, rt);
+    if (rc == 0)
+        rc = crest_app_route(app, "GET", "/", on_index, rt);
+    if (rc != 0) {
+        fprintf(stderr, "crest: real-time routes: %s\n", crest_strerror(rc));
+        demo_rt_free(rt);
+        return 1;
+    }
+    *out = rt;
+    return 0;
+}
+
+void demo_rt_free(demo_rt_t *rt) {
+    if (rt == NULL)
+        return;
+    crest_pubsub_free(rt->ps);
+    for (size_t i = 0; i < HISTORY; i++)
+        free(rt->history[i].json);
+    free(rt->index_html);
+    pthread_mutex_destroy(&rt->lock);
+    free(rt);
+}
