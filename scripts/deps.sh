@@ -3,7 +3,7 @@
 # present. Usage: scripts/deps.sh build|test|bench
 set -eu
 build="make gcc pkg-config libuv1-dev libsqlite3-dev libssl-dev zlib1g-dev libcjson-dev"
-test="$build clang libclang-rt-14-dev libcmocka-dev curl wrk python3 clang-format"
+test="$build clang libclang-rt-14-dev libcmocka-dev curl wrk python3 clang-format strace"
 bench="$build wrk nginx-light nodejs procps"
 case "${1:-build}" in
 build) want=$build ;;
