@@ -16,8 +16,8 @@ extern "C" {
 #include "crest/http.h"
 #include "crest/pubsub.h"
 #include "crest/sse.h"
-#include "crest/ws.h"
 #include "crest/work.h"
+#include "crest/ws.h"
 
 #define CREST_VERSION_MAJOR 0
 #define CREST_VERSION_MINOR 1

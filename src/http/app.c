@@ -350,16 +350,17 @@ int crest_app_run(crest_app_t *app) {
     if (atomic_load(&app->stop_requested))
         uv_async_send(&app->stop_async);
     uv_run(&app->control, UV_RUN_DEFAULT);
-    for (int i = 0; i < started; i++) {
+    for (int i = 0; i < started; i++)
         uv_thread_join(&app->loops[i].thread);
-        crest__loop_dispose(&app->loops[i]);
-    }
-    /* Jobs finishing now may still hold requests of the ended loops: the extension frees them
-     * while the loops' memory is still there. */
+    /* Worker jobs may still be running and posting to the ended loops (their inboxes are closed,
+     * so the posts fail) and may hold requests of those loops: stop the extension while the
+     * loops' locks and memory are still there, then dispose of the loops. */
     if (app->work != NULL) {
         app->work->stop(app->work);
         app->work = NULL;
     }
+    for (int i = 0; i < started; i++)
+        crest__loop_dispose(&app->loops[i]);
     uv_loop_close(&app->control);
     app->running = 0;
     return rc;
