@@ -12,6 +12,9 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include "crest/errno.h"
 #include "work/pool.h"
@@ -31,6 +34,7 @@ struct crest__pool_s {
 typedef struct {
     crest__pool_t *pool;
     int index;
+    int nice;
 } worker_arg_t;
 
 static _Thread_local int worker_index = -1;
@@ -43,6 +47,10 @@ static void *worker_main(void *p) {
     worker_arg_t *wa = p;
     crest__pool_t *pool = wa->pool;
     worker_index = wa->index;
+    /* Linux applies setpriority(PRIO_PROCESS, tid) to one thread. Raising one's own nice value
+     * needs no privilege; a failure only costs latency, so it is ignored. */
+    if (wa->nice > 0)
+        (void)setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), wa->nice);
     free(wa);
     pthread_mutex_lock(&pool->lock);
     for (;;) {
@@ -67,7 +75,15 @@ static void *worker_main(void *p) {
 }
 
 int crest__pool_new(int workers, size_t max_queue, crest__pool_t **out) {
+    return crest__pool_new_nice(workers, max_queue, 0, out);
+}
+
+int crest__pool_new_nice(int workers, size_t max_queue, int nice, crest__pool_t **out) {
     *out = NULL;
+    if (nice < 0)
+        nice = 0;
+    if (nice > 19)
+        nice = 19;
     if (workers < 1)
         workers = 1;
     if (max_queue < 1)
@@ -99,6 +115,7 @@ int crest__pool_new(int workers, size_t max_queue, crest__pool_t **out) {
         }
         wa->pool = pool;
         wa->index = i;
+        wa->nice = nice;
         int err = pthread_create(&pool->threads[i], NULL, worker_main, wa);
         if (err != 0) {
             free(wa);

@@ -22,6 +22,8 @@ typedef struct crest__pool_s crest__pool_t;
 /* Start `workers` threads (at least 1) with room for `max_queue` waiting jobs (at least 1).
  * Returns 0 and the pool in *out, CREST_ENOMEM, or a negative error from pthread_create. */
 int crest__pool_new(int workers, size_t max_queue, crest__pool_t **out);
+/* As crest__pool_new, the workers' nice value raised by `nice` (0 to 19; best effort). */
+int crest__pool_new_nice(int workers, size_t max_queue, int nice, crest__pool_t **out);
 /* Queue a job. Any thread. Returns 0 (exactly one of run or cancel will be called; a worker may
  * start run before this returns), CREST_EAGAIN when max_queue jobs are already waiting, or
  * CREST_ECANCELED once the pool is stopping. On an error the caller keeps the job. */

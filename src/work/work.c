@@ -45,6 +45,7 @@ struct work_pool_s {
 void crest_work_opts_default(crest_work_opts_t *opts) {
     opts->workers = 0;
     opts->max_queue = 1024;
+    opts->nice = 10;
 }
 
 static void park(req_job_t *j, int status) {
@@ -123,7 +124,8 @@ int crest_app_workers(crest_app_t *app, const crest_work_opts_t *opts) {
     work_pool_t *wp = calloc(1, sizeof(*wp));
     if (wp == NULL)
         return CREST_ENOMEM;
-    int rc = crest__pool_new(workers, opts->max_queue ? opts->max_queue : 1024, &wp->pool);
+    int rc = crest__pool_new_nice(workers, opts->max_queue ? opts->max_queue : 1024, opts->nice,
+                                  &wp->pool);
     if (rc != 0) {
         free(wp);
         return rc;
