@@ -319,5 +319,21 @@ def _():
                 eq(g, t, "todo %d after kill -9" % t["id"])
 
 
+@T.case("a --db the server cannot use is refused at start with a message")
+def _():
+    with TmpDir() as tmp:
+        for url, what in [("postgres://localhost/x", "not supported"),
+                          ("mysql://x", "invalid"),
+                          ("sqlite:", "invalid"),
+                          ("sqlite:%s/no/such/dir/x.db" % tmp, "x.db"),
+                          ("sqlite:%s/x.db?synchronous=sometimes" % tmp, "invalid")]:
+            rc, out, err = run_cli([CREST_BIN, "demo", "--port", "0", "--db", url])
+            check(rc != 0, "--db %s: exit status %d" % (url, rc))
+            check("crest: database" in err and what in err, "--db %s: stderr %r" % (url, err))
+        rc, out, err = run_cli([CREST_BIN, "demo", "--port", "0"],
+                               env={"DATABASE_URL": "postgres://localhost/x"})
+        check(rc != 0 and "postgres://localhost/x" in err, "DATABASE_URL: %d %r" % (rc, err))
+
+
 if __name__ == "__main__":
     T.main(needs=("crest",))
