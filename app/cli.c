@@ -31,6 +31,7 @@ static const char usage_text[] =
     "  --ws-slow-policy drop|close  what happens to a slow WebSocket's messages (default drop)\n"
     "  --ws-ping-interval DUR    ping idle WebSockets, close those that stop answering (30s)\n"
     "  --ws-deflate              accept permessage-deflate (off by default)\n"
+    "  --sse-keepalive DUR       keep-alive comment on a quiet event stream (default 15s)\n"
     "  --public DIR              folder of the chat page index.html (default app/public)\n"
     "  --quiet                   no log lines on stderr\n"
     "  -h, --help                this text\n"
@@ -169,7 +170,8 @@ int cli_parse(int argc, char **argv, int first, const char *command, cli_opts_t 
                                             "--ws-max-buffered",
                                             "--ws-slow-policy",
                                             "--ws-ping-interval",
-                                            "--public"};
+                                            "--public",
+                                            "--sse-keepalive"};
         int k = -1;
         for (size_t j = 0; j < sizeof(known) / sizeof(known[0]); j++)
             if (strcmp(name, known[j]) == 0)
@@ -263,6 +265,9 @@ int cli_parse(int argc, char **argv, int first, const char *command, cli_opts_t 
             if (*val == '\0')
                 rc = bad(name, "a folder", val);
             out->public_dir = val;
+            break;
+        case 21:
+            rc = parse_duration(name, val, &out->sse_keepalive_ms);
             break;
         }
         if (rc != 0)

@@ -15,8 +15,9 @@ typedef struct {
     size_t ws_max_message;
     size_t ws_max_buffered;
     uint32_t ws_ping_interval_ms;
-    int ws_slow_close;      /* --ws-slow-policy close (default drop) */
-    int ws_deflate;         /* --ws-deflate: accept permessage-deflate */
+    int ws_slow_close;         /* --ws-slow-policy close (default drop) */
+    int ws_deflate;            /* --ws-deflate: accept permessage-deflate */
+    uint32_t sse_keepalive_ms; /* --sse-keepalive: comment on a quiet event stream (15 s) */
     const char *public_dir; /* --public DIR: the chat page and static files (default app/public) */
 } cli_opts_t;
 

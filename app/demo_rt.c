@@ -26,6 +26,7 @@ struct demo_rt_s {
     crest_pubsub_t *ps;
     crest_ws_opts_t echo;
     crest_ws_opts_t chat;
+    uint32_t sse_keepalive_ms;
     char *index_html;
     size_t index_len;
     pthread_mutex_t lock; /* guards the history and next_id: chat runs on every loop thread */
@@ -188,6 +189,17 @@ static void chat_close(crest_ws_t *ws, int code, const char *reason, size_t reas
     free(m);
 }
 
+/* The chat upgrade names the loop thread that took the socket (X-Loop), so that tests and curious
+ * people can see members spread over threads. */
+static int on_chat(crest_req_t *req, void *data) {
+    demo_rt_t *rt = data;
+    char idx[16];
+    snprintf(idx, sizeof(idx), "%d", crest_loop_index(crest_req_loop(req)));
+    crest_res_header(req, "X-Loop", idx);
+    crest_ws_upgrade(req, &rt->chat);
+    return 0;
+}
+
 /* ---- /events ---- */
 
 static int on_events(crest_req_t *req, void *data) {
@@ -206,6 +218,8 @@ static int on_events(crest_req_t *req, void *data) {
     crest_sse_opts_t o;
     crest_sse_opts_default(&o);
     o.retry_ms = 1000;
+    if (rt->sse_keepalive_ms)
+        o.keepalive_ms = rt->sse_keepalive_ms;
     crest_sse_t *s = crest_sse_start(req, &o);
     if (s == NULL)
         return 0;
@@ -291,6 +305,7 @@ int demo_rt_routes(crest_app_t *app, const cli_opts_t *opts, demo_rt_t **out) {
     base.slow_policy = opts->ws_slow_close ? CREST_WS_SLOW_CLOSE : CREST_WS_SLOW_DROP;
     base.deflate = opts->ws_deflate;
     base.data = rt;
+    rt->sse_keepalive_ms = opts->sse_keepalive_ms;
     rt->echo = base;
     rt->echo.on_message = echo_message;
     rt->chat = base;
@@ -309,7 +324,7 @@ int demo_rt_routes(crest_app_t *app, const cli_opts_t *opts, demo_rt_t **out) {
     }
     int rc = crest_ws_route(app, "/ws/echo", &rt->echo);
     if (rc == 0)
-        rc = crest_ws_route(app, "/ws/chat", &rt->chat);
+        rc = crest_app_route(app, "GET", "/ws/chat", on_chat, rt);
     if (rc == 0)
         rc = crest_app_route(app, "GET", "/events", on_events, rt);
     if (rc == 0)

@@ -309,7 +309,9 @@ static void on_deliver(crest_loop_t *loop, void *arg) {
     while (m != NULL) {
         crest__psmsg_t *next = m->next[l->index];
         topic_t *t = topic_find(l, m->topic, m->topic_len, m->hash);
-        for (psnode_t *n = t ? t->subs : NULL; n; n = n->next) {
+        psnode_t *nx;
+        for (psnode_t *n = t ? t->subs : NULL; n; n = nx) {
+            nx = n->next; /* deliver may close its own subscriber, which frees n */
             if (n->sub->deliver(n->sub, m))
                 delivered++;
             else

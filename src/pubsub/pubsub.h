@@ -26,8 +26,8 @@ void crest__psmsg_unref(void *m);
 /* A subscriber: embedded in a WebSocket or an SSE stream, on one loop thread. */
 typedef struct crest__psub_s {
     /* Queue m's bytes on the subscriber's output (without writing yet); returns 1, or 0 when the
-     * message was dropped (slow consumer). May mark the subscriber to be closed but must not close
-     * it: the topic's subscriber list is being walked. */
+     * message was dropped (slow consumer). It may write (and so close) its own subscriber, but no
+     * other: the topic's subscriber list is being walked. */
     int (*deliver)(struct crest__psub_s *s, crest__psmsg_t *m);
     /* The batch is over: write what deliver queued (or close the subscriber). */
     void (*flush)(struct crest__psub_s *s);

@@ -489,9 +489,20 @@ static void ws_on_timer(crest__conn_t *c) {
 
 static void ws_on_shutdown(crest__conn_t *c) {
     crest_ws_t *ws = c->proto_data;
-    /* Going away: 1001. The close timeout (or the server's shutdown timeout) bounds the wait. */
-    if (crest_ws_close(ws, CREST__WS_GOING_AWAY, "server shutting down") == CREST_EALREADY &&
-        !(c->flags & CONN_CLOSE_AFTER_WRITE) && (ws->flags & WS_CLOSE_RCVD))
+    /* A socket whose output is stuck would hold the close frame (and the shutdown) for the whole
+     * close timeout: cut it at once. */
+    if (crest__conn_buffered(c) > 0) {
+        notify_close(ws, CREST__WS_GOING_AWAY, "server shutting down", 20);
+        crest__conn_close(c);
+        return;
+    }
+    /* Going away: 1001. A client that does not answer within a second (it may not be reading
+     * at all) is not worth holding the whole shutdown for. */
+    int rc = crest_ws_close(ws, CREST__WS_GOING_AWAY, "server shutting down");
+    if (rc == 0 && !(c->flags & CONN_CLOSING) && ws->opts->close_timeout_ms > 1000)
+        crest__wheel_arm(&ws_loop(ws)->wheel, &c->timer, 1000);
+    else if (rc == CREST_EALREADY && !(c->flags & CONN_CLOSE_AFTER_WRITE) &&
+             (ws->flags & WS_CLOSE_RCVD))
         crest__conn_close(c);
 }
 
@@ -524,6 +535,13 @@ static int ws_deliver(crest__psub_t *s, crest__psmsg_t *m) {
     crest__conn_t *c = ws->conn;
     if (ws_closing(ws) || (ws->flags & (WS_CLOSE_SENT | WS_CLOSE_RCVD | WS_KILL)))
         return 0;
+    if (crest__conn_buffered(c) > ws->opts->max_buffered && s->dirty) {
+        /* A burst within one batch: hand what this batch queued to the kernel before judging
+         * the reader, or a fast reader would look slow. */
+        crest__conn_flush(c); /* it stays on the dirty list; flushing twice is harmless */
+        if (ws_closing(ws))
+            return 0;
+    }
     if (crest__conn_buffered(c) > ws->opts->max_buffered) {
         if (ws->opts->slow_policy == CREST_WS_SLOW_CLOSE)
             ws->flags |= WS_KILL;
