@@ -2,7 +2,8 @@
 # Runs every test and ends with "N passed, N failed"; exits non-zero on any failure.
 #   1. builds with gcc and clang (-Werror), checks formatting
 #   2. unit tests (cmocka; parser, router, llhttp corpus)
-#   3. integration tests: the real binary against real clients (tests/it)
+#   3. integration tests: the real binary against real clients (tests/it), and the chat page in
+#      headless Chromium (tests/e2e)
 #   4. each libFuzzer target for a bounded time (FUZZ_SECONDS, default 60)
 #   5. unit and integration tests again, built with AddressSanitizer + UBSan
 #   6. integration tests again, built with ThreadSanitizer (loop threads, inboxes, signals)
@@ -81,8 +82,19 @@ install_check() {
 }
 step "make install PREFIX=... and build examples/hello.c with pkg-config" install_check
 
+# Node.js clients for the WebSocket and browser tests: npm ws and playwright-core in tests/e2e
+# (node_modules is git-ignored); the browser is Debian's chromium (scripts/deps.sh), never a
+# download.
+e2e_deps() {
+    [ -d tests/e2e/node_modules/ws ] && [ -d tests/e2e/node_modules/playwright-core ] && return 0
+    (cd tests/e2e && npm install --no-audit --no-fund)
+}
+step "npm ws + playwright-core (tests/e2e)" e2e_deps
+
 if [ -x build/crest ]; then
     run_unit_and_it build ""
+    suite "e2e chat in two headless Chromium pages" env CREST_BIN=build/crest \
+        node tests/e2e/chat.test.js
 fi
 
 step "build fuzz targets" make -j"$JOBS" fuzz

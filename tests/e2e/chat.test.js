@@ -1,0 +1,112 @@
+// Browser test: two headless Chromium pages join one room of a real crest server and each sees
+// the other's message. Prints TAP lines; exits non-zero on failure.
+//   CREST_BIN=build/crest node tests/e2e/chat.test.js
+// Needs Debian's chromium (/usr/bin/chromium) and npm playwright-core in tests/e2e/node_modules
+// (tests/run.sh installs both); never downloads a browser.
+"use strict";
+const { spawn } = require("child_process");
+const fs = require("fs");
+const os = require("os");
+const path = require("path");
+const { chromium } = require("playwright-core");
+
+const root = path.resolve(__dirname, "..", "..");
+const bin = path.resolve(root, process.env.CREST_BIN || "build/crest");
+const chrome = process.env.CHROMIUM || "/usr/bin/chromium";
+let failed = 0, n = 0;
+
+function tap(ok, name, detail) {
+  n++;
+  console.log((ok ? "ok - " : "not ok - ") + name);
+  if (!ok) { failed++; if (detail) console.log("# " + String(detail).split("\n").join("\n# ")); }
+}
+
+function startServer() {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "crest-e2e."));
+  const proc = spawn(bin, ["demo", "--host", "127.0.0.1", "--port", "0", "--threads", "2", "--quiet",
+                           "--db", "sqlite:" + path.join(dir, "demo.db"),
+                           "--public", path.join(root, "app", "public")],
+                     { cwd: root, stdio: ["ignore", "pipe", "pipe"] });
+  let err = "";
+  proc.stderr.on("data", (d) => { err += d; });
+  const port = new Promise((resolve, reject) => {
+    let out = "";
+    const t = setTimeout(() => reject(new Error("no listening line; stderr: " + err)), 10000);
+    proc.stdout.on("data", (d) => {
+      out += d;
+      const m = /listening on http:\/\/127\.0\.0\.1:(\d+)/.exec(out);
+      if (m) { clearTimeout(t); resolve(Number(m[1])); }
+    });
+    proc.on("exit", (code) => reject(new Error("server exited " + code + ": " + err)));
+  });
+  const stop = () => new Promise((resolve) => {
+    if (proc.exitCode !== null) return resolve(proc.exitCode);
+    const t = setTimeout(() => { proc.kill("SIGKILL"); }, 5000);
+    proc.on("exit", (code) => { clearTimeout(t); fs.rmSync(dir, { recursive: true, force: true }); resolve(code); });
+    proc.kill("SIGTERM");
+  });
+  return { port, stop };
+}
+
+async function main() {
+  const srv = startServer();
+  let browser;
+  const guard = setTimeout(() => { tap(false, "browser test finished in time"); process.exit(1); }, 60000);
+  try {
+    const port = await srv.port;
+    browser = await chromium.launch({
+      executablePath: chrome,
+      args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+    });
+    const base = "http://127.0.0.1:" + port + "/";
+    const ctxA = await browser.newContext(), ctxB = await browser.newContext();
+    const a = await ctxA.newPage(), b = await ctxB.newPage();
+
+    const res = await a.goto(base);
+    tap(res.status() === 200 && (await a.title()) === "crest chat", "GET / serves the chat page");
+
+    // Join through the form, as a person would.
+    for (const [page, name] of [[a, "alice"], [b, "bob"]]) {
+      if (page !== a) await page.goto(base);
+      await page.fill("#name", name);
+      await page.fill("#room", "e2e");
+      await page.click("#join-btn");
+      await page.waitForSelector("#status.online", { timeout: 10000 });
+    }
+    await a.waitForSelector("text=bob joined #e2e", { timeout: 10000 });
+    tap(true, "alice sees bob join");
+
+    await a.fill("#text", "hello from alice");
+    await a.click("#send-btn");
+    await b.fill("#text", "hi alice, bob here");
+    await b.press("#text", "Enter");
+    await b.waitForSelector("li.msg >> text=hello from alice", { timeout: 10000 });
+    tap(true, "bob sees alice's message");
+    await a.waitForSelector("li.msg >> text=hi alice, bob here", { timeout: 10000 });
+    tap(true, "alice sees bob's message");
+    await a.waitForSelector("li.mine >> text=hello from alice", { timeout: 10000 });
+    tap(true, "alice sees her own message marked as hers");
+
+    // Names and text are shown as text, never as markup.
+    await b.fill("#text", "<b id=injected>bold?</b>");
+    await b.click("#send-btn");
+    await a.waitForSelector("li.msg >> text=<b id=injected>bold?</b>", { timeout: 10000 });
+    tap((await a.$("#injected")) === null, "message text is not interpreted as HTML");
+
+    await ctxB.close();
+    await a.waitForSelector("text=bob left #e2e", { timeout: 10000 });
+    tap(true, "alice sees bob leave");
+    await a.screenshot({ path: path.join(os.tmpdir(), "crest-chat.png") });
+  } catch (e) {
+    tap(false, "browser chat", e && e.stack ? e.stack : e);
+  } finally {
+    if (browser) await browser.close();
+    const code = await srv.stop();
+    tap(code === 0, "server exits 0 on SIGTERM", "exit code " + code);
+    clearTimeout(guard);
+  }
+  console.log("1.." + n);
+  process.exit(failed ? 1 : 0);
+}
+
+main();
