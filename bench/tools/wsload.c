@@ -309,10 +309,11 @@ static void start_conn(conn_t *c, int i) {
         n = snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\n", path);
     else
         n = snprintf(req, sizeof(req), "GET %s?room=%s&name=c%d HTTP/1.1\r\n", path, room, i);
-    n += snprintf(req + n, sizeof(req) - (size_t)n,
-                  "Host: %s:%d\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                  "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
-                  addr, port);
+    n +=
+        snprintf(req + n, sizeof(req) - (size_t)n,
+                 "Host: %s:%d\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                 "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+                 addr, port);
     queue(c, req, (size_t)n);
     struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT, .data.ptr = c};
     epoll_ctl(ep, EPOLL_CTL_ADD, c->fd, &ev);
@@ -366,19 +367,45 @@ int main(int argc, char **argv) {
     int opt;
     while ((opt = getopt(argc, argv, "m:a:p:n:w:s:d:W:S:r:b:k:H:")) != -1) {
         switch (opt) {
-        case 'm': mode = optarg; break;
-        case 'a': addr = optarg; break;
-        case 'p': port = atoi(optarg); break;
-        case 'n': nconns = atoi(optarg); break;
-        case 'w': window = atoi(optarg); break;
-        case 's': size = atoi(optarg); break;
-        case 'd': secs = atoi(optarg); break;
-        case 'W': warmup = atoi(optarg); break;
-        case 'S': nsenders = atoi(optarg); break;
-        case 'r': room = optarg; break;
-        case 'b': first_src = atoi(optarg); break;
-        case 'k': nsrc = atoi(optarg); break;
-        case 'H': hold = atoi(optarg); break;
+        case 'm':
+            mode = optarg;
+            break;
+        case 'a':
+            addr = optarg;
+            break;
+        case 'p':
+            port = atoi(optarg);
+            break;
+        case 'n':
+            nconns = atoi(optarg);
+            break;
+        case 'w':
+            window = atoi(optarg);
+            break;
+        case 's':
+            size = atoi(optarg);
+            break;
+        case 'd':
+            secs = atoi(optarg);
+            break;
+        case 'W':
+            warmup = atoi(optarg);
+            break;
+        case 'S':
+            nsenders = atoi(optarg);
+            break;
+        case 'r':
+            room = optarg;
+            break;
+        case 'b':
+            first_src = atoi(optarg);
+            break;
+        case 'k':
+            nsrc = atoi(optarg);
+            break;
+        case 'H':
+            hold = atoi(optarg);
+            break;
         default:
             fprintf(stderr, "usage: see the comment at the top of bench/tools/wsload.c\n");
             return 2;
