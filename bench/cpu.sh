@@ -12,7 +12,8 @@
 # Target: crest's /healthz p99 under 5 ms.
 #
 # Usage: bench/cpu.sh      Env: REPEATS (3), DURATION s (10), WARMUP s (2), ROUNDS (100000),
-#        INTERVAL s (0.005), PEERS ("crest node-inline node-workers fastapi")
+#        INTERVAL s (0.005), PEERS ("crest-noload crest node-inline node-workers fastapi";
+#        crest-noload is crest with no hash clients: the probe's own noise floor)
 set -euo pipefail
 
 BENCH=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -22,7 +23,7 @@ DURATION=${DURATION:-10}
 WARMUP=${WARMUP:-2}
 ROUNDS=${ROUNDS:-100000}
 INTERVAL=${INTERVAL:-0.005}
-PEERS=${PEERS:-crest node-inline node-workers fastapi}
+PEERS=${PEERS:-crest-noload crest node-inline node-workers fastapi}
 NCPU=$(nproc)
 LOAD=$((2 * NCPU))
 CLIENT_CPU=$((NCPU - 1))
@@ -46,10 +47,12 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 log "installing what is missing"
-"$REPO/scripts/deps.sh" bench
+"$REPO/scripts/deps.sh" build
+# Only what this script runs (nodejs may come from NodeSource, which Debian's npm conflicts with).
 missing=""
-for p in python3-fastapi python3-uvicorn; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+for p in nodejs python3-fastapi python3-uvicorn curl procps; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
+        missing="$missing $p"
 done
 if [[ -n $missing ]]; then
     apt-get update -q >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
@@ -75,9 +78,9 @@ SERVER_PID=""
 start_peer() { # NAME PORT
     local name=$1 port=$2
     case $name in
-    crest)
-        "$REPO/build/crest" demo --quiet --port "$port" --threads 1 --workers "$NCPU" \
-            --db "sqlite:$WORK/crest.db" >"$OUT/logs/crest.log" 2>&1 &
+    crest | crest-noload)
+        "$REPO/build/crest" demo --quiet --port "$port" --threads 1 --workers "${CREST_WORKERS:-$NCPU}" \
+            --db "sqlite:$WORK/crest.db" >"$OUT/logs/$name.log" 2>&1 &
         ;;
     node-inline | node-workers)
         node "$BENCH/peers/cpu/node_hash.js" "$port" "${name#node-}" >"$OUT/logs/$name.log" 2>&1 &
@@ -90,6 +93,14 @@ start_peer() { # NAME PORT
     SERVER_PID=$!
     STARTED+=("$SERVER_PID")
     wait_healthz "$port" || { log "$name did not start"; return 1; }
+}
+
+busy_ticks() { # all CPUs' busy time in clock ticks (user nice system irq softirq steal)
+    awk '/^cpu / {print $2 + $3 + $4 + $7 + $8 + $9}' /proc/stat
+}
+
+proc_ticks() { # PID -> utime+stime of the process (all its threads)
+    awk '{print $14 + $15}' "/proc/$1/stat"
 }
 
 stop_peer() {
@@ -120,9 +131,25 @@ for ((rep = 1; rep <= REPEATS; rep++)); do
         port=$(free_port)
         start_peer "$name" "$port" || continue
         check_peer "$name" "$port"
-        log "repeat $rep/$REPEATS: $name ($LOAD hash clients, $ROUNDS rounds, ${DURATION}s)"
-        res=$(taskset -c "$CLIENT_CPU" $PY "$BENCH/peers/cpu/probe.py" "$port" "$LOAD" "$ROUNDS" \
+        load=$LOAD
+        [[ $name == crest-noload ]] && load=0
+        log "repeat $rep/$REPEATS: $name ($load hash clients, $ROUNDS rounds, ${DURATION}s)"
+        b0=$(busy_ticks)
+        s0=$(proc_ticks "$SERVER_PID")
+        w0=$(date +%s.%N)
+        res=$(taskset -c "$CLIENT_CPU" $PY "$BENCH/peers/cpu/probe.py" "$port" "$load" "$ROUNDS" \
             "$WARMUP" "$DURATION" "$INTERVAL")
+        # Other load: CPU time spent by anything but this server and this client over the run,
+        # as a share of all CPUs (the machine is shared; a run with much of it is suspect).
+        other=$($PY -c "
+import json, os, sys, time
+hz = os.sysconf('SC_CLK_TCK'); r = json.loads(sys.argv[1])
+busy = (int(sys.argv[2]) - int(sys.argv[3])) / hz
+server = (int(sys.argv[4]) - int(sys.argv[5])) / hz
+wall = time.time() - float(sys.argv[6])
+print(round(max(0.0, busy - server - r['client_cpu_s']) / (wall * $NCPU) * 100, 1))
+" "$res" "$(busy_ticks)" "$b0" "$(proc_ticks "$SERVER_PID")" "$s0" "$w0")
+        res="${res%\}}, \"other_load_pct\": $other}"
         stop_peer
         [[ $first == 1 ]] || echo "," >>"$OUT/samples.json"
         first=0
@@ -144,19 +171,21 @@ print("## /healthz latency while %s clients hash continuously (PBKDF2-SHA256, %s
       % (load, rounds))
 print(open(out + "/versions.txt").read().strip().replace("\n", "; ") + "\n")
 print("%s repeats x %s s, median (min-max); ratio = peer / crest.\n" % (repeats, duration))
-print("| peer | /healthz p50 ms | /healthz p99 ms | p99 vs crest | max ms | hash jobs/s | errors |")
-print("|---|---|---|---|---|---|---|")
+print("| peer | /healthz p50 ms | /healthz p99 ms | p99 vs crest | max ms | hash jobs/s | errors "
+      "| other load % |")
+print("|---|---|---|---|---|---|---|---|")
 base = agg("crest", "p99_ms")
 for p in peers:
-    a50, a99, amax, ahs = (agg(p, k) for k in ("p50_ms", "p99_ms", "max_ms", "hashes_per_s"))
+    a50, a99, amax, ahs, aoth = (agg(p, k) for k in ("p50_ms", "p99_ms", "max_ms",
+                                                     "hashes_per_s", "other_load_pct"))
     if a99 is None:
-        print("| %s | did not run | | | | | |" % p)
+        print("| %s | did not run | | | | | | |" % p)
         continue
     errs = sum(s["result"]["hash_errors"] for s in samples if s["peer"] == p)
     ratio = "%.1fx" % (a99[0] / base[0]) if base else "-"
     f = lambda a: "%.2f (%.2f-%.2f)" % a
-    print("| %s | %s | %s | %s | %.1f | %.1f | %d |" % (p, f(a50), f(a99), ratio, amax[0], ahs[0],
-                                                      errs))
+    print("| %s | %s | %s | %s | %.1f | %.1f | %d | %.0f (%.0f-%.0f) |"
+          % (p, f(a50), f(a99), ratio, amax[0], ahs[0], errs, *aoth))
 if base:
     print("\ncrest /healthz p99 target < 5 ms: %s (%.2f ms)"
           % ("PASS" if base[0] < 5 else "MISS", base[0]))

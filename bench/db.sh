@@ -40,7 +40,16 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 log "installing what is missing"
-"$REPO/scripts/deps.sh" bench
+"$REPO/scripts/deps.sh" build
+missing=""
+for p in wrk curl procps; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
+        missing="$missing $p"
+done
+if [[ -n $missing ]]; then
+    apt-get update -q >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+        --no-install-recommends $missing >&2
+fi
 [[ -x $REPO/build/crest ]] || make -C "$REPO" -j"$(nproc)" all >&2
 OUT="$REPO/bench/results/$(date +%Y-%m-%d-%H%M%S)-db"
 mkdir -p "$OUT/logs"
@@ -50,6 +59,10 @@ mkdir -p "$OUT/logs"
     echo "$(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2)"
     echo "database on $(df -T "$WORK" | awk 'NR==2 {print $2}') ($WORK)"
 } >"$OUT/versions.txt"
+
+cpu0_ticks() { # CPU 0's busy time in clock ticks
+    awk '/^cpu0 / {print $2 + $3 + $4 + $7 + $8 + $9}' /proc/stat
+}
 
 cpu_ticks() { # PID -> utime+stime in clock ticks
     awk '{print $14 + $15}' "/proc/$1/stat"
@@ -74,12 +87,15 @@ for ((rep = 1; rep <= REPEATS; rep++)); do
             url="http://127.0.0.1:$port$ep"
             taskset -c 1 wrk -t1 -c"$CONNS" -d"${WARMUP}s" "$url" >/dev/null
             t0=$(cpu_ticks "$pid")
+            c0=$(cpu0_ticks)
             res=$(taskset -c 1 wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency "$url")
             t1=$(cpu_ticks "$pid")
+            c1=$(cpu0_ticks)
             echo "$res" >>"$OUT/logs/wrk.log"
-            line=$($PY - "$res" "$((t1 - t0))" "$(getconf CLK_TCK)" <<'PYEOF'
+            line=$($PY - "$res" "$((t1 - t0))" "$(getconf CLK_TCK)" "$((c1 - c0))" "$DURATION" <<'PYEOF'
 import json, re, sys
 out, ticks, hz = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+other = max(0, int(sys.argv[4]) - ticks) / hz / float(sys.argv[5]) * 100
 rps = float(re.search(r"Requests/sec:\s*([\d.]+)", out).group(1))
 reqs = int(re.search(r"(\d+) requests in", out).group(1))
 m = re.search(r"Non-2xx or 3xx responses:\s*(\d+)", out)
@@ -90,6 +106,7 @@ scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}
 print(json.dumps({"rps": rps, "requests": reqs, "non2xx": errs,
                   "p99_ms": round(float(p99.group(1)) * scale[p99.group(2)], 3) if p99 else None,
                   "cpu_us_per_req": round(ticks * 1e6 / hz / max(reqs, 1), 1),
+                  "other_cpu0_pct": round(other, 1),
                   "socket_errors": m.group(0) if m else ""}))
 PYEOF
             )
@@ -111,16 +128,17 @@ samples = json.load(open(out + "/samples.json"))
 print("## TechEmpower database tests on SQLite (crest --threads 1 on CPU 0, wrk -t1 -c%s on CPU 1)\n" % conns)
 print(open(out + "/versions.txt").read().strip().replace("\n", "; ") + "\n")
 print("%s repeats x %s s; median (min-max).\n" % (repeats, duration))
-print("| endpoint | synchronous | req/s | p99 ms | CPU us/req | non-2xx |")
-print("|---|---|---|---|---|---|")
+print("| endpoint | synchronous | req/s | p99 ms | CPU us/req | non-2xx | other load on CPU 0 % |")
+print("|---|---|---|---|---|---|---|")
 for ep in endpoints.split():
     for cfg in configs.split():
         rs = [s["result"] for s in samples if s["endpoint"] == ep and s["config"] == cfg]
         if not rs:
             continue
         med = lambda k: statistics.median(r[k] for r in rs)
-        print("| %s | %s | %.0f (%.0f-%.0f) | %.2f | %.1f | %d |"
+        print("| %s | %s | %.0f (%.0f-%.0f) | %.2f | %.1f | %d | %.0f |"
               % (ep, cfg, med("rps"), min(r["rps"] for r in rs), max(r["rps"] for r in rs),
-                 med("p99_ms"), med("cpu_us_per_req"), sum(r["non2xx"] for r in rs)))
+                 med("p99_ms"), med("cpu_us_per_req"), sum(r["non2xx"] for r in rs),
+                 med("other_cpu0_pct")))
 PYEOF
 log "results in $OUT"

@@ -8,6 +8,7 @@ Usage: probe.py PORT LOAD ROUNDS WARMUP_S DURATION_S INTERVAL_S"""
 
 import json
 import multiprocessing as mp
+import os
 import socket
 import sys
 import time
@@ -93,7 +94,9 @@ def main():
         p.join(60)
     samples.sort()
     pick = lambda q: samples[min(len(samples) - 1, int(q * len(samples)))]
-    print(json.dumps({"n": len(samples), "p50_ms": round(pick(0.50), 3),
+    t = os.times()
+    client_cpu = t.user + t.system + t.children_user + t.children_system
+    print(json.dumps({"client_cpu_s": round(client_cpu, 3), "n": len(samples), "p50_ms": round(pick(0.50), 3),
                       "p99_ms": round(pick(0.99), 3), "max_ms": round(samples[-1], 3),
                       "hashes_per_s": round((end_count - (start_count or 0)) / duration, 1),
                       "hash_errors": errors.value}))
