@@ -16,9 +16,9 @@
 typedef struct {
     int workers;      /* worker threads; 0 (default) means the number of CPUs */
     size_t max_queue; /* jobs waiting for a worker (not counting running ones); default 1024 */
-    int nice;         /* added to the workers' nice value (Linux schedules threads one by one);
-                         default 10, so that a loop thread waking up on a busy CPU runs at once
-                         instead of waiting out a worker's time slice; 0 keeps them equal */
+    int nice;         /* added to the workers' nice value (0-19); default 10. Workers also run as
+                         SCHED_BATCH with a long time slice, so that a loop thread waking on a busy
+                         CPU runs at once instead of waiting out a worker's slice (src/work/pool.c) */
 } crest_work_opts_t;
 
 /* Fill `opts` with the defaults above. */
