@@ -4,6 +4,7 @@
  *   wsload -m fanout [-a ADDR] -p PORT [-n CONNS] [-S SENDERS] [-w WINDOW] [-d SECS] [-W WARMUP]
  *          [-r ROOM]
  *   wsload -m idle   [-a ADDR] -p PORT [-n CONNS] [-b FIRST_SOURCE] [-k SOURCES] [-H HOLD_S]
+ *   (-P SERVER_PID: also report the server's CPU time over the measured interval, per message)
  *
  * echo: CONNS sockets on /ws/echo, each keeping WINDOW binary messages of SIZE bytes in flight;
  *   counts echoes per second and their round-trip latency (the send time rides in the payload).
@@ -60,7 +61,7 @@ typedef struct {
 
 static const char *mode = "echo", *addr = "127.0.0.1", *room = "bench";
 static int port, nconns = 100, window = 1, size = 32, secs = 5, warmup = 1, nsenders = 1;
-static int first_src = 1, nsrc = 1, hold = 600;
+static int first_src = 1, nsrc = 1, hold = 600, server_pid;
 static volatile sig_atomic_t stop_flag;
 static conn_t *conns;
 static int ep;
@@ -353,6 +354,26 @@ static void poll_once(int timeout_ms) {
     }
 }
 
+/* The server's CPU time (user + system) in seconds, from /proc/PID/stat; 0 without -P. */
+static double server_cpu(void) {
+    if (server_pid <= 0)
+        return 0;
+    char path[64], buf[1024];
+    snprintf(path, sizeof(path), "/proc/%d/stat", server_pid);
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return 0;
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    const char *p = strrchr(buf, ')'); /* the command name may hold spaces */
+    unsigned long long ut = 0, st = 0;
+    if (p == NULL ||
+        sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2)
+        return 0;
+    return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+}
+
 static int cmp_u64(const void *a, const void *b) {
     uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
     return x < y ? -1 : x > y;
@@ -365,7 +386,7 @@ static void run_until(uint64_t deadline) {
 
 int main(int argc, char **argv) {
     int opt;
-    while ((opt = getopt(argc, argv, "m:a:p:n:w:s:d:W:S:r:b:k:H:")) != -1) {
+    while ((opt = getopt(argc, argv, "m:a:p:n:w:s:d:W:S:r:b:k:H:P:")) != -1) {
         switch (opt) {
         case 'm':
             mode = optarg;
@@ -405,6 +426,9 @@ int main(int argc, char **argv) {
             break;
         case 'H':
             hold = atoi(optarg);
+            break;
+        case 'P':
+            server_pid = atoi(optarg);
             break;
         default:
             fprintf(stderr, "usage: see the comment at the top of bench/tools/wsload.c\n");
@@ -458,15 +482,18 @@ int main(int argc, char **argv) {
     run_until(now_ns() + (uint64_t)warmup * 1000000000ull);
     measuring = 1;
     uint64_t m0 = now_ns();
+    double cpu0 = server_cpu();
     run_until(m0 + (uint64_t)secs * 1000000000ull);
     measuring = 0;
+    double cpu = server_cpu() - cpu0;
     double el = (double)(now_ns() - m0) / 1e9;
     qsort(lat, nlat, sizeof(*lat), cmp_u64);
     double p50 = nlat ? (double)lat[nlat / 2] / 1e3 : 0;
     double p99 = nlat ? (double)lat[nlat * 99 / 100] / 1e3 : 0;
     printf("mode=%s conns=%d senders=%d window=%d msgs=%llu secs=%.2f msgs_per_s=%.0f "
-           "p50_us=%.0f p99_us=%.0f closed=%d\n",
+           "p50_us=%.0f p99_us=%.0f closed=%d server_cpu_s=%.2f server_cpu_us_per_msg=%.3f\n",
            mode, nconns, strcmp(mode, "fanout") == 0 ? nsenders : nconns, window,
-           (unsigned long long)count, el, (double)count / el, p50, p99, failed);
+           (unsigned long long)count, el, (double)count / el, p50, p99, failed, cpu,
+           count ? cpu * 1e6 / (double)count : 0.0);
     return 0;
 }

@@ -21,9 +21,10 @@ function tap(ok, name, detail) {
   if (!ok) { failed++; if (detail) console.log("# " + String(detail).split("\n").join("\n# ")); }
 }
 
-function startServer() {
+function startServer(fixedPort) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "crest-e2e."));
-  const proc = spawn(bin, ["demo", "--host", "127.0.0.1", "--port", "0", "--threads", "2", "--quiet",
+  const proc = spawn(bin, ["demo", "--host", "127.0.0.1", "--port", String(fixedPort || 0),
+                           "--threads", "2", "--quiet",
                            "--db", "sqlite:" + path.join(dir, "demo.db"),
                            "--public", path.join(root, "app", "public")],
                      { cwd: root, stdio: ["ignore", "pipe", "pipe"] });
@@ -49,7 +50,7 @@ function startServer() {
 }
 
 async function main() {
-  const srv = startServer();
+  let srv = startServer();
   let browser;
   const guard = setTimeout(() => { tap(false, "browser test finished in time"); process.exit(1); }, 60000);
   try {
@@ -97,6 +98,18 @@ async function main() {
     await a.waitForSelector("text=bob left #e2e", { timeout: 10000 });
     tap(true, "alice sees bob leave");
     await a.screenshot({ path: path.join(os.tmpdir(), "crest-chat.png") });
+
+    // A server restart: the page notices, reconnects by itself and chats again.
+    const code = await srv.stop();
+    tap(code === 0, "server exits 0 on SIGTERM with a browser connected", "exit code " + code);
+    await a.waitForSelector("#status:not(.online)", { timeout: 10000 });
+    srv = startServer(port);
+    await srv.port;
+    await a.waitForSelector("#status.online", { timeout: 20000 });
+    await a.fill("#text", "back after the restart");
+    await a.click("#send-btn");
+    await a.waitForSelector("li.msg >> text=back after the restart", { timeout: 10000 });
+    tap(true, "the page reconnects after a server restart");
   } catch (e) {
     tap(false, "browser chat", e && e.stack ? e.stack : e);
   } finally {
