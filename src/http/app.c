@@ -317,20 +317,24 @@ int crest_app_run(crest_app_t *app) {
         uv_signal_start(&app->sigint, on_signal, SIGINT);
         uv_signal_start(&app->sigterm, on_signal, SIGTERM);
     }
-    int started = 0;
-    for (int i = 0; i < app->nthreads; i++) {
-        rc = crest__loop_init(&app->loops[i], app, i);
+    /* Every loop is initialised before any thread starts: a loop thread reads the others'
+     * counters (for /metrics), which must not be written by an init running meanwhile. */
+    int inited = 0;
+    for (; inited < app->nthreads; inited++) {
+        rc = crest__loop_init(&app->loops[inited], app, inited);
         if (rc != 0)
             break;
-        app->loops[i].listen_fd = app->listen_fds[i];
-        app->listen_fds[i] = -1; /* the loop's listener owns it now */
-        rc = uv_thread_create(&app->loops[i].thread, loop_thread, &app->loops[i]);
-        if (rc != 0) {
-            crest__loop_dispose(&app->loops[i]);
-            break;
-        }
-        started++;
+        app->loops[inited].listen_fd = app->listen_fds[inited];
+        app->listen_fds[inited] = -1; /* the loop's listener owns it now */
     }
+    int started = 0;
+    for (int i = 0; i < inited && rc == 0; i++) {
+        rc = uv_thread_create(&app->loops[i].thread, loop_thread, &app->loops[i]);
+        if (rc == 0)
+            started++;
+    }
+    for (int i = started; i < inited; i++)
+        crest__loop_dispose(&app->loops[i]);
     if (rc != 0) {
         app->nthreads = started; /* stop the ones that did start */
         app->stops_seen = 0;
