@@ -204,15 +204,25 @@ static void on_message(conn_t *c, const uint8_t *p, size_t n) {
     }
     if (strcmp(mode, "fanout") != 0)
         return;
-    /* {"type":"message",...,"text":"<id> <seq> <ns>",...} */
+    /* {"type":"message",...,"text":"<id> <seq> <ns>",...}: parsed by hand, since the load
+     * generator must keep up with a server that delivers millions of these a second. */
+    if (n < 17 || memcmp(p, "{\"type\":\"message\"", 17) != 0)
+        return;
     const char *s = memmem(p, n, "\"text\":\"", 8);
-    if (s == NULL || memmem(p, n, "\"type\":\"message\"", 16) == NULL)
+    if (s == NULL)
         return;
-    int id;
-    unsigned long long seq, t;
-    if (sscanf(s + 8, "%d %llu %llu", &id, &seq, &t) != 3)
-        return;
-    record(t);
+    const char *q = s + 8, *end = (const char *)p + n;
+    uint64_t v[3] = {0, 0, 0};
+    for (int f = 0; f < 3; f++) {
+        if (q >= end || *q < '0' || *q > '9')
+            return;
+        while (q < end && *q >= '0' && *q <= '9')
+            v[f] = v[f] * 10 + (uint64_t)(*q++ - '0');
+        if (f < 2 && (q >= end || *q++ != ' '))
+            return;
+    }
+    int id = (int)v[0];
+    record(v[2]);
     if (id == c->id && c->sender) {
         c->inflight--;
         if (!stop_flag)
