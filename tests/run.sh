@@ -86,6 +86,7 @@ step "make install PREFIX=... and build examples/hello.c with pkg-config" instal
 # (node_modules is git-ignored); the browser is Debian's chromium (scripts/deps.sh), never a
 # download.
 e2e_deps() {
+    [ -x /usr/bin/chromium ] && command -v node >/dev/null || scripts/deps.sh test || return 1
     [ -d tests/e2e/node_modules/ws ] && [ -d tests/e2e/node_modules/playwright-core ] && return 0
     (cd tests/e2e && npm install --no-audit --no-fund)
 }
