@@ -2,7 +2,7 @@
  * loop thread through that loop's inbox.
  *
  * Lifetimes. The job owns nothing of the request but a pointer; the request stays valid until the
- * done callback makes its finishing call (crest_http.h: an aborted request lives until then), so
+ * done callback makes its finishing call (crest/http.h: an aborted request lives until then), so
  * nothing is freed twice and nothing is touched after it is freed:
  * - client leaves while the job waits: the abort callback (loop thread) sets `gone`; the worker
  *   sees it and skips the work; done still runs on the loop with CREST_ECANCELED and its
