@@ -88,6 +88,8 @@ step "make install PREFIX=... and build examples/hello.c with pkg-config" instal
 e2e_deps() {
     [ -x /usr/bin/chromium ] && command -v node >/dev/null || scripts/deps.sh test || return 1
     [ -d tests/e2e/node_modules/ws ] && [ -d tests/e2e/node_modules/playwright-core ] && return 0
+    # Debian's nodejs comes without npm; NodeSource's ships it (and conflicts with Debian's npm).
+    command -v npm >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -q npm || return 1
     (cd tests/e2e && npm install --no-audit --no-fund)
 }
 step "npm ws + playwright-core (tests/e2e)" e2e_deps

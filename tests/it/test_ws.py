@@ -494,8 +494,10 @@ def dropped_verdict(slow):
         if not data:
             fail("slow consumer was closed under the drop policy")
         total += len(data)
-    # 400 messages of 8 KB were published; with a 64 KiB limit most were dropped.
-    check(total < 1_000_000, "bytes delivered to the slow reader: %d" % total)
+    # 400 messages of 8 KB (3.2 MB) were published. Without the drop policy every byte would
+    # arrive in the end; with a 64 KiB limit only that plus what the kernel's socket buffers took
+    # (they grow to about 1.5 MB here under load) gets through.
+    check(total < 2_400_000, "bytes delivered to the slow reader: %d of 3.2 MB" % total)
 
 
 @T.case("permessage-deflate: negotiated only with --ws-deflate; compressed echo both ways")
