@@ -95,7 +95,7 @@ $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libcrest.a
 # middleware, streaming).
 $(ITAPP): tests/it/it_app.c $(BUILD)/obj/app/cli.o $(BUILD)/libcrest.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_ALL) $(MODE_LDFLAGS) -o $@ $< $(BUILD)/obj/app/cli.o $(BUILD)/libcrest.a $(LDLIBS_ALL)
+	$(CC) $(CFLAGS_ALL) $(MODE_LDFLAGS) -o $@ $< $(BUILD)/obj/app/cli.o $(BUILD)/libcrest.a $(BIN_LDLIBS)
 
 unit: $(UNIT_BIN) $(ITAPP)
 

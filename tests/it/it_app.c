@@ -92,6 +92,8 @@ static char big[1024 * 1024];
 static int on_big(crest_req_t *req, void *data) {
     (void)data;
     long kb = query_long(req, "kb", 1, 1024);
+    if (big[0] != 'x') /* filled on first use, so that an idle it_app stays small */
+        memset(big, 'x', sizeof(big));
     return crest_res_send_borrowed(req, 200, "application/octet-stream", big, (size_t)kb * 1024,
                                    NULL, NULL);
 }
@@ -115,7 +117,6 @@ int main(int argc, char **argv) {
     int rc = cli_parse(argc, argv, 1, "it_app", &opts);
     if (rc != CLI_RUN)
         return rc == CLI_EXIT_OK ? 0 : 2;
-    memset(big, 'x', sizeof(big));
     crest_app_t *app = crest_app_new(&opts.app);
     if (app == NULL)
         return 1;
