@@ -3,6 +3,7 @@
 #define CREST_INTERNAL_H
 
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -152,10 +153,12 @@ struct crest_app_s {
     crest_loop_t *loops;
     uv_loop_t control; /* the thread in crest_app_run: signals and stop requests */
     uv_async_t stop_async;
-    uv_async_t done_async; /* a loop thread ended */
-    uv_signal_t sigint;
-    uv_signal_t sigterm;
-    _Atomic int stop_requested;
+    uv_async_t done_async;     /* a loop thread ended */
+    uv_thread_t signal_thread; /* sigwait()s for SIGINT and SIGTERM while running */
+    _Atomic int signals_done;
+    sigset_t saved_sigmask; /* the caller's mask before crest_app_listen blocked the signals */
+    int sigmask_saved;
+    _Atomic int stop_requested; /* stop requests not yet handled */
     _Atomic int threads_done;
     int stops_seen;
     crest__app_ext_t *work; /* the worker pool (work/work.c), or NULL */

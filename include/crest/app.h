@@ -74,9 +74,11 @@ CREST_API void crest_app_not_found(crest_app_t *app, crest_handler_cb handler, v
 
 /* Bind the listening sockets now (crest_app_run() does it if not done), so that errors such as
  * CREST_EADDRINUSE come back before threads start and crest_app_port() knows the port. With
- * handle_signals, SIGINT and SIGTERM are blocked in the calling thread from here until
- * crest_app_run() installs its handlers: a signal in between stops the app gracefully instead of
- * killing the process. Returns 0 or a negative error. */
+ * handle_signals, SIGINT and SIGTERM are blocked in the calling thread from here (and so in every
+ * thread crest starts) until crest_app_run() returns, and a thread of crest's takes them with
+ * sigwait(): a signal that arrives at any moment stops the app gracefully instead of killing the
+ * process. Threads the application started earlier keep their own masks: block the two signals
+ * there too. Returns 0 or a negative error. */
 CREST_API int crest_app_listen(crest_app_t *app);
 /* The bound port (useful with port 0); 0 before crest_app_listen(). */
 CREST_API int crest_app_port(const crest_app_t *app);

@@ -220,7 +220,8 @@ int crest_app_listen(crest_app_t *app) {
         sigemptyset(&set);
         sigaddset(&set, SIGINT);
         sigaddset(&set, SIGTERM);
-        pthread_sigmask(SIG_BLOCK, &set, NULL);
+        pthread_sigmask(SIG_BLOCK, &set, &app->saved_sigmask);
+        app->sigmask_saved = 1;
     }
     return 0;
 }
@@ -262,10 +263,6 @@ static void loop_thread(void *arg) {
 static void control_close(crest_app_t *app) {
     uv_close((uv_handle_t *)&app->stop_async, NULL);
     uv_close((uv_handle_t *)&app->done_async, NULL);
-    if (app->opts.handle_signals) {
-        uv_close((uv_handle_t *)&app->sigint, NULL);
-        uv_close((uv_handle_t *)&app->sigterm, NULL);
-    }
 }
 
 static void request_stop(crest_app_t *app) {
@@ -279,13 +276,28 @@ static void request_stop(crest_app_t *app) {
 
 static void on_stop_async(uv_async_t *a) {
     crest_app_t *app = CREST__CONTAINER_OF(a, crest_app_t, stop_async);
-    if (atomic_exchange(&app->stop_requested, 0))
+    /* uv_async_send coalesces: count the requests so that a second one still forces. */
+    for (int n = atomic_exchange(&app->stop_requested, 0); n > 0 && app->stops_seen < 2; n--)
         request_stop(app);
 }
 
-static void on_signal(uv_signal_t *s, int signum) {
-    (void)signum;
-    request_stop(s->data);
+/* SIGINT and SIGTERM stay blocked in every thread; this one takes them with sigwait(). A
+ * synchronous wait, unlike a handler, cannot be lost or deferred by whatever the signal
+ * interrupted, and it runs ordinary code (crest_app_stop). */
+static void signal_thread(void *arg) {
+    crest_app_t *app = arg;
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    for (;;) {
+        int sig;
+        if (sigwait(&set, &sig) != 0)
+            continue;
+        if (atomic_load(&app->signals_done))
+            return;
+        crest_app_stop(app);
+    }
 }
 
 static void on_done_async(uv_async_t *a) {
@@ -310,12 +322,10 @@ int crest_app_run(crest_app_t *app) {
         return rc;
     uv_async_init(&app->control, &app->stop_async, on_stop_async);
     uv_async_init(&app->control, &app->done_async, on_done_async);
-    if (app->opts.handle_signals) {
-        uv_signal_init(&app->control, &app->sigint);
-        uv_signal_init(&app->control, &app->sigterm);
-        app->sigint.data = app->sigterm.data = app;
-        uv_signal_start(&app->sigint, on_signal, SIGINT);
-        uv_signal_start(&app->sigterm, on_signal, SIGTERM);
+    int signals = 0;
+    if (app->opts.handle_signals && app->sigmask_saved) {
+        atomic_store(&app->signals_done, 0);
+        signals = uv_thread_create(&app->signal_thread, signal_thread, app) == 0;
     }
     /* Every loop is initialised before any thread starts: a loop thread reads the others'
      * counters (for /metrics), which must not be written by an init running meanwhile. */
@@ -342,15 +352,6 @@ int crest_app_run(crest_app_t *app) {
         if (started == 0)
             control_close(app);
     }
-    if (app->opts.handle_signals) {
-        /* The loop threads inherited the blocked mask, so signals reach this thread's handlers;
-         * one that came early is delivered now. */
-        sigset_t set;
-        sigemptyset(&set);
-        sigaddset(&set, SIGINT);
-        sigaddset(&set, SIGTERM);
-        pthread_sigmask(SIG_UNBLOCK, &set, NULL);
-    }
     if (atomic_load(&app->stop_requested))
         uv_async_send(&app->stop_async);
     uv_run(&app->control, UV_RUN_DEFAULT);
@@ -366,12 +367,21 @@ int crest_app_run(crest_app_t *app) {
     for (int i = 0; i < started; i++)
         crest__loop_dispose(&app->loops[i]);
     uv_loop_close(&app->control);
+    if (signals) {
+        atomic_store(&app->signals_done, 1);
+        pthread_kill(app->signal_thread, SIGTERM); /* wakes its sigwait() */
+        uv_thread_join(&app->signal_thread);
+    }
+    if (app->sigmask_saved) {
+        pthread_sigmask(SIG_SETMASK, &app->saved_sigmask, NULL);
+        app->sigmask_saved = 0;
+    }
     app->running = 0;
     return rc;
 }
 
 void crest_app_stop(crest_app_t *app) {
-    atomic_store(&app->stop_requested, 1);
+    atomic_fetch_add(&app->stop_requested, 1);
     if (app->running)
         uv_async_send(&app->stop_async);
 }
