@@ -172,7 +172,6 @@ typedef struct crest__mw_s {
 } crest__mw_t;
 
 /* http/server.c */
-void crest__http_on_connection(uv_stream_t *server, int status);
 int crest__http_loop_start(crest_loop_t *loop);  /* on the loop's thread: listen, buffers */
 void crest__http_loop_stop(crest_loop_t *loop);  /* on the loop's thread after it ran */
 void crest__http_loop_drain(crest_loop_t *loop); /* start graceful shutdown on this loop */

@@ -739,7 +739,7 @@ void crest__conn_request_done(crest__conn_t *c) {
 
 /* ---- accepting ---- */
 
-void crest__http_on_connection(uv_stream_t *server, int status) {
+static void on_connection(uv_stream_t *server, int status) {
     crest_loop_t *loop = server->loop->data;
     if (status < 0) {
         crest__log(loop->app, CREST_LOG_WARN, "accept: %s", uv_strerror(status));
@@ -778,8 +778,7 @@ int crest__http_loop_start(crest_loop_t *loop) {
     crest__http_date_refresh(loop);
     rc = uv_tcp_open(&loop->listener, loop->listen_fd);
     if (rc == 0)
-        rc = uv_listen((uv_stream_t *)&loop->listener, loop->app->opts.backlog,
-                       crest__http_on_connection);
+        rc = uv_listen((uv_stream_t *)&loop->listener, loop->app->opts.backlog, on_connection);
     return rc;
 }
 
