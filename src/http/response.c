@@ -378,17 +378,19 @@ static int write_head(crest_req_t *req, crest__outq_t *q, int status, const char
 /* The common path of every complete response. */
 static int send_full(crest_req_t *req, int status, const char *ctype, const void *body, size_t len,
                      int borrowed, crest_release_cb release, void *arg) {
-    int rc = 0;
-    if (status < 100 || status > 599 || req->started) {
-        rc = CREST_EINVAL;
-        if (req->started) { /* a streamed response cannot be replaced: cut the connection */
-            if (borrowed && release)
-                release(arg);
-            if (req->conn)
-                crest__conn_close(req->conn);
-            req_finish(req);
-            return rc;
-        }
+    if (req->started) { /* a streamed response cannot be replaced: cut the connection */
+        if (borrowed && release)
+            release(arg);
+        if (req->conn)
+            crest__conn_close(req->conn);
+        req_finish(req);
+        return CREST_EINVAL;
+    }
+    int ret = 0;
+    if (status < 100 || status > 599) {
+        if (borrowed && release)
+            release(arg);
+        ret = CREST_EINVAL; /* the client still gets an answer */
         status = 500, ctype = "text/plain", body = "Internal Server Error\n", len = 22;
         borrowed = 1, release = NULL;
     }
@@ -401,6 +403,7 @@ static int send_full(crest_req_t *req, int status, const char *ctype, const void
     crest__conn_t *c = req->conn;
     crest__outq_t *q = crest__conn_out(c);
     int no_body = req->head_only || status == 204 || status == 304 || status < 200;
+    int rc = 0;
     if (q == NULL || write_head(req, q, status, ctype, (int64_t)len) != 0) {
         rc = CREST_ENOMEM;
     } else if (!no_body && len > 0) {
@@ -419,7 +422,7 @@ static int send_full(crest_req_t *req, int status, const char *ctype, const void
         return rc;
     }
     req_finish(req);
-    return rc;
+    return ret;
 }
 
 int crest_res_send(crest_req_t *req, int status, const char *content_type, const void *body,
