@@ -49,8 +49,14 @@ static int on_healthz(crest_req_t *req, void *data) {
     return crest_res_send(req, 200, "text/plain", "ok\n", 3);
 }
 
+typedef struct {
+    crest_app_t *app;
+    crest_pubsub_t *ps; /* the chat rooms' and /events' hub */
+} metrics_ctx_t;
+
 static int on_metrics(crest_req_t *req, void *data) {
-    crest_app_t *app = data;
+    const metrics_ctx_t *ctx = data;
+    crest_app_t *app = ctx->app;
     crest_buf_t b = CREST_BUF_INIT;
     int codes[128];
     uint64_t counts[128];
@@ -76,6 +82,21 @@ static int on_metrics(crest_req_t *req, void *data) {
                      (unsigned long long)s.open_connections,
                      (unsigned long long)s.accepted_connections,
                      (unsigned long long)s.rejected_requests);
+    crest_buf_printf(&b,
+                     "# HELP crest_pubsub_published_total Messages published to chat rooms and "
+                     "event streams.\n"
+                     "# TYPE crest_pubsub_published_total counter\n"
+                     "crest_pubsub_published_total %llu\n"
+                     "# HELP crest_pubsub_delivered_total Published messages queued to a WebSocket "
+                     "or an event stream.\n"
+                     "# TYPE crest_pubsub_delivered_total counter\n"
+                     "crest_pubsub_delivered_total %llu\n"
+                     "# HELP crest_pubsub_dropped_total Deliveries dropped for slow consumers.\n"
+                     "# TYPE crest_pubsub_dropped_total counter\n"
+                     "crest_pubsub_dropped_total %llu\n",
+                     (unsigned long long)crest_pubsub_published(ctx->ps),
+                     (unsigned long long)crest_pubsub_delivered(ctx->ps),
+                     (unsigned long long)crest_pubsub_dropped(ctx->ps));
     return crest_res_send_buf(req, 200, "text/plain; version=0.0.4; charset=utf-8", &b);
 }
 
@@ -93,9 +114,10 @@ int demo_main(int argc, char **argv, int first) {
         const char *method, *path;
         crest_handler_cb cb;
     } routes[] = {
-        {"GET", "/plaintext", on_plaintext}, {"GET", "/json", on_json},
-        {"POST", "/echo", on_echo},          {"GET", "/healthz", on_healthz},
-        {"GET", "/metrics", on_metrics},
+        {"GET", "/plaintext", on_plaintext},
+        {"GET", "/json", on_json},
+        {"POST", "/echo", on_echo},
+        {"GET", "/healthz", on_healthz},
     };
     for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
         rc = crest_app_route(app, routes[i].method, routes[i].path, routes[i].cb, app);
@@ -115,6 +137,15 @@ int demo_main(int argc, char **argv, int first) {
     if (demo_rt_routes(app, &opts, &rt) != 0) {
         crest_app_free(app);
         demo_db_free(db);
+        return 1;
+    }
+    metrics_ctx_t metrics = {app, demo_rt_pubsub(rt)}; /* lives until cli_serve returns */
+    rc = crest_app_route(app, "GET", "/metrics", on_metrics, &metrics);
+    if (rc != 0) {
+        fprintf(stderr, "crest: route GET /metrics: %s\n", crest_strerror(rc));
+        crest_app_free(app);
+        demo_db_free(db);
+        demo_rt_free(rt);
         return 1;
     }
     rc = cli_serve(app, &opts);

@@ -348,3 +348,7 @@ void demo_rt_free(demo_rt_t *rt) {
     pthread_mutex_destroy(&rt->lock);
     free(rt);
 }
+
+crest_pubsub_t *demo_rt_pubsub(const demo_rt_t *rt) {
+    return rt->ps;
+}

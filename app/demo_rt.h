@@ -11,5 +11,7 @@ typedef struct demo_rt_s demo_rt_t;
  * stopped. Prints a one-line error and returns nonzero on failure. */
 int demo_rt_routes(crest_app_t *app, const cli_opts_t *opts, demo_rt_t **out);
 void demo_rt_free(demo_rt_t *rt);
+/* The hub of the chat rooms and /events, for /metrics. */
+crest_pubsub_t *demo_rt_pubsub(const demo_rt_t *rt);
 
 #endif

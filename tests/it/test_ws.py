@@ -8,6 +8,7 @@ import asyncio
 import base64
 import hashlib
 import json
+import re
 import os
 import select
 import shutil
@@ -498,6 +499,34 @@ def dropped_verdict(slow):
     # arrive in the end; with a 64 KiB limit only that plus what the kernel's socket buffers took
     # (they grow to about 1.5 MB here under load) gets through.
     check(total < 2_400_000, "bytes delivered to the slow reader: %d of 3.2 MB" % total)
+
+
+@T.case("/metrics counts chat messages published and delivered")
+def _():
+    def counter(srv, name):
+        with srv.connect() as c:
+            r = c.request("GET", "/metrics")
+            eq(r.status, 200, "metrics status")
+            m = re.search(rb"^" + name.encode() + rb" (\d+)$", r.body, re.M)
+            check(m, "%s missing from /metrics" % name)
+            return int(m.group(1))
+
+    with demo(*srv_args("--threads", "2", *DB)) as srv:
+        before = counter(srv, "crest_pubsub_published_total")
+
+        async def go():
+            a, _ = await join(srv, "metrics", "a")
+            b, _ = await join(srv, "metrics", "b")
+            await a.send(json.dumps({"text": "counted"}))
+            for ws in (a, b):
+                await recv_until(ws, lambda m: m.get("text") == "counted", "the message")
+            await a.close()
+            await b.close()
+        run(go())
+        # two joins and one message at least (the leaves may still be on their way)
+        check(counter(srv, "crest_pubsub_published_total") >= before + 3, "published")
+        check(counter(srv, "crest_pubsub_delivered_total") >= 2, "delivered")
+        eq(counter(srv, "crest_pubsub_dropped_total"), 0, "dropped")
 
 
 @T.case("permessage-deflate: negotiated only with --ws-deflate; compressed echo both ways")
