@@ -55,37 +55,15 @@ static void echo_message(crest_ws_t *ws, const void *data, size_t len, int binar
 
 /* ---- /ws/chat ---- */
 
-static int hexval(char c) {
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
-/* Percent-decode a query value into out (at most cap-1 bytes, '+' is a space); returns the
- * length. Bytes that would not be UTF-8 are harmless: they are JSON-escaped byte by byte later
- * only when ASCII control characters, so a browser gets back what it sent. */
+/* A query value, percent-decoded into out (at most cap-1 bytes), or `dflt` when empty; returns
+ * the length. Bytes that would not be UTF-8 are harmless: they are JSON-escaped byte by byte
+ * later only when ASCII control characters, so a browser gets back what it sent. */
 static size_t query_value(crest_str_t v, char *out, size_t cap, const char *dflt) {
-    size_t n = 0;
-    for (size_t i = 0; v.ptr && i < v.len && n + 1 < cap; i++) {
-        char c = v.ptr[i];
-        if (c == '%' && i + 2 < v.len + 0 && hexval(v.ptr[i + 1]) >= 0 &&
-            hexval(v.ptr[i + 2]) >= 0) {
-            c = (char)(hexval(v.ptr[i + 1]) * 16 + hexval(v.ptr[i + 2]));
-            i += 2;
-        } else if (c == '+') {
-            c = ' ';
-        }
-        out[n++] = c;
-    }
+    size_t n = crest_query_decode(v, out, cap);
     if (n == 0) {
         n = strlen(dflt);
-        memcpy(out, dflt, n);
+        memcpy(out, dflt, n + 1);
     }
-    out[n] = '\0';
     return n;
 }
 

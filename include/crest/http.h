@@ -67,6 +67,10 @@ CREST_API crest_str_t crest_req_query(const crest_req_t *req);
 /* The raw value of query parameter `name` ("a" in "?a=1&b" is "1", "b" is ""); .ptr NULL when
  * absent. Not percent-decoded. */
 CREST_API crest_str_t crest_req_query_param(const crest_req_t *req, const char *name);
+/* Decode a query value as browsers encode forms: %XX becomes the byte, '+' a space; a '%' not
+ * followed by two hex digits stays as it is. Writes at most cap-1 bytes to out and a NUL
+ * (cap must be at least 1); returns the decoded length. Any thread. */
+CREST_API size_t crest_query_decode(crest_str_t value, char *out, size_t cap);
 /* The first header named `name` (ASCII case-insensitive), value without surrounding spaces;
  * .ptr NULL when absent. */
 CREST_API crest_str_t crest_req_header(const crest_req_t *req, const char *name);

@@ -151,6 +151,34 @@ crest_str_t crest_req_query_param(const crest_req_t *req, const char *name) {
     return (crest_str_t){NULL, 0};
 }
 
+static int hex_digit(char c) {
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+size_t crest_query_decode(crest_str_t v, char *out, size_t cap) {
+    size_t n = 0;
+    for (size_t i = 0; v.ptr && i < v.len && n + 1 < cap; i++) {
+        char c = v.ptr[i];
+        int hi, lo;
+        if (c == '%' && i + 2 < v.len && (hi = hex_digit(v.ptr[i + 1])) >= 0 &&
+            (lo = hex_digit(v.ptr[i + 2])) >= 0) {
+            c = (char)(hi * 16 + lo);
+            i += 2;
+        } else if (c == '+') {
+            c = ' ';
+        }
+        out[n++] = c;
+    }
+    out[n] = '\0';
+    return n;
+}
+
 crest_str_t crest_req_header(const crest_req_t *req, const char *name) {
     if (req->head == NULL)
         return (crest_str_t){NULL, 0};
