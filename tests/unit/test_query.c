@@ -25,10 +25,10 @@ static void test_decodes(void **state) {
     expect("a+b", 64, "a b");
     expect("caf%C3%A9", 64, "caf\xc3\xa9");
     expect("%2b%2B%41", 64, "++A");
-    expect("100%", 64, "100%");        /* '%' at the end stays */
-    expect("%4", 64, "%4");            /* one digit only */
-    expect("%zz%4g", 64, "%zz%4g");    /* not hex */
-    expect("%%41", 64, "%A");          /* the first '%' has no digits after it */
+    expect("100%", 64, "100%");     /* '%' at the end stays */
+    expect("%4", 64, "%4");         /* one digit only */
+    expect("%zz%4g", 64, "%zz%4g"); /* not hex */
+    expect("%%41", 64, "%A");       /* the first '%' has no digits after it */
 }
 
 static void test_truncates(void **state) {
