@@ -1,12 +1,15 @@
-/* WebSocket (RFC 6455) frame parser and writer, and an incremental UTF-8 validator.
+/* WebSocket (RFC 6455) frame parser and writer. Text is checked with the UTF-8 validator of
+ * core/utf8.h, included here for the codec's users.
  *
  * Bytes in, result out: nothing here includes uv.h or allocates, so the codec is unit-tested and
- * fuzzed on plain memory (tests/unit/test_ws_frame.c, tests/unit/test_utf8.c, fuzz/ws). */
+ * fuzzed on plain memory (tests/unit/test_ws_frame.c, fuzz/ws). */
 #ifndef CREST_WS_FRAME_H
 #define CREST_WS_FRAME_H
 
 #include <stddef.h>
 #include <stdint.h>
+
+#include "core/utf8.h"
 
 enum {
     CREST__WS_CONT = 0x0,
@@ -29,14 +32,6 @@ enum {
     CREST__WS_TOO_BIG = 1009,
     CREST__WS_INTERNAL = 1011,
 };
-
-/* ---- UTF-8 ----
- * The state is 0 between characters (CREST__UTF8_ACCEPT), CREST__UTF8_REJECT after an invalid
- * byte (sticky), anything else inside a character. Feed consecutive pieces of one text with the
- * state of the previous call: a character split between fragments is checked as a whole. */
-#define CREST__UTF8_ACCEPT 0u
-#define CREST__UTF8_REJECT 1u
-uint32_t crest__utf8_feed(uint32_t state, const uint8_t *s, size_t n);
 
 /* ---- frame parser (server side: client frames must be masked) ---- */
 typedef struct {

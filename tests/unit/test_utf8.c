@@ -1,4 +1,4 @@
-/* Unit tests for the incremental UTF-8 validator (src/ws/frame.c). Each input is checked whole,
+/* Unit tests for the incremental UTF-8 validator (src/core/utf8.c). Each input is checked whole,
  * one byte at a time (the state carried between calls, each byte in its own heap block so that
  * AddressSanitizer catches a read past it) and split in two at every offset: the verdict must be
  * the same every way. */
@@ -11,7 +11,7 @@
 
 #include <cmocka.h>
 
-#include "ws/frame.h"
+#include "core/utf8.h"
 
 enum { VALID, INVALID, INCOMPLETE };
 
