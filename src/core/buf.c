@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/utf8.h"
 #include "internal.h"
 
 static int buf_reserve(crest_buf_t *b, size_t extra) {
@@ -59,47 +60,79 @@ int crest_buf_printf(crest_buf_t *b, const char *fmt, ...) {
     return 0;
 }
 
+/* The output is reserved block by block: each input byte becomes at most 6 bytes (\u00XX), and a
+ * character whose lead byte lies in the block yields at most 4 (itself, or a 3-byte U+FFFD) even
+ * when it ends past the block. Reserving 6x the whole string up front would make a megabyte title
+ * cost six. */
+#define JSON_BLOCK 4096
+
 int crest_buf_json_str(crest_buf_t *b, const char *s, size_t len) {
     static const char hex[] = "0123456789abcdef";
-    /* Worst case every byte becomes \u00XX. */
-    if (len > (SIZE_MAX - 2) / 6)
-        return b->err = CREST_ENOMEM;
-    int rc = buf_reserve(b, len * 6 + 2);
-    if (rc)
-        return rc;
-    char *o = b->ptr + b->len;
-    *o++ = '"';
-    for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c == '"' || c == '\\') {
-            *o++ = '\\';
-            *o++ = (char)c;
-        } else if (c < 0x20) {
-            *o++ = '\\';
-            switch (c) {
-            case '\n':
-                *o++ = 'n';
-                break;
-            case '\r':
-                *o++ = 'r';
-                break;
-            case '\t':
-                *o++ = 't';
-                break;
-            default:
-                *o++ = 'u';
-                *o++ = '0';
-                *o++ = '0';
-                *o++ = hex[c >> 4];
-                *o++ = hex[c & 15];
+    const unsigned char *p = (const unsigned char *)s, *end = p + len;
+    int rc = crest_buf_append(b, "\"", 1);
+    while (rc == 0 && p < end) {
+        size_t blk = (size_t)(end - p) < JSON_BLOCK ? (size_t)(end - p) : JSON_BLOCK;
+        if ((rc = buf_reserve(b, 6 * blk)) != 0)
+            break;
+        char *o = b->ptr + b->len;
+        const unsigned char *stop = p + blk;
+        while (p < stop) {
+            unsigned char c = *p;
+            if (c >= 0x20 && c < 0x80 && c != '"' && c != '\\') {
+                *o++ = (char)c;
+                p++;
+            } else if (c == '"' || c == '\\') {
+                *o++ = '\\';
+                *o++ = (char)c;
+                p++;
+            } else if (c < 0x20) {
+                *o++ = '\\';
+                switch (c) {
+                case '\n':
+                    *o++ = 'n';
+                    break;
+                case '\r':
+                    *o++ = 'r';
+                    break;
+                case '\t':
+                    *o++ = 't';
+                    break;
+                default:
+                    *o++ = 'u';
+                    *o++ = '0';
+                    *o++ = '0';
+                    *o++ = hex[c >> 4];
+                    *o++ = hex[c & 15];
+                }
+                p++;
+            } else {
+                /* A lead byte: take the longest prefix the validator accepts. A whole character
+                 * is copied; otherwise those bytes (at least the lead) are one ill-formed subpart
+                 * and become one U+FFFD, and the byte that broke the sequence starts afresh. */
+                const unsigned char *q = p;
+                uint32_t st = CREST__UTF8_ACCEPT;
+                do {
+                    uint32_t next = crest__utf8_feed(st, q, 1);
+                    if (next == CREST__UTF8_REJECT)
+                        break;
+                    st = next;
+                    q++;
+                } while (st != CREST__UTF8_ACCEPT && q < end);
+                if (q > p && st == CREST__UTF8_ACCEPT) {
+                    memcpy(o, p, (size_t)(q - p));
+                    o += q - p;
+                } else {
+                    memcpy(o, "\xef\xbf\xbd", 3);
+                    o += 3;
+                }
+                p = q > p ? q : p + 1;
             }
-        } else {
-            *o++ = (char)c;
         }
+        b->len = (size_t)(o - b->ptr);
     }
-    *o++ = '"';
-    b->len = (size_t)(o - b->ptr);
-    return 0;
+    if (rc == 0)
+        rc = crest_buf_append(b, "\"", 1);
+    return rc;
 }
 
 void crest_buf_free(crest_buf_t *b) {

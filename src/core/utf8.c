@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "core/utf8.h"
+#include "crest/buf.h"
 
 /* A state inside a character packs the number of continuation bytes still due (bits 16..) and the
  * range the next byte must fall in (lo in bits 8..15, hi in bits 0..7). The ranges exclude
@@ -62,4 +63,13 @@ uint32_t crest__utf8_feed(uint32_t state, const uint8_t *s, size_t n) {
         state = rem ? ST(rem, 0x80, 0xBF) : CREST__UTF8_ACCEPT;
     }
     return state;
+}
+
+/* The public face of the same check, for applications (the demo app validates names, rooms and
+ * JSON bodies with it) that see only include/crest.h. */
+_Static_assert(CREST_UTF8_ACCEPT == CREST__UTF8_ACCEPT && CREST_UTF8_REJECT == CREST__UTF8_REJECT,
+               "public and internal UTF-8 states agree");
+
+uint32_t crest_utf8_feed(uint32_t state, const void *s, size_t n) {
+    return crest__utf8_feed(state, s, n);
 }
