@@ -1,0 +1,155 @@
+"""Issue 14 (hardening), the demo app's part, against the real binary:
+- JSON bodies: a string holding U+0000 is refused with 422 naming the member instead of being
+  stored cut short; raw control characters and bytes that are not UTF-8 are malformed (400);
+- JSON output is always UTF-8: a stored title that is not (written behind the app's back) comes
+  out with U+FFFD;
+- chat names and rooms are checked at the upgrade (400 before any 101), so one bad name cannot
+  make every standards-checking member of a room drop with 1007;
+- join/leave announcements are not quadratic in the room's size (presence counts beyond 100);
+- the SSE history is bounded in bytes as well as in count;
+- GET /api/todos is paginated and streamed in bounded slices, so slow readers of a table of
+  large titles cost little memory.
+Memory is measured as the server's VmRSS from /proc/PID/status."""
+
+import asyncio
+import json
+import os
+import shutil
+import sqlite3
+import struct
+import sys
+import tempfile
+import time
+import urllib.parse
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import *  # noqa: E402,F401,F403
+
+import websockets  # noqa: E402
+
+T = Suite()
+
+
+class TmpDir:
+    def __enter__(self):
+        self.path = tempfile.mkdtemp(prefix="crest-hard-")
+        return self.path
+
+    def __exit__(self, *a):
+        shutil.rmtree(self.path, ignore_errors=True)
+        return False
+
+
+def server(tmp, *args):
+    return demo("--quiet", "--db", "sqlite:%s/x.db" % tmp, "--threads", "2", "--workers", "2",
+                *args)
+
+
+def rss_kib(srv):
+    with open("/proc/%d/status" % srv.proc.pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    fail("no VmRSS for pid %d" % srv.proc.pid)
+
+
+def request(c, method, target, body=None):
+    if isinstance(body, str):
+        body = body.encode("utf-8")
+    headers = [("Content-Type", "application/json")] if body is not None else None
+    return c.request(method, target, headers=headers, body=body, timeout=20)
+
+
+def answer(c, method, target, body=None, status=200):
+    r = request(c, method, target, body)
+    eq(r.status, status, "%s %s status (body %r)" % (method, target, r.body[:200]))
+    if status == 204:
+        return r, None
+    eq(r.header("Content-Type"), "application/json", "%s %s Content-Type" % (method, target))
+    try:
+        text = r.body.decode("utf-8")  # strict: the body must be UTF-8
+    except UnicodeDecodeError as e:
+        fail("%s %s: the body is not UTF-8 (%s): %r" % (method, target, e, r.body[:200]))
+    return r, json.loads(text)
+
+
+# ---- JSON bodies: U+0000, raw control characters, bytes that are not UTF-8 ----
+
+@T.case("todos: a title with \\u0000 is refused with 422 naming it, not stored cut short")
+def _():
+    with TmpDir() as tmp, server(tmp) as srv, srv.connect() as c:
+        _, t = answer(c, "POST", "/api/todos", '{"title":"keep","done":false}', 201)
+        one = "/api/todos/%d" % t["id"]
+        for m, target, body in [
+            ("POST", "/api/todos", '{"title":"abc\\u0000def","done":false}'),
+            ("POST", "/api/todos", '{"title":"\\u0000","done":true}'),
+            ("PUT", one, '{"title":"abc\\u0000","done":true}'),
+            ("PATCH", one, '{"title":"x\\u0000y"}'),
+        ]:
+            _, e = answer(c, m, target, body, 422)
+            eq(e.get("field"), "title", "%s %s: field" % (m, body))
+            check("U+0000" in e.get("error", ""), "%s %s: error %r" % (m, body, e))
+        # U+0000 in a member the app ignores, or in a member name, is refused too: cJSON's C
+        # strings would make "ti\u0000x" read as "ti".
+        _, e = answer(c, "POST", "/api/todos", '{"title":"a","done":false,"x":["\\u0000"]}', 422)
+        eq(e.get("field"), "x", "field of a nested U+0000")
+        _, e = answer(c, "POST", "/api/todos", '{"title\\u0000zz":"a","done":false}', 422)
+        eq(e.get("field"), "title\\u0000zz", "field of a name holding U+0000")
+        _, lst = answer(c, "GET", "/api/todos")
+        eq(lst, [t], "nothing stored or changed by the refused writes")
+        # An escaped backslash before "u0000" is just text, and other escaped controls are kept.
+        _, t2 = answer(c, "POST", "/api/todos", '{"title":"a\\\\u0000 \\u0001\\n","done":false}',
+                       201)
+        eq(t2["title"], "a\\u0000 \u0001\n", "escapes kept whole")
+        _, g = answer(c, "GET", "/api/todos/%d" % t2["id"])
+        eq(g, t2, "read back")
+
+
+@T.case("todos: raw control characters and bytes that are not UTF-8 are malformed JSON (400)")
+def _():
+    with TmpDir() as tmp, server(tmp) as srv, srv.connect() as c:
+        _, t = answer(c, "POST", "/api/todos", '{"title":"keep","done":false}', 201)
+        one = "/api/todos/%d" % t["id"]
+        bodies = [
+            b'{"title":"abc\x00def","done":false}',   # a raw NUL (was stored as "abc")
+            b'{"title":"a\x01b","done":false}',
+            b'{"title":"line\nbreak","done":false}',  # raw LF inside a string
+            b'{"title":"tab\there","done":false}',
+            b'{\x0c"title":"a","done":false}',        # form feed is not JSON whitespace
+            b'{"title":"\xff\xfe","done":false}',      # not UTF-8 (was 422)
+            b'{"title":"a\xc0\x80","done":false}',     # overlong NUL
+            b'{"title":"\xed\xa0\x80","done":false}',  # a surrogate
+            b'{"title":"ok","done":false,"x":"\xff"}',  # not UTF-8 in another member
+            b'{"title":"\\u0000","done":false,"x":"\x01"}',  # 400 outranks 422
+        ]
+        for body in bodies:
+            for m, target in [("POST", "/api/todos"), ("PUT", one), ("PATCH", one)]:
+                _, e = answer(c, m, target, body, 400)
+                check("malformed JSON" in e.get("error", ""), "%s %r: error %r" % (m, body, e))
+        _, lst = answer(c, "GET", "/api/todos")
+        eq(lst, [t], "nothing stored or changed by the malformed writes")
+
+
+@T.case("JSON output is UTF-8: a stored title that is not comes out with U+FFFD")
+def _():
+    with TmpDir() as tmp:
+        with server(tmp):
+            pass  # creates the schema
+        con = sqlite3.connect(os.path.join(tmp, "x.db"))
+        try:
+            # Written behind the app's back (an older version, another tool): not UTF-8.
+            con.execute("INSERT INTO todo (id, title, done) VALUES (7, CAST(? AS TEXT), 0)",
+                        (b"a\xff\xc0\x80b\xed\xa0\x80\xe2\x82",))
+            con.commit()
+        finally:
+            con.close()
+        want = "a\ufffd\ufffd\ufffdb\ufffd\ufffd\ufffd\ufffd"
+        with server(tmp) as srv, srv.connect() as c:
+            _, g = answer(c, "GET", "/api/todos/7")
+            eq(g["title"], want, "title read by id")
+            _, lst = answer(c, "GET", "/api/todos")
+            eq([x["title"] for x in lst], [want], "title in the list")
+
+
+if __name__ == "__main__":
+    T.main(needs=("crest",))
