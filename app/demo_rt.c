@@ -12,6 +12,7 @@
 #include <time.h>
 
 #include "demo_rt.h"
+#include "jsonscan.h"
 
 #define HISTORY 256  /* SSE events kept for Last-Event-ID */
 #define MAX_FIELD 64 /* longest room or name, in bytes */
@@ -55,16 +56,31 @@ static void echo_message(crest_ws_t *ws, const void *data, size_t len, int binar
 
 /* ---- /ws/chat ---- */
 
-/* A query value, percent-decoded into out (at most cap-1 bytes), or `dflt` when empty; returns
- * the length. Bytes that would not be UTF-8 are harmless: they are JSON-escaped byte by byte
- * later only when ASCII control characters, so a browser gets back what it sent. */
-static size_t query_value(crest_str_t v, char *out, size_t cap, const char *dflt) {
-    size_t n = crest_query_decode(v, out, cap);
+/* A chat name or room: percent-decoded from the query into out (MAX_FIELD + 2 bytes), or `dflt`
+ * when empty. Both end up in every member's JSON, in the SSE stream and in the pub/sub topic's
+ * name, so they are checked at the upgrade, before any 101, and a bad one is refused with 400:
+ * at most MAX_FIELD bytes once decoded, valid UTF-8 (a browser's WebSocket and Python's
+ * websockets close with 1007 on a text frame that is not, so one bad name would drop every such
+ * member of the room), and no control characters, U+0000..U+001F and U+007F..U+009F (a NUL would
+ * also cut the topic's name short and put the member in another room). Returns the length, or
+ * -1 for a value that breaks the rule. */
+static long chat_field(crest_str_t v, char *out, const char *dflt) {
+    size_t n = crest_query_decode(v, out, MAX_FIELD + 2);
+    if (n > MAX_FIELD)
+        return -1;
     if (n == 0) {
         n = strlen(dflt);
         memcpy(out, dflt, n + 1);
     }
-    return n;
+    if (crest_utf8_feed(CREST_UTF8_ACCEPT, out, n) != CREST_UTF8_ACCEPT)
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)out[i];
+        /* In valid UTF-8, U+0080..U+009F are C2 80..C2 9F. */
+        if (c < 0x20 || c == 0x7f || (c == 0xc2 && (unsigned char)out[i + 1] <= 0x9f))
+            return -1;
+    }
+    return (long)n;
 }
 
 static char *json_string(const char *s, size_t len) {
@@ -90,17 +106,23 @@ static void announce(demo_rt_t *rt, const member_t *m, const char *type) {
 
 static void chat_open(crest_ws_t *ws, crest_req_t *req) {
     demo_rt_t *rt = crest_ws_opts(ws)->data;
-    char room[MAX_FIELD + 1], name[MAX_FIELD + 1];
-    size_t rl = query_value(crest_req_query_param(req, "room"), room, sizeof(room), "lobby");
-    size_t nl = query_value(crest_req_query_param(req, "name"), name, sizeof(name), "anonymous");
+    char room[MAX_FIELD + 2], name[MAX_FIELD + 2];
+    /* on_chat has checked both before the upgrade. */
+    long rl = chat_field(crest_req_query_param(req, "room"), room, "lobby");
+    long nl = chat_field(crest_req_query_param(req, "name"), name, "anonymous");
+    if (rl < 0 || nl < 0) {
+        crest_ws_close(ws, 1008, "bad room or name");
+        return;
+    }
     member_t *m = calloc(1, sizeof(*m));
     if (m == NULL) {
         crest_ws_close(ws, 1011, "out of memory");
         return;
     }
-    snprintf(m->topic, sizeof(m->topic), "room:%s", room);
-    m->room_json = json_string(room, rl);
-    m->name_json = json_string(name, nl);
+    memcpy(m->topic, "room:", 5);
+    memcpy(m->topic + 5, room, (size_t)rl + 1); /* rl <= MAX_FIELD, and the NUL */
+    m->room_json = json_string(room, (size_t)rl);
+    m->name_json = json_string(name, (size_t)nl);
     *crest_ws_data(ws) = m;
     if (m->room_json == NULL || m->name_json == NULL ||
         crest_ws_subscribe(ws, rt->ps, m->topic) != 0) {
@@ -110,17 +132,35 @@ static void chat_open(crest_ws_t *ws, crest_req_t *req) {
     announce(rt, m, "join");
 }
 
+static void chat_error(crest_ws_t *ws, const char *msg) {
+    char mem[256];
+    crest_buf_t b = CREST_BUF_ON(mem);
+    crest_buf_puts(&b, "{\"type\":\"error\",\"error\":");
+    crest_buf_json_str(&b, msg, strlen(msg));
+    crest_buf_puts(&b, "}");
+    if (!b.err)
+        crest_ws_send(ws, b.ptr, b.len, 0);
+    crest_buf_free(&b);
+}
+
 static void chat_message(crest_ws_t *ws, const void *data, size_t len, int binary) {
     demo_rt_t *rt = crest_ws_opts(ws)->data;
     member_t *m = *crest_ws_data(ws);
     if (binary || m == NULL)
         return;
-    cJSON *root = cJSON_ParseWithLength(data, len);
+    /* The same pre-check as the REST API's bodies (jsonscan.h): text frames are UTF-8 already,
+     * but raw control characters would pass cJSON, and "\u0000" would cut the text short. */
+    jsonscan_t scan;
+    int verdict = jsonscan(&scan, data, len);
+    if (verdict == JSONSCAN_NUL) {
+        chat_error(ws, "the text must not contain U+0000");
+        return;
+    }
+    cJSON *root = verdict == JSONSCAN_OK ? cJSON_ParseWithLength(data, len) : NULL;
     cJSON *text = cJSON_GetObjectItemCaseSensitive(root, "text");
     if (!cJSON_IsString(text)) {
         cJSON_Delete(root);
-        crest_ws_send_text(ws,
-                           "{\"type\":\"error\",\"error\":\"send {\\\"text\\\":\\\"...\\\"}\"}");
+        chat_error(ws, "send {\"text\":\"...\"} as JSON");
         return;
     }
     crest_buf_t b = CREST_BUF_INIT;
@@ -167,10 +207,25 @@ static void chat_close(crest_ws_t *ws, int code, const char *reason, size_t reas
     free(m);
 }
 
+static int refuse_field(crest_req_t *req, const char *field) {
+    char mem[256];
+    crest_buf_t b = CREST_BUF_ON(mem);
+    crest_buf_printf(&b,
+                     "{\"error\":\"%s must be at most %d bytes of UTF-8 (percent-encoded in the "
+                     "query) without control characters\",\"field\":\"%s\"}",
+                     field, MAX_FIELD, field);
+    return crest_res_send_buf(req, 400, "application/json", &b);
+}
+
 /* The chat upgrade names the loop thread that took the socket (X-Loop), so that tests and curious
  * people can see members spread over threads. */
 static int on_chat(crest_req_t *req, void *data) {
     demo_rt_t *rt = data;
+    char field[MAX_FIELD + 2];
+    if (chat_field(crest_req_query_param(req, "room"), field, "lobby") < 0)
+        return refuse_field(req, "room");
+    if (chat_field(crest_req_query_param(req, "name"), field, "anonymous") < 0)
+        return refuse_field(req, "name");
     char idx[16];
     snprintf(idx, sizeof(idx), "%d", crest_loop_index(crest_req_loop(req)));
     crest_res_header(req, "X-Loop", idx);
