@@ -33,6 +33,8 @@ static const char usage_text[] =
     "  --ws-deflate              accept permessage-deflate (off by default)\n"
     "  --sse-keepalive DUR       keep-alive comment on a quiet event stream (default 15s)\n"
     "  --public DIR              folder of the chat page index.html (default app/public)\n"
+    "  --sse-history SIZE        events kept for Last-Event-ID replay, in bytes (default 1m;\n"
+    "                            at most the last 256 events either way)\n"
     "  --quiet                   no log lines on stderr\n"
     "  -h, --help                this text\n"
     "SIZE is bytes with an optional k or m suffix (KiB, MiB); DUR is a number with ms, s or m\n"
@@ -115,6 +117,7 @@ int cli_parse(int argc, char **argv, int first, const char *command, cli_opts_t 
     out->work_queue = 1024;
     out->db_url = "sqlite:crest.db";
     out->max_hash_rounds = 1000000;
+    out->sse_history_bytes = 1024 * 1024;
     long v;
     const char *env = getenv("PORT");
     if (env && *env) {
@@ -171,7 +174,8 @@ int cli_parse(int argc, char **argv, int first, const char *command, cli_opts_t 
                                             "--ws-slow-policy",
                                             "--ws-ping-interval",
                                             "--public",
-                                            "--sse-keepalive"};
+                                            "--sse-keepalive",
+                                            "--sse-history"};
         int k = -1;
         for (size_t j = 0; j < sizeof(known) / sizeof(known[0]); j++)
             if (strcmp(name, known[j]) == 0)
@@ -268,6 +272,9 @@ int cli_parse(int argc, char **argv, int first, const char *command, cli_opts_t 
             break;
         case 21:
             rc = parse_duration(name, val, &out->sse_keepalive_ms);
+            break;
+        case 22:
+            rc = parse_size(name, val, &out->sse_history_bytes);
             break;
         }
         if (rc != 0)

@@ -19,6 +19,7 @@ typedef struct {
     int ws_deflate;            /* --ws-deflate: accept permessage-deflate */
     uint32_t sse_keepalive_ms; /* --sse-keepalive: comment on a quiet event stream (15 s) */
     const char *public_dir; /* --public DIR: the chat page and static files (default app/public) */
+    size_t sse_history_bytes; /* --sse-history: bytes of events kept for Last-Event-ID (1 MiB) */
 } cli_opts_t;
 
 enum { CLI_RUN = 0, CLI_EXIT_OK = 1, CLI_EXIT_USAGE = 2 };

@@ -3,7 +3,10 @@
  * Chat rooms are pub/sub topics "room:<name>": a member's socket subscribes to its room, and each
  * message is published once, so members on every loop thread get the same frame. Every chat
  * message is also published to the topic "events" for the SSE stream at /events, with an id; the
- * last few are kept so that a browser reconnecting with Last-Event-ID gets what it missed. */
+ * last few are kept so that a browser reconnecting with Last-Event-ID gets what it missed: at most
+ * HISTORY events and at most --sse-history bytes of them (1 MiB by default), the oldest dropped
+ * first, so that large messages cannot make the history hold HISTORY times the message limit. A
+ * replay gives what is still held. */
 #include <cJSON.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -20,7 +23,8 @@
 
 typedef struct {
     uint64_t id;
-    char *json;
+    char *json; /* NULL once dropped */
+    size_t len;
 } event_t;
 
 struct demo_rt_s {
@@ -31,7 +35,10 @@ struct demo_rt_s {
     char *index_html;
     size_t index_len;
     pthread_mutex_t lock; /* guards the history and next_id: chat runs on every loop thread */
-    uint64_t next_id;
+    uint64_t next_id;     /* the last id handed out */
+    uint64_t oldest;      /* no event before this id is held */
+    size_t history_bytes; /* the JSON held in history[] */
+    size_t max_history;   /* its bound (--sse-history) */
     event_t history[HISTORY];
 };
 
@@ -132,6 +139,15 @@ static void chat_open(crest_ws_t *ws, crest_req_t *req) {
     announce(rt, m, "join");
 }
 
+/* Free a held event (under rt->lock). */
+static void history_drop(demo_rt_t *rt, event_t *e) {
+    if (e->json == NULL)
+        return;
+    rt->history_bytes -= e->len;
+    free(e->json);
+    e->json = NULL;
+}
+
 static void chat_error(crest_ws_t *ws, const char *msg) {
     char mem[256];
     crest_buf_t b = CREST_BUF_ON(mem);
@@ -186,11 +202,23 @@ static void chat_message(crest_ws_t *ws, const void *data, size_t len, int binar
     pthread_mutex_lock(&rt->lock);
     uint64_t id = ++rt->next_id;
     event_t *e = &rt->history[id % HISTORY];
-    free(e->json);
+    history_drop(rt, e); /* the event HISTORY ids back */
+    if (rt->oldest + HISTORY <= id)
+        rt->oldest = id - HISTORY + 1;
     e->id = id;
     e->json = b.ptr;
+    e->len = jlen;
+    rt->history_bytes += jlen;
     snprintf(idstr, sizeof(idstr), "%llu", (unsigned long long)id);
     crest_pubsub_publish_event(rt->ps, EVENTS_TOPIC, "message", idstr, e->json, jlen);
+    /* Then the byte bound, oldest first; an event larger than the whole bound goes too (it was
+     * published live, above, but a replay cannot give it). */
+    while (rt->history_bytes > rt->max_history && rt->oldest <= id) {
+        event_t *old = &rt->history[rt->oldest % HISTORY];
+        if (old->id == rt->oldest)
+            history_drop(rt, old);
+        rt->oldest++;
+    }
     pthread_mutex_unlock(&rt->lock);
 }
 
@@ -265,15 +293,13 @@ static int on_events(crest_req_t *req, void *data) {
         return 0;
     }
     if (replay) {
-        uint64_t first = rt->next_id > HISTORY ? rt->next_id - HISTORY + 1 : 1;
-        if (from + 1 > first)
-            first = from + 1;
+        uint64_t first = from + 1 > rt->oldest ? from + 1 : rt->oldest;
         for (uint64_t id = first; id <= rt->next_id; id++) {
             event_t *e = &rt->history[id % HISTORY];
             char idstr[24];
             snprintf(idstr, sizeof(idstr), "%llu", (unsigned long long)id);
             if (e->id == id && e->json)
-                crest_sse_send(s, "message", idstr, e->json, strlen(e->json));
+                crest_sse_send(s, "message", idstr, e->json, e->len);
         }
     }
     pthread_mutex_unlock(&rt->lock);
@@ -327,6 +353,8 @@ int demo_rt_routes(crest_app_t *app, const cli_opts_t *opts, demo_rt_t **out) {
         return 1;
     }
     pthread_mutex_init(&rt->lock, NULL);
+    rt->oldest = 1;
+    rt->max_history = opts->sse_history_bytes;
     crest_ws_opts_t base;
     crest_ws_opts_default(&base);
     if (opts->ws_max_message)

@@ -244,5 +244,62 @@ def _():
         asyncio.run(asyncio.wait_for(go(), 20))
 
 
+# ---- SSE history ----
+
+def open_stream(srv, last_id=None):
+    c = srv.connect(timeout=20)
+    extra = "Last-Event-ID: %s\r\n" % last_id if last_id is not None else ""
+    c.send("GET /events HTTP/1.1\r\nHost: t\r\nAccept: text/event-stream\r\n%s\r\n" % extra)
+    head = c.read_until(b"\r\n\r\n", what="SSE head")
+    check(head.startswith(b"HTTP/1.1 200 "), "status: %r" % head[:100])
+    return c
+
+
+def read_event(c, timeout=10):
+    """The next event (comments skipped) as a dict of fields."""
+    while True:
+        block = c.read_until(b"\n\n", timeout=timeout, what="event", limit=8 << 20).decode()
+        fields = {}
+        for line in block.strip("\n").split("\n"):
+            if line.startswith(":"):
+                continue
+            k, _, v = line.partition(": ")
+            fields[k] = fields[k] + "\n" + v if k in fields else v
+        if "data" in fields:
+            return fields
+
+
+@T.case("SSE history: bounded in bytes (1 MiB by default); a replay gives what is still held")
+def _():
+    n, size = 32, 900 * 1024
+    with TmpDir() as tmp, server(tmp) as srv:
+        base = rss_kib(srv)
+
+        async def chat(texts):
+            ws = await websockets.connect(ws_url(srv, "big", "b"), max_size=4 << 20)
+            await recv_json(ws)  # own join
+            for text in texts:
+                await ws.send(json.dumps({"text": text}))
+                m = await recv_until(ws, lambda m: m.get("type") == "message", "echo", 10)
+                eq(m["text"][:8], text[:8], "echo")
+            await ws.close()
+        asyncio.run(asyncio.wait_for(chat(["%03d" % i + "x" * size for i in range(n)]), 40))
+        grown = rss_kib(srv) - base
+        # Before the bound, the history held all 32 (29 MiB); now at most 1 MiB of them.
+        check(grown < 12 * 1024, "RSS grew by %d KiB after %d messages of %d KiB (want < 12 MiB)"
+              % (grown, n, size // 1024))
+        # A replay from the start gives what is held (the newest large message), then live ones.
+        c = open_stream(srv, last_id=0)
+        asyncio.run(asyncio.wait_for(chat(["marker"]), 10))
+        replayed = []
+        while True:
+            ev = read_event(c)
+            if json.loads(ev["data"])["text"] == "marker":
+                break
+            replayed.append(int(ev["id"]))
+        c.close()
+        eq(replayed, [n], "ids replayed (1 MiB holds one message of 900 KiB)")
+
+
 if __name__ == "__main__":
     T.main(needs=("crest",))
