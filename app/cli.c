@@ -35,6 +35,9 @@ static const char usage_text[] =
     "  --public DIR              folder of the chat page index.html (default app/public)\n"
     "  --sse-history SIZE        events kept for Last-Event-ID replay, in bytes (default 1m;\n"
     "                            at most the last 256 events either way)\n"
+    "  --chat-announce-max N     chat rooms up to N members announce each join and leave;\n"
+    "                            larger ones get a member count instead (default 100)\n"
+    "  --presence-interval DUR   a large room's member count is sent at most this often (1s)\n"
     "  --quiet                   no log lines on stderr\n"
     "  -h, --help                this text\n"
     "SIZE is bytes with an optional k or m suffix (KiB, MiB); DUR is a number with ms, s or m\n"
@@ -118,6 +121,8 @@ int cli_parse(int argc, char **argv, int first, const char *command, cli_opts_t 
     out->db_url = "sqlite:crest.db";
     out->max_hash_rounds = 1000000;
     out->sse_history_bytes = 1024 * 1024;
+    out->chat_announce_max = 100;
+    out->presence_interval_ms = 1000;
     long v;
     const char *env = getenv("PORT");
     if (env && *env) {
@@ -175,7 +180,9 @@ int cli_parse(int argc, char **argv, int first, const char *command, cli_opts_t 
                                             "--ws-ping-interval",
                                             "--public",
                                             "--sse-keepalive",
-                                            "--sse-history"};
+                                            "--sse-history",
+                                            "--chat-announce-max",
+                                            "--presence-interval"};
         int k = -1;
         for (size_t j = 0; j < sizeof(known) / sizeof(known[0]); j++)
             if (strcmp(name, known[j]) == 0)
@@ -275,6 +282,12 @@ int cli_parse(int argc, char **argv, int first, const char *command, cli_opts_t 
             break;
         case 22:
             rc = parse_size(name, val, &out->sse_history_bytes);
+            break;
+        case 23:
+            rc = parse_int(name, val, 0, 1000000000, &out->chat_announce_max);
+            break;
+        case 24:
+            rc = parse_duration(name, val, &out->presence_interval_ms);
             break;
         }
         if (rc != 0)

@@ -20,6 +20,8 @@ typedef struct {
     uint32_t sse_keepalive_ms; /* --sse-keepalive: comment on a quiet event stream (15 s) */
     const char *public_dir; /* --public DIR: the chat page and static files (default app/public) */
     size_t sse_history_bytes; /* --sse-history: bytes of events kept for Last-Event-ID (1 MiB) */
+    long chat_announce_max;   /* --chat-announce-max: rooms up to this size get join/leave (100) */
+    uint32_t presence_interval_ms; /* --presence-interval: presence per large room at most (1 s) */
 } cli_opts_t;
 
 enum { CLI_RUN = 0, CLI_EXIT_OK = 1, CLI_EXIT_USAGE = 2 };

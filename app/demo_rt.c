@@ -6,7 +6,20 @@
  * last few are kept so that a browser reconnecting with Last-Event-ID gets what it missed: at most
  * HISTORY events and at most --sse-history bytes of them (1 MiB by default), the oldest dropped
  * first, so that large messages cannot make the history hold HISTORY times the message limit. A
- * replay gives what is still held. */
+ * replay gives what is still held.
+ *
+ * Presence. Announcing every join and leave to every member makes a room of N members cost
+ * N^2/2 deliveries as it fills (10,000 members: 50 million frames and seconds of loop time), so
+ * what a join or leave sends depends on the room's size on this instance:
+ * - up to --chat-announce-max members (100 by default) each one is published to the room,
+ *   {"type":"join"|"leave","room":R,"name":N}, as small rooms want to see who comes and goes;
+ * - in a larger room a join or leave only marks the room, and a timer on the loop thread of the
+ *   member that marked it first publishes {"type":"presence","room":R,"count":N}, the member
+ *   count at that moment, at most once per --presence-interval (1 s) per room and always after
+ *   the last change (trailing edge, so the final count is never lost). A member joining a large
+ *   room gets that message at once, for itself alone.
+ * A burst of N joins thus costs O(N) deliveries per interval instead of O(N^2). Clients keep the
+ * count from the last presence message and apply join/leave while the room is small. */
 #include <cJSON.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -27,6 +40,19 @@ typedef struct {
     size_t len;
 } event_t;
 
+/* A room with members on this instance, for presence. Owner: the room table (rt->rooms), under
+ * rt->rooms_lock; freed when it has no member and no presence timer pending (the timer holds it
+ * until it fires). */
+typedef struct room_s {
+    struct room_s *next; /* hash chain */
+    uint64_t hash;
+    size_t members;
+    int pending;                   /* a presence timer is armed */
+    char topic[5 + MAX_FIELD + 1]; /* "room:" + room: the key */
+    char *room_json;               /* the room as a JSON string literal */
+    demo_rt_t *rt;
+} room_t;
+
 struct demo_rt_s {
     crest_pubsub_t *ps;
     crest_ws_opts_t echo;
@@ -40,6 +66,13 @@ struct demo_rt_s {
     size_t history_bytes; /* the JSON held in history[] */
     size_t max_history;   /* its bound (--sse-history) */
     event_t history[HISTORY];
+    /* Presence: rooms by topic (a chained hash table that doubles as it fills). */
+    pthread_mutex_t rooms_lock;
+    room_t **rooms;
+    size_t nbuckets;
+    size_t nrooms;
+    size_t announce_max;  /* rooms up to this size get per-member join/leave */
+    uint32_t presence_ms; /* at most one presence message per room per this */
 };
 
 /* One chat member; owned by its socket (freed in on_close). */
@@ -47,6 +80,7 @@ typedef struct {
     char topic[5 + MAX_FIELD + 1]; /* "room:" + room */
     char *room_json;               /* the room and name as JSON string literals */
     char *name_json;
+    room_t *room; /* its entry in the room table, counted in room->members */
 } member_t;
 
 static uint64_t now_ms(void) {
@@ -111,6 +145,98 @@ static void announce(demo_rt_t *rt, const member_t *m, const char *type) {
     crest_buf_free(&b);
 }
 
+/* ---- presence (see the top of the file) ---- */
+
+static uint64_t topic_hash(const char *s) {
+    uint64_t h = 0xcbf29ce484222325ull; /* FNV-1a */
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 0x100000001b3ull;
+    return h;
+}
+
+/* The room for `topic`, created with room_json (copied) if missing; NULL when memory ran out.
+ * Under rooms_lock. */
+static room_t *room_get(demo_rt_t *rt, const char *topic, const char *room_json) {
+    uint64_t h = topic_hash(topic);
+    for (room_t *r = rt->rooms[h % rt->nbuckets]; r != NULL; r = r->next)
+        if (r->hash == h && strcmp(r->topic, topic) == 0)
+            return r;
+    if (rt->nrooms >= rt->nbuckets) {
+        size_t n = rt->nbuckets * 2;
+        room_t **b = calloc(n, sizeof(*b));
+        if (b != NULL) {
+            for (size_t i = 0; i < rt->nbuckets; i++) {
+                for (room_t *r = rt->rooms[i], *next; r != NULL; r = next) {
+                    next = r->next;
+                    r->next = b[r->hash % n];
+                    b[r->hash % n] = r;
+                }
+            }
+            free(rt->rooms);
+            rt->rooms = b;
+            rt->nbuckets = n;
+        } /* else the chains just grow longer */
+    }
+    room_t *r = calloc(1, sizeof(*r));
+    if (r == NULL || (r->room_json = strdup(room_json)) == NULL) {
+        free(r);
+        return NULL;
+    }
+    r->hash = h;
+    r->rt = rt;
+    snprintf(r->topic, sizeof(r->topic), "%s", topic);
+    r->next = rt->rooms[h % rt->nbuckets];
+    rt->rooms[h % rt->nbuckets] = r;
+    rt->nrooms++;
+    return r;
+}
+
+/* Unlink and free a room that has no member and no timer. Under rooms_lock. */
+static void room_put(demo_rt_t *rt, room_t *r) {
+    if (r->members > 0 || r->pending)
+        return;
+    room_t **pp = &rt->rooms[r->hash % rt->nbuckets];
+    while (*pp != r)
+        pp = &(*pp)->next;
+    *pp = r->next;
+    rt->nrooms--;
+    free(r->room_json);
+    free(r);
+}
+
+static int presence_json(crest_buf_t *b, const room_t *r, size_t count) {
+    crest_buf_printf(b, "{\"type\":\"presence\",\"room\":%s,\"count\":%zu}", r->room_json, count);
+    return b->err;
+}
+
+/* The presence timer: publish the room's count now. Runs on the loop thread that armed it, or
+ * early at a forced stop. */
+static void on_presence(crest_loop_t *loop, void *arg) {
+    (void)loop;
+    room_t *r = arg;
+    demo_rt_t *rt = r->rt;
+    char mem[512];
+    crest_buf_t b = CREST_BUF_ON(mem);
+    pthread_mutex_lock(&rt->rooms_lock);
+    r->pending = 0;
+    size_t count = r->members;
+    if (count > 0 && presence_json(&b, r, count) == 0)
+        crest_pubsub_publish(rt->ps, r->topic, b.ptr, b.len, 0);
+    room_put(rt, r);
+    pthread_mutex_unlock(&rt->rooms_lock);
+    crest_buf_free(&b);
+}
+
+/* A join or leave in a large room: arm the room's timer unless one is pending. Under
+ * rooms_lock, on the loop thread of `loop`. */
+static void presence_mark(demo_rt_t *rt, room_t *r, crest_loop_t *loop) {
+    if (r->pending)
+        return;
+    r->pending = 1;
+    if (crest_loop_after(loop, rt->presence_ms, on_presence, r) != 0)
+        r->pending = 0; /* out of memory: this change goes unannounced until the next one */
+}
+
 static void chat_open(crest_ws_t *ws, crest_req_t *req) {
     demo_rt_t *rt = crest_ws_opts(ws)->data;
     char room[MAX_FIELD + 2], name[MAX_FIELD + 2];
@@ -136,7 +262,25 @@ static void chat_open(crest_ws_t *ws, crest_req_t *req) {
         crest_ws_close(ws, 1011, "out of memory");
         return;
     }
-    announce(rt, m, "join");
+    char mem[512];
+    crest_buf_t b = CREST_BUF_ON(mem);
+    pthread_mutex_lock(&rt->rooms_lock);
+    m->room = room_get(rt, m->topic, m->room_json);
+    size_t count = m->room ? ++m->room->members : 0;
+    int small = count <= rt->announce_max;
+    if (m->room != NULL && !small) {
+        presence_mark(rt, m->room, crest_ws_loop(ws));
+        presence_json(&b, m->room, count);
+    }
+    pthread_mutex_unlock(&rt->rooms_lock);
+    if (m->room == NULL) {
+        crest_ws_close(ws, 1011, "out of memory");
+    } else if (small) {
+        announce(rt, m, "join");
+    } else if (!b.err) {
+        crest_ws_send(ws, b.ptr, b.len, 0); /* the newcomer's own count, at once */
+    }
+    crest_buf_free(&b);
 }
 
 /* Free a held event (under rt->lock). */
@@ -228,8 +372,17 @@ static void chat_close(crest_ws_t *ws, int code, const char *reason, size_t reas
     member_t *m = *crest_ws_data(ws);
     if (m == NULL)
         return;
-    if (m->room_json && m->name_json)
-        announce(rt, m, "leave");
+    if (m->room != NULL) {
+        pthread_mutex_lock(&rt->rooms_lock);
+        int small = m->room->members <= rt->announce_max;
+        m->room->members--;
+        if (!small)
+            presence_mark(rt, m->room, crest_ws_loop(ws));
+        room_put(rt, m->room);
+        pthread_mutex_unlock(&rt->rooms_lock);
+        if (small)
+            announce(rt, m, "leave");
+    }
     free(m->room_json);
     free(m->name_json);
     free(m);
@@ -353,6 +506,16 @@ int demo_rt_routes(crest_app_t *app, const cli_opts_t *opts, demo_rt_t **out) {
         return 1;
     }
     pthread_mutex_init(&rt->lock, NULL);
+    pthread_mutex_init(&rt->rooms_lock, NULL);
+    rt->nbuckets = 64;
+    rt->rooms = calloc(rt->nbuckets, sizeof(*rt->rooms));
+    if (rt->rooms == NULL) {
+        fprintf(stderr, "crest: out of memory\n");
+        demo_rt_free(rt);
+        return 1;
+    }
+    rt->announce_max = (size_t)opts->chat_announce_max;
+    rt->presence_ms = opts->presence_interval_ms;
     rt->oldest = 1;
     rt->max_history = opts->sse_history_bytes;
     crest_ws_opts_t base;
@@ -406,6 +569,17 @@ void demo_rt_free(demo_rt_t *rt) {
     for (size_t i = 0; i < HISTORY; i++)
         free(rt->history[i].json);
     free(rt->index_html);
+    /* Rooms left over only if the app never ran or a member's close did not come: every member
+     * has left and every presence timer has fired once crest_app_run() returned. */
+    for (size_t i = 0; rt->rooms != NULL && i < rt->nbuckets; i++) {
+        for (room_t *r = rt->rooms[i], *next; r != NULL; r = next) {
+            next = r->next;
+            free(r->room_json);
+            free(r);
+        }
+    }
+    free(rt->rooms);
+    pthread_mutex_destroy(&rt->rooms_lock);
     pthread_mutex_destroy(&rt->lock);
     free(rt);
 }

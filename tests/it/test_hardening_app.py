@@ -301,5 +301,87 @@ def _():
         eq(replayed, [n], "ids replayed (1 MiB holds one message of 900 KiB)")
 
 
+# ---- presence ----
+
+def read_ws_frame(c, timeout=None):
+    """One server frame: (opcode, payload)."""
+    h = c.read_exact(2, timeout=timeout, what="frame header")
+    n = h[1] & 0x7F
+    if n == 126:
+        n = struct.unpack(">H", c.read_exact(2, timeout=timeout))[0]
+    elif n == 127:
+        n = struct.unpack(">Q", c.read_exact(8, timeout=timeout))[0]
+    return h[0] & 0x0F, c.read_exact(n, timeout=timeout, what="payload") if n else b""
+
+
+def read_chat(c, timeout=10):
+    op, payload = read_ws_frame(c, timeout)
+    eq(op, 0x1, "a text frame")
+    return json.loads(payload)
+
+
+def metric(srv, name):
+    with srv.connect() as c:
+        r = c.request("GET", "/metrics")
+        eq(r.status, 200, "metrics status")
+        for line in r.body.decode().splitlines():
+            if line.startswith(name + " "):
+                return int(line.split()[1])
+    fail("%s missing from /metrics" % name)
+
+
+@T.case("presence: 300 members joining one room cost O(N) announcements, not N^2/2")
+def _():
+    n = 300
+    with TmpDir() as tmp, server(tmp) as srv:
+        delivered0 = metric(srv, "crest_pubsub_delivered_total")
+        members = []
+        try:
+            for i in range(n):
+                c, r = raw_upgrade(srv, "/ws/chat?room=big&name=m%d" % i)
+                eq(r.status, 101, "member %d upgrade" % i)
+                members.append(c)
+            # Member 0 sees each join while the room is small (up to 100 members), then member
+            # counts; it waits for the count of all 300 (before the fix: the 300th join).
+            joins, counts = [], []
+            while True:
+                m = read_chat(members[0])
+                if m["type"] == "join":
+                    joins.append(m["name"])
+                    if m["name"] == "m%d" % (n - 1):
+                        break
+                else:
+                    eq(m["type"], "presence", "message type")
+                    eq(m["room"], "big", "presence room")
+                    counts.append(m["count"])
+                    if m["count"] == n:
+                        break
+            delivered = metric(srv, "crest_pubsub_delivered_total") - delivered0
+            # Before: every join to every member, n(n+1)/2 = 45,150 frames.
+            check(delivered < 15000, "%d announcements delivered for %d joins (n^2/2 = %d)"
+                  % (delivered, n, n * (n + 1) // 2))
+            eq(joins, ["m%d" % i for i in range(100)], "joins seen by the first member")
+            check(counts and counts == sorted(counts) and counts[-1] == n,
+                  "presence counts %r" % counts)
+            # A member that joined the large room got the count at once, for itself.
+            m = read_chat(members[150])
+            eq(m, {"type": "presence", "room": "big", "count": 151}, "the 151st member's first")
+            # 200 leave: one count later, no leave announcements; then a leave in the small room.
+            for c in members[100:]:
+                c.close()
+            del members[100:]
+            while True:
+                m = read_chat(members[0])
+                check(m["type"] == "presence", "after 200 leaves: %r" % m)
+                if m["count"] == 100:
+                    break
+            members.pop().close()
+            eq(read_chat(members[0]), {"type": "leave", "room": "big", "name": "m99"},
+               "a leave in a room of 100")
+        finally:
+            for c in members:
+                c.close()
+
+
 if __name__ == "__main__":
     T.main(needs=("crest",))
