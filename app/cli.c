@@ -18,8 +18,18 @@ static const char usage_text[] =
     "  --max-body SIZE           largest request body (default 1m; larger -> 413)\n"
     "  --max-output SIZE         output queued for a slow client before reading pauses "
     "(default 1m)\n"
+    "  --max-connections N       open connections before accepting pauses (default: the\n"
+    "                            open-file limit less an eighth, raised to the hard limit)\n"
+    "  --max-buffer-memory SIZE  bytes buffered for clients process-wide before requests get "
+    "503\n"
+    "                            (default: a quarter of the memory)\n"
+    "  --write-timeout DUR       close a client that takes none of its output this long "
+    "(30s)\n"
+    "  --min-body-rate SIZE      bytes/s a request body must keep up once --body-timeout "
+    "passes (16k)\n"
     "  --header-timeout DUR      time to receive a request head (default 10s; then 408)\n"
-    "  --body-timeout DUR        time between reads of a body (default 30s; then 408)\n"
+    "  --body-timeout DUR        time for a request body (default 30s; then 408 unless it\n"
+    "                            keeps coming at --min-body-rate)\n"
     "  --keepalive-timeout DUR   idle keep-alive connection lifetime (default 5s)\n"
     "  --shutdown-timeout DUR    grace for requests in flight on SIGTERM (default 10s)\n"
     "  --workers N               CPU worker threads (default: number of CPUs)\n"
@@ -180,6 +190,10 @@ int cli_parse(int argc, char **argv, int first, const char *command, cli_opts_t 
                                             "--ws-ping-interval",
                                             "--public",
                                             "--sse-keepalive",
+                                            "--max-connections",
+                                            "--max-buffer-memory",
+                                            "--write-timeout",
+                                            "--min-body-rate",
                                             "--sse-history",
                                             "--chat-announce-max",
                                             "--presence-interval"};
@@ -281,12 +295,25 @@ int cli_parse(int argc, char **argv, int first, const char *command, cli_opts_t 
             rc = parse_duration(name, val, &out->sse_keepalive_ms);
             break;
         case 22:
-            rc = parse_size(name, val, &out->sse_history_bytes);
+            rc = parse_int(name, val, 1, 10000000, &v);
+            o->max_connections = (size_t)v;
             break;
         case 23:
-            rc = parse_int(name, val, 0, 1000000000, &out->chat_announce_max);
+            rc = parse_size(name, val, &o->max_buffer_memory);
             break;
         case 24:
+            rc = parse_duration(name, val, &o->write_timeout_ms);
+            break;
+        case 25:
+            rc = parse_size(name, val, &o->min_body_rate);
+            break;
+        case 26:
+            rc = parse_size(name, val, &out->sse_history_bytes);
+            break;
+        case 27:
+            rc = parse_int(name, val, 0, 1000000000, &out->chat_announce_max);
+            break;
+        case 28:
             rc = parse_duration(name, val, &out->presence_interval_ms);
             break;
         }

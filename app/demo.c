@@ -83,6 +83,33 @@ static int on_metrics(crest_req_t *req, void *data) {
                      (unsigned long long)s.accepted_connections,
                      (unsigned long long)s.rejected_requests);
     crest_buf_printf(&b,
+                     "# HELP crest_accept_pauses_total Times accepting paused: the connection cap "
+                     "or no file descriptors left.\n"
+                     "# TYPE crest_accept_pauses_total counter\n"
+                     "crest_accept_pauses_total %llu\n"
+                     "# HELP crest_write_timeouts_total Connections closed for taking none of "
+                     "their output within the write timeout.\n"
+                     "# TYPE crest_write_timeouts_total counter\n"
+                     "crest_write_timeouts_total %llu\n"
+                     "# HELP crest_buffered_bytes Bytes held for clients now: request bodies, "
+                     "unsent output, messages between threads.\n"
+                     "# TYPE crest_buffered_bytes gauge\n"
+                     "crest_buffered_bytes %llu\n"
+                     "# HELP crest_buffered_peak_bytes The most held since memory was last "
+                     "returned to the system.\n"
+                     "# TYPE crest_buffered_peak_bytes gauge\n"
+                     "crest_buffered_peak_bytes %llu\n"
+                     "# HELP crest_buffer_limit_bytes The budget (--max-buffer-memory).\n"
+                     "# TYPE crest_buffer_limit_bytes gauge\n"
+                     "crest_buffer_limit_bytes %llu\n"
+                     "# HELP crest_buffer_refusals_total Work refused for the budget.\n"
+                     "# TYPE crest_buffer_refusals_total counter\n"
+                     "crest_buffer_refusals_total %llu\n",
+                     (unsigned long long)s.refused_connections,
+                     (unsigned long long)s.write_timeouts, (unsigned long long)s.buffered_bytes,
+                     (unsigned long long)s.buffered_peak, (unsigned long long)s.buffer_limit,
+                     (unsigned long long)s.buffer_refusals);
+    crest_buf_printf(&b,
                      "# HELP crest_pubsub_published_total Messages published to chat rooms and "
                      "event streams.\n"
                      "# TYPE crest_pubsub_published_total counter\n"

@@ -19,6 +19,40 @@
 void crest__log(const crest_app_t *app, crest_log_level_t level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* A log line that can repeat once per event (a failed accept, a failed handler) goes through a
+ * limiter: at most one line per second per limiter, and the next line says how many were
+ * suppressed, so a flood of events cannot become a flood of log lines. Owner: one thread. */
+typedef struct {
+    uint64_t next_ms;    /* monotonic ms before which lines are suppressed */
+    uint64_t suppressed; /* lines suppressed since the last one written */
+} crest__ratelimit_t;
+
+void crest__log_limited(const crest_app_t *app, crest__ratelimit_t *rl, crest_log_level_t level,
+                        const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+/* ---- core/mem.c: the process-wide budget for buffered bytes ----
+ * Bytes crest holds on behalf of clients (request bodies and heads waiting to be complete, output
+ * the kernel has not taken, pub/sub messages on their way between threads) are counted against one
+ * ceiling, app->opts.max_buffer_memory. Past it new work is refused (503, dropped messages)
+ * instead of growing into the OOM killer. Any thread (atomics). */
+typedef struct {
+    _Atomic int64_t used;
+    _Atomic int64_t peak;
+    _Atomic uint64_t refused; /* charges refused for being over the budget */
+    int64_t limit;
+    _Atomic int trim_pending; /* a malloc_trim is scheduled */
+} crest__budget_t;
+
+/* Charge n bytes if they fit under the budget: 0, or CREST_ENOBUFS (nothing charged). */
+int crest__mem_take(crest_app_t *app, size_t n);
+/* Charge n bytes whether or not they fit (memory already held, such as output being moved). */
+void crest__mem_charge(crest_app_t *app, size_t n);
+/* Give back n bytes charged before. On `loop` (may be NULL), a fall from a high mark schedules
+ * returning free memory to the operating system. */
+void crest__mem_give(crest_app_t *app, crest_loop_t *loop, size_t n);
+/* Nonzero while the budget is used up: new work should be refused. */
+int crest__mem_over(const crest_app_t *app);
+
 /* ---- core/wheel.c: one hashed timer wheel per loop ----
  * Connections embed a node instead of owning a uv_timer_t: arming, re-arming and disarming are
  * O(1) list operations and an idle server with no deadlines takes no wake-ups. */
@@ -68,6 +102,7 @@ typedef struct {
     const char *ext;
     crest_release_cb release;
     void *arg;
+    int shared; /* ext is part of a block many queues share (see crest__outq_share) */
 } crest__seg_t;
 
 typedef struct {
@@ -75,7 +110,8 @@ typedef struct {
     crest__seg_t *segs;
     size_t nsegs;
     size_t cap;
-    size_t total; /* bytes in all segments */
+    size_t total;  /* bytes in all segments */
+    size_t shared; /* of total, bytes borrowed from blocks shared by many queues (pub/sub) */
 } crest__outq_t;
 
 struct crest_loop_s {
@@ -90,8 +126,17 @@ struct crest_loop_s {
     crest__msg_t *inbox_tail;
     int inbox_closed; /* guarded by inbox_lock: posts fail once set */
     crest__wheel_t wheel;
-    uv_tcp_t listener;
+    uv_poll_t listener; /* readable: connections wait in the listen queue */
     int listen_fd;
+    int spare_fd;            /* held open so that accept's EMFILE can still drain the queue */
+    uv_timer_t accept_timer; /* accepting paused (descriptors or the connection cap): retry */
+    uint32_t accept_backoff; /* ms; doubles while accepts keep failing */
+    int accept_paused;       /* the listener is not polled */
+    uv_idle_t resume_idle;   /* runs parked connections between polls */
+    crest__conn_t *parked;   /* connections with input left over from a read batch */
+    crest__conn_t *parked_tail;
+    crest__ratelimit_t log_accept;
+    crest__ratelimit_t log_handler;
     uv_timer_t shutdown_timer;
     crest__after_t *afters; /* pending crest_loop_after timers */
     int draining;
@@ -113,6 +158,8 @@ struct crest_loop_s {
     _Atomic uint64_t open_conns;
     _Atomic uint64_t accepted;
     _Atomic uint64_t rejected;
+    _Atomic uint64_t refused_conns; /* accepts paused or failed (cap or descriptors) */
+    _Atomic uint64_t write_timeouts;
 };
 
 int crest__loop_init(crest_loop_t *loop, crest_app_t *app, int index);
@@ -146,7 +193,7 @@ struct crest_app_s {
     size_t nmws;
     crest_handler_cb not_found;
     void *not_found_data;
-    int running;
+    _Atomic int running; /* read by other threads and by crest_app_stop from any context */
     int port;
     int *listen_fds;
     int nthreads;
@@ -162,6 +209,8 @@ struct crest_app_s {
     _Atomic int threads_done;
     int stops_seen;
     crest__app_ext_t *work; /* the worker pool (work/work.c), or NULL */
+    _Atomic int64_t conns;  /* open client connections on every loop (max_connections) */
+    crest__budget_t mem;
 };
 
 typedef struct crest__mw_s {
@@ -183,4 +232,9 @@ void crest__outq_free(crest__outq_t *q);
 int crest__outq_copy(crest__outq_t *q, const void *data, size_t len);
 int crest__outq_borrow(crest__outq_t *q, const void *data, size_t len, crest_release_cb release,
                        void *arg);
+/* As crest__outq_borrow for bytes of a block that many queues share (a published message): they
+ * are not counted per queue against the memory budget (the block is charged once, by its owner).
+ */
+int crest__outq_share(crest__outq_t *q, const void *data, size_t len, crest_release_cb release,
+                      void *arg);
 #endif

@@ -29,10 +29,24 @@ typedef struct {
     size_t max_header_bytes;       /* whole request head; default 16 KiB; larger -> 431 */
     size_t max_headers;            /* header fields; default 100, at most 128; more -> 431 */
     size_t max_body;               /* request body; default 1 MiB; larger -> 413 */
-    size_t max_output;             /* bytes queued for a slow reader before crest stops reading from
-                                      it (pipelined requests wait); default 1 MiB */
+    size_t max_output;             /* output queued for a connection (the kernel not taking it)
+                                      past which crest reads and parses no more of its requests
+                                      until it drains; default 1 MiB */
+    size_t max_connections;        /* open client connections, all loops together; past it
+                                      accepting pauses. 0 (default): the open-file limit less
+                                      an eighth of it (at least 32) for databases and files */
+    size_t max_buffer_memory;      /* ceiling on bytes buffered for clients process-wide (request
+                                      bodies, unsent output, messages between threads); past it
+                                      requests get 503. 0 (default): a quarter of the memory */
+    unsigned batch_requests;       /* requests answered per read batch of one connection before
+                                      the loop serves others; default 64 */
+    uint32_t batch_us;             /* time budget of one such batch; default 2000 µs */
     uint32_t header_timeout_ms;    /* from the first byte of a request to its full head; 10 s */
-    uint32_t body_timeout_ms;      /* between reads of a request body; default 30 s */
+    uint32_t body_timeout_ms;      /* time for a request body to arrive, extended while it keeps
+                                      coming at min_body_rate or faster; default 30 s */
+    size_t min_body_rate;          /* bytes per second; default 16 KiB */
+    uint32_t write_timeout_ms;     /* a client that takes none of our output for this long is
+                                      closed (progress re-arms it); default 30 s */
     uint32_t keepalive_timeout_ms; /* an idle keep-alive connection; default 5 s */
     uint32_t shutdown_timeout_ms;  /* grace for requests in flight at shutdown; default 10 s */
     const char *server_name;       /* the Server header; default "crest" */
@@ -119,6 +133,12 @@ typedef struct {
     uint64_t open_connections;     /* now */
     uint64_t accepted_connections; /* since start */
     uint64_t rejected_requests;    /* malformed or over a limit (4xx/5xx from the parser) */
+    uint64_t refused_connections;  /* times accepting paused: connection cap or no descriptors */
+    uint64_t write_timeouts;       /* connections closed for taking none of their output */
+    uint64_t buffered_bytes;       /* bytes held for clients now (max_buffer_memory counts them) */
+    uint64_t buffered_peak;        /* the most held since the last return of memory to the OS */
+    uint64_t buffer_limit;         /* max_buffer_memory in force */
+    uint64_t buffer_refusals;      /* work refused for the budget (503s, dropped messages) */
 } crest_stats_t;
 
 /* Responses counted by exact status code: crest_app_status_count(app, 404). Any thread. */

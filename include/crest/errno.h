@@ -26,7 +26,8 @@
     X(E2BIG, "argument list too long")                                                             \
     X(EMFILE, "too many open files")                                                               \
     X(ENOTSUP, "operation not supported")                                                          \
-    X(EALREADY, "operation already in progress")
+    X(EALREADY, "operation already in progress")                                                   \
+    X(ENOBUFS, "no buffer space available")
 
 enum {
 #define CREST_ERRNO_ENUM(name, msg) CREST_##name = -name,

@@ -127,11 +127,23 @@ CREST_API int crest_res_json(crest_req_t *req, int status, const char *json, siz
  * (HTTP/1.0). Then crest_res_write() any number of times and crest_res_end() to finish. */
 CREST_API int crest_res_start(crest_req_t *req, int status, const char *content_type);
 /* Write one piece of a started response (copied; an empty piece is ignored). Returns 0,
- * CREST_ECANCELED when the client has gone, CREST_EINVAL when not started. */
+ * CREST_ECANCELED when the client has gone, CREST_EINVAL when not started, CREST_ENOBUFS when the
+ * process is over its buffer budget (max_buffer_memory) and this connection has a backlog. */
 CREST_API int crest_res_write(crest_req_t *req, const void *data, size_t len);
-/* Bytes written by this connection but not yet accepted by the kernel: a streaming handler
- * should slow down when this grows. */
+/* Bytes written on this request's connection and not yet taken by the kernel, including what
+ * this read batch has queued and not written yet. A streaming handler should stop writing when
+ * this passes its own threshold (the app's max_output is a good one) and go on from a drain
+ * callback. 0 once the client has gone. */
 CREST_API size_t crest_res_buffered(const crest_req_t *req);
+
+typedef void (*crest_drain_cb)(crest_req_t *req, void *arg);
+/* Call cb(req, arg) once, on the request's loop thread, when the connection's queued output has
+ * been written down to the low-water mark (half the app's max_output). cb never runs before this
+ * returns; it does not run when the client goes away first (the abort callback does) or the
+ * request is finished. Registering again replaces the pending callback. Returns 0, CREST_EALREADY
+ * when the output is at or below the mark already (nothing registered: write on), CREST_EINVAL
+ * when the response was not started or is finished, CREST_ECANCELED when the client has gone. */
+CREST_API int crest_res_on_drain(crest_req_t *req, crest_drain_cb cb, void *arg);
 /* Finish a started response. Finishing call. */
 CREST_API int crest_res_end(crest_req_t *req);
 

@@ -133,6 +133,7 @@ int crest__loop_init(crest_loop_t *loop, crest_app_t *app, int index) {
     loop->app = app;
     loop->index = index;
     loop->listen_fd = -1;
+    loop->spare_fd = -1;
     int rc = uv_loop_init(&loop->uv);
     if (rc)
         return rc;

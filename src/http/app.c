@@ -3,6 +3,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -19,8 +20,12 @@ void crest_app_opts_default(crest_app_opts_t *o) {
     o->max_headers = 100;
     o->max_body = 1024 * 1024;
     o->max_output = 1024 * 1024;
+    o->batch_requests = 64;
+    o->batch_us = 2000;
     o->header_timeout_ms = 10000;
     o->body_timeout_ms = 30000;
+    o->min_body_rate = 16 * 1024;
+    o->write_timeout_ms = 30000;
     o->keepalive_timeout_ms = 5000;
     o->shutdown_timeout_ms = 10000;
     o->server_name = "crest";
@@ -45,6 +50,14 @@ crest_app_t *crest_app_new(const crest_app_opts_t *opts) {
         o->max_headers = CREST__MAX_HEADERS;
     if (o->backlog <= 0)
         o->backlog = 1024;
+    if (o->batch_requests == 0)
+        o->batch_requests = 64;
+    if (o->batch_us == 0)
+        o->batch_us = 2000;
+    if (o->min_body_rate == 0)
+        o->min_body_rate = 16 * 1024;
+    if (o->write_timeout_ms == 0)
+        o->write_timeout_ms = 30000;
     app->host = strdup(o->host ? o->host : "127.0.0.1");
     app->server_name = strdup(o->server_name ? o->server_name : "crest");
     app->router = crest__router_new();
@@ -145,10 +158,47 @@ static void set_port(struct sockaddr *sa, int port) {
         ((struct sockaddr_in *)sa)->sin_port = htons((uint16_t)port);
 }
 
+/* Raise the soft open-file limit to the hard one (Debian's soft default of 1024 is far below
+ * what a server needs; the hard limit is the administrator's word) and derive the limits that
+ * depend on the machine: the connection cap leaves an eighth of the descriptors (at least 32)
+ * for database files, sockets to PostgreSQL or Redis and static files, so that reaching the cap
+ * never starves them; the buffer budget defaults to a quarter of the memory (of the cgroup when
+ * constrained). */
+static void machine_limits(crest_app_t *app) {
+    crest_app_opts_t *o = &app->opts;
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
+        if (rl.rlim_cur < rl.rlim_max) {
+            rlim_t want = rl.rlim_max == RLIM_INFINITY ? 1048576 : rl.rlim_max;
+            struct rlimit nl = {want, rl.rlim_max};
+            if (setrlimit(RLIMIT_NOFILE, &nl) == 0)
+                rl.rlim_cur = want;
+        }
+        if (o->max_connections == 0) {
+            size_t n = rl.rlim_cur == RLIM_INFINITY ? 1048576 : (size_t)rl.rlim_cur;
+            size_t reserve = n / 8 > 32 ? n / 8 : 32;
+            o->max_connections = n > reserve + 16 ? n - reserve : 16;
+        }
+    }
+    if (o->max_connections == 0)
+        o->max_connections = 1024;
+    if (o->max_buffer_memory == 0) {
+        uint64_t mem = uv_get_constrained_memory();
+        uint64_t total = uv_get_total_memory();
+        if (mem == 0 || (total != 0 && mem > total))
+            mem = total;
+        o->max_buffer_memory = mem ? (size_t)(mem / 4) : (size_t)1 << 30;
+        if (o->max_buffer_memory < (size_t)64 << 20)
+            o->max_buffer_memory = (size_t)64 << 20;
+    }
+    app->mem.limit = (int64_t)o->max_buffer_memory;
+}
+
 int crest_app_listen(crest_app_t *app) {
     if (app->listen_fds)
         return 0;
     crest_app_opts_t *o = &app->opts;
+    machine_limits(app);
     if (o->port < 0 || o->port > 65535)
         return CREST_EINVAL;
     int n = o->threads > 0 ? o->threads : (int)uv_available_parallelism();
@@ -430,5 +480,12 @@ void crest_app_stats(const crest_app_t *app, crest_stats_t *out) {
         out->open_connections += load(&l->open_conns);
         out->accepted_connections += load(&l->accepted);
         out->rejected_requests += load(&l->rejected);
+        out->refused_connections += load(&l->refused_conns);
+        out->write_timeouts += load(&l->write_timeouts);
     }
+    int64_t used = atomic_load_explicit(&app->mem.used, memory_order_relaxed);
+    out->buffered_bytes = used > 0 ? (uint64_t)used : 0;
+    out->buffered_peak = (uint64_t)atomic_load_explicit(&app->mem.peak, memory_order_relaxed);
+    out->buffer_limit = (uint64_t)app->mem.limit;
+    out->buffer_refusals = atomic_load_explicit(&app->mem.refused, memory_order_relaxed);
 }

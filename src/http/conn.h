@@ -17,6 +17,8 @@ typedef struct {
     size_t body_len; /* decoded body bytes at buf[head_len ..] */
     size_t raw_off;  /* chunked: first byte not decoded yet */
     crest__http_chunked_t chunked;
+    size_t charged;      /* bytes of buf charged to the memory budget */
+    uint64_t body_start; /* loop time (ms) when the body began to arrive */
     unsigned continue_sent : 1;
     unsigned header_timer : 1; /* the header deadline is armed for this request */
 } crest__rx_t;
@@ -29,6 +31,8 @@ typedef struct {
     crest__outq_t pending;
     uv_buf_t *bufs;
     size_t nbufs;
+    size_t charged;   /* bytes charged to the memory budget */
+    size_t last_left; /* unwritten bytes when the write deadline was armed (progress check) */
 } crest__tx_t;
 
 enum {
@@ -37,7 +41,9 @@ enum {
     CONN_LINGERING = 1 << 2,         /* write side shut down, draining input until EOF */
     CONN_IN_DISPATCH = 1 << 3,       /* inside the read batch: flush at its end */
     CONN_READ_PAUSED = 1 << 4,
-    CONN_SHUTDOWN = 1 << 5, /* uv_shutdown requested */
+    CONN_SHUTDOWN = 1 << 5,      /* uv_shutdown requested */
+    CONN_INPUT_PENDING = 1 << 6, /* rx holds bytes not parsed yet (a batch stopped before them) */
+    CONN_PARKED = 1 << 7,        /* on the loop's list of connections to go on with */
 };
 
 /* A protocol that takes a connection over after an HTTP/1.1 upgrade (WebSocket). HTTP parsing
@@ -60,6 +66,7 @@ struct crest__conn_s {
     crest_req_t *req;            /* the request being answered later, if any */
     const crest__proto_t *proto; /* set once upgraded */
     void *proto_data;            /* owner: the protocol (freed in on_close) */
+    crest__conn_t *parked_next;  /* in loop->parked */
     uint32_t flags;
     uint32_t requests; /* served on this connection */
 };
@@ -75,6 +82,8 @@ struct crest_req_s {
     void *arena;             /* crest_req_alloc blocks */
     crest_abort_cb abort_cb;
     void *abort_arg;
+    crest_drain_cb drain_cb; /* armed by crest_res_on_drain: runs once, then disarms */
+    void *drain_arg;
     crest_req_t *next_free;
     int method;
     int status;

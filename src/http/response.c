@@ -59,8 +59,8 @@ int crest__outq_copy(crest__outq_t *q, const void *data, size_t len) {
     return outq_commit(q, len);
 }
 
-int crest__outq_borrow(crest__outq_t *q, const void *data, size_t len, crest_release_cb release,
-                       void *arg) {
+static int outq_ext(crest__outq_t *q, const void *data, size_t len, crest_release_cb release,
+                    void *arg, int shared) {
     crest__seg_t *s = outq_seg(q);
     if (s == NULL) {
         if (release)
@@ -71,8 +71,21 @@ int crest__outq_borrow(crest__outq_t *q, const void *data, size_t len, crest_rel
     s->len = len;
     s->release = release;
     s->arg = arg;
+    s->shared = shared;
     q->total += len;
+    if (shared)
+        q->shared += len;
     return 0;
+}
+
+int crest__outq_borrow(crest__outq_t *q, const void *data, size_t len, crest_release_cb release,
+                       void *arg) {
+    return outq_ext(q, data, len, release, arg, 0);
+}
+
+int crest__outq_share(crest__outq_t *q, const void *data, size_t len, crest_release_cb release,
+                      void *arg) {
+    return outq_ext(q, data, len, release, arg, 1);
 }
 
 /* ---- requests ---- */
@@ -524,6 +537,11 @@ int crest_res_write(crest_req_t *req, const void *data, size_t len) {
     if (len == 0 || req->head_only)
         return 0;
     crest__conn_t *c = req->conn;
+    /* While the process is over its buffer budget a connection that already has a backlog takes
+     * no more: the handler hears it instead of memory growing. */
+    if (crest__mem_over(req->loop->app) &&
+        crest__conn_buffered(c) > req->loop->app->opts.max_output / 2)
+        return CREST_ENOBUFS;
     crest__outq_t *q = crest__conn_out(c);
     int rc = q ? 0 : CREST_ENOMEM;
     if (rc == 0 && req->chunked) {
@@ -546,9 +564,28 @@ int crest_res_write(crest_req_t *req, const void *data, size_t len) {
 
 size_t crest_res_buffered(const crest_req_t *req) {
     crest__conn_t *c = req->conn;
-    if (c == NULL || c->tx == NULL)
+    if (c == NULL || (c->flags & CONN_CLOSING))
         return 0;
-    return c->tx->inflight.total + c->tx->pending.total;
+    return crest__conn_buffered(c);
+}
+
+int crest_res_on_drain(crest_req_t *req, crest_drain_cb cb, void *arg) {
+    crest__conn_t *c = req->conn;
+    if (c == NULL || (c->flags & CONN_CLOSING))
+        return CREST_ECANCELED;
+    if (!req->started || c->req != req || cb == NULL)
+        return CREST_EINVAL;
+    if (crest__conn_buffered(c) <= req->loop->app->opts.max_output / 2) {
+        req->drain_cb = NULL;
+        return CREST_EALREADY;
+    }
+    req->drain_cb = cb;
+    req->drain_arg = arg;
+    /* Outside a read batch the output is already in a write whose completion checks the mark;
+     * inside one, the batch's flush sees the callback and writes asynchronously. */
+    if (!(c->flags & CONN_IN_DISPATCH))
+        crest__conn_flush(c);
+    return 0;
 }
 
 int crest_res_end(crest_req_t *req) {
@@ -584,5 +621,7 @@ void crest__send_error(crest__conn_t *c, int status, int version_minor) {
     req->keep_alive = 0;
     c->req = req;
     crest__count(&loop->rejected, 1);
+    if (status == 503) /* a limit of ours, not the client's fault: it may try again */
+        crest_res_header(req, "Retry-After", "1");
     crest_res_status(req, status);
 }

@@ -5,14 +5,24 @@
  * buffer, so an idle keep-alive connection owns no buffer. Every response of one read batch is
  * appended to the loop's batch queue and written with one uv_try_write (a writev) at the end of
  * the batch; only what the kernel does not take at once is copied into a per-connection tx. */
+#include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include "http/conn.h"
 
 #define SCRATCH_SIZE (64 * 1024)
 #define LINGER_MS 2000
+/* At shutdown an idle keep-alive connection is kept this long before its close begins, so that
+ * a request the client sent just before (it could not know) is answered with Connection: close
+ * instead of meeting a closed socket. */
+#define DRAIN_GRACE_MS 250
+#define ACCEPTS_PER_WAKEUP 64 /* then other connections of the loop get their turn */
+#define ACCEPT_RETRY_MS 100
+#define ACCEPT_BACKOFF_MAX_MS 1000
 
 static void conn_process(crest__conn_t *c, char *data, size_t len);
 static void conn_idle(crest__conn_t *c);
@@ -45,20 +55,44 @@ void crest__http_date_refresh(crest_loop_t *loop) {
 
 /* ---- closing ---- */
 
+static void accept_resume(crest_loop_t *loop);
+static void tx_free(crest__conn_t *c, crest__tx_t *tx);
+
 static void on_close(uv_handle_t *h) {
     crest__conn_t *c = CREST__CONTAINER_OF(h, crest__conn_t, tcp);
     crest_loop_t *loop = conn_loop(c);
     free(c);
     crest__count(&loop->open_conns, -1);
+    int64_t open = atomic_fetch_sub_explicit(&loop->app->conns, 1, memory_order_relaxed) - 1;
+    if (loop->accept_paused && (uint64_t)open < loop->app->opts.max_connections)
+        accept_resume(loop);
     crest__loop_maybe_finish(loop);
 }
 
 static void rx_free(crest__conn_t *c) {
     if (c->rx) {
+        crest__mem_give(conn_loop(c)->app, conn_loop(c), c->rx->charged);
         free(c->rx->buf);
         free(c->rx);
         c->rx = NULL;
     }
+    c->flags &= ~(uint32_t)CONN_INPUT_PENDING;
+}
+
+static void unpark(crest__conn_t *c) {
+    crest_loop_t *loop = conn_loop(c);
+    crest__conn_t **pp = &loop->parked, *prev = NULL;
+    while (*pp != NULL && *pp != c) {
+        prev = *pp;
+        pp = &(*pp)->parked_next;
+    }
+    if (*pp == c) {
+        *pp = c->parked_next;
+        if (loop->parked_tail == c)
+            loop->parked_tail = prev;
+    }
+    c->parked_next = NULL;
+    c->flags &= ~(uint32_t)CONN_PARKED;
 }
 
 void crest__conn_close(crest__conn_t *c) {
@@ -67,6 +101,8 @@ void crest__conn_close(crest__conn_t *c) {
     c->flags |= CONN_CLOSING;
     crest_loop_t *loop = conn_loop(c);
     crest__wheel_disarm(&loop->wheel, &c->timer);
+    if (c->flags & CONN_PARKED)
+        unpark(c);
     rx_free(c);
     if (loop->batch_conn == c) {
         crest__outq_free(&loop->batch);
@@ -82,6 +118,11 @@ void crest__conn_close(crest__conn_t *c) {
         req->aborted = 1;
         if (req->abort_cb)
             req->abort_cb(req, req->abort_arg);
+    }
+    if (c->tx != NULL && c->tx->inflight.total == 0) {
+        /* Output queued but never handed to libuv: no on_write will come to free it. */
+        tx_free(c, c->tx);
+        c->tx = NULL;
     }
     /* A write in progress is cancelled by uv_close; on_write then frees the tx. */
     uv_close((uv_handle_t *)&c->tcp, on_close);
@@ -101,6 +142,8 @@ static void conn_linger(crest__conn_t *c) {
         crest__conn_close(c);
         return;
     }
+    if (c->flags & CONN_PARKED)
+        unpark(c);
     if (c->flags & CONN_READ_PAUSED) {
         c->flags &= ~CONN_READ_PAUSED;
         uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
@@ -162,18 +205,40 @@ static void outq_take(crest__outq_t *dst, crest__outq_t *q, size_t from, size_t 
     else
         first->off += off;
     first->len -= off;
-    dst->total = 0;
-    for (size_t i = 0; i < dst->nsegs; i++)
+    dst->total = dst->shared = 0;
+    for (size_t i = 0; i < dst->nsegs; i++) {
         dst->total += dst->segs[i].len;
+        if (dst->segs[i].shared)
+            dst->shared += dst->segs[i].len;
+    }
 }
 
 static void tx_start(crest__conn_t *c);
+static void conn_next(crest__conn_t *c);
 
-static void tx_free(crest__tx_t *tx) {
+/* Keep the memory budget's count of this connection's unsent output in step (bytes shared with
+ * other queues are charged once by their owner). */
+static void tx_account(crest__conn_t *c, crest__tx_t *tx) {
+    size_t want = tx->inflight.total - tx->inflight.shared + tx->pending.total - tx->pending.shared;
+    crest_loop_t *loop = conn_loop(c);
+    if (want > tx->charged)
+        crest__mem_charge(loop->app, want - tx->charged);
+    else if (want < tx->charged)
+        crest__mem_give(loop->app, loop, tx->charged - want);
+    tx->charged = want;
+}
+
+static void tx_free(crest__conn_t *c, crest__tx_t *tx) {
+    crest_loop_t *loop = conn_loop(c);
+    crest__mem_give(loop->app, loop, tx->charged);
     crest__outq_free(&tx->inflight);
     crest__outq_free(&tx->pending);
     free(tx->bufs);
     free(tx);
+}
+
+static size_t low_water(const crest__conn_t *c) {
+    return conn_loop(c)->app->opts.max_output / 2;
 }
 
 static void on_write(uv_write_t *w, int status) {
@@ -183,33 +248,42 @@ static void on_write(uv_write_t *w, int status) {
     outq_consume(&tx->inflight, tx->inflight.total, &seg, &off);
     tx->inflight.nsegs = 0;
     tx->inflight.total = 0;
+    tx->inflight.shared = 0;
     tx->inflight.bytes.len = 0;
     if (status < 0 || (c->flags & CONN_CLOSING)) {
         c->tx = NULL;
-        tx_free(tx);
+        tx_free(c, tx);
         crest__conn_close(c);
         return;
     }
     if (tx->pending.total > 0) {
         tx_start(c);
-        return;
-    }
-    c->tx = NULL;
-    tx_free(tx);
-    if (c->flags & CONN_CLOSE_AFTER_WRITE) {
-        if (c->req == NULL)
-            conn_linger(c);
-        return;
+        if (c->flags & CONN_CLOSING)
+            return;
+    } else {
+        c->tx = NULL;
+        tx_free(c, tx);
     }
     if (c->proto) {
-        if (c->proto->on_drain)
+        if (c->tx == NULL && c->proto->on_drain)
             c->proto->on_drain(c);
         return;
     }
-    if (c->req == NULL) {
-        resume_reading(c);
-        conn_idle(c);
+    if (c->flags & CONN_CLOSE_AFTER_WRITE) {
+        if (c->tx == NULL && c->req == NULL)
+            conn_linger(c);
+        return;
     }
+    crest_req_t *req = c->req;
+    if (req != NULL) {
+        if (req->drain_cb != NULL && crest__conn_buffered(c) <= low_water(c)) {
+            crest_drain_cb cb = req->drain_cb;
+            req->drain_cb = NULL;
+            cb(req, req->drain_arg);
+        }
+        return;
+    }
+    conn_next(c);
 }
 
 /* Hand tx->pending to libuv as the new inflight queue. */
@@ -230,17 +304,24 @@ static void tx_start(crest__conn_t *c) {
     size_t n = outq_bufs(&tx->inflight, 0, 0, tx->bufs);
     int rc = uv_write(&tx->req, (uv_stream_t *)&c->tcp, tx->bufs, (unsigned)n, on_write);
     if (rc != 0) {
-        crest__conn_close(c); /* tx stays linked; freed below since no callback will come */
-        c->tx = NULL;
-        tx_free(tx);
+        /* No callback will come: put the output back where conn_close frees it. */
+        crest__outq_t back = tx->pending;
+        tx->pending = tx->inflight;
+        tx->inflight = back;
+        tx->inflight.total = 0;
+        crest__conn_close(c);
         return;
     }
+    tx_account(c, tx);
     crest_loop_t *loop = conn_loop(c);
     if (tx->inflight.total + tx->pending.total > loop->app->opts.max_output)
         pause_reading(c);
-    /* A client that stops reading is cut off after body_timeout without progress. */
-    if (c->req == NULL && c->proto == NULL)
-        crest__wheel_arm(&loop->wheel, &c->timer, loop->app->opts.body_timeout_ms);
+    /* A client that takes none of its output is cut off after write_timeout; any progress (a
+     * completed write, or fewer bytes left when the deadline comes) earns another period. */
+    if (c->proto == NULL && !(c->flags & CONN_LINGERING)) {
+        tx->last_left = c->tcp.write_queue_size + tx->pending.total;
+        crest__wheel_arm(&loop->wheel, &c->timer, loop->app->opts.write_timeout_ms);
+    }
 }
 
 static crest__tx_t *tx_new(crest__conn_t *c) {
@@ -272,21 +353,27 @@ void crest__conn_flush(crest__conn_t *c) {
         crest__outq_t *q = &loop->batch;
         loop->batch_conn = NULL;
         if (q->total > 0) {
-            uv_buf_t stackbufs[32];
-            uv_buf_t *bufs = q->nsegs <= 32 ? stackbufs : malloc(q->nsegs * sizeof(*bufs));
-            if (bufs == NULL) {
-                crest__outq_free(q);
-                crest__conn_close(c);
-                return;
-            }
-            size_t n = outq_bufs(q, 0, 0, bufs);
-            int written = uv_try_write((uv_stream_t *)&c->tcp, bufs, (unsigned)n);
-            if (bufs != stackbufs)
-                free(bufs);
-            if (written < 0 && written != UV_EAGAIN) {
-                crest__outq_free(q);
-                crest__conn_close(c);
-                return;
+            int written = 0;
+            /* A request waiting for a drain callback needs on_write to come, so its output always
+             * takes the uv_write path (whose callback is asynchronous even when the kernel takes
+             * everything at once). */
+            if (c->req == NULL || c->req->drain_cb == NULL) {
+                uv_buf_t stackbufs[32];
+                uv_buf_t *bufs = q->nsegs <= 32 ? stackbufs : malloc(q->nsegs * sizeof(*bufs));
+                if (bufs == NULL) {
+                    crest__outq_free(q);
+                    crest__conn_close(c);
+                    return;
+                }
+                size_t n = outq_bufs(q, 0, 0, bufs);
+                written = uv_try_write((uv_stream_t *)&c->tcp, bufs, (unsigned)n);
+                if (bufs != stackbufs)
+                    free(bufs);
+                if (written < 0 && written != UV_EAGAIN) {
+                    crest__outq_free(q);
+                    crest__conn_close(c);
+                    return;
+                }
             }
             size_t seg, off;
             outq_consume(q, written > 0 ? (size_t)written : 0, &seg, &off);
@@ -301,6 +388,7 @@ void crest__conn_flush(crest__conn_t *c) {
             } else {
                 q->nsegs = 0;
                 q->total = 0;
+                q->shared = 0;
                 q->bytes.len = 0;
                 if (q->bytes.cap > 4 * SCRATCH_SIZE) /* do not keep a huge batch buffer around */
                     crest_buf_free(&q->bytes);
@@ -310,6 +398,8 @@ void crest__conn_flush(crest__conn_t *c) {
     if (c->tx) {
         if (c->tx->inflight.total == 0 && c->tx->pending.total > 0)
             tx_start(c); /* no write in flight: start one */
+        else
+            tx_account(c, c->tx);
         return;
     }
     if ((c->flags & CONN_CLOSE_AFTER_WRITE) && c->req == NULL)
@@ -320,21 +410,54 @@ void crest__conn_flush(crest__conn_t *c) {
 
 static void on_conn_timer(crest__wheel_node_t *node) {
     crest__conn_t *c = CREST__CONTAINER_OF(node, crest__conn_t, timer);
+    crest_loop_t *loop = conn_loop(c);
+    const crest_app_opts_t *o = &loop->app->opts;
     if (c->proto && !(c->flags & (CONN_LINGERING | CONN_CLOSING))) {
         c->proto->on_timer(c);
         return;
     }
-    if (c->flags & (CONN_LINGERING | CONN_CLOSING) || c->tx != NULL || c->req != NULL) {
-        crest__conn_close(c); /* linger over, or a reader that stopped reading */
+    if (c->flags & (CONN_LINGERING | CONN_CLOSING)) {
+        crest__conn_close(c); /* linger over */
         return;
     }
-    if (c->rx != NULL) {
+    if (c->tx != NULL) {
+        /* The write deadline: libuv reports no partial progress, so compare what is left. */
+        size_t left = c->tcp.write_queue_size + c->tx->pending.total;
+        if (left < c->tx->last_left) {
+            c->tx->last_left = left;
+            crest__wheel_arm(&loop->wheel, &c->timer, o->write_timeout_ms);
+            return;
+        }
+        crest__count(&loop->write_timeouts, 1);
+        crest__conn_close(c); /* a reader that stopped reading */
+        return;
+    }
+    if (c->req != NULL) {
+        crest__conn_close(c);
+        return;
+    }
+    crest__rx_t *rx = c->rx;
+    if (rx != NULL && rx->head_len > 0) {
+        /* The body deadline: met once the body keeps coming at min_body_rate, so a large upload
+         * on a slow but honest link goes on while a trickle (a few bytes now and then, to hold
+         * memory) ends with 408 however long it keeps at it. */
+        uint64_t elapsed = uv_now(&loop->uv) - rx->body_start;
+        uint64_t got = rx->len - rx->head_len;
+        if (got * 1000 >= elapsed * o->min_body_rate) {
+            crest__wheel_arm(&loop->wheel, &c->timer, o->body_timeout_ms);
+            return;
+        }
+    }
+    if (rx != NULL) {
         /* Header or body timeout: the request did not arrive in time. */
         rx_free(c);
         crest__send_error(c, 408, 1);
         return;
     }
-    crest__conn_close(c); /* idle keep-alive connection */
+    if (loop->draining)
+        conn_linger(c); /* the shutdown grace of an idle connection is over */
+    else
+        crest__conn_close(c); /* idle keep-alive connection */
 }
 
 /* Nothing in flight: wait for the next request, or close when shutting down. */
@@ -345,13 +468,77 @@ static void conn_idle(crest__conn_t *c) {
             c->proto->on_shutdown(c);
         return;
     }
-    if (c->flags & CONN_CLOSING || c->rx || c->req || c->tx)
+    if (c->flags & (CONN_CLOSING | CONN_LINGERING) || c->rx || c->req || c->tx)
         return;
     if (loop->draining) {
-        crest__conn_close(c);
+        /* Not closed at once: a request may be on its way (see DRAIN_GRACE_MS); it is answered
+         * with Connection: close, and otherwise the close is a clean one (conn_linger). */
+        crest__wheel_arm(&loop->wheel, &c->timer, DRAIN_GRACE_MS);
         return;
     }
     crest__wheel_arm(&loop->wheel, &c->timer, loop->app->opts.keepalive_timeout_ms);
+}
+
+/* ---- going on after a pause ---- */
+
+static void on_resume(uv_idle_t *h);
+
+/* Queue c to go on with its buffered input after the loop has polled the others. */
+static void park(crest__conn_t *c) {
+    crest_loop_t *loop = conn_loop(c);
+    if (c->flags & CONN_PARKED)
+        return;
+    c->flags |= CONN_PARKED;
+    c->parked_next = NULL;
+    if (loop->parked_tail)
+        loop->parked_tail->parked_next = c;
+    else
+        loop->parked = c;
+    loop->parked_tail = c;
+    if (!uv_is_active((uv_handle_t *)&loop->resume_idle))
+        uv_idle_start(&loop->resume_idle, on_resume);
+}
+
+/* The connection has no request in progress and nothing blocks it: decide what comes next. */
+static void conn_next(crest__conn_t *c) {
+    if (c->flags & (CONN_CLOSING | CONN_LINGERING | CONN_CLOSE_AFTER_WRITE) || c->proto || c->req)
+        return;
+    crest_loop_t *loop = conn_loop(c);
+    if (crest__conn_buffered(c) > loop->app->opts.max_output) {
+        pause_reading(c); /* on_write comes back here */
+        return;
+    }
+    if (c->flags & CONN_INPUT_PENDING) {
+        pause_reading(c); /* nothing more is read until what we have is parsed */
+        park(c);
+        return;
+    }
+    resume_reading(c);
+    conn_idle(c);
+}
+
+static void on_resume(uv_idle_t *h) {
+    crest_loop_t *loop = CREST__CONTAINER_OF(h, crest_loop_t, resume_idle);
+    /* Connections parked meanwhile wait for the next round: each gets one batch per round. */
+    crest__conn_t *c = loop->parked;
+    loop->parked = loop->parked_tail = NULL;
+    while (c != NULL) {
+        crest__conn_t *next = c->parked_next;
+        c->parked_next = NULL;
+        if (!(c->flags & CONN_PARKED) || (c->flags & CONN_CLOSING)) {
+            c = next; /* closed during this round (its memory goes in the close phase) */
+            continue;
+        }
+        c->flags &= ~(uint32_t)CONN_PARKED;
+        if (c->req == NULL && (c->flags & CONN_INPUT_PENDING) &&
+            crest__conn_buffered(c) <= loop->app->opts.max_output)
+            conn_process(c, NULL, 0);
+        else
+            conn_next(c);
+        c = next;
+    }
+    if (loop->parked == NULL)
+        uv_idle_stop(h);
 }
 
 /* ---- reading and parsing ---- */
@@ -363,15 +550,22 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
     buf->len = loop->scratch_size;
 }
 
-static int rx_reserve(crest__rx_t *rx, size_t need) {
+/* Make room for `need` bytes, charged to the memory budget: CREST_ENOBUFS when it is used up. */
+static int rx_reserve(crest__conn_t *c, crest__rx_t *rx, size_t need) {
     if (need <= rx->cap)
         return 0;
     size_t cap = rx->cap ? rx->cap : 1024;
     while (cap < need)
         cap *= 2;
+    crest_app_t *app = conn_loop(c)->app;
+    if (crest__mem_take(app, cap - rx->charged) != 0)
+        return CREST_ENOBUFS;
     char *p = realloc(rx->buf, cap);
-    if (p == NULL)
+    if (p == NULL) {
+        crest__mem_give(app, NULL, cap - rx->charged);
         return CREST_ENOMEM;
+    }
+    rx->charged = cap;
     rx->buf = p;
     rx->cap = cap;
     return 0;
@@ -392,8 +586,9 @@ static int rx_save(crest__conn_t *c, const char *data, size_t len) {
         rx->len = len;
         return 0;
     }
-    if (rx_reserve(rx, len) != 0)
-        return CREST_ENOMEM;
+    int rc = rx_reserve(c, rx, len);
+    if (rc != 0)
+        return rc;
     memmove(rx->buf, data, len);
     rx->len = len;
     return 0;
@@ -479,6 +674,14 @@ static void dispatch(crest__conn_t *c, crest__http_head_t *head, crest_str_t bod
     }
 }
 
+/* The head is complete and the body is not: its deadline starts (once, not per read). */
+static void body_begins(crest__conn_t *c, size_t head_len) {
+    crest_loop_t *loop = conn_loop(c);
+    c->rx->head_len = head_len;
+    c->rx->body_start = uv_now(&loop->uv);
+    crest__wheel_arm(&loop->wheel, &c->timer, loop->app->opts.body_timeout_ms);
+}
+
 /* Handle the request at p[0..n). rx is the connection's rx when p is its buffer (then the
  * request's parse state continues), NULL when p is the loop's scratch. Returns the bytes the
  * request took (it was answered or rejected), or 0 when it is incomplete and was saved. */
@@ -495,7 +698,7 @@ static size_t handle_request(crest__conn_t *c, char *p, size_t n, crest__rx_t *r
     }
     if (r == 0) {
         if (rx_save(c, p, n) != 0) {
-            reject(c, 503);
+            reject(c, 503); /* out of memory, or the buffer budget is used up */
             return n;
         }
         c->rx->scanned = scanned;
@@ -524,13 +727,16 @@ static size_t handle_request(crest__conn_t *c, char *p, size_t n, crest__rx_t *r
         }
         size_t cl = (size_t)head->content_length;
         if (n - hl < cl) {
-            if (rx_save(c, p, n) != 0 || rx_reserve(c->rx, hl + cl) != 0) {
+            if (rx != NULL && rx->head_len > 0)
+                return 0; /* more of a body already under way: its deadline is running */
+            /* The whole body is reserved (and charged to the budget) now: refusing it before
+             * the client sends it beats refusing it half-way. */
+            if (rx_save(c, p, n) != 0 || rx_reserve(c, c->rx, hl + cl) != 0) {
                 reject(c, 503);
                 return n;
             }
-            c->rx->head_len = hl;
+            body_begins(c, hl);
             send_continue(c, head);
-            crest__wheel_arm(&loop->wheel, &c->timer, o->body_timeout_ms);
             return 0;
         }
         body = (crest_str_t){p + hl, cl};
@@ -562,35 +768,52 @@ static size_t handle_request(crest__conn_t *c, char *p, size_t n, crest__rx_t *r
         if (d == 0) {
             /* Keep the head and the body decoded so far; all raw input was consumed. */
             crest__http_chunked_t saved = *ch;
+            int first = rx == NULL || rx->head_len == 0;
             if (rx_save(c, p, hl + body_len) != 0) {
                 reject(c, 503);
                 return n;
             }
-            c->rx->head_len = hl;
+            if (first)
+                body_begins(c, hl);
             c->rx->body_len = body_len;
             c->rx->raw_off = hl + body_len;
             c->rx->chunked = saved;
             send_continue(c, head);
-            crest__wheel_arm(&loop->wheel, &c->timer, o->body_timeout_ms);
             return 0;
         }
         body = (crest_str_t){p + hl, body_len};
         used = raw_off;
     }
-    crest__wheel_disarm(&loop->wheel, &c->timer);
+    if (crest__mem_over(loop->app)) {
+        /* Past the buffer budget: refuse new work fast rather than queue more output. */
+        reject(c, 503);
+        return n;
+    }
+    if (c->tx != NULL) {
+        /* Output of earlier requests is still being written: its deadline goes on. */
+        c->tx->last_left = c->tcp.write_queue_size + c->tx->pending.total;
+        crest__wheel_arm(&loop->wheel, &c->timer, o->write_timeout_ms);
+    } else {
+        crest__wheel_disarm(&loop->wheel, &c->timer);
+    }
     dispatch(c, head, body);
     return used;
 }
 
 /* Parse and answer what arrived. data is the scratch buffer (or NULL, len 0, to go on with
- * input buffered while a request was answered later). */
+ * input buffered in rx). One call is one batch: it stops early, keeping the rest in rx, once the
+ * connection has max_output queued (before the next request's work, so a client that does not
+ * read cannot make us produce more) or has used its share of the loop (batch_requests requests
+ * or batch_us), so that one connection's pipeline cannot hold the others up. */
 static void conn_process(crest__conn_t *c, char *data, size_t len) {
     crest_loop_t *loop = conn_loop(c);
+    const crest_app_opts_t *o = &loop->app->opts;
     crest__http_date_refresh(loop);
+    c->flags &= ~(uint32_t)CONN_INPUT_PENDING;
     if (c->rx) {
         crest__rx_t *rx = c->rx;
         if (len > 0) {
-            if (rx_reserve(rx, rx->len + len) != 0) {
+            if (rx_reserve(c, rx, rx->len + len) != 0) {
                 reject(c, 503);
                 crest__conn_flush(c);
                 return;
@@ -606,14 +829,26 @@ static void conn_process(crest__conn_t *c, char *data, size_t len) {
     loop->batch_conn = c;
     c->flags |= CONN_IN_DISPATCH;
     size_t pos = 0;
+    unsigned served = 0;
+    uint64_t start = 0;
     while (pos < len && c->req == NULL && c->proto == NULL &&
            !(c->flags & (CONN_CLOSE_AFTER_WRITE | CONN_CLOSING))) {
+        if (served > 0) {
+            if (served >= o->batch_requests || crest__conn_buffered(c) > o->max_output)
+                break;
+            /* The clock is read every few requests: cheap requests cannot run long. */
+            if (served % 8 == 0 && uv_hrtime() - start > (uint64_t)o->batch_us * 1000)
+                break;
+        } else {
+            start = uv_hrtime();
+        }
         crest__rx_t *rx = c->rx && data == c->rx->buf ? c->rx : NULL;
         size_t used = handle_request(c, data + pos, len - pos, rx);
         if (used == 0) {
             pos = len; /* saved in rx (from scratch) or kept in place (rx) */
             break;
         }
+        served++;
         pos += used;
         if (c->rx && data == c->rx->buf && !(c->flags & CONN_CLOSING)) {
             /* The request at the front of rx is done: move the rest to the front with a fresh
@@ -642,17 +877,19 @@ static void conn_process(crest__conn_t *c, char *data, size_t len) {
         return;
     }
     if (pos < len && !(c->flags & (CONN_CLOSING | CONN_CLOSE_AFTER_WRITE))) {
-        /* Stopped by a request answered later: keep the pipelined rest. */
-        if (rx_save(c, data + pos, len - pos) != 0)
+        /* Stopped by a request answered later or by the batch's budget: keep the rest. */
+        if (rx_save(c, data + pos, len - pos) != 0) {
             crest__conn_close(c);
-        else
+        } else {
             rx_reset(c->rx);
+            c->flags |= CONN_INPUT_PENDING;
+        }
     }
     c->flags &= ~CONN_IN_DISPATCH;
     crest__conn_flush(c);
-    if (c->req != NULL && c->rx != NULL && c->rx->len > loop->app->opts.max_header_bytes)
+    if (c->req != NULL && c->rx != NULL && c->rx->len > o->max_header_bytes)
         pause_reading(c); /* do not buffer an unbounded pipeline behind a slow answer */
-    conn_idle(c);
+    conn_next(c);
 }
 
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
@@ -678,12 +915,13 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
             crest__conn_close(c);
             return;
         }
-        if (rx_reserve(rx, rx->len + (size_t)nread) != 0) {
+        if (rx_reserve(c, rx, rx->len + (size_t)nread) != 0) {
             crest__conn_close(c);
             return;
         }
         memcpy(rx->buf + rx->len, buf->base, (size_t)nread);
         rx->len += (size_t)nread;
+        c->flags |= CONN_INPUT_PENDING;
         if (rx->len > loop->app->opts.max_header_bytes)
             pause_reading(c);
         return;
@@ -727,34 +965,77 @@ void crest__conn_request_done(crest__conn_t *c) {
     if (c->flags & (CONN_IN_DISPATCH | CONN_CLOSING))
         return; /* the read batch in progress goes on by itself */
     crest__conn_flush(c);
-    if (c->flags & (CONN_CLOSING | CONN_CLOSE_AFTER_WRITE))
-        return;
-    if (c->tx == NULL)
-        resume_reading(c);
-    if (c->rx != NULL && c->rx->len > 0)
-        conn_process(c, NULL, 0);
-    else
-        conn_idle(c);
+    conn_next(c); /* pipelined input goes on after the loop has polled the others */
 }
 
-/* ---- accepting ---- */
+/* ---- accepting ----
+ * The listening socket is polled and accepted here rather than through uv_listen: libuv's own
+ * accept loop retries a failing accept4() at once and for ever when the process is out of
+ * descriptors (EMFILE), which kept both loop threads spinning and logging and deaf to SIGTERM.
+ * Here accepting pauses: at the connection cap until a connection closes (or a short retry, for
+ * caps reached through other loops), and after EMFILE/ENFILE with a backoff, once the listen
+ * queue has been drained with the spare descriptor so waiting clients get a clean answer. */
 
-static void on_connection(uv_stream_t *server, int status) {
-    crest_loop_t *loop = server->loop->data;
-    if (status < 0) {
-        crest__log(loop->app, CREST_LOG_WARN, "accept: %s", uv_strerror(status));
-        return;
+static void on_listener(uv_poll_t *p, int status, int events);
+
+static void on_accept_timer(uv_timer_t *t) {
+    accept_resume(CREST__CONTAINER_OF(t, crest_loop_t, accept_timer));
+}
+
+static void accept_pause(crest_loop_t *loop, uint32_t retry_ms) {
+    if (!loop->accept_paused && !loop->draining) {
+        uv_poll_stop(&loop->listener);
+        loop->accept_paused = 1;
+        crest__count(&loop->refused_conns, 1);
     }
+    if (loop->accept_paused)
+        uv_timer_start(&loop->accept_timer, on_accept_timer, retry_ms, 0);
+}
+
+static void accept_resume(crest_loop_t *loop) {
+    if (!loop->accept_paused || loop->draining)
+        return;
+    loop->accept_paused = 0;
+    uv_timer_stop(&loop->accept_timer);
+    uv_poll_start(&loop->listener, UV_READABLE, on_listener);
+}
+
+/* Out of descriptors: close the spare one, accept what waits in the queue and answer each with a
+ * 503 and a close (rather than leave clients hanging in the queue), then take the spare back. */
+static void accept_shed(crest_loop_t *loop) {
+    static const char busy[] = "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n"
+                               "Retry-After: 1\r\nConnection: close\r\n\r\n";
+    if (loop->spare_fd < 0)
+        return;
+    close(loop->spare_fd);
+    loop->spare_fd = -1;
+    for (int i = 0; i < loop->app->opts.backlog; i++) {
+        int fd = accept4(loop->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0)
+            break;
+        ssize_t n = send(fd, busy, sizeof(busy) - 1, MSG_NOSIGNAL);
+        (void)n; /* best effort: the close below is what matters */
+        shutdown(fd, SHUT_WR);
+        close(fd);
+        crest__count(&loop->refused_conns, 1);
+    }
+    loop->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+}
+
+static void conn_new(crest_loop_t *loop, int fd) {
     crest__conn_t *c = calloc(1, sizeof(*c));
     if (c == NULL) {
-        crest__log(loop->app, CREST_LOG_ERROR, "accept: out of memory");
+        crest__log_limited(loop->app, &loop->log_accept, CREST_LOG_ERROR, "accept: out of memory");
+        close(fd);
         return;
     }
     uv_tcp_init(&loop->uv, &c->tcp);
     crest__count(&loop->open_conns, 1);
     crest__count(&loop->accepted, 1);
+    atomic_fetch_add_explicit(&loop->app->conns, 1, memory_order_relaxed);
     c->timer.cb = on_conn_timer;
-    if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0) {
+    if (uv_tcp_open(&c->tcp, fd) != 0) {
+        close(fd);
         c->flags |= CONN_CLOSING;
         uv_close((uv_handle_t *)&c->tcp, on_close);
         return;
@@ -766,8 +1047,60 @@ static void on_connection(uv_stream_t *server, int status) {
     crest__wheel_arm(&loop->wheel, &c->timer, loop->app->opts.header_timeout_ms);
 }
 
+static void on_listener(uv_poll_t *p, int status, int events) {
+    crest_loop_t *loop = CREST__CONTAINER_OF(p, crest_loop_t, listener);
+    crest_app_t *app = loop->app;
+    (void)events;
+    if (status < 0) {
+        crest__log_limited(app, &loop->log_accept, CREST_LOG_WARN, "listener: %s",
+                           uv_strerror(status));
+        accept_pause(loop, ACCEPT_RETRY_MS);
+        return;
+    }
+    for (int i = 0; i < ACCEPTS_PER_WAKEUP; i++) {
+        int64_t open = atomic_load_explicit(&app->conns, memory_order_relaxed);
+        if ((uint64_t)open >= app->opts.max_connections) {
+            crest__log_limited(app, &loop->log_accept, CREST_LOG_WARN,
+                               "%lld connections open, the cap (--max-connections): accepting "
+                               "paused until some close",
+                               (long long)open);
+            accept_pause(loop, ACCEPT_RETRY_MS);
+            return;
+        }
+        int fd = accept4(loop->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd >= 0) {
+            loop->accept_backoff = 0;
+            conn_new(loop, fd);
+            continue;
+        }
+        int err = errno;
+        if (err == EAGAIN || err == EWOULDBLOCK)
+            return;
+        if (err == EINTR || err == ECONNABORTED || err == EPROTO)
+            continue;
+        if (err == EMFILE || err == ENFILE) {
+            accept_shed(loop);
+            loop->accept_backoff = loop->accept_backoff ? loop->accept_backoff * 2 : 10;
+            if (loop->accept_backoff > ACCEPT_BACKOFF_MAX_MS)
+                loop->accept_backoff = ACCEPT_BACKOFF_MAX_MS;
+            crest__log_limited(app, &loop->log_accept, CREST_LOG_ERROR,
+                               "accept: %s with %lld connections open: accepting paused for "
+                               "%u ms (raise the open-file limit or lower --max-connections)",
+                               strerror(err), (long long)open, loop->accept_backoff);
+            accept_pause(loop, loop->accept_backoff);
+            return;
+        }
+        /* ENOBUFS, ENOMEM and the like: the kernel is short of memory; back off too. */
+        crest__log_limited(app, &loop->log_accept, CREST_LOG_ERROR, "accept: %s", strerror(err));
+        accept_pause(loop, ACCEPT_RETRY_MS);
+        return;
+    }
+}
+
 int crest__http_loop_start(crest_loop_t *loop) {
-    int rc = uv_tcp_init(&loop->uv, &loop->listener);
+    uv_idle_init(&loop->uv, &loop->resume_idle);
+    uv_timer_init(&loop->uv, &loop->accept_timer);
+    int rc = uv_poll_init(&loop->uv, &loop->listener, loop->listen_fd);
     if (rc != 0)
         return rc;
     loop->scratch_size = SCRATCH_SIZE;
@@ -775,11 +1108,9 @@ int crest__http_loop_start(crest_loop_t *loop) {
     loop->head = malloc(sizeof(crest__http_head_t));
     if (loop->scratch == NULL || loop->head == NULL)
         return CREST_ENOMEM;
+    loop->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     crest__http_date_refresh(loop);
-    rc = uv_tcp_open(&loop->listener, loop->listen_fd);
-    if (rc == 0)
-        rc = uv_listen((uv_stream_t *)&loop->listener, loop->app->opts.backlog, on_connection);
-    return rc;
+    return uv_poll_start(&loop->listener, UV_READABLE, on_listener);
 }
 
 void crest__http_loop_stop(crest_loop_t *loop) {
@@ -791,6 +1122,12 @@ void crest__http_loop_stop(crest_loop_t *loop) {
         free(r);
     }
     loop->stopped = 1;
+    if (loop->spare_fd >= 0)
+        close(loop->spare_fd);
+    loop->spare_fd = -1;
+    if (loop->listen_fd >= 0)
+        close(loop->listen_fd);
+    loop->listen_fd = -1;
     free(loop->scratch);
     free(loop->head);
     loop->scratch = NULL;
@@ -801,7 +1138,7 @@ void crest__http_loop_stop(crest_loop_t *loop) {
 
 static void drain_walk(uv_handle_t *h, void *arg) {
     crest_loop_t *loop = arg;
-    if (h->type != UV_TCP || h == (uv_handle_t *)&loop->listener || uv_is_closing(h))
+    if (h->type != UV_TCP || uv_is_closing(h))
         return;
     crest__conn_t *c = CREST__CONTAINER_OF(h, crest__conn_t, tcp);
     if (loop->stopped) /* forced */
@@ -818,8 +1155,15 @@ void crest__http_loop_drain(crest_loop_t *loop) {
     if (loop->draining)
         return;
     loop->draining = 1;
-    if (!uv_is_closing((uv_handle_t *)&loop->listener))
-        uv_close((uv_handle_t *)&loop->listener, NULL);
+    /* Stop accepting; connections still in the queue get a reset, as from any server that
+     * stops listening (with SO_REUSEPORT, new ones go to listeners still open). */
+    if (uv_is_active((uv_handle_t *)&loop->accept_timer))
+        uv_timer_stop(&loop->accept_timer);
+    if (loop->listener.type == UV_POLL && !uv_is_closing((uv_handle_t *)&loop->listener))
+        uv_close((uv_handle_t *)&loop->listener, NULL); /* no longer watched from here on */
+    if (loop->listen_fd >= 0)
+        close(loop->listen_fd);
+    loop->listen_fd = -1;
     uv_walk(&loop->uv, drain_walk, loop);
     uv_timer_start(&loop->shutdown_timer, on_shutdown_timeout, loop->app->opts.shutdown_timeout_ms,
                    0);
