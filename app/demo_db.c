@@ -11,7 +11,14 @@
  * - worker pool: everything that commits (/updates, POST, PUT, PATCH, DELETE): a commit at
  *   synchronous=FULL waits for an fsync, a millisecond to far more on a busy disk, and a write
  *   may wait for the single write lock behind other writers; either would stall every
- *   connection of the loop. Also GET /api/todos, whose cost grows with the table.
+ *   connection of the loop.
+ * - worker pool, one slice at a time: GET /api/todos. A page has at most 1000 rows, but a row
+ *   can hold a title of max_body bytes, so a page is never rendered whole: each job reads rows
+ *   until it has about SLICE_BYTES of JSON (at least one row), the loop thread writes that and
+ *   asks for the next slice only once the connection's output is down to the low-water mark
+ *   (crest_res_on_drain). A slow reader then holds half of max_output plus one slice, not the
+ *   page (see "GET /api/todos" below). When the pool's queue is full a slice runs on the loop
+ *   thread instead: its cost is bounded the same way.
  * - worker pool: POST /work/hash, PBKDF2 with up to --max-hash-rounds iterations. */
 #include <cJSON.h>
 #include <openssl/evp.h>
@@ -32,7 +39,13 @@ struct demo_db_s {
 static const char SQL_WORLD_GET[] = "SELECT id, randomNumber FROM World WHERE id = ?";
 static const char SQL_WORLD_SET[] = "UPDATE World SET randomNumber = ? WHERE id = ?";
 static const char SQL_FORTUNES[] = "SELECT id, message FROM Fortune";
-static const char SQL_TODO_LIST[] = "SELECT id, title, done FROM todo ORDER BY id";
+/* A page's end: the ids of its limit-th row and of the row after it (OFFSET limit-1), from the
+ * primary key alone (at most 1001 ids read, no titles). */
+static const char SQL_TODO_PAGE_END[] = "SELECT id FROM todo WHERE id > ?1 ORDER BY id LIMIT 2 "
+                                        "OFFSET ?2";
+/* One slice of a page: the rows after the last one sent, up to the page's end. */
+static const char SQL_TODO_SLICE[] = "SELECT id, title, done FROM todo WHERE id > ?1 AND id <= ?2 "
+                                     "ORDER BY id LIMIT ?3";
 static const char SQL_TODO_GET[] = "SELECT id, title, done FROM todo WHERE id = ?";
 static const char SQL_TODO_ADD[] = "INSERT INTO todo (title, done) VALUES (?, ?)";
 /* PUT and PATCH share one statement: a NULL parameter keeps the stored value. */
@@ -189,7 +202,7 @@ static int world_get(crest_db_t *db, int id, int *number) {
 
 /* ---- worker-pool jobs ---- */
 
-enum job_kind { JOB_UPDATES, JOB_TODO_LIST, JOB_TODO_ADD, JOB_TODO_SET, JOB_TODO_DEL, JOB_HASH };
+enum job_kind { JOB_UPDATES, JOB_TODO_ADD, JOB_TODO_SET, JOB_TODO_DEL, JOB_HASH };
 
 /* Owner: the handler that submits it, then the pool, then on_job_done, which frees it. The worker
  * fills status/out/location; the loop thread only reads them after the job came back. */
@@ -263,30 +276,6 @@ static void run_updates(job_t *j) {
     for (int i = 0; i < j->count; i++)
         crest_buf_printf(&j->out, "%s{\"id\":%d,\"randomNumber\":%d}", i ? "," : "", ids[i],
                          nums[i]);
-    crest_buf_puts(&j->out, "]");
-    j->status = 200;
-}
-
-static void run_todo_list(job_t *j) {
-    crest_db_stmt_t *st;
-    int rc = crest_db_prepare(j->d->db, SQL_TODO_LIST, &st);
-    if (rc != 0) {
-        job_fail(j, rc, "list");
-        return;
-    }
-    crest_buf_puts(&j->out, "[");
-    int n = 0;
-    while ((rc = crest_db_step(st)) == CREST_DB_ROW) {
-        if (n++)
-            crest_buf_puts(&j->out, ",");
-        todo_json(&j->out, crest_db_col_int(st, 0), crest_db_col_text(st, 1),
-                  (int)crest_db_col_int(st, 2));
-    }
-    crest_db_reset(st);
-    if (rc < 0) {
-        job_fail(j, rc, "list");
-        return;
-    }
     crest_buf_puts(&j->out, "]");
     j->status = 200;
 }
@@ -389,9 +378,6 @@ static void on_job(void *arg) {
     switch (j->kind) {
     case JOB_UPDATES:
         run_updates(j);
-        break;
-    case JOB_TODO_LIST:
-        run_todo_list(j);
         break;
     case JOB_TODO_ADD:
         run_todo_add(j);
@@ -639,13 +625,6 @@ out:
     return rc;
 }
 
-static int on_todo_list(crest_req_t *req, void *data) {
-    job_t *j = job_new(data, JOB_TODO_LIST);
-    if (j == NULL)
-        return CREST_ENOMEM;
-    return submit(req, j);
-}
-
 static int todo_write(crest_req_t *req, demo_db_t *d, enum job_kind kind, int need_id,
                       int partial) {
     job_t *j = job_new(d, kind);
@@ -702,6 +681,266 @@ static int on_todo_get(crest_req_t *req, void *data) {
     todo_json(&b, crest_db_col_int(st, 0), crest_db_col_text(st, 1), (int)crest_db_col_int(st, 2));
     crest_db_reset(st);
     return crest_res_send_buf(req, 200, "application/json", &b);
+}
+
+/* ---- GET /api/todos: pages in slices ----
+ *
+ * ?limit=N (1..1000, default 100) rows in id order after ?after=ID (default 0), and a
+ * `Link: </api/todos?limit=N&after=LAST>; rel="next"` header while rows remain after the page.
+ * The first job fixes the page's end (the id of its limit-th row), so the Link header, sent with
+ * the head, and the rows agree; later slices read `id > cursor AND id <= end`, each in its own
+ * short read transaction: a row written meanwhile appears at most once, in order, and never
+ * beyond the page. A page that fits one slice is answered with Content-Length as before; a longer
+ * one is streamed (chunked) slice by slice with backpressure:
+ *
+ *   job (worker: read rows into l->out up to SLICE_BYTES) -> list_done (loop: write the slice)
+ *     -> output at or below the low-water mark? next job : wait for on_list_drain -> next job
+ *
+ * Owner of a list_t: the request. Exactly one of these holds it at a time: a worker job (its done
+ * callback comes back to list_done, with CREST_ECANCELED if the client left), the drain wait (the
+ * client leaving calls on_list_abort instead of the drain callback), or the loop thread's own
+ * code between the two. Whoever finishes the request frees it. */
+
+#define SLICE_BYTES (64 * 1024)
+#define PAGE_DEFAULT 100
+#define PAGE_MAX 1000
+#define MAX_ID (1ll << 53) /* ids beyond this would not survive a JSON number as a double */
+
+typedef struct {
+    demo_db_t *d;
+    crest_req_t *req;
+    int64_t after;    /* the request's ?after */
+    int limit;        /* the request's ?limit */
+    int64_t cursor;   /* the last id rendered */
+    int64_t end;      /* the page's last id (INT64_MAX while the page reaches the table's end) */
+    int remaining;    /* rows the page may still have */
+    int rows;         /* rows rendered so far */
+    int has_next;     /* rows remain after the page: send Link */
+    int bounds_known; /* the first job has run */
+    int finished;     /* the closing ']' is in out */
+    int started;      /* the response head went out (streamed) */
+    int head_only;    /* HEAD: the head is all that is sent */
+    int err;          /* a database error from the last job */
+    crest_buf_t out;  /* the slice rendered by the last job, until written */
+} list_t;
+
+static void list_free(list_t *l) {
+    crest_buf_free(&l->out);
+    free(l);
+}
+
+/* Worker (or, when the queue is full, loop thread): render the next slice into l->out. */
+static void list_run(void *arg) {
+    list_t *l = arg;
+    crest_db_t *db = l->d->db;
+    crest_db_stmt_t *st;
+    int rc;
+    if (!l->bounds_known) {
+        if ((rc = crest_db_prepare(db, SQL_TODO_PAGE_END, &st)) != 0) {
+            l->err = rc;
+            return;
+        }
+        crest_db_bind_int(st, 1, l->after);
+        crest_db_bind_int(st, 2, l->limit - 1);
+        l->end = INT64_MAX;
+        if ((rc = crest_db_step(st)) == CREST_DB_ROW) {
+            l->end = crest_db_col_int(st, 0);
+            l->has_next = (rc = crest_db_step(st)) == CREST_DB_ROW;
+        }
+        crest_db_reset(st);
+        if (rc < 0) {
+            l->err = rc;
+            return;
+        }
+        l->bounds_known = 1;
+        l->cursor = l->after;
+        l->remaining = l->limit;
+        crest_buf_puts(&l->out, "[");
+    }
+    if ((rc = crest_db_prepare(db, SQL_TODO_SLICE, &st)) != 0) {
+        l->err = rc;
+        return;
+    }
+    crest_db_bind_int(st, 1, l->cursor);
+    crest_db_bind_int(st, 2, l->end);
+    crest_db_bind_int(st, 3, l->remaining);
+    while (l->remaining > 0 && (rc = crest_db_step(st)) == CREST_DB_ROW) {
+        if (l->rows++)
+            crest_buf_puts(&l->out, ",");
+        l->cursor = crest_db_col_int(st, 0);
+        l->remaining--;
+        todo_json(&l->out, l->cursor, crest_db_col_text(st, 1), (int)crest_db_col_int(st, 2));
+        if (l->out.len >= SLICE_BYTES)
+            break;
+    }
+    /* Reset ends the statement's read transaction: no snapshot is held between slices. */
+    crest_db_reset(st);
+    if (rc < 0) {
+        l->err = rc;
+        return;
+    }
+    if (rc == CREST_DB_DONE || l->remaining == 0) {
+        crest_buf_puts(&l->out, "]");
+        l->finished = 1;
+    }
+    if (l->out.err)
+        l->err = l->out.err;
+}
+
+static void list_submit(list_t *l);
+static void list_done(crest_req_t *req, int status, void *arg);
+
+/* The end of the request, whatever state it is in: a started response is ended (it only frees
+ * the request if the client has gone), one never started gets 503 (the client left or the app
+ * stopped: that too only frees it). */
+static void list_finish(list_t *l) {
+    if (l->started)
+        crest_res_end(l->req);
+    else
+        crest_res_status(l->req, 503);
+    list_free(l);
+}
+
+static void on_list_abort(crest_req_t *req, void *arg) {
+    (void)req;
+    list_finish(arg); /* the drain callback will not come */
+}
+
+/* The output is at or below the low-water mark: go on (also with a slice a full buffer budget
+ * made wait). */
+static int list_emit(list_t *l);
+
+static void on_list_drain(crest_req_t *req, void *arg) {
+    crest_req_on_abort(req, NULL, NULL);
+    list_t *l = arg;
+    if (list_emit(l))
+        list_submit(l);
+}
+
+/* After a slice was written: 1 when the next one may be read now, 0 when the request now waits
+ * for the drain callback or is finished. */
+static int list_wait(list_t *l) {
+    int rc = crest_res_on_drain(l->req, on_list_drain, l);
+    if (rc == CREST_EALREADY)
+        return 1;
+    if (rc != 0) {
+        list_finish(l);
+        return 0;
+    }
+    crest_req_on_abort(l->req, on_list_abort, l);
+    return 0;
+}
+
+/* Send what the last job produced (loop thread). Returns 1 when the next slice is wanted now. */
+static int list_emit(list_t *l) {
+    crest_req_t *req = l->req;
+    int rc;
+    if (l->err) {
+        if (!l->started) {
+            crest_buf_free(&l->out);
+            int status = l->err == CREST_EBUSY ? 503 : 500;
+            send_error(req, status, "list: database error", NULL);
+            list_free(l);
+            return 0;
+        }
+        /* The head is out and cannot say so any more: end the body without its closing bracket,
+         * so that the client's JSON parser fails rather than taking a cut list for the page. */
+        list_finish(l);
+        return 0;
+    }
+    if (!l->started) {
+        if (l->has_next) {
+            char link[96];
+            snprintf(link, sizeof(link), "</api/todos?limit=%d&after=%lld>; rel=\"next\"", l->limit,
+                     (long long)l->end);
+            crest_res_header(req, "Link", link);
+        }
+        if (l->finished) {
+            crest_res_send_buf(req, 200, "application/json", &l->out);
+            list_free(l);
+            return 0;
+        }
+        if ((rc = crest_res_start(req, 200, "application/json")) != 0) {
+            list_finish(l); /* not started: frees the request */
+            return 0;
+        }
+        l->started = 1;
+        if (l->head_only) {
+            list_finish(l);
+            return 0;
+        }
+    }
+    if (l->out.len > 0) {
+        rc = crest_res_write(req, l->out.ptr, l->out.len);
+        if (rc == CREST_ENOBUFS)
+            return list_wait(l); /* over the process's buffer budget: keep the slice, retry */
+        crest_buf_free(&l->out);
+        if (rc != 0) {
+            list_finish(l);
+            return 0;
+        }
+    }
+    if (l->finished) {
+        list_finish(l);
+        return 0;
+    }
+    return list_wait(l);
+}
+
+static void list_submit(list_t *l) {
+    for (;;) {
+        int rc = crest_work_submit(l->req, list_run, list_done, l);
+        if (rc == 0)
+            return;
+        if (rc != CREST_EAGAIN) {
+            list_finish(l);
+            return;
+        }
+        /* The queue is full: this slice is bounded (SLICE_BYTES, or one row), run it here. */
+        list_run(l);
+        if (!list_emit(l))
+            return;
+    }
+}
+
+static void list_done(crest_req_t *req, int status, void *arg) {
+    (void)req;
+    list_t *l = arg;
+    if (status != 0) {
+        list_finish(l); /* the client left or the app stopped: only frees the request */
+        return;
+    }
+    if (list_emit(l))
+        list_submit(l);
+}
+
+static int on_todo_list(crest_req_t *req, void *data) {
+    long long limit = PAGE_DEFAULT, after = 0;
+    crest_str_t v = crest_req_query_param(req, "limit");
+    if (v.ptr != NULL && (limit = parse_num(v, PAGE_MAX)) < 1)
+        return send_error(req, 400, "limit must be a whole number from 1 to 1000", "limit");
+    v = crest_req_query_param(req, "after");
+    if (v.ptr != NULL && (after = parse_num(v, MAX_ID)) < 0)
+        return send_error(req, 400,
+                          "after must be a whole number from 0 to 2^53 (the last id of the "
+                          "previous page)",
+                          "after");
+    list_t *l = calloc(1, sizeof(*l));
+    if (l == NULL)
+        return CREST_ENOMEM;
+    l->d = data;
+    l->req = req;
+    l->limit = (int)limit;
+    l->after = after;
+    l->head_only = crest_req_method(req) == CREST_METHOD_HEAD;
+    l->out = (crest_buf_t)CREST_BUF_INIT;
+    int rc = crest_work_submit(req, list_run, list_done, l);
+    if (rc == 0)
+        return 0;
+    list_free(l);
+    if (rc == CREST_EAGAIN)
+        return crest_work_busy(req);
+    return rc;
 }
 
 /* ---- /work/hash ---- */

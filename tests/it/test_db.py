@@ -265,7 +265,7 @@ def _():
                 raise res
             eq(sorted(set(res)), [200, 201], "statuses")
         with srv.connect() as c:
-            _, lst = get_json(c, "GET", "/api/todos")
+            _, lst = get_json(c, "GET", "/api/todos?limit=1000")  # pages are 100 by default
             eq(len(lst), 200, "todos written")
 
 
