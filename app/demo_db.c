@@ -806,10 +806,10 @@ static void on_list_abort(crest_req_t *req, void *arg) {
     list_finish(arg); /* the drain callback will not come */
 }
 
-/* The output is at or below the low-water mark: go on (also with a slice a full buffer budget
- * made wait). */
 static int list_emit(list_t *l);
 
+/* The output is down to the low-water mark: go on (first with the slice a full buffer budget made
+ * wait, if any). */
 static void on_list_drain(crest_req_t *req, void *arg) {
     crest_req_on_abort(req, NULL, NULL);
     list_t *l = arg;
@@ -837,9 +837,11 @@ static int list_emit(list_t *l) {
     int rc;
     if (l->err) {
         if (!l->started) {
-            crest_buf_free(&l->out);
-            int status = l->err == CREST_EBUSY ? 503 : 500;
-            send_error(req, status, "list: database error", NULL);
+            /* A lock held past the busy timeout or memory running out is overload: retry. */
+            int status = l->err == CREST_EBUSY || l->err == CREST_ENOMEM ? 503 : 500;
+            char msg[96];
+            snprintf(msg, sizeof(msg), "list: %s", crest_strerror(l->err));
+            send_error(req, status, msg, NULL);
             list_free(l);
             return 0;
         }
