@@ -20,6 +20,9 @@
  * a request the client sent just before (it could not know) is answered with Connection: close
  * instead of meeting a closed socket. */
 #define DRAIN_GRACE_MS 250
+/* Output one read batch of a connection may produce before the loop serves others: a few
+ * large answers, or thousands of small pipelined ones. */
+#define BATCH_OUTPUT (32 * 1024)
 #define ACCEPTS_PER_WAKEUP 64 /* then other connections of the loop get their turn */
 #define ACCEPT_RETRY_MS 100
 #define ACCEPT_BACKOFF_MAX_MS 1000
@@ -784,8 +787,9 @@ static size_t handle_request(crest__conn_t *c, char *p, size_t n, crest__rx_t *r
         body = (crest_str_t){p + hl, body_len};
         used = raw_off;
     }
-    if (crest__mem_over(loop->app)) {
-        /* Past the buffer budget: refuse new work fast rather than queue more output. */
+    if (c->tx != NULL && crest__mem_over(loop->app)) {
+        /* Past the buffer budget, a connection that already holds unsent output gets no more
+         * work (a fresh one still does: /metrics must answer during an overload). */
         reject(c, 503);
         return n;
     }
@@ -831,16 +835,20 @@ static void conn_process(crest__conn_t *c, char *data, size_t len) {
     size_t pos = 0;
     unsigned served = 0;
     uint64_t start = 0;
+    size_t out0 = 0;
     while (pos < len && c->req == NULL && c->proto == NULL &&
            !(c->flags & (CONN_CLOSE_AFTER_WRITE | CONN_CLOSING))) {
         if (served > 0) {
-            if (served >= o->batch_requests || crest__conn_buffered(c) > o->max_output)
+            size_t out = crest__conn_buffered(c);
+            if (served >= o->batch_requests || out > o->max_output || out - out0 > BATCH_OUTPUT)
                 break;
-            /* The clock is read every few requests: cheap requests cannot run long. */
-            if (served % 8 == 0 && uv_hrtime() - start > (uint64_t)o->batch_us * 1000)
+            /* The clock is read every few requests, and expensive requests are caught by their
+             * output first. */
+            if (served % 4 == 0 && uv_hrtime() - start > (uint64_t)o->batch_us * 1000)
                 break;
         } else {
             start = uv_hrtime();
+            out0 = crest__conn_buffered(c);
         }
         crest__rx_t *rx = c->rx && data == c->rx->buf ? c->rx : NULL;
         size_t used = handle_request(c, data + pos, len - pos, rx);
