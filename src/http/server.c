@@ -240,10 +240,6 @@ static void tx_free(crest__conn_t *c, crest__tx_t *tx) {
     free(tx);
 }
 
-static size_t low_water(const crest__conn_t *c) {
-    return conn_loop(c)->app->opts.max_output / 2;
-}
-
 static void on_write(uv_write_t *w, int status) {
     crest__tx_t *tx = CREST__CONTAINER_OF(w, crest__tx_t, req);
     crest__conn_t *c = CREST__CONTAINER_OF(w->handle, crest__conn_t, tcp);
@@ -279,7 +275,7 @@ static void on_write(uv_write_t *w, int status) {
     }
     crest_req_t *req = c->req;
     if (req != NULL) {
-        if (req->drain_cb != NULL && crest__conn_buffered(c) <= low_water(c)) {
+        if (req->drain_cb != NULL && crest__conn_buffered(c) <= req->drain_mark) {
             crest_drain_cb cb = req->drain_cb;
             req->drain_cb = NULL;
             cb(req, req->drain_arg);

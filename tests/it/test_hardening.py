@@ -49,6 +49,17 @@ def metric(srv, name):
     fail("metric %s missing" % name)
 
 
+def metric_of(srv, name):
+    """A counter of it_app's /stats."""
+    with srv.connect() as c:
+        r = c.request("GET", "/stats")
+    for line in r.body.decode().splitlines():
+        k, v = line.split()
+        if k == name:
+            return int(v)
+    fail("stat %s missing" % name)
+
+
 def close_wait(port):
     """Sockets of the server's port in CLOSE-WAIT (the peer closed, the server did not)."""
     n = 0
@@ -223,6 +234,43 @@ def _():
         s.close()
         s2.close()
         eq(metric(srv, "crest_write_timeouts_total"), 1.0, "write timeouts")
+
+
+@T.case("a streamed answer with a drain callback stays within its mark for a slow reader")
+def _():
+    with it_app("--threads", "1") as srv:
+        s = socket.create_connection(("127.0.0.1", srv.port))
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
+        s.sendall(b"GET /flow?kb=16384 HTTP/1.1\r\nHost: x\r\n\r\n")
+        s.settimeout(10)
+        data = bytearray()
+        while not data.endswith(b"0\r\n\r\n"):
+            chunk = s.recv(65536)
+            check(chunk, "closed after %d bytes" % len(data))
+            data += chunk
+            if len(data) < (2 << 20):
+                time.sleep(0.002)  # slow at first, then as fast as it goes
+        s.close()
+        body = data[data.index(b"\r\n\r\n") + 4:]
+        check(body.count(b"f" * 1000) >= 16 * 1024, "16 MiB of pattern")
+        most = int(body.split(b"most buffered ")[1].split(b"\n")[0])
+        # The handler stops at 256 KiB; one more piece may go past it.
+        check(most <= 256 * 1024 + 16 * 1024 + 64, "most buffered %d" % most)
+
+
+@T.case("a streamed answer to a client that reads nothing ends at the write timeout")
+def _():
+    with it_app("--threads", "1", "--write-timeout", "1s") as srv:
+        s = socket.create_connection(("127.0.0.1", srv.port))
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        s.sendall(b"GET /flow?kb=1048576 HTTP/1.1\r\nHost: x\r\n\r\n")
+        deadline = time.monotonic() + 10
+        while metric_of(srv, "write_timeouts") < 1:  # the abort callback frees the stream
+            check(time.monotonic() < deadline, "not closed")
+            time.sleep(0.1)
+        s.close()
+        with srv.connect() as c:
+            eq(c.request("GET", "/users/7").status, 200, "still serving")
 
 
 # --- 3. amplification and fairness ------------------------------------------------------------
