@@ -262,6 +262,10 @@ static void on_write(uv_write_t *w, int status) {
     } else {
         c->tx = NULL;
         tx_free(c, tx);
+        /* The write deadline is met; conn_idle arms what comes next (keep-alive, or the deadline
+         * of a request that began to arrive meanwhile). */
+        if (c->proto == NULL && !(c->flags & CONN_LINGERING))
+            crest__wheel_disarm(&conn_loop(c)->wheel, &c->timer);
     }
     if (c->proto) {
         if (c->tx == NULL && c->proto->on_drain)
@@ -467,8 +471,16 @@ static void conn_idle(crest__conn_t *c) {
             c->proto->on_shutdown(c);
         return;
     }
-    if (c->flags & (CONN_CLOSING | CONN_LINGERING) || c->rx || c->req || c->tx)
+    if (c->flags & (CONN_CLOSING | CONN_LINGERING) || c->req || c->tx)
         return;
+    if (c->rx) {
+        /* Part of a request: its deadline may have given way to a write deadline meanwhile. */
+        if (c->timer.next == NULL)
+            crest__wheel_arm(&loop->wheel, &c->timer,
+                             c->rx->head_len ? loop->app->opts.body_timeout_ms
+                                             : loop->app->opts.header_timeout_ms);
+        return;
+    }
     if (loop->draining) {
         /* Not closed at once: a request may be on its way (see DRAIN_GRACE_MS); it is answered
          * with Connection: close, and otherwise the close is a clean one (conn_linger). */
@@ -838,9 +850,11 @@ static void conn_process(crest__conn_t *c, char *data, size_t len) {
             size_t out = crest__conn_buffered(c);
             if (served >= o->batch_requests || out > o->max_output || out - out0 > BATCH_OUTPUT)
                 break;
-            /* The clock is read every few requests, and expensive requests are caught by their
-             * output first. */
-            if (served % 4 == 0 && uv_hrtime() - start > (uint64_t)o->batch_us * 1000)
+            /* The clock is read after the first request (one that took the whole budget ends
+             * the batch) and then every few: cheap requests cannot run long, and expensive ones
+             * are mostly caught by their output first. */
+            if ((served == 1 || served % 4 == 0) &&
+                uv_hrtime() - start > (uint64_t)o->batch_us * 1000)
                 break;
         } else {
             start = uv_hrtime();

@@ -273,6 +273,21 @@ def _():
             eq(c.request("GET", "/users/7").status, 200, "still serving")
 
 
+@T.case("a request left unfinished behind a large answer still meets the header deadline")
+def _():
+    with it_app("--threads", "1", "--header-timeout", "1s") as srv, \
+            srv.connect(rcvbuf=4096) as c:
+        # 6 MiB of answers, more than the kernel's buffers: the rest waits in the server, whose
+        # write deadline takes the place of the unfinished request's header deadline.
+        c.send(b"GET /big?kb=1024 HTTP/1.1\r\nHost: x\r\n\r\n" * 6 + b"GET /users/1 HTTP/1.1\r\nHo")
+        time.sleep(1.5)
+        for _ in range(6):
+            eq(len(c.read_response().body), 1 << 20, "a large answer")
+        t0 = time.monotonic()
+        eq(c.read_response(timeout=10).status, 408, "the unfinished request")
+        check(time.monotonic() - t0 < 3, "408 after %.1fs" % (time.monotonic() - t0))
+
+
 # --- 3. amplification and fairness ------------------------------------------------------------
 
 @T.case("pipelined expensive requests from non-readers: bounded memory, bystander served")
