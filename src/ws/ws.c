@@ -458,6 +458,7 @@ static void ws_on_data(crest__conn_t *c, char *data, size_t len) {
 
 static void ws_on_drain(crest__conn_t *c) {
     crest_ws_t *ws = c->proto_data;
+    crest__ps_slow(&ws->sub, 0);
     if (ws->flags & WS_PAUSED) {
         ws->flags &= ~(uint32_t)WS_PAUSED;
         crest__conn_reading(c, 1);
@@ -536,17 +537,20 @@ static int ws_deliver(crest__psub_t *s, crest__psmsg_t *m) {
     if (ws_closing(ws) || (ws->flags & (WS_CLOSE_SENT | WS_CLOSE_RCVD | WS_KILL)))
         return 0;
     if (crest__conn_buffered(c) > ws->opts->max_buffered && s->dirty) {
-        /* A burst within one batch: hand what this batch queued to the kernel before judging
+        /* A burst within one slice: hand what this slice queued to the kernel before judging
          * the reader, or a fast reader would look slow. */
         crest__conn_flush(c); /* it stays on the dirty list; flushing twice is harmless */
-        if (ws_closing(ws))
-            return 0;
+        if (c->flags & CONN_CLOSING)
+            return 0; /* a write error closed it, and ws is gone: only c lives on */
     }
     if (crest__conn_buffered(c) > ws->opts->max_buffered) {
-        if (ws->opts->slow_policy == CREST_WS_SLOW_CLOSE)
+        if (ws->opts->slow_policy == CREST_WS_SLOW_CLOSE) {
             ws->flags |= WS_KILL;
-        else
+        } else {
             ws->dropped++;
+            /* Until its output drains, publishers skip a loop where only such sockets listen. */
+            crest__ps_slow(s, 1);
+        }
         crest__ps_mark_dirty(s);
         return 0;
     }
@@ -565,10 +569,15 @@ static int ws_deliver(crest__psub_t *s, crest__psmsg_t *m) {
 
 static void ws_psflush(crest__psub_t *s) {
     crest_ws_t *ws = CREST__CONTAINER_OF(s, crest_ws_t, sub);
-    if (ws->flags & WS_KILL)
-        crest__conn_close(ws->conn);
-    else
-        crest__conn_flush(ws->conn);
+    crest__conn_t *c = ws->conn;
+    if (ws->flags & WS_KILL) {
+        crest__conn_close(c);
+        return;
+    }
+    crest__conn_flush(c);
+    /* Written at once: no write completes later to call on_drain. */
+    if (!(c->flags & CONN_CLOSING) && s->slow && crest__conn_buffered(c) == 0)
+        crest__ps_slow(s, 0);
 }
 
 int crest_ws_subscribe(crest_ws_t *ws, crest_pubsub_t *ps, const char *topic) {
