@@ -1,0 +1,267 @@
+"""Hardening of the real-time paths (issue 14, items 4, 10, 12) against the real binary, with
+attacks scaled down to run in seconds:
+
+- cross-thread queues: a chat publisher on one loop thread and members on the other that never
+  read; the server's memory stays bounded (the receiving loop is not sent what only slow
+  members would get, and its queue is bounded) and /metrics counts what was skipped;
+- fan-out fairness: members joining one room by the thousand, then a burst of messages to all
+  of them, while a bystander on the same loop thread asks /healthz: it keeps being answered fast;
+- permessage-deflate: a client sending messages that inflate 1000-fold as fast as it can, while
+  a bystander asks /healthz; its latency stays low and every echo still arrives intact.
+
+Latencies are measured by a separate process (no GIL shared with the attacking threads); memory
+is VmRSS from /proc. Raw sockets throughout (Python standard library only)."""
+
+import json
+import os
+import re
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import zlib
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import *  # noqa: E402,F401,F403
+
+T = Suite()
+_TMP = tempfile.mkdtemp(prefix="crest-hrt-it.")
+DB = ("--db", "sqlite:" + os.path.join(_TMP, "demo.db"))
+SAN = os.environ.get("CREST_IT_SAN") == "1" or "build-san" in CREST_BIN or "build-tsan" in CREST_BIN
+
+
+def raise_fd_limit(n):
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < n:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(n, hard), hard))
+
+
+# --- raw WebSocket client ---------------------------------------------------------------------
+
+def upgrade(path, extra=b""):
+    return (b"GET " + path.encode() + b" HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\n"
+            b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+            b"Sec-WebSocket-Version: 13\r\n" + extra + b"\r\n")
+
+
+def frame(opcode, payload, rsv1=False):
+    """A masked client frame (the zero key: masking is then the identity, and cheap here)."""
+    b0 = 0x80 | (0x40 if rsv1 else 0) | opcode
+    n = len(payload)
+    if n < 126:
+        h = bytes([b0, 0x80 | n])
+    elif n < 65536:
+        h = bytes([b0, 0x80 | 126]) + struct.pack(">H", n)
+    else:
+        h = bytes([b0, 0x80 | 127]) + struct.pack(">Q", n)
+    return h + b"\0\0\0\0" + payload
+
+
+def ws_connect(port, path, extra=b"", rcvbuf=None):
+    """Open a WebSocket; returns (socket, response head, bytes after the head)."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    if rcvbuf:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    s.settimeout(IO_TIMEOUT)
+    s.connect(("127.0.0.1", port))
+    s.sendall(upgrade(path, extra))
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        d = s.recv(65536)
+        if not d:
+            fail("connection closed during the upgrade of %s" % path)
+        buf += d
+    head, rest = buf.split(b"\r\n\r\n", 1)
+    check(head.startswith(b"HTTP/1.1 101 "), "expected 101, got %r" % head[:200])
+    return s, head, rest
+
+
+def x_loop(head):
+    m = re.search(rb"\r\nX-Loop: (\d+)", head)
+    check(m is not None, "X-Loop header in %r" % head)
+    return int(m.group(1))
+
+
+class FrameReader:
+    """Server frames from a socket (never masked)."""
+
+    def __init__(self, sock, buf=b""):
+        self.sock = sock
+        self.buf = bytearray(buf)
+
+    def _need(self, n):
+        while len(self.buf) < n:
+            d = self.sock.recv(1 << 20)
+            if not d:
+                raise ConnClosed("closed by the server")
+            self.buf += d
+
+    def next(self):
+        self._need(2)
+        b0, b1 = self.buf[0], self.buf[1]
+        n, off = b1 & 0x7F, 2
+        if n == 126:
+            self._need(4)
+            n, off = struct.unpack(">H", self.buf[2:4])[0], 4
+        elif n == 127:
+            self._need(10)
+            n, off = struct.unpack(">Q", self.buf[2:10])[0], 10
+        self._need(off + n)
+        payload = bytes(self.buf[off:off + n])
+        del self.buf[:off + n]
+        return b0, payload
+
+
+def metrics(port):
+    with Conn(port) as c:
+        r = c.request("GET", "/metrics")
+        eq(r.status, 200, "/metrics status")
+    out = {}
+    for line in r.body.decode().splitlines():
+        if line and not line.startswith("#"):
+            name, value = line.rsplit(" ", 1)
+            out[name] = float(value)
+    return out
+
+
+def rss_kb(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    fail("no VmRSS for pid %d" % pid)
+
+
+# --- a bystander in its own process -----------------------------------------------------------
+
+BYSTANDER = r"""
+import json, socket, sys, time
+port, seconds = int(sys.argv[1]), float(sys.argv[2])
+s = socket.create_connection(("127.0.0.1", port))
+s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+s.settimeout(10)
+req = b"GET /healthz HTTP/1.1\r\nHost: b\r\n\r\n"
+lat, end = [], time.monotonic() + seconds
+print("ready", flush=True)
+while time.monotonic() < end:
+    t0 = time.monotonic()
+    s.sendall(req)
+    buf = b""
+    try:
+        while not buf.endswith(b"ok\n"):
+            d = s.recv(4096)
+            if not d:
+                raise SystemExit("closed")
+            buf += d
+    except socket.timeout:  # a stalled server: the wait counts, and ends the measurement
+        lat.append((time.monotonic() - t0) * 1000)
+        break
+    lat.append((time.monotonic() - t0) * 1000)
+    time.sleep(0.002)  # pacing only: a request every few ms
+print(json.dumps(lat), flush=True)
+"""
+
+
+class Bystander:
+    """Asks /healthz on one keep-alive connection for `seconds`, in a separate process."""
+
+    def __init__(self, port, seconds):
+        self.proc = subprocess.Popen([sys.executable, "-c", BYSTANDER, str(port), str(seconds)],
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        line = self.proc.stdout.readline()
+        if line.strip() != b"ready":
+            fail("bystander did not start: %r %r" % (line, self.proc.stderr.read()))
+
+    def latencies(self, timeout):
+        out, err = self.proc.communicate(timeout=timeout)
+        check(self.proc.returncode == 0, "bystander failed: %r" % err[-500:])
+        lat = json.loads(out.decode().strip().splitlines()[-1])
+        check(len(lat) > 0, "bystander made no request")
+        return sorted(lat)
+
+
+def pct(sorted_vals, p):
+    return sorted_vals[min(len(sorted_vals) - 1, int(len(sorted_vals) * p))]
+
+
+# --- item 12: permessage-deflate -------------------------------------------------------------
+
+DEFLATE_SECONDS = 4.0
+
+
+@T.case("ws-deflate: 1000:1 messages as fast as possible; /healthz p99 stays low, echoes intact",
+        timeout=60)
+def _():
+    size = 1024 * 1024 - 64  # near the default max_message
+    with demo("--quiet", "--threads", "1", "--ws-deflate", *DB) as srv:
+        s, head, rest = ws_connect(srv.port, "/ws/echo", b"Sec-WebSocket-Extensions: "
+                                   b"permessage-deflate; client_no_context_takeover\r\n")
+        check(b"permessage-deflate" in head, "deflate negotiated: %r" % head)
+        # 16 distinct messages: a number, then 'a' to the size; each compressed alone.
+        msgs, wire = [], []
+        for i in range(16):
+            m = (b"msg-%04d:" % i).ljust(size, b"a")
+            c = zlib.compressobj(9, zlib.DEFLATED, -15)
+            z = c.compress(m) + c.flush(zlib.Z_SYNC_FLUSH)
+            check(z.endswith(b"\0\0\xff\xff") and len(z) < 2048, "compressed to %d" % len(z))
+            msgs.append(m)
+            wire.append(frame(0x1, z[:-4], rsv1=True))
+        blob = b"".join(wire)
+        stop = threading.Event()
+        sent = [0]
+        got = []
+        errors = []
+
+        def send():
+            try:
+                while not stop.is_set():
+                    s.sendall(blob)
+                    sent[0] += len(wire)
+            except OSError:
+                pass
+
+        def read():
+            r = FrameReader(s, rest)
+            try:
+                while True:
+                    b0, payload = r.next()
+                    if b0 & 0x40:
+                        d = zlib.decompressobj(-15)
+                        payload = d.decompress(payload + b"\0\0\xff\xff")
+                    got.append(payload)
+            except Exception as e:  # noqa: BLE001 (reported below)
+                if not stop.is_set() or not isinstance(e, (OSError, ConnClosed)):
+                    errors.append(e)
+
+        s.settimeout(30)
+        by = Bystander(srv.port, DEFLATE_SECONDS)
+        ts = threading.Thread(target=send, daemon=True)
+        tr = threading.Thread(target=read, daemon=True)
+        ts.start()
+        tr.start()
+        lat = by.latencies(DEFLATE_SECONDS + 20)
+        stop.set()
+        s.shutdown(socket.SHUT_RDWR)
+        s.close()
+        ts.join(5)
+        tr.join(5)
+        check(not errors, "attacker connection failed: %r" % errors)
+        p99, worst = pct(lat, 0.99), lat[-1]
+        print("# deflate: %d echoes of %d sent; bystander %d requests, p50 %.1f ms, p99 %.1f ms, "
+              "max %.1f ms" % (len(got), sent[0], len(lat), pct(lat, 0.5), p99, worst))
+        check(len(got) >= 4, "only %d echoes arrived" % len(got))
+        for i, p in enumerate(got):
+            want = msgs[i % len(msgs)]
+            if p != want:
+                fail("echo %d: %r... (%d bytes), expected %r... (%d bytes)"
+                     % (i, p[:16], len(p), want[:16], len(want)))
+        check(p99 < (50 if not SAN else 100), "bystander p99 %.1f ms (max %.1f ms)" % (p99, worst))
+
+
+if __name__ == "__main__":
+    raise_fd_limit(16384)
+    T.main(needs=("crest",))
