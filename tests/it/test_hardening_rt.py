@@ -15,6 +15,7 @@ is VmRSS from /proc. Raw sockets throughout (Python standard library only)."""
 import json
 import os
 import re
+import signal
 import socket
 import struct
 import subprocess
@@ -61,23 +62,34 @@ def frame(opcode, payload, rsv1=False):
     return h + b"\0\0\0\0" + payload
 
 
-def ws_connect(port, path, extra=b"", rcvbuf=None):
-    """Open a WebSocket; returns (socket, response head, bytes after the head)."""
+def ws_open(port, path, extra=b"", rcvbuf=None):
+    """Connect and send the upgrade request; ws_head reads the answer."""
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     if rcvbuf:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
     s.settimeout(IO_TIMEOUT)
     s.connect(("127.0.0.1", port))
     s.sendall(upgrade(path, extra))
+    return s
+
+
+def ws_connect(port, path, extra=b"", rcvbuf=None):
+    """Open a WebSocket; returns (socket, response head, bytes after the head)."""
+    s = ws_open(port, path, extra, rcvbuf)
+    return (s,) + ws_head(s)
+
+
+def ws_head(s):
+    """Read the 101 answer: (head, bytes after it)."""
     buf = b""
     while b"\r\n\r\n" not in buf:
         d = s.recv(65536)
         if not d:
-            fail("connection closed during the upgrade of %s" % path)
+            fail("connection closed during an upgrade")
         buf += d
     head, rest = buf.split(b"\r\n\r\n", 1)
     check(head.startswith(b"HTTP/1.1 101 "), "expected 101, got %r" % head[:200])
-    return s, head, rest
+    return head, rest
 
 
 def x_loop(head):
@@ -139,15 +151,17 @@ def rss_kb(pid):
 # --- a bystander in its own process -----------------------------------------------------------
 
 BYSTANDER = r"""
-import json, socket, sys, time
+import json, signal, socket, sys, time
 port, seconds = int(sys.argv[1]), float(sys.argv[2])
+stopped = []
+signal.signal(signal.SIGTERM, lambda *a: stopped.append(1))
 s = socket.create_connection(("127.0.0.1", port))
 s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 s.settimeout(10)
 req = b"GET /healthz HTTP/1.1\r\nHost: b\r\n\r\n"
 lat, end = [], time.monotonic() + seconds
 print("ready", flush=True)
-while time.monotonic() < end:
+while time.monotonic() < end and not stopped:
     t0 = time.monotonic()
     s.sendall(req)
     buf = b""
@@ -176,6 +190,11 @@ class Bystander:
         if line.strip() != b"ready":
             fail("bystander did not start: %r %r" % (line, self.proc.stderr.read()))
 
+    def stop(self):
+        """End the measurement now (it ends by itself after `seconds`)."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+
     def latencies(self, timeout):
         out, err = self.proc.communicate(timeout=timeout)
         check(self.proc.returncode == 0, "bystander failed: %r" % err[-500:])
@@ -186,6 +205,171 @@ class Bystander:
 
 def pct(sorted_vals, p):
     return sorted_vals[min(len(sorted_vals) - 1, int(len(sorted_vals) * p))]
+
+
+# --- item 4: cross-thread queues --------------------------------------------------------------
+
+QUEUE_MEMBERS = int(os.environ.get("CREST_IT_QUEUE_MEMBERS", "1500"))
+QUEUE_SECONDS = 4.0
+
+
+@T.case("cross-thread: a publisher on loop 0, %d members on loop 1 that never read; memory stays "
+        "bounded" % QUEUE_MEMBERS, timeout=90)
+def _():
+    with demo("--quiet", "--threads", "2", "--ws-max-buffered", "16k", *DB) as srv:
+        # Members on loop 1 only (the kernel spreads connections over both listeners).
+        members, others = [], []
+        while len(members) < QUEUE_MEMBERS:
+            batch = [ws_open(srv.port, "/ws/chat?room=q&name=m%d" % (len(members) + i),
+                             rcvbuf=4096) for i in range(min(200, QUEUE_MEMBERS - len(members)))]
+            for c in batch:
+                head, _ = ws_head(c)
+                (members if x_loop(head) == 1 else others).append(c)
+            check(len(others) < 20 * QUEUE_MEMBERS, "connections never land on loop 1")
+        pub = None
+        while pub is None:
+            c, head, rest = ws_connect(srv.port, "/ws/chat?room=q&name=pub")
+            if x_loop(head) == 0:
+                pub = c
+            else:
+                others.append(c)
+        for c in others:
+            c.close()
+        drain = Drain()
+        drain.add(pub)
+        text = "x" * 4000
+        blob = b"".join(frame(0x1, json.dumps({"text": "%d %s" % (i, text)}).encode())
+                        for i in range(64))
+        pid = srv.proc.pid
+        base = rss_kb(pid)
+        peak = [base]
+        stop = threading.Event()
+        sent = [0]
+
+        def send():
+            try:
+                while not stop.is_set():
+                    pub_sock.sendall(blob)
+                    sent[0] += 64
+            except OSError:
+                pass
+
+        pub_sock = socket.socket(fileno=os.dup(pub.fileno()))
+        pub_sock.setblocking(True)
+        t = threading.Thread(target=send, daemon=True)
+        t.start()
+        end = time.monotonic() + QUEUE_SECONDS
+        while time.monotonic() < end and peak[0] < base + (1 << 20):  # stop at +1 GB
+            peak[0] = max(peak[0], rss_kb(pid))
+            time.sleep(0.1)  # sampling period, not synchronisation
+        stop.set()
+        m = metrics(srv.port)
+        growth = (peak[0] - base) / 1024
+        print("# cross-thread: %d messages sent, RSS %d MB -> peak %d MB (+%d MB); pub/sub: %s" % (
+            sent[0], base >> 10, peak[0] >> 10, growth,
+            ", ".join("%s %d" % (k[13:], v) for k, v in sorted(m.items())
+                      if k.startswith("crest_pubsub_"))))
+        pub_sock.close()
+        drain.close()
+        for c in members:
+            c.close()
+        check(growth < 100, "server memory grew by %d MB" % growth)
+        check(m.get("crest_pubsub_slow_skipped_total", 0) > 0,
+              "messages skipped for loop 1 (its members are all slow)")
+
+
+# --- item 10: fan-out fairness ----------------------------------------------------------------
+
+class Drain:
+    """Reads and discards everything that arrives on a set of sockets, in one thread (epoll)."""
+
+    def __init__(self):
+        import selectors
+        self.sel = selectors.DefaultSelector()
+        self.lock = threading.Lock()
+        self.bytes = 0
+        self.stop = False
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def add(self, sock):
+        import selectors
+        sock.setblocking(False)
+        with self.lock:
+            self.sel.register(sock, selectors.EVENT_READ)
+
+    def _run(self):
+        while not self.stop:
+            with self.lock:
+                events = self.sel.select(0.05)
+            for key, _ in events:
+                try:
+                    d = key.fileobj.recv(1 << 20)
+                except (BlockingIOError, InterruptedError):
+                    continue
+                except OSError:
+                    d = b""
+                if not d:
+                    with self.lock:
+                        self.sel.unregister(key.fileobj)
+                    continue
+                self.bytes += len(d)
+
+    def close(self):
+        self.stop = True
+        self.thread.join(5)
+        for key in list(self.sel.get_map().values()):
+            key.fileobj.close()
+        self.sel.close()
+
+
+# Sanitized builds run several times slower: fewer members and a looser bound (the unfixed
+# server stalls its bystander for 290 ms with 2000 members, 830 ms with 4000, plain build).
+FANOUT_MEMBERS = int(os.environ.get("CREST_IT_FANOUT_MEMBERS", "1000" if SAN else "2000"))
+FANOUT_MAX_MS = 400 if SAN else 150
+
+
+@T.case("fan-out: %d members join one room, then a burst to all; a bystander on the same loop "
+        "thread stays fast" % FANOUT_MEMBERS, timeout=90)
+def _():
+    n = FANOUT_MEMBERS
+    with demo("--quiet", "--threads", "1", *DB) as srv:
+        drain = Drain()
+        by = Bystander(srv.port, 1.0)  # warm-up: the connection is up, latencies are known
+        base = by.latencies(20)
+        by = Bystander(srv.port, 600)  # the real one, ended when the work is done
+        try:
+            # Members join as fast as the server takes them: each join is announced to all.
+            socks = []
+            for i in range(n):
+                c = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                c.connect(("127.0.0.1", srv.port))
+                c.sendall(upgrade("/ws/chat?room=big&name=m%d" % i))
+                socks.append(c)
+                drain.add(c)
+            # A burst of chat messages in one write: one batch for every member.
+            pub, _, rest = ws_connect(srv.port, "/ws/chat?room=big&name=pub")
+            burst = b"".join(frame(0x1, b'{"text":"burst %d"}' % i) for i in range(300))
+            pub.sendall(burst)
+            # The publisher is a member too: its copy of the last message comes after all the
+            # earlier work of the loop (joins, then the burst, in order).
+            r = FrameReader(pub, rest)
+            pub.settimeout(60)
+            while b'"burst 299"' not in r.next()[1]:
+                pass
+        finally:
+            by.stop()
+        lat = by.latencies(20)
+        m = metrics(srv.port)
+        drain.close()
+        pub.close()
+    p99, worst = pct(lat, 0.99), lat[-1]
+    print("# fan-out: bystander %d requests, p50 %.1f ms, p99 %.1f ms, max %.1f ms (idle p99 "
+          "%.1f ms); %d MB drained; pub/sub: %s" % (
+              len(lat), pct(lat, 0.5), p99, worst, pct(base, 0.99), drain.bytes >> 20,
+              ", ".join("%s %d" % (k[13:], v) for k, v in sorted(m.items())
+                        if k.startswith("crest_pubsub_"))))
+    check(worst < FANOUT_MAX_MS, "bystander max %.1f ms (p99 %.1f ms)" % (worst, p99))
 
 
 # --- item 12: permessage-deflate -------------------------------------------------------------
