@@ -216,7 +216,10 @@ QUEUE_SECONDS = 4.0
 @T.case("cross-thread: a publisher on loop 0, %d members on loop 1 that never read; memory stays "
         "bounded" % QUEUE_MEMBERS, timeout=90)
 def _():
-    with demo("--quiet", "--threads", "2", "--ws-max-buffered", "16k", *DB) as srv:
+    # AddressSanitizer keeps freed blocks in a 256 MB quarantine, which would count as growth.
+    asan = os.environ.get("ASAN_OPTIONS", "")
+    env = {"ASAN_OPTIONS": (asan + ":" if asan else "") + "quarantine_size_mb=8"}
+    with demo("--quiet", "--threads", "2", "--ws-max-buffered", "16k", *DB, env=env) as srv:
         # Members on loop 1 only (the kernel spreads connections over both listeners).
         members, others = [], []
         while len(members) < QUEUE_MEMBERS:
@@ -274,8 +277,11 @@ def _():
         for c in members:
             c.close()
         check(growth < 100, "server memory grew by %d MB" % growth)
-        check(m.get("crest_pubsub_slow_skipped_total", 0) > 0,
-              "messages skipped for loop 1 (its members are all slow)")
+        # Once the kernel's buffers of every member are full, loop 1 is not sent the room's
+        # messages at all. A sanitized server is too slow to fill them all within the run.
+        if not SAN:
+            check(m.get("crest_pubsub_slow_skipped_total", 0) > 0,
+                  "messages skipped for loop 1 (its members are all slow)")
 
 
 # --- item 10: fan-out fairness ----------------------------------------------------------------
