@@ -454,6 +454,39 @@ def _():
         check(p99 < (50 if not SAN else 100), "bystander p99 %.1f ms (max %.1f ms)" % (p99, worst))
 
 
+@T.case("ws-deflate: a fragmented compressed message, sent a few bytes at a time, inflating over "
+        "several slices, then a small one: both echo intact")
+def _():
+    with demo("--quiet", "--threads", "1", "--ws-deflate", *DB) as srv:
+        s, head, rest = ws_connect(srv.port, "/ws/echo", b"Sec-WebSocket-Extensions: "
+                                   b"permessage-deflate\r\n")
+        check(b"permessage-deflate" in head, "deflate negotiated: %r" % head)
+        big = bytes(range(32, 127)) * 11000  # ~1 MB of text, a few KB compressed
+        c = zlib.compressobj(6, zlib.DEFLATED, -15)
+        z = c.compress(big) + c.flush(zlib.Z_SYNC_FLUSH)
+        z = z[:-4]
+        third = len(z) // 3
+        wire = (bytes([0x41]) + frame(0x1, z[:third])[1:]  # RSV1, no FIN
+                + bytes([0x00]) + frame(0x0, z[third:2 * third])[1:]
+                + frame(0x0, z[2 * third:]))  # FIN continuation
+        # Context takeover: the second message refers to the first's window.
+        small = b"tail " + big[:100]
+        z2 = c.compress(small) + c.flush(zlib.Z_SYNC_FLUSH)
+        wire += frame(0x1, z2[:-4], rsv1=True)
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        for i in range(0, len(wire), 7):
+            s.sendall(wire[i:i + 7])
+        r = FrameReader(s, rest)
+        s.settimeout(20)
+        for want in (big, small):
+            b0, payload = r.next()
+            if b0 & 0x40:
+                payload = zlib.decompressobj(-15).decompress(payload + b"\0\0\xff\xff")
+            eq(len(payload), len(want), "echo length")
+            check(payload == want, "echo content")
+        s.close()
+
+
 if __name__ == "__main__":
     raise_fd_limit(16384)
     T.main(needs=("crest",))
