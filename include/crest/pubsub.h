@@ -67,7 +67,8 @@ CREST_API int crest_pubsub_set_opts(crest_pubsub_t *ps, const crest_pubsub_opts_
 /* Publish `data` to every subscriber of `topic`: WebSockets get a text (or, with `binary`, a
  * binary) message, SSE streams an event "message" whose data is `data`. Any thread; never calls
  * back before it returns. Returns 0 (also when nobody listens), CREST_EINVAL for an empty topic,
- * CREST_ENOMEM. */
+ * CREST_ENOBUFS when the app's buffer budget (max_buffer_memory, which counts each message once
+ * until every socket has written it) is used up and the message was dropped, CREST_ENOMEM. */
 CREST_API int crest_pubsub_publish(crest_pubsub_t *ps, const char *topic, const void *data,
                                    size_t len, int binary);
 /* As crest_pubsub_publish() for text, with the SSE event's name (NULL: "message") and id (NULL:

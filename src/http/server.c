@@ -317,7 +317,9 @@ static void tx_start(crest__conn_t *c) {
     }
     tx_account(c, tx);
     crest_loop_t *loop = conn_loop(c);
-    if (tx->inflight.total + tx->pending.total > loop->app->opts.max_output)
+    /* HTTP stops reading here; a protocol that took the connection over (WebSocket, SSE) keeps
+     * its own limit and resumes reading itself, so it is not paused behind its back. */
+    if (c->proto == NULL && tx->inflight.total + tx->pending.total > loop->app->opts.max_output)
         pause_reading(c);
     /* A client that takes none of its output is cut off after write_timeout; any progress (a
      * completed write, or fewer bytes left when the deadline comes) earns another period. */

@@ -139,8 +139,10 @@ void crest__psmsg_unref(void *arg) {
     crest__psmsg_t *m = arg;
     /* acq_rel: every thread's last use of the bytes happens before the free. (A release
      * decrement plus an acquire fence would do, but ThreadSanitizer does not model fences.) */
-    if (atomic_fetch_sub_explicit(&m->refs, 1, memory_order_acq_rel) == 1)
+    if (atomic_fetch_sub_explicit(&m->refs, 1, memory_order_acq_rel) == 1) {
+        crest__mem_give(m->app, NULL, m->size);
         free(m);
+    }
 }
 
 /* A queue (or the publisher) lets go of m: it no longer counts in the hub's queued bytes once no
@@ -629,11 +631,18 @@ static int publish(crest_pubsub_t *ps, const char *topic, const char *event, con
         crest__ws_header(hdr, binary ? CREST__WS_BINARY : CREST__WS_TEXT, 1, 0, len, NULL);
     size_t links = (size_t)ps->nlocals * sizeof(crest__psmsg_t *);
     size_t size = sizeof(crest__psmsg_t) + links + tlen + 1 + hlen + len + sse.len;
+    /* The block is charged once, for its whole life, however many queues and sockets share it. */
+    if (crest__mem_take(ps->app, size) != 0) {
+        crest_buf_free(&sse);
+        return CREST_ENOBUFS;
+    }
     crest__psmsg_t *m = malloc(size);
     if (m == NULL) {
+        crest__mem_give(ps->app, NULL, size);
         crest_buf_free(&sse);
         return CREST_ENOMEM;
     }
+    m->app = ps->app;
     char *p = (char *)m + sizeof(*m) + links;
     atomic_init(&m->refs, 1);   /* the publisher's, dropped at the end */
     atomic_init(&m->queued, 1); /* idem: the bytes count as queued while it is handed out */

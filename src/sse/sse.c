@@ -133,7 +133,7 @@ static int sse_deliver(crest__psub_t *sub, crest__psmsg_t *m) {
         return 0;
     }
     crest__psmsg_ref(m);
-    if (crest__outq_borrow(q, m->sse, m->sse_len, crest__psmsg_unref, m) != 0)
+    if (crest__outq_share(q, m->sse, m->sse_len, crest__psmsg_unref, m) != 0)
         s->flags |= SSE_KILL;
     s->flags |= SSE_SENT;
     crest__ps_mark_dirty(sub);

@@ -881,7 +881,7 @@ static int ws_deliver(crest__psub_t *s, crest__psmsg_t *m) {
         return 0;
     }
     crest__psmsg_ref(m);
-    if (crest__outq_borrow(q, m->ws, m->ws_len, crest__psmsg_unref, m) != 0)
+    if (crest__outq_share(q, m->ws, m->ws_len, crest__psmsg_unref, m) != 0)
         ws->flags |= WS_KILL; /* the borrow released the reference */
     crest__ps_mark_dirty(s);
     return 1;
