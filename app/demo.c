@@ -124,6 +124,26 @@ static int on_metrics(crest_req_t *req, void *data) {
                      (unsigned long long)crest_pubsub_published(ctx->ps),
                      (unsigned long long)crest_pubsub_delivered(ctx->ps),
                      (unsigned long long)crest_pubsub_dropped(ctx->ps));
+    crest_pubsub_stats_t ps;
+    crest_pubsub_stats(ctx->ps, &ps);
+    crest_buf_printf(&b,
+                     "# HELP crest_pubsub_queue_dropped_total Messages dropped for a loop thread "
+                     "whose pub/sub queue was full.\n"
+                     "# TYPE crest_pubsub_queue_dropped_total counter\n"
+                     "crest_pubsub_queue_dropped_total %llu\n"
+                     "# HELP crest_pubsub_slow_skipped_total Messages not sent to a loop thread "
+                     "whose subscribers of the topic were all slow consumers.\n"
+                     "# TYPE crest_pubsub_slow_skipped_total counter\n"
+                     "crest_pubsub_slow_skipped_total %llu\n"
+                     "# HELP crest_pubsub_queued_messages Messages waiting for loop threads.\n"
+                     "# TYPE crest_pubsub_queued_messages gauge\n"
+                     "crest_pubsub_queued_messages %llu\n"
+                     "# HELP crest_pubsub_queued_bytes Bytes of the messages waiting for loop "
+                     "threads.\n"
+                     "# TYPE crest_pubsub_queued_bytes gauge\n"
+                     "crest_pubsub_queued_bytes %llu\n",
+                     (unsigned long long)ps.queue_dropped, (unsigned long long)ps.slow_skipped,
+                     (unsigned long long)ps.queued_messages, (unsigned long long)ps.queued_bytes);
     return crest_res_send_buf(req, 200, "text/plain; version=0.0.4; charset=utf-8", &b);
 }
 

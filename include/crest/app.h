@@ -53,6 +53,8 @@ typedef struct {
     crest_log_cb log;              /* default: none (silent) */
     void *log_data;
     int handle_signals; /* nonzero (default): SIGINT and SIGTERM stop the app gracefully */
+    int tune_malloc;    /* nonzero (default): with glibc, fix the mmap and trim thresholds
+                           (mallopt) so that memory freed after a burst goes back to the system */
 } crest_app_opts_t;
 
 /* Fill `opts` with the defaults above. */

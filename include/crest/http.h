@@ -137,11 +137,11 @@ CREST_API int crest_res_write(crest_req_t *req, const void *data, size_t len);
 CREST_API size_t crest_res_buffered(const crest_req_t *req);
 
 typedef void (*crest_drain_cb)(crest_req_t *req, void *arg);
-/* Call cb(req, arg) once, on the request's loop thread, when the connection's queued output has
- * been written down to the low-water mark (half the app's max_output). cb never runs before this
- * returns; it does not run when the client goes away first (the abort callback does) or the
- * request is finished. Registering again replaces the pending callback. Returns 0, CREST_EALREADY
- * when the output is at or below the mark already (nothing registered: write on), CREST_EINVAL
+/* Call cb(req, arg) once, on the request's loop thread, when the output queued on the connection
+ * now has been written down to half of it (or to half the app's max_output, if that is less). cb
+ * never runs before this returns; it does not run when the client goes away first (the abort
+ * callback does) or the request is finished. Registering again replaces the pending callback.
+ * Returns 0, CREST_EALREADY when nothing is queued (nothing registered: write on), CREST_EINVAL
  * when the response was not started or is finished, CREST_ECANCELED when the client has gone. */
 CREST_API int crest_res_on_drain(crest_req_t *req, crest_drain_cb cb, void *arg);
 /* Finish a started response. Finishing call. */

@@ -8,7 +8,12 @@
  * Output shares the connection's write batching: sends made inside a callback go out together at
  * the end of the read that caused them. Bytes not yet taken by the kernel are visible with
  * crest_ws_buffered(); beyond max_buffered a socket is a slow consumer and, by slow_policy, its
- * further messages are dropped or it is closed, so memory never grows without bound. */
+ * further messages are dropped or it is closed, so memory never grows without bound.
+ *
+ * Compressed input (permessage-deflate) is inflated in slices: a loop thread inflates about
+ * 256 KiB before it serves its other clients again, and a socket over its inflate_rate waits
+ * (it is not read meanwhile), so compression can be turned on without letting one client stall
+ * a loop thread. */
 #ifndef CREST_WS_H
 #define CREST_WS_H
 
@@ -47,7 +52,15 @@ typedef struct {
                                   0 = never */
     uint32_t close_timeout_ms; /* wait for the peer's close frame; default 5 s */
     int deflate;               /* accept permessage-deflate offers; default 0 (off) */
+    /* With permessage-deflate: inflated bytes one socket may produce per second (a quarter
+     * second's worth may be saved up). A faster sender is not read until its budget is back,
+     * so a small message that inflates 1000-fold cannot take a loop thread over. Default
+     * CREST_WS_INFLATE_RATE; 0 means the default, SIZE_MAX no limit. */
+    size_t inflate_rate;
 } crest_ws_opts_t;
+
+/* 16 MiB of inflated input per second per socket. */
+#define CREST_WS_INFLATE_RATE ((size_t)16 * 1024 * 1024)
 
 /* Fill `opts` with the defaults above (callbacks NULL). */
 CREST_API void crest_ws_opts_default(crest_ws_opts_t *opts);

@@ -17,27 +17,27 @@
 
 int crest__mem_take(crest_app_t *app, size_t n) {
     crest__budget_t *b = &app->mem;
-    int64_t now = atomic_fetch_add_explicit(&b->used, (int64_t)n, memory_order_relaxed) + (int64_t)n;
+    int64_t now =
+        atomic_fetch_add_explicit(&b->used, (int64_t)n, memory_order_relaxed) + (int64_t)n;
     if (b->limit > 0 && now > b->limit) {
         atomic_fetch_sub_explicit(&b->used, (int64_t)n, memory_order_relaxed);
         atomic_fetch_add_explicit(&b->refused, 1, memory_order_relaxed);
         return CREST_ENOBUFS;
     }
     int64_t peak = atomic_load_explicit(&b->peak, memory_order_relaxed);
-    while (now > peak &&
-           !atomic_compare_exchange_weak_explicit(&b->peak, &peak, now, memory_order_relaxed,
-                                                  memory_order_relaxed))
+    while (now > peak && !atomic_compare_exchange_weak_explicit(
+                             &b->peak, &peak, now, memory_order_relaxed, memory_order_relaxed))
         ;
     return 0;
 }
 
 void crest__mem_charge(crest_app_t *app, size_t n) {
     crest__budget_t *b = &app->mem;
-    int64_t now = atomic_fetch_add_explicit(&b->used, (int64_t)n, memory_order_relaxed) + (int64_t)n;
+    int64_t now =
+        atomic_fetch_add_explicit(&b->used, (int64_t)n, memory_order_relaxed) + (int64_t)n;
     int64_t peak = atomic_load_explicit(&b->peak, memory_order_relaxed);
-    while (now > peak &&
-           !atomic_compare_exchange_weak_explicit(&b->peak, &peak, now, memory_order_relaxed,
-                                                  memory_order_relaxed))
+    while (now > peak && !atomic_compare_exchange_weak_explicit(
+                             &b->peak, &peak, now, memory_order_relaxed, memory_order_relaxed))
         ;
 }
 
@@ -53,7 +53,8 @@ static void on_trim(crest_loop_t *loop, void *arg) {
 
 void crest__mem_give(crest_app_t *app, crest_loop_t *loop, size_t n) {
     crest__budget_t *b = &app->mem;
-    int64_t now = atomic_fetch_sub_explicit(&b->used, (int64_t)n, memory_order_relaxed) - (int64_t)n;
+    int64_t now =
+        atomic_fetch_sub_explicit(&b->used, (int64_t)n, memory_order_relaxed) - (int64_t)n;
     if (loop == NULL || loop->draining)
         return;
     int64_t peak = atomic_load_explicit(&b->peak, memory_order_relaxed);

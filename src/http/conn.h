@@ -84,6 +84,7 @@ struct crest_req_s {
     void *abort_arg;
     crest_drain_cb drain_cb; /* armed by crest_res_on_drain: runs once, then disarms */
     void *drain_arg;
+    size_t drain_mark; /* drain_cb runs once the queued output is at or below this */
     crest_req_t *next_free;
     int method;
     int status;

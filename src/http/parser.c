@@ -322,6 +322,30 @@ static int apply_field(crest_str_t name, crest_str_t value, derived_t *d) {
 }
 
 /* Parses the request line at [s, le), where le points at its CR. */
+/* The absolute form "http://authority/path?query" (RFC 9112 3.2.2), which a server must accept
+ * (proxies send it, and HTTP/2 gateways rebuild it): *path is set to where the path begins, the
+ * authority is skipped (routing is by path; the Host field stays required in HTTP/1.1 and is
+ * what crest_req_header reports). Any other target not starting with '/' (the asterisk form,
+ * the authority form of CONNECT, a scheme we do not serve) is left as it is: *path = t. Returns
+ * -1 for an http(s) URI without an authority. */
+static int absolute_form(const char *t, const char *end, const char **path) {
+    static const char *const schemes[] = {"http://", "https://"};
+    *path = t;
+    for (size_t i = 0; i < 2; i++) {
+        size_t n = strlen(schemes[i]);
+        if ((size_t)(end - t) < n || !crest__str_ieq((crest_str_t){t, n}, schemes[i]))
+            continue;
+        const char *a = t + n, *e = a;
+        while (e < end && *e != '/' && *e != '?')
+            e++;
+        if (e == a)
+            return -1;
+        *path = e;
+        return 0;
+    }
+    return 0;
+}
+
 static int parse_request_line(const char *s, const char *le, crest__http_head_t *head) {
     const char *q = s;
     while (q < le && is_tchar((unsigned char)*q))
@@ -343,13 +367,18 @@ static int parse_request_line(const char *s, const char *le, crest__http_head_t 
     if (q == t || q == le)
         return -400;
     head->target = (crest_str_t){t, (size_t)(q - t)};
+    const char *p = t;
+    if (*t != '/' && absolute_form(t, q, &p) != 0)
+        return -400;
     if (qmark) {
-        head->path = (crest_str_t){t, (size_t)(qmark - t)};
+        head->path = (crest_str_t){p, (size_t)(qmark - p)};
         head->query = (crest_str_t){qmark + 1, (size_t)(q - qmark - 1)};
     } else {
-        head->path = head->target;
+        head->path = (crest_str_t){p, (size_t)(q - p)};
         head->query = (crest_str_t){q, 0};
     }
+    if (head->path.len == 0)
+        head->path = (crest_str_t){"/", 1}; /* "http://a" and "http://a?x" name the root */
 
     /* HTTP-version = "HTTP/" DIGIT "." DIGIT: a well-formed version we do not speak is 505,
      * anything else (ICE/1.0, RTSP/1.0, HTTP/1.1 with trailing bytes) is not HTTP/1.x at all. */
@@ -415,7 +444,9 @@ static int parse_head(const char *s, const char *end, size_t max_headers,
          * no chunked coding, so a 1.0 request with one is not one we can frame safely. */
         if (d.have_cl || head->version_minor == 0 || d.te_codings == 0)
             return -400;
-        if (!d.last_chunked)
+        /* Only chunked is decoded: a body that is also gzip'ed (or anything else) would reach
+         * the app still encoded, so it is refused as a coding we do not implement. */
+        if (!d.last_chunked || d.te_codings > 1)
             return -501;
         head->body_kind = CREST__BODY_CHUNKED;
     } else if (d.have_cl) {

@@ -575,12 +575,15 @@ int crest_res_on_drain(crest_req_t *req, crest_drain_cb cb, void *arg) {
         return CREST_ECANCELED;
     if (!req->started || c->req != req || cb == NULL)
         return CREST_EINVAL;
-    if (crest__conn_buffered(c) <= req->loop->app->opts.max_output / 2) {
+    size_t queued = crest__conn_buffered(c);
+    if (queued == 0) {
         req->drain_cb = NULL;
         return CREST_EALREADY;
     }
+    size_t cap = req->loop->app->opts.max_output / 2;
     req->drain_cb = cb;
     req->drain_arg = arg;
+    req->drain_mark = queued / 2 < cap ? queued / 2 : cap;
     /* Outside a read batch the output is already in a write whose completion checks the mark;
      * inside one, the batch's flush sees the callback and writes asynchronously. */
     if (!(c->flags & CONN_IN_DISPATCH))

@@ -20,6 +20,9 @@
  * a request the client sent just before (it could not know) is answered with Connection: close
  * instead of meeting a closed socket. */
 #define DRAIN_GRACE_MS 250
+/* Output one read batch of a connection may produce before the loop serves others: a few
+ * large answers, or thousands of small pipelined ones. */
+#define BATCH_OUTPUT (32 * 1024)
 #define ACCEPTS_PER_WAKEUP 64 /* then other connections of the loop get their turn */
 #define ACCEPT_RETRY_MS 100
 #define ACCEPT_BACKOFF_MAX_MS 1000
@@ -237,10 +240,6 @@ static void tx_free(crest__conn_t *c, crest__tx_t *tx) {
     free(tx);
 }
 
-static size_t low_water(const crest__conn_t *c) {
-    return conn_loop(c)->app->opts.max_output / 2;
-}
-
 static void on_write(uv_write_t *w, int status) {
     crest__tx_t *tx = CREST__CONTAINER_OF(w, crest__tx_t, req);
     crest__conn_t *c = CREST__CONTAINER_OF(w->handle, crest__conn_t, tcp);
@@ -263,6 +262,10 @@ static void on_write(uv_write_t *w, int status) {
     } else {
         c->tx = NULL;
         tx_free(c, tx);
+        /* The write deadline is met; conn_idle arms what comes next (keep-alive, or the deadline
+         * of a request that began to arrive meanwhile). */
+        if (c->proto == NULL && !(c->flags & CONN_LINGERING))
+            crest__wheel_disarm(&conn_loop(c)->wheel, &c->timer);
     }
     if (c->proto) {
         if (c->tx == NULL && c->proto->on_drain)
@@ -276,7 +279,7 @@ static void on_write(uv_write_t *w, int status) {
     }
     crest_req_t *req = c->req;
     if (req != NULL) {
-        if (req->drain_cb != NULL && crest__conn_buffered(c) <= low_water(c)) {
+        if (req->drain_cb != NULL && crest__conn_buffered(c) <= req->drain_mark) {
             crest_drain_cb cb = req->drain_cb;
             req->drain_cb = NULL;
             cb(req, req->drain_arg);
@@ -314,7 +317,9 @@ static void tx_start(crest__conn_t *c) {
     }
     tx_account(c, tx);
     crest_loop_t *loop = conn_loop(c);
-    if (tx->inflight.total + tx->pending.total > loop->app->opts.max_output)
+    /* HTTP stops reading here; a protocol that took the connection over (WebSocket, SSE) keeps
+     * its own limit and resumes reading itself, so it is not paused behind its back. */
+    if (c->proto == NULL && tx->inflight.total + tx->pending.total > loop->app->opts.max_output)
         pause_reading(c);
     /* A client that takes none of its output is cut off after write_timeout; any progress (a
      * completed write, or fewer bytes left when the deadline comes) earns another period. */
@@ -468,8 +473,16 @@ static void conn_idle(crest__conn_t *c) {
             c->proto->on_shutdown(c);
         return;
     }
-    if (c->flags & (CONN_CLOSING | CONN_LINGERING) || c->rx || c->req || c->tx)
+    if (c->flags & (CONN_CLOSING | CONN_LINGERING) || c->req || c->tx)
         return;
+    if (c->rx) {
+        /* Part of a request: its deadline may have given way to a write deadline meanwhile. */
+        if (c->timer.next == NULL)
+            crest__wheel_arm(&loop->wheel, &c->timer,
+                             c->rx->head_len ? loop->app->opts.body_timeout_ms
+                                             : loop->app->opts.header_timeout_ms);
+        return;
+    }
     if (loop->draining) {
         /* Not closed at once: a request may be on its way (see DRAIN_GRACE_MS); it is answered
          * with Connection: close, and otherwise the close is a clean one (conn_linger). */
@@ -784,8 +797,9 @@ static size_t handle_request(crest__conn_t *c, char *p, size_t n, crest__rx_t *r
         body = (crest_str_t){p + hl, body_len};
         used = raw_off;
     }
-    if (crest__mem_over(loop->app)) {
-        /* Past the buffer budget: refuse new work fast rather than queue more output. */
+    if (c->tx != NULL && crest__mem_over(loop->app)) {
+        /* Past the buffer budget, a connection that already holds unsent output gets no more
+         * work (a fresh one still does: /metrics must answer during an overload). */
         reject(c, 503);
         return n;
     }
@@ -831,16 +845,22 @@ static void conn_process(crest__conn_t *c, char *data, size_t len) {
     size_t pos = 0;
     unsigned served = 0;
     uint64_t start = 0;
+    size_t out0 = 0;
     while (pos < len && c->req == NULL && c->proto == NULL &&
            !(c->flags & (CONN_CLOSE_AFTER_WRITE | CONN_CLOSING))) {
         if (served > 0) {
-            if (served >= o->batch_requests || crest__conn_buffered(c) > o->max_output)
+            size_t out = crest__conn_buffered(c);
+            if (served >= o->batch_requests || out > o->max_output || out - out0 > BATCH_OUTPUT)
                 break;
-            /* The clock is read every few requests: cheap requests cannot run long. */
-            if (served % 8 == 0 && uv_hrtime() - start > (uint64_t)o->batch_us * 1000)
+            /* The clock is read after the first request (one that took the whole budget ends
+             * the batch) and then every few: cheap requests cannot run long, and expensive ones
+             * are mostly caught by their output first. */
+            if ((served == 1 || served % 4 == 0) &&
+                uv_hrtime() - start > (uint64_t)o->batch_us * 1000)
                 break;
         } else {
             start = uv_hrtime();
+            out0 = crest__conn_buffered(c);
         }
         crest__rx_t *rx = c->rx && data == c->rx->buf ? c->rx : NULL;
         size_t used = handle_request(c, data + pos, len - pos, rx);

@@ -2,11 +2,25 @@
  *
  * Each loop thread keeps its own table of topics and their local subscribers; only that thread
  * touches it, so subscribing and delivering take no lock. A publisher (any thread) encodes the
- * message once, appends it to the queue of every loop that has subscribers (a short mutex) and
- * posts one inbox message to a loop whose queue was empty. The loop drains the whole queue in one
- * go: every message goes to every local subscriber as a borrowed segment of the same bytes, and
- * each subscriber is written once at the end, so a burst of messages costs one write per socket,
- * not one per message. */
+ * message once, appends it to the queue of every loop that may have a reader of the topic (a
+ * short mutex) and posts one inbox message to a loop whose queue was idle. The loop takes the
+ * whole queue and delivers it in slices: every message goes to every local subscriber as a
+ * borrowed segment of the same bytes, and each subscriber is written once at the end of a slice,
+ * so a burst of messages costs one write per socket, not one per message.
+ *
+ * Bounds, because a publisher can always outrun a loop that fans out to thousands of sockets:
+ * - Each loop's queue is limited in messages and bytes, counted from the publish until the loop
+ *   has delivered the message; a message that does not fit is dropped for that loop (counted).
+ * - A publisher asks, without the loop's lock, whether the loop may have a topic subscriber that
+ *   is not a slow consumer: each loop publishes two counting Bloom filters of topic hashes (all
+ *   topics with a subscriber; topics with a subscriber that is not slow), written by the loop
+ *   thread alone and read with relaxed atomics. A false positive costs a wasted post; a false
+ *   negative cannot happen, because a counter only drops when a topic that was counted in it
+ *   leaves (a saturated counter stays, which only adds false positives).
+ * - A loop delivers to at most slice_subscribers subscribers or for slice_us, then re-posts
+ *   itself and serves its other clients before it goes on. Its place in the topic's list is a
+ *   cursor node that no subscriber can free, so subscribers may leave or close (their own socket
+ *   or, from their callbacks, any other) while a broadcast is under way. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -14,7 +28,17 @@
 #include "sse/encode.h"
 #include "ws/frame.h"
 
-/* A subscription: a subscriber in a topic's list. */
+/* Counting Bloom filter: two slots per topic out of FILTER_SLOTS 16-bit counters (16 KiB per
+ * filter per loop thread, made with the hub's first subscription). A counter counts topics, not
+ * subscribers, so it stays small; at 500 topics on one loop about 1% of queries for an absent
+ * topic pass. */
+#define FILTER_BITS 13
+#define FILTER_SLOTS (1u << FILTER_BITS)
+/* Consecutive messages of one topic go to each subscriber together (one pass over the list). */
+#define RUN_MAX 64
+
+/* A subscription: a subscriber in a topic's list. A node with sub == NULL is the delivery cursor
+ * of its loop (local_t.cursor). */
 typedef struct crest__psnode_s {
     struct topic_s *topic;
     crest__psub_t *sub;
@@ -29,6 +53,9 @@ typedef struct topic_s {
     psnode_t *subs;
     uint64_t hash;
     size_t len;
+    uint32_t nsubs;  /* subscribers (the cursor is not one) */
+    uint32_t nready; /* subscribers that are not slow */
+    uint8_t walked;  /* the cursor is in the list: the topic stays even without subscribers */
     char name[];
 } topic_t;
 
@@ -40,32 +67,68 @@ typedef struct local_s {
     pthread_mutex_t lock;
     crest__psmsg_t *qhead; /* guarded by lock */
     crest__psmsg_t *qtail;
-    int posted;             /* guarded by lock: an inbox message is on its way */
-    _Atomic uint64_t nsubs; /* subscriptions on this loop; publishers skip loops with none */
+    int posted; /* guarded by lock: on_deliver is posted or running and will look at the queue */
+    /* Messages for this loop (queued or being delivered) and their bytes: checked by publishers
+     * under the lock, lowered by the loop without it. */
+    _Atomic uint64_t qcount;
+    _Atomic uint64_t qbytes;
+    _Atomic uint64_t queue_dropped; /* added to by publishers */
+    _Atomic uint64_t slow_skipped;
+    /* Written by the loop thread only, read by publishers (relaxed). */
+    _Atomic uint16_t *topics; /* filter of topics with a subscriber here */
+    _Atomic uint16_t *ready;  /* filter of topics with a subscriber that is not slow */
     /* Loop thread only. */
     topic_t **buckets;
     size_t nbuckets;
     size_t ntopics;
     crest__psub_t *dirty;
-    _Atomic uint64_t delivered;
+    crest__psmsg_t *cur;  /* messages taken from the queue, delivered in order */
+    size_t run_len;       /* messages of cur's run (same topic) being walked */
+    psnode_t cursor;      /* in the run's topic list while a walk is under way (topic != NULL) */
+    psnode_t *walk_node;  /* the node being delivered to; cleared if it leaves meanwhile */
+    uint64_t delivered;   /* accumulated in the slice, then published below */
+    uint64_t dropped_now; /* idem */
+    _Atomic uint64_t delivered_total;
     _Atomic uint64_t dropped;
 } local_t;
 
 struct crest_pubsub_s {
     crest_app_t *app;
+    crest_pubsub_opts_t opts;
     pthread_mutex_t init_lock;
     _Atomic(local_t *) locals; /* one per loop thread, made when the first loop subscribes */
     int nlocals;
     _Atomic uint64_t published;
+    _Atomic uint64_t queued_bytes; /* distinct messages in at least one queue */
 };
+
+/* The share whose slice is running on this thread: deliver marks its subscribers dirty there. */
+static _Thread_local local_t *delivering;
+
+void crest_pubsub_opts_default(crest_pubsub_opts_t *o) {
+    memset(o, 0, sizeof(*o));
+    o->queue_max_messages = 4096;
+    o->queue_max_bytes = 16 * 1024 * 1024;
+    o->slice_subscribers = 256;
+    o->slice_us = 1000;
+}
 
 crest_pubsub_t *crest_pubsub_new(crest_app_t *app) {
     crest_pubsub_t *ps = calloc(1, sizeof(*ps));
     if (ps == NULL)
         return NULL;
     ps->app = app;
+    crest_pubsub_opts_default(&ps->opts);
     pthread_mutex_init(&ps->init_lock, NULL);
     return ps;
+}
+
+int crest_pubsub_set_opts(crest_pubsub_t *ps, const crest_pubsub_opts_t *o) {
+    if (o == NULL || o->queue_max_messages == 0 || o->queue_max_bytes == 0 ||
+        o->slice_subscribers == 0 || o->slice_us == 0)
+        return CREST_EINVAL;
+    ps->opts = *o;
+    return 0;
 }
 
 void crest__psmsg_ref(crest__psmsg_t *m) {
@@ -76,8 +139,26 @@ void crest__psmsg_unref(void *arg) {
     crest__psmsg_t *m = arg;
     /* acq_rel: every thread's last use of the bytes happens before the free. (A release
      * decrement plus an acquire fence would do, but ThreadSanitizer does not model fences.) */
-    if (atomic_fetch_sub_explicit(&m->refs, 1, memory_order_acq_rel) == 1)
+    if (atomic_fetch_sub_explicit(&m->refs, 1, memory_order_acq_rel) == 1) {
+        crest__mem_give(m->app, NULL, m->size);
         free(m);
+    }
+}
+
+/* A queue (or the publisher) lets go of m: it no longer counts in the hub's queued bytes once no
+ * queue holds it, though sockets may still borrow its bytes. */
+static void unqueue(crest_pubsub_t *ps, crest__psmsg_t *m) {
+    if (atomic_fetch_sub_explicit(&m->queued, 1, memory_order_relaxed) == 1)
+        atomic_fetch_sub_explicit(&ps->queued_bytes, m->size, memory_order_relaxed);
+    crest__psmsg_unref(m);
+}
+
+static void unqueue_list(local_t *l, crest__psmsg_t *m) {
+    while (m != NULL) {
+        crest__psmsg_t *next = m->next[l->index];
+        unqueue(l->ps, m);
+        m = next;
+    }
 }
 
 void crest_pubsub_free(crest_pubsub_t *ps) {
@@ -86,13 +167,10 @@ void crest_pubsub_free(crest_pubsub_t *ps) {
     local_t *locals = atomic_load(&ps->locals);
     for (int i = 0; locals && i < ps->nlocals; i++) {
         local_t *l = &locals[i];
-        /* Messages that reached a loop after it stopped were never delivered. */
-        crest__psmsg_t *m = l->qhead;
-        while (m != NULL) {
-            crest__psmsg_t *next = m->next[i];
-            crest__psmsg_unref(m);
-            m = next;
-        }
+        /* Messages that reached a loop after it stopped (or in the middle of a broadcast that
+         * could not go on) were never delivered. */
+        unqueue_list(l, l->qhead);
+        unqueue_list(l, l->cur);
         for (size_t b = 0; b < l->nbuckets; b++) {
             topic_t *t = l->buckets[b];
             while (t != NULL) { /* only when subscribers outlived their loop: free the nodes */
@@ -100,7 +178,8 @@ void crest_pubsub_free(crest_pubsub_t *ps) {
                 psnode_t *n = t->subs;
                 while (n != NULL) {
                     psnode_t *nx = n->next;
-                    free(n);
+                    if (n != &l->cursor)
+                        free(n);
                     n = nx;
                 }
                 free(t);
@@ -108,6 +187,7 @@ void crest_pubsub_free(crest_pubsub_t *ps) {
             }
         }
         free(l->buckets);
+        free(l->topics);
         pthread_mutex_destroy(&l->lock);
     }
     free(locals);
@@ -124,15 +204,26 @@ static local_t *locals_get(crest_pubsub_t *ps) {
     if (l == NULL && ps->app->loops != NULL) {
         int n = crest_app_threads(ps->app);
         l = calloc((size_t)n, sizeof(*l));
-        if (l != NULL) {
-            for (int i = 0; i < n; i++) {
-                l[i].ps = ps;
-                l[i].loop = &ps->app->loops[i];
-                l[i].index = i;
-                pthread_mutex_init(&l[i].lock, NULL);
-            }
+        int ok = l != NULL;
+        for (int i = 0; ok && i < n; i++) {
+            l[i].ps = ps;
+            l[i].loop = &ps->app->loops[i];
+            l[i].index = i;
+            l[i].topics = calloc(2 * FILTER_SLOTS, sizeof(*l[i].topics));
+            l[i].ready = l[i].topics + FILTER_SLOTS;
+            ok = l[i].topics != NULL;
+            pthread_mutex_init(&l[i].lock, NULL);
+        }
+        if (ok) {
             ps->nlocals = n;
             atomic_store_explicit(&ps->locals, l, memory_order_release);
+        } else if (l != NULL) {
+            for (int i = 0; i < n; i++) {
+                free(l[i].topics);
+                pthread_mutex_destroy(&l[i].lock);
+            }
+            free(l);
+            l = NULL;
         }
     }
     pthread_mutex_unlock(&ps->init_lock);
@@ -147,6 +238,37 @@ static uint64_t hash_topic(const char *s, size_t n) {
     }
     return h;
 }
+
+/* ---- the filters ---- */
+
+/* The two slots of a topic: the top bits of a multiplicative mix of its hash (FNV's low bits
+ * differ little between topics that differ only in their last characters). */
+static void filter_slots(uint64_t h, uint32_t slot[2]) {
+    uint64_t x = h * 0x9E3779B97F4A7C15ull;
+    slot[0] = (uint32_t)(x >> (64 - FILTER_BITS));
+    slot[1] = (uint32_t)(x >> (64 - 2 * FILTER_BITS)) & (FILTER_SLOTS - 1);
+}
+
+/* Loop thread only: it is the one writer, so a relaxed load and store do. */
+static void filter_add(_Atomic uint16_t *f, uint64_t h, int delta) {
+    uint32_t slot[2];
+    filter_slots(h, slot);
+    for (int i = 0; i < 2; i++) {
+        uint16_t v = atomic_load_explicit(&f[slot[i]], memory_order_relaxed);
+        if (v == UINT16_MAX)
+            continue; /* saturated: it stays, which can only make a false positive */
+        atomic_store_explicit(&f[slot[i]], (uint16_t)(v + delta), memory_order_relaxed);
+    }
+}
+
+static int filter_has(_Atomic uint16_t *f, uint64_t h) {
+    uint32_t slot[2];
+    filter_slots(h, slot);
+    return atomic_load_explicit(&f[slot[0]], memory_order_relaxed) != 0 &&
+           atomic_load_explicit(&f[slot[1]], memory_order_relaxed) != 0;
+}
+
+/* ---- topics (loop thread) ---- */
 
 static topic_t *topic_find(local_t *l, const char *name, size_t len, uint64_t h) {
     if (l->nbuckets == 0)
@@ -183,7 +305,15 @@ static void topic_remove(local_t *l, topic_t *t) {
         pp = &(*pp)->chain;
     *pp = t->chain;
     l->ntopics--;
+    filter_add(l->topics, t->hash, -1);
     free(t);
+}
+
+/* A reader of t appeared (+1) or went (-1): the ready filter counts topics with one. */
+static void topic_ready(local_t *l, topic_t *t, int delta) {
+    t->nready += (uint32_t)delta;
+    if ((delta > 0 && t->nready == 1) || (delta < 0 && t->nready == 0))
+        filter_add(l->ready, t->hash, delta);
 }
 
 static local_t *local_of(crest_pubsub_t *ps, crest_loop_t *loop) {
@@ -215,14 +345,17 @@ int crest__ps_subscribe(crest_pubsub_t *ps, crest__psub_t *s, const char *name) 
         t->subs = NULL;
         t->hash = h;
         t->len = len;
+        t->nsubs = t->nready = 0;
+        t->walked = 0;
         memcpy(t->name, name, len + 1);
         t->chain = l->buckets[h & (l->nbuckets - 1)];
         l->buckets[h & (l->nbuckets - 1)] = t;
         l->ntopics++;
+        filter_add(l->topics, h, 1);
     }
     psnode_t *n = malloc(sizeof(*n));
     if (n == NULL) {
-        if (t->subs == NULL)
+        if (t->nsubs == 0 && !t->walked)
             topic_remove(l, t);
         return CREST_ENOMEM;
     }
@@ -236,21 +369,31 @@ int crest__ps_subscribe(crest_pubsub_t *ps, crest__psub_t *s, const char *name) 
     t->subs = n;
     n->sub_next = s->nodes;
     s->nodes = n;
-    crest__count(&l->nsubs, 1);
+    t->nsubs++;
+    if (!s->slow)
+        topic_ready(l, t, 1);
     return 0;
 }
 
-static void node_unlink(psnode_t *n) {
-    topic_t *t = n->topic;
-    local_t *l = n->local;
+static void list_unlink(topic_t *t, psnode_t *n) {
     if (n->prev)
         n->prev->next = n->next;
     else
         t->subs = n->next;
     if (n->next)
         n->next->prev = n->prev;
-    crest__count(&l->nsubs, -1);
-    if (t->subs == NULL)
+}
+
+static void node_unlink(psnode_t *n) {
+    topic_t *t = n->topic;
+    local_t *l = n->local;
+    list_unlink(t, n);
+    if (l->walk_node == n)
+        l->walk_node = NULL; /* the walk delivers no more of its run to this node */
+    t->nsubs--;
+    if (!n->sub->slow)
+        topic_ready(l, t, -1);
+    if (t->nsubs == 0 && !t->walked)
         topic_remove(l, t);
     free(n);
 }
@@ -269,69 +412,189 @@ int crest__ps_unsubscribe(crest_pubsub_t *ps, crest__psub_t *s, const char *name
 }
 
 void crest__ps_unsubscribe_all(crest__psub_t *s) {
+    if (s->dirty) { /* closing in the middle of a slice: leave the dirty list */
+        for (crest__psub_t **pp = &s->dirty_in->dirty; *pp; pp = &(*pp)->dirty_next)
+            if (*pp == s) {
+                *pp = s->dirty_next;
+                break;
+            }
+        s->dirty = 0;
+        s->dirty_in = NULL;
+    }
     while (s->nodes) {
         psnode_t *n = s->nodes;
         s->nodes = n->sub_next;
-        local_t *l = n->local;
-        if (s->dirty) { /* closing in the middle of a batch: leave the dirty list */
-            for (crest__psub_t **pp = &l->dirty; *pp; pp = &(*pp)->dirty_next)
-                if (*pp == s) {
-                    *pp = s->dirty_next;
-                    break;
-                }
-            s->dirty = 0;
-        }
         node_unlink(n);
     }
 }
 
 void crest__ps_mark_dirty(crest__psub_t *s) {
-    if (s->dirty || s->nodes == NULL)
+    local_t *l = delivering;
+    if (s->dirty || l == NULL)
         return;
     s->dirty = 1;
-    local_t *l = s->nodes->local;
+    s->dirty_in = l;
     s->dirty_next = l->dirty;
     l->dirty = s;
 }
 
+void crest__ps_slow(crest__psub_t *s, int slow) {
+    slow = slow != 0;
+    if (s->slow == slow)
+        return;
+    s->slow = (uint8_t)slow;
+    for (psnode_t *n = s->nodes; n; n = n->sub_next)
+        topic_ready(n->local, n->topic, slow ? -1 : 1);
+}
+
 /* ---- delivery (on the loop thread) ---- */
 
-static void on_deliver(crest_loop_t *loop, void *arg) {
-    (void)loop;
-    local_t *l = arg;
-    pthread_mutex_lock(&l->lock);
-    crest__psmsg_t *m = l->qhead;
-    l->qhead = l->qtail = NULL;
-    l->posted = 0;
-    pthread_mutex_unlock(&l->lock);
-    uint64_t delivered = 0, dropped = 0;
-    while (m != NULL) {
-        crest__psmsg_t *next = m->next[l->index];
-        topic_t *t = topic_find(l, m->topic, m->topic_len, m->hash);
-        psnode_t *nx;
-        for (psnode_t *n = t ? t->subs : NULL; n; n = nx) {
-            nx = n->next; /* deliver may close its own subscriber, which frees n */
-            if (n->sub->deliver(n->sub, m))
-                delivered++;
-            else
-                dropped++;
-        }
-        crest__psmsg_unref(m);
-        m = next;
+static int same_topic(const crest__psmsg_t *a, const crest__psmsg_t *b) {
+    return a->hash == b->hash && a->topic_len == b->topic_len &&
+           memcmp(a->topic, b->topic, a->topic_len) == 0;
+}
+
+/* The first `n` messages of l->cur are delivered: the loop's queue lets go of them. */
+static void release_run(local_t *l, size_t n) {
+    uint64_t bytes = 0;
+    for (size_t i = 0; i < n; i++) {
+        crest__psmsg_t *m = l->cur;
+        l->cur = m->next[l->index];
+        bytes += m->size;
+        unqueue(l->ps, m);
     }
-    /* One write per subscriber for the whole batch. A flush may close its subscriber, which then
-     * leaves the list by itself (crest__ps_unsubscribe_all). */
+    atomic_fetch_sub_explicit(&l->qcount, n, memory_order_relaxed);
+    atomic_fetch_sub_explicit(&l->qbytes, bytes, memory_order_relaxed);
+}
+
+typedef struct {
+    uint64_t start; /* uv_hrtime at the slice's start */
+    uint64_t max_ns;
+    uint32_t subs; /* subscribers handed messages in this slice */
+    uint32_t max_subs;
+} budget_t;
+
+static int budget_spent(budget_t *b) {
+    if (b->subs >= b->max_subs)
+        return 1;
+    /* The clock is read every eighth subscriber: a delivery costs well under a microsecond. */
+    return (b->subs & 7) == 0 && b->subs > 0 && uv_hrtime() - b->start >= b->max_ns;
+}
+
+/* Deliver the run at l->cur (up to RUN_MAX consecutive messages of one topic) to the topic's
+ * subscribers, from the cursor on. Returns 1 when the run is done, 0 when the slice's budget ran
+ * out first (the cursor keeps the place). */
+static int walk_run(local_t *l, budget_t *b) {
+    crest__psmsg_t *m = l->cur;
+    topic_t *t = l->cursor.topic;
+    if (t == NULL) {
+        size_t n = 1;
+        for (crest__psmsg_t *x = m->next[l->index]; x && n < RUN_MAX && same_topic(m, x);
+             x = x->next[l->index])
+            n++;
+        l->run_len = n;
+        t = topic_find(l, m->topic, m->topic_len, m->hash);
+        if (t == NULL) { /* a false positive, or the last subscriber left meanwhile */
+            release_run(l, n);
+            return 1;
+        }
+        /* The cursor starts at the head: subscribers that join during the walk come before it
+         * and get the next messages, not these. */
+        l->cursor.topic = t;
+        l->cursor.prev = NULL;
+        l->cursor.next = t->subs;
+        if (t->subs)
+            t->subs->prev = &l->cursor;
+        t->subs = &l->cursor;
+        t->walked = 1;
+    }
+    psnode_t *c = &l->cursor;
+    psnode_t *n;
+    while ((n = c->next) != NULL) {
+        if (budget_spent(b))
+            return 0;
+        /* Step the cursor past n before delivering: whatever deliver closes, the cursor stays
+         * in the list and its next is the node to visit after n. */
+        list_unlink(t, c);
+        c->prev = n;
+        c->next = n->next;
+        if (n->next)
+            n->next->prev = c;
+        n->next = c;
+        crest__psub_t *s = n->sub;
+        b->subs++;
+        l->walk_node = n;
+        crest__psmsg_t *x = m;
+        for (size_t i = 0; i < l->run_len && l->walk_node == n; i++, x = x->next[l->index]) {
+            if (s->deliver(s, x))
+                l->delivered++;
+            else
+                l->dropped_now++;
+        }
+        l->walk_node = NULL;
+    }
+    list_unlink(t, c);
+    c->topic = NULL;
+    t->walked = 0;
+    if (t->nsubs == 0)
+        topic_remove(l, t);
+    release_run(l, l->run_len);
+    return 1;
+}
+
+static void on_deliver(crest_loop_t *loop, void *arg) {
+    local_t *l = arg;
+    budget_t b = {uv_hrtime(), (uint64_t)l->ps->opts.slice_us * 1000, 0,
+                  l->ps->opts.slice_subscribers};
+    int more = 0;
+    delivering = l;
+    for (;;) {
+        if (l->cur == NULL) {
+            pthread_mutex_lock(&l->lock);
+            l->cur = l->qhead;
+            l->qhead = l->qtail = NULL;
+            if (l->cur == NULL)
+                l->posted = 0;
+            pthread_mutex_unlock(&l->lock);
+            if (l->cur == NULL)
+                break;
+        }
+        if (!walk_run(l, &b)) {
+            more = 1;
+            break;
+        }
+    }
+    /* One write per subscriber for the slice. A flush may close its subscriber, which then
+     * leaves the list by itself (crest__ps_unsubscribe_all), and so may others it closes. */
     while (l->dirty) {
         crest__psub_t *s = l->dirty;
         l->dirty = s->dirty_next;
         s->dirty = 0;
+        s->dirty_in = NULL;
         s->flush(s);
     }
-    crest__count(&l->delivered, (int64_t)delivered);
-    crest__count(&l->dropped, (int64_t)dropped);
+    delivering = NULL;
+    crest__count(&l->delivered_total, (int64_t)l->delivered);
+    crest__count(&l->dropped, (int64_t)l->dropped_now);
+    l->delivered = l->dropped_now = 0;
+    /* Out of budget: the rest waits behind whatever else the loop has to do. `posted` stays
+     * set, so publishers do not post again. If the loop is stopping, crest_pubsub_free frees
+     * what is left. */
+    if (more)
+        crest_loop_post(loop, on_deliver, l);
 }
 
 /* ---- publishing (any thread) ---- */
+
+/* Whether loop share l should be sent a message of topic hash h; counts the skip when its only
+ * subscribers are slow. */
+static int wants(local_t *l, uint64_t h) {
+    if (filter_has(l->ready, h))
+        return 1;
+    if (filter_has(l->topics, h))
+        atomic_fetch_add_explicit(&l->slow_skipped, 1, memory_order_relaxed);
+    return 0;
+}
 
 static int publish(crest_pubsub_t *ps, const char *topic, const char *event, const char *id,
                    const void *data, size_t len, int binary) {
@@ -342,11 +605,17 @@ static int publish(crest_pubsub_t *ps, const char *topic, const char *event, con
     local_t *locals = atomic_load_explicit(&ps->locals, memory_order_acquire);
     if (locals == NULL)
         return 0; /* not running yet, or nobody ever subscribed */
+    uint64_t h = hash_topic(topic, tlen);
+    uint64_t want = 0; /* loops to send it to, as a bit set for the first 64 */
     int any = 0;
-    for (int i = 0; i < ps->nlocals && !any; i++)
-        any = atomic_load_explicit(&locals[i].nsubs, memory_order_relaxed) != 0;
+    for (int i = 0; i < ps->nlocals; i++)
+        if (wants(&locals[i], h)) {
+            any = 1;
+            if (i < 64)
+                want |= 1ull << i;
+        }
     if (!any)
-        return 0;
+        return 0; /* encoded for nobody */
 
     /* Both encodings in one block: the SSE event is small next to the saved copies. */
     char sse_mem[512];
@@ -362,16 +631,26 @@ static int publish(crest_pubsub_t *ps, const char *topic, const char *event, con
         crest__ws_header(hdr, binary ? CREST__WS_BINARY : CREST__WS_TEXT, 1, 0, len, NULL);
     size_t links = (size_t)ps->nlocals * sizeof(crest__psmsg_t *);
     size_t size = sizeof(crest__psmsg_t) + links + tlen + 1 + hlen + len + sse.len;
+    /* The block is charged once, for its whole life, however many queues and sockets share it. */
+    if (crest__mem_take(ps->app, size) != 0) {
+        crest_buf_free(&sse);
+        return CREST_ENOBUFS;
+    }
     crest__psmsg_t *m = malloc(size);
     if (m == NULL) {
+        crest__mem_give(ps->app, NULL, size);
         crest_buf_free(&sse);
         return CREST_ENOMEM;
     }
+    m->app = ps->app;
     char *p = (char *)m + sizeof(*m) + links;
-    atomic_init(&m->refs, 1); /* the publisher's, dropped at the end */
+    atomic_init(&m->refs, 1);   /* the publisher's, dropped at the end */
+    atomic_init(&m->queued, 1); /* idem: the bytes count as queued while it is handed out */
+    atomic_fetch_add_explicit(&ps->queued_bytes, size, memory_order_relaxed);
+    m->size = size;
     m->topic = p;
     m->topic_len = (uint32_t)tlen;
-    m->hash = hash_topic(topic, tlen);
+    m->hash = h;
     memcpy(p, topic, tlen + 1);
     p += tlen + 1;
     m->ws = (const uint8_t *)p;
@@ -386,13 +665,25 @@ static int publish(crest_pubsub_t *ps, const char *topic, const char *event, con
         memcpy(p, sse.ptr, sse.len);
     crest_buf_free(&sse);
 
+    const crest_pubsub_opts_t *o = &ps->opts;
     for (int i = 0; i < ps->nlocals; i++) {
         local_t *l = &locals[i];
-        if (atomic_load_explicit(&l->nsubs, memory_order_relaxed) == 0)
+        if (i < 64 ? !(want & (1ull << i)) : !filter_has(l->ready, h))
             continue;
-        crest__psmsg_ref(m);
         m->next[i] = NULL;
         pthread_mutex_lock(&l->lock);
+        /* The limit counts what the loop has not finished delivering, not only what waits in
+         * the queue: a loop in the middle of a huge broadcast holds all of it. */
+        if (atomic_load_explicit(&l->qcount, memory_order_relaxed) >= o->queue_max_messages ||
+            atomic_load_explicit(&l->qbytes, memory_order_relaxed) + size > o->queue_max_bytes) {
+            pthread_mutex_unlock(&l->lock);
+            atomic_fetch_add_explicit(&l->queue_dropped, 1, memory_order_relaxed);
+            continue;
+        }
+        crest__psmsg_ref(m);
+        atomic_fetch_add_explicit(&m->queued, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&l->qcount, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&l->qbytes, size, memory_order_relaxed);
         if (l->qtail)
             l->qtail->next[i] = m;
         else
@@ -408,7 +699,7 @@ static int publish(crest_pubsub_t *ps, const char *topic, const char *event, con
             pthread_mutex_unlock(&l->lock);
         }
     }
-    crest__psmsg_unref(m);
+    unqueue(ps, m);
     return 0;
 }
 
@@ -436,9 +727,24 @@ uint64_t crest_pubsub_published(const crest_pubsub_t *ps) {
 }
 
 uint64_t crest_pubsub_delivered(const crest_pubsub_t *ps) {
-    return sum(ps, offsetof(local_t, delivered));
+    return sum(ps, offsetof(local_t, delivered_total));
 }
 
 uint64_t crest_pubsub_dropped(const crest_pubsub_t *ps) {
     return sum(ps, offsetof(local_t, dropped));
+}
+
+size_t crest_pubsub_queued_bytes(const crest_pubsub_t *ps) {
+    return (size_t)atomic_load_explicit(&((crest_pubsub_t *)ps)->queued_bytes,
+                                        memory_order_relaxed);
+}
+
+void crest_pubsub_stats(const crest_pubsub_t *ps, crest_pubsub_stats_t *out) {
+    out->published = crest_pubsub_published(ps);
+    out->delivered = crest_pubsub_delivered(ps);
+    out->dropped = crest_pubsub_dropped(ps);
+    out->queue_dropped = sum(ps, offsetof(local_t, queue_dropped));
+    out->slow_skipped = sum(ps, offsetof(local_t, slow_skipped));
+    out->queued_messages = sum(ps, offsetof(local_t, qcount));
+    out->queued_bytes = crest_pubsub_queued_bytes(ps);
 }

@@ -9,6 +9,9 @@
  * each output segment that borrows the bytes); the last crest__psmsg_unref frees it. */
 typedef struct crest__psmsg_s {
     _Atomic uint32_t refs;
+    _Atomic uint32_t queued; /* loop threads' queues holding it (+1 while it is being published) */
+    size_t size;             /* of the whole block: what the queues charge for it */
+    crest_app_t *app;        /* its size is charged to the app's buffer budget until the free */
     uint32_t topic_len;
     uint64_t hash;
     const char *topic;
@@ -26,22 +29,30 @@ void crest__psmsg_unref(void *m);
 /* A subscriber: embedded in a WebSocket or an SSE stream, on one loop thread. */
 typedef struct crest__psub_s {
     /* Queue m's bytes on the subscriber's output (without writing yet); returns 1, or 0 when the
-     * message was dropped (slow consumer). It may write (and so close) its own subscriber, but no
-     * other: the topic's subscriber list is being walked. */
+     * message was dropped (slow consumer). It may write or close its own subscriber, and what it
+     * calls may close others: the walk over the topic's subscribers keeps its place with a cursor
+     * node that no subscriber can free. */
     int (*deliver)(struct crest__psub_s *s, crest__psmsg_t *m);
-    /* The batch is over: write what deliver queued (or close the subscriber). */
+    /* The slice is over: write what deliver queued (or close the subscriber). */
     void (*flush)(struct crest__psub_s *s);
     struct crest__psnode_s *nodes; /* this subscriber's subscriptions */
     struct crest__psub_s *dirty_next;
+    struct local_s *dirty_in; /* the loop share whose dirty list holds it, or NULL */
     crest_loop_t *loop;
     uint8_t dirty;
+    uint8_t slow; /* crest__ps_slow: publishers do not count it as a reader */
 } crest__psub_t;
 
 int crest__ps_subscribe(crest_pubsub_t *ps, crest__psub_t *s, const char *topic);
 int crest__ps_unsubscribe(crest_pubsub_t *ps, crest__psub_t *s, const char *topic);
 /* Drop every subscription of s (it is closing). Loop thread only. */
 void crest__ps_unsubscribe_all(crest__psub_t *s);
-/* Call from deliver: s has output to flush at the end of the batch. */
+/* Call from deliver: s has output to flush at the end of the slice. */
 void crest__ps_mark_dirty(crest__psub_t *s);
+/* s is (1) or is no longer (0) a slow consumer: over its output limit, it would drop every
+ * message. While it is, a loop thread whose other subscribers of a topic are slow too is not sent
+ * that topic's messages. Call with 1 when deliver drops for the output limit, with 0 once the
+ * output has drained. Loop thread only. */
+void crest__ps_slow(crest__psub_t *s, int slow);
 
 #endif

@@ -91,6 +91,11 @@ static void sse_on_timer(crest__conn_t *c) {
     crest__wheel_arm(&sse_loop(s)->wheel, &c->timer, s->opts.keepalive_ms);
 }
 
+static void sse_on_drain(crest__conn_t *c) {
+    crest_sse_t *s = c->proto_data;
+    crest__ps_slow(&s->sub, 0);
+}
+
 static void sse_on_shutdown(crest__conn_t *c) {
     crest_sse_end(c->proto_data);
 }
@@ -106,6 +111,7 @@ static void sse_on_close(crest__conn_t *c) {
 
 static const crest__proto_t sse_proto = {
     .on_data = sse_on_data,
+    .on_drain = sse_on_drain,
     .on_timer = sse_on_timer,
     .on_shutdown = sse_on_shutdown,
     .on_close = sse_on_close,
@@ -115,8 +121,11 @@ static int sse_deliver(crest__psub_t *sub, crest__psmsg_t *m) {
     crest_sse_t *s = CREST__CONTAINER_OF(sub, crest_sse_t, sub);
     if (m->sse_len == 0 || sse_closing(s))
         return 0; /* binary messages have no SSE form */
-    if (crest__conn_buffered(s->conn) > s->opts.max_buffered)
+    if (crest__conn_buffered(s->conn) > s->opts.max_buffered) {
+        /* Until its output drains, publishers skip a loop where only such streams listen. */
+        crest__ps_slow(sub, 1);
         return 0;
+    }
     crest__outq_t *q = crest__conn_out(s->conn);
     if (q == NULL) {
         s->flags |= SSE_KILL;
@@ -124,7 +133,7 @@ static int sse_deliver(crest__psub_t *sub, crest__psmsg_t *m) {
         return 0;
     }
     crest__psmsg_ref(m);
-    if (crest__outq_borrow(q, m->sse, m->sse_len, crest__psmsg_unref, m) != 0)
+    if (crest__outq_share(q, m->sse, m->sse_len, crest__psmsg_unref, m) != 0)
         s->flags |= SSE_KILL;
     s->flags |= SSE_SENT;
     crest__ps_mark_dirty(sub);
@@ -133,10 +142,15 @@ static int sse_deliver(crest__psub_t *sub, crest__psmsg_t *m) {
 
 static void sse_psflush(crest__psub_t *sub) {
     crest_sse_t *s = CREST__CONTAINER_OF(sub, crest_sse_t, sub);
-    if (s->flags & SSE_KILL)
-        crest__conn_close(s->conn);
-    else
-        crest__conn_flush(s->conn);
+    crest__conn_t *c = s->conn;
+    if (s->flags & SSE_KILL) {
+        crest__conn_close(c);
+        return;
+    }
+    crest__conn_flush(c);
+    /* Written at once: no write completes later to call on_drain. */
+    if (!(c->flags & CONN_CLOSING) && sub->slow && crest__conn_buffered(c) == 0)
+        crest__ps_slow(sub, 0);
 }
 
 int crest_sse_subscribe(crest_sse_t *s, crest_pubsub_t *ps, const char *topic) {

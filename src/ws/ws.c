@@ -2,7 +2,15 @@
  * over (crest__proto_t). Frames are parsed in place in the loop's read buffer; a message that
  * arrives whole in one read reaches on_message without a copy, only fragmented or split messages
  * are assembled in a per-socket buffer that exists while they do. Output goes through the
- * connection's queue, so WebSocket writes share the HTTP batching and backpressure. */
+ * connection's queue, so WebSocket writes share the HTTP batching and backpressure.
+ *
+ * Inflating permessage-deflate input is the one place where a few bytes from a client cost the
+ * loop a lot of work (deflate reaches 1000:1), so it is metered twice. Each loop thread inflates
+ * at most INFLATE_SLICE bytes before it serves its other clients again; and each socket may
+ * produce at most opts->inflate_rate inflated bytes per second. A socket that runs out of either
+ * stops being read: the unparsed rest of its input is copied out of the loop's read buffer (which
+ * the next read reuses), and the socket waits in its loop's run queue (next turn) or wait list
+ * (tokens back) until it may go on. */
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +36,42 @@ enum {
     WS_PAUSED = 1 << 9,        /* we stopped reading: output over max_buffered */
 };
 
+/* Inflated bytes a loop thread produces before it lets its other clients in: about a quarter of
+ * a millisecond of zlib on highly compressible input. */
+#define INFLATE_SLICE (256 * 1024)
+/* How often sockets waiting for inflate tokens are looked at. */
+#define INFLATE_WAIT_MS 20
+
+/* The inflater of a socket with permessage-deflate, made at its first compressed message, and
+ * the piece of compressed input being inflated. Owner: its socket. */
+typedef struct {
+    z_stream z;
+    int64_t tokens; /* inflated bytes the socket may produce now (token bucket) */
+    uint64_t stamp; /* uv_now of the last refill */
+    size_t left;    /* compressed bytes of the piece not inflated yet: first in the held input */
+    uint8_t active; /* a compressed piece is being inflated */
+    uint8_t last;   /* it ends its message */
+    uint8_t text;
+    uint8_t tail;  /* bytes of the 00 00 FF FF trailer still to feed (RFC 7692 section 7.2.2) */
+    uint8_t more;  /* the last inflate filled its output: zlib may hold more */
+    uint8_t ended; /* the client sent a final block: the rest of the message is ignored */
+} ws_zin_t;
+
+/* Input that waits for its turn: copied out of the loop's read buffer while reading is paused.
+ * Owner: its socket; listed in its loop's run queue or wait list. */
+typedef struct ws_held_s {
+    crest_ws_t *ws;
+    struct ws_held_s *next;
+    struct ws_held_s *prev;
+    int where; /* HELD_* */
+    uint8_t *data;
+    size_t len;
+    size_t pos;
+} ws_held_t;
+
+enum { HELD_NOWHERE, HELD_RUN, HELD_WAIT };
+enum { RUN_DONE = 0, RUN_BUSY = 1, RUN_RATE = 2 }; /* input stopped for the loop's or its budget */
+
 /* One WebSocket. Owner: its connection (freed in the protocol's on_close). Kept small: an idle
  * socket is this struct and the connection, nothing else. */
 struct crest_ws_s {
@@ -43,7 +87,8 @@ struct crest_ws_s {
     size_t msg_cap;
     uint8_t *ctrl; /* control frame payload split across reads, or NULL (125 bytes) */
     size_t ctrl_len;
-    z_stream *inflater; /* with permessage-deflate, made at the first compressed message */
+    ws_zin_t *zin;   /* with permessage-deflate, made at the first compressed message */
+    ws_held_t *held; /* input waiting for its turn, or NULL */
     uint64_t dropped;
 };
 
@@ -56,6 +101,7 @@ void crest_ws_opts_default(crest_ws_opts_t *o) {
     o->slow_policy = CREST_WS_SLOW_DROP;
     o->ping_interval_ms = 30000;
     o->close_timeout_ms = 5000;
+    o->inflate_rate = CREST_WS_INFLATE_RATE;
 }
 
 void **crest_ws_data(crest_ws_t *ws) {
@@ -283,44 +329,188 @@ static void msg_reset(crest_ws_t *ws) {
     ws->msg_len = ws->msg_cap = 0;
 }
 
-/* Inflate a compressed piece into the message buffer. `tail` adds the 00 00 FF FF the sender
- * removed from the end of the message. */
-static int inflate_piece(crest_ws_t *ws, const uint8_t *p, size_t n, int tail) {
-    static const uint8_t trailer[4] = {0x00, 0x00, 0xFF, 0xFF};
-    if (ws->inflater == NULL) {
-        ws->inflater = calloc(1, sizeof(z_stream));
-        if (ws->inflater == NULL)
-            return -CREST__WS_INTERNAL;
-        if (inflateInit2(ws->inflater, -15) != Z_OK) {
-            free(ws->inflater);
-            ws->inflater = NULL;
-            return -CREST__WS_INTERNAL;
-        }
-    }
-    z_stream *z = ws->inflater;
-    for (int part = 0; part < 2; part++) {
-        z->next_in = (Bytef *)(part ? trailer : p);
-        z->avail_in = (uInt)(part ? (tail ? 4 : 0) : n);
-        while (z->avail_in > 0) {
-            uint8_t out[16384];
-            z->next_out = out;
-            z->avail_out = sizeof(out);
-            int rc = inflate(z, Z_SYNC_FLUSH);
-            if (rc != Z_OK && rc != Z_BUF_ERROR && rc != Z_STREAM_END)
-                return -CREST__WS_INVALID_DATA;
-            int ar = msg_append(ws, out, sizeof(out) - z->avail_out);
-            if (ar < 0)
-                return ar;
-            if (rc == Z_STREAM_END || (rc == Z_BUF_ERROR && z->avail_out != 0))
-                break;
-        }
-    }
-    return 0;
-}
-
 static void deliver(crest_ws_t *ws, const uint8_t *p, size_t n, int binary) {
     if (ws->opts->on_message && !(ws->flags & (WS_CLOSE_RCVD | WS_KILL)))
         ws->opts->on_message(ws, p, n, binary);
+}
+
+/* ---- inflating, metered ---- */
+
+/* Each loop thread's scheduler of held input. Thread-local: a loop thread is the only one that
+ * touches its sockets, and nothing here needs freeing (the posted callbacks find it again on
+ * their own thread). */
+static _Thread_local struct {
+    ws_held_t *run_head; /* sockets whose input waits for the loop's next turn, in order */
+    ws_held_t *run_tail;
+    ws_held_t *wait; /* sockets waiting for inflate tokens */
+    size_t spent;    /* inflated bytes since the last turn */
+    uint8_t posted;  /* a turn is posted to the inbox */
+    uint8_t ticking; /* a crest_loop_after for the wait list is pending */
+} sched;
+
+static void on_turn(crest_loop_t *loop, void *arg);
+static void on_wait_tick(crest_loop_t *loop, void *arg);
+
+static void held_unlink(ws_held_t *h) {
+    if (h->where == HELD_RUN) {
+        if (h->prev)
+            h->prev->next = h->next;
+        else
+            sched.run_head = h->next;
+        if (h->next)
+            h->next->prev = h->prev;
+        else
+            sched.run_tail = h->prev;
+    } else if (h->where == HELD_WAIT) {
+        if (h->prev)
+            h->prev->next = h->next;
+        else
+            sched.wait = h->next;
+        if (h->next)
+            h->next->prev = h->prev;
+    }
+    h->where = HELD_NOWHERE;
+    h->next = h->prev = NULL;
+}
+
+/* Queue h for the loop's next turn (RUN_BUSY) or for its tokens (RUN_RATE). If the post fails
+ * the loop is stopping and closes the socket, which frees h. */
+static void held_schedule(ws_held_t *h, int why) {
+    crest_loop_t *loop = ws_loop(h->ws);
+    held_unlink(h);
+    if (why == RUN_RATE) {
+        h->where = HELD_WAIT;
+        h->next = sched.wait;
+        if (sched.wait)
+            sched.wait->prev = h;
+        sched.wait = h;
+        if (!sched.ticking && crest_loop_after(loop, INFLATE_WAIT_MS, on_wait_tick, NULL) == 0)
+            sched.ticking = 1;
+        return;
+    }
+    h->where = HELD_RUN;
+    h->prev = sched.run_tail;
+    if (sched.run_tail)
+        sched.run_tail->next = h;
+    else
+        sched.run_head = h;
+    sched.run_tail = h;
+    if (!sched.posted && crest_loop_post(loop, on_turn, NULL) == 0)
+        sched.posted = 1;
+}
+
+static int64_t inflate_rate(const crest_ws_t *ws) {
+    size_t r = ws->opts->inflate_rate ? ws->opts->inflate_rate : CREST_WS_INFLATE_RATE;
+    return r > INT64_MAX / 1000 ? INT64_MAX / 1000 : (int64_t)r;
+}
+
+/* Refill the socket's token bucket: rate per second, up to a quarter second's worth (at least
+ * 16 KiB) saved up. */
+static void tokens_refill(crest_ws_t *ws) {
+    ws_zin_t *zi = ws->zin;
+    uint64_t now = uv_now(ws->conn->tcp.loop);
+    int64_t rate = inflate_rate(ws);
+    int64_t cap = rate / 4 > 16384 ? rate / 4 : 16384;
+    int64_t add = (int64_t)(now - zi->stamp) * rate / 1000;
+    if (add > 0) {
+        zi->stamp = now;
+        zi->tokens = zi->tokens + add > cap ? cap : zi->tokens + add;
+    }
+}
+
+static int zin_make(crest_ws_t *ws) {
+    if (ws->zin != NULL)
+        return 0;
+    ws_zin_t *zi = calloc(1, sizeof(*zi));
+    if (zi == NULL)
+        return -CREST__WS_INTERNAL;
+    if (inflateInit2(&zi->z, -15) != Z_OK) {
+        free(zi);
+        return -CREST__WS_INTERNAL;
+    }
+    zi->stamp = uv_now(ws->conn->tcp.loop);
+    int64_t rate = inflate_rate(ws);
+    zi->tokens = rate / 4 > 16384 ? rate / 4 : 16384;
+    ws->zin = zi;
+    return 0;
+}
+
+/* The compressed message is whole: check it and hand it to the app. */
+static int zmsg_done(crest_ws_t *ws) {
+    ws_zin_t *zi = ws->zin;
+    if ((ws->flags & WS_CLIENT_NO_CTX) || zi->ended)
+        inflateReset(&zi->z);
+    zi->ended = 0;
+    if (zi->text &&
+        crest__utf8_feed(CREST__UTF8_ACCEPT, ws->msg, ws->msg_len) != CREST__UTF8_ACCEPT)
+        return -CREST__WS_INVALID_DATA;
+    deliver(ws, ws->msg ? ws->msg : (const uint8_t *)"", ws->msg_len, !zi->text);
+    msg_reset(ws);
+    return 0;
+}
+
+/* Inflate the active piece, whose zi->left remaining compressed bytes start at p, into the
+ * message buffer (then the trailer the sender removed, after the message's last piece). Returns
+ * RUN_DONE when the piece is done (its message delivered when it was the last), RUN_BUSY or
+ * RUN_RATE when a budget ran out first (zi->left says what is still to inflate), or a negative
+ * close code. */
+static int piece_run(crest_ws_t *ws, uint8_t *p) {
+    static const uint8_t trailer[4] = {0x00, 0x00, 0xFF, 0xFF};
+    ws_zin_t *zi = ws->zin;
+    z_stream *z = &zi->z;
+    int in_trailer = 0;
+    z->next_in = p;
+    z->avail_in = (uInt)zi->left;
+    tokens_refill(ws);
+    for (;;) {
+        if (z->avail_in == 0 && !zi->more) {
+            if (!in_trailer)
+                zi->left = 0;
+            if (zi->tail == 0)
+                break;
+            in_trailer = 1;
+            z->next_in = (Bytef *)trailer + (4 - zi->tail);
+            z->avail_in = zi->tail;
+        }
+        if (zi->ended) { /* a final block came: zlib takes nothing more of this message */
+            zi->left = 0;
+            zi->tail = 0;
+            zi->more = 0;
+            break;
+        }
+        size_t avail = sched.spent < INFLATE_SLICE ? INFLATE_SLICE - sched.spent : 0;
+        if (zi->tokens <= 0 || avail == 0) {
+            if (!in_trailer)
+                zi->left = z->avail_in;
+            return zi->tokens <= 0 ? RUN_RATE : RUN_BUSY;
+        }
+        if ((int64_t)avail > zi->tokens)
+            avail = (size_t)zi->tokens;
+        uint8_t out[16384];
+        size_t cap = avail < sizeof(out) ? avail : sizeof(out);
+        uInt in_before = z->avail_in;
+        z->next_out = out;
+        z->avail_out = (uInt)cap;
+        int rc = inflate(z, Z_SYNC_FLUSH);
+        if (rc != Z_OK && rc != Z_BUF_ERROR && rc != Z_STREAM_END)
+            return -CREST__WS_INVALID_DATA;
+        size_t n = cap - z->avail_out;
+        if (in_trailer)
+            zi->tail = (uint8_t)z->avail_in;
+        sched.spent += n;
+        zi->tokens -= (int64_t)n;
+        int ar = msg_append(ws, out, n);
+        if (ar < 0)
+            return ar;
+        /* A full output buffer may leave output inside zlib, even with no input left. */
+        zi->more = z->avail_out == 0;
+        if (rc == Z_STREAM_END)
+            zi->ended = 1;
+        else if (n == 0 && z->avail_in == in_before && !zi->more && z->avail_in > 0)
+            return -CREST__WS_INVALID_DATA; /* no progress on input: never loop on it */
+    }
+    zi->active = 0;
+    return zi->last ? zmsg_done(ws) : 0;
 }
 
 /* A control frame's whole payload. */
@@ -376,19 +566,17 @@ static int on_chunk(crest_ws_t *ws, const crest__ws_chunk_t *ch) {
     if (ch->rsv1) {
         if (!(ws->flags & WS_DEFLATE))
             return -CREST__WS_PROTOCOL_ERROR;
-        int rc = inflate_piece(ws, ch->data, ch->len, msg_last);
+        int rc = zin_make(ws);
         if (rc < 0)
             return rc;
-        if (!msg_last)
-            return 0;
-        if (ws->flags & WS_CLIENT_NO_CTX)
-            inflateReset(ws->inflater);
-        if (text &&
-            crest__utf8_feed(CREST__UTF8_ACCEPT, ws->msg, ws->msg_len) != CREST__UTF8_ACCEPT)
-            return -CREST__WS_INVALID_DATA;
-        deliver(ws, ws->msg, ws->msg_len, !text);
-        msg_reset(ws);
-        return 0;
+        ws_zin_t *zi = ws->zin;
+        zi->active = 1;
+        zi->left = ch->len;
+        zi->last = (uint8_t)msg_last;
+        zi->text = (uint8_t)text;
+        zi->tail = msg_last ? 4 : 0;
+        zi->more = 0;
+        return piece_run(ws, ch->data); /* RUN_BUSY, RUN_RATE: zi->left bytes end the chunk */
     }
     if (text) {
         /* Checked as it arrives, so that invalid text fails fast, even mid-message. */
@@ -423,27 +611,50 @@ static const char *code_reason(int code) {
     }
 }
 
-static void ws_on_data(crest__conn_t *c, char *data, size_t len) {
-    crest_ws_t *ws = c->proto_data;
-    ws->flags &= ~(uint32_t)WS_PING_OUT;
-    ws->flags |= WS_IN_DATA;
+/* Parse and handle data[0..len). Returns RUN_DONE with *used == len (or less when the socket
+ * stopped taking input: a close frame, a failure), or RUN_BUSY / RUN_RATE when inflating had to
+ * stop, *used being what was taken. Sends made meanwhile wait for input_done. */
+static int ws_input(crest_ws_t *ws, uint8_t *data, size_t len, size_t *used) {
+    crest__conn_t *c = ws->conn;
     size_t pos = 0;
-    while (pos < len && !(ws->flags & WS_CLOSE_RCVD) && !(c->flags & CONN_CLOSING)) {
+    ws->flags |= WS_IN_DATA;
+    if (ws->zin && ws->zin->active) { /* a piece cut short: its rest comes first */
+        size_t left = ws->zin->left;
+        int rc = piece_run(ws, data);
+        if (rc == RUN_BUSY || rc == RUN_RATE) {
+            *used = left - ws->zin->left;
+            return rc;
+        }
+        pos = left;
+        if (rc < 0)
+            ws_fail(ws, -rc, code_reason(-rc));
+    }
+    while (pos < len && !(c->flags & CONN_CLOSING) && !(ws->flags & WS_CLOSE_RCVD)) {
         crest__ws_chunk_t ch;
-        size_t used = 0;
-        int rc = crest__ws_parse(&ws->parser, (uint8_t *)data + pos, len - pos, &used, &ch);
+        size_t n = 0;
+        int rc = crest__ws_parse(&ws->parser, data + pos, len - pos, &n, &ch);
         if (rc == 0)
             break;
         if (rc > 0) {
-            pos += used;
+            pos += n;
             rc = on_chunk(ws, &ch);
+            if (rc == RUN_BUSY || rc == RUN_RATE) {
+                *used = pos - ws->zin->left; /* the chunk's uninflated rest ends at pos */
+                return rc;
+            }
         }
         if (rc < 0)
             ws_fail(ws, -rc, code_reason(-rc));
     }
+    *used = len;
+    return RUN_DONE;
+}
+
+/* After a run of input: write what it sent, close a killed socket, and stop reading from a peer
+ * that does not read its answers. */
+static void input_done(crest_ws_t *ws) {
+    crest__conn_t *c = ws->conn;
     ws->flags &= ~(uint32_t)WS_IN_DATA;
-    if (c->flags & CONN_CLOSING)
-        return;
     if (ws->flags & WS_KILL) {
         crest__conn_close(c);
         return;
@@ -456,11 +667,120 @@ static void ws_on_data(crest__conn_t *c, char *data, size_t len) {
     }
 }
 
+/* Keep data[0..len) for later (it lies in the loop's read buffer) and stop reading meanwhile. */
+static int hold(crest_ws_t *ws, const uint8_t *data, size_t len, int why) {
+    ws_held_t *h = ws->held;
+    if (h == NULL) {
+        h = calloc(1, sizeof(*h));
+        if (h == NULL)
+            return CREST_ENOMEM;
+        h->ws = ws;
+        ws->held = h;
+    }
+    if (h->pos > 0) { /* what was taken already goes */
+        memmove(h->data, h->data + h->pos, h->len - h->pos);
+        h->len -= h->pos;
+        h->pos = 0;
+    }
+    uint8_t *d = realloc(h->data, h->len + len + 1);
+    if (d == NULL)
+        return CREST_ENOMEM;
+    h->data = d;
+    memcpy(h->data + h->len, data, len);
+    h->len += len;
+    crest__conn_reading(ws->conn, 0);
+    if (why != RUN_DONE)
+        held_schedule(h, why);
+    return 0;
+}
+
+static void held_free(crest_ws_t *ws) {
+    ws_held_t *h = ws->held;
+    if (h == NULL)
+        return;
+    held_unlink(h);
+    free(h->data);
+    free(h);
+    ws->held = NULL;
+}
+
+static void ws_on_data(crest__conn_t *c, char *data, size_t len) {
+    crest_ws_t *ws = c->proto_data;
+    ws->flags &= ~(uint32_t)WS_PING_OUT;
+    if (ws->held) {
+        /* Reading was stopped, but bytes came (a read already under way): they wait behind. */
+        if (hold(ws, (const uint8_t *)data, len, RUN_DONE) != 0)
+            crest__conn_close(c);
+        return;
+    }
+    size_t used;
+    int rc = ws_input(ws, (uint8_t *)data, len, &used);
+    if (c->flags & CONN_CLOSING)
+        return;
+    if (rc != RUN_DONE && hold(ws, (const uint8_t *)data + used, len - used, rc) != 0) {
+        crest__conn_close(c);
+        return;
+    }
+    input_done(ws);
+}
+
+/* Go on with a socket's held input: its turn came, or its tokens are back. */
+static void held_resume(ws_held_t *h) {
+    crest_ws_t *ws = h->ws;
+    crest__conn_t *c = ws->conn;
+    ws->flags &= ~(uint32_t)WS_PING_OUT; /* it is busy with what it sent: that is an answer */
+    size_t used;
+    int rc = ws_input(ws, h->data + h->pos, h->len - h->pos, &used);
+    if (c->flags & CONN_CLOSING)
+        return;
+    h->pos += used;
+    if (rc == RUN_DONE) {
+        held_free(ws);
+        if (!(ws->flags & WS_PAUSED))
+            crest__conn_reading(c, 1);
+    } else {
+        held_schedule(h, rc);
+    }
+    input_done(ws);
+}
+
+static void on_turn(crest_loop_t *loop, void *arg) {
+    (void)loop, (void)arg;
+    sched.posted = 0;
+    sched.spent = 0;
+    /* Each socket gets its turn in order until the slice is spent; the rest wait behind the
+     * loop's other work. A socket still busy goes back to the end of the queue. */
+    while (sched.run_head != NULL && sched.spent < INFLATE_SLICE) {
+        ws_held_t *h = sched.run_head;
+        held_unlink(h);
+        held_resume(h);
+    }
+    if (sched.run_head != NULL && !sched.posted && crest_loop_post(loop, on_turn, NULL) == 0)
+        sched.posted = 1;
+}
+
+static void on_wait_tick(crest_loop_t *loop, void *arg) {
+    (void)arg;
+    sched.ticking = 0;
+    ws_held_t *h = sched.wait;
+    while (h != NULL) {
+        ws_held_t *next = h->next;
+        tokens_refill(h->ws);
+        if (h->ws->zin->tokens > 0)
+            held_schedule(h, RUN_BUSY);
+        h = next;
+    }
+    if (sched.wait != NULL && crest_loop_after(loop, INFLATE_WAIT_MS, on_wait_tick, NULL) == 0)
+        sched.ticking = 1;
+}
+
 static void ws_on_drain(crest__conn_t *c) {
     crest_ws_t *ws = c->proto_data;
+    crest__ps_slow(&ws->sub, 0);
     if (ws->flags & WS_PAUSED) {
         ws->flags &= ~(uint32_t)WS_PAUSED;
-        crest__conn_reading(c, 1);
+        if (ws->held == NULL)
+            crest__conn_reading(c, 1);
     }
     if (ws->opts->on_drain && !(ws->flags & (WS_CLOSE_SENT | WS_CLOSE_RCVD)))
         ws->opts->on_drain(ws);
@@ -512,9 +832,10 @@ static void ws_on_close(crest__conn_t *c) {
     crest__ps_unsubscribe_all(&ws->sub);
     free(ws->msg);
     free(ws->ctrl);
-    if (ws->inflater) {
-        inflateEnd(ws->inflater);
-        free(ws->inflater);
+    held_free(ws);
+    if (ws->zin) {
+        inflateEnd(&ws->zin->z);
+        free(ws->zin);
     }
     free(ws);
     c->proto_data = NULL;
@@ -536,17 +857,20 @@ static int ws_deliver(crest__psub_t *s, crest__psmsg_t *m) {
     if (ws_closing(ws) || (ws->flags & (WS_CLOSE_SENT | WS_CLOSE_RCVD | WS_KILL)))
         return 0;
     if (crest__conn_buffered(c) > ws->opts->max_buffered && s->dirty) {
-        /* A burst within one batch: hand what this batch queued to the kernel before judging
+        /* A burst within one slice: hand what this slice queued to the kernel before judging
          * the reader, or a fast reader would look slow. */
         crest__conn_flush(c); /* it stays on the dirty list; flushing twice is harmless */
-        if (ws_closing(ws))
-            return 0;
+        if (c->flags & CONN_CLOSING)
+            return 0; /* a write error closed it, and ws is gone: only c lives on */
     }
     if (crest__conn_buffered(c) > ws->opts->max_buffered) {
-        if (ws->opts->slow_policy == CREST_WS_SLOW_CLOSE)
+        if (ws->opts->slow_policy == CREST_WS_SLOW_CLOSE) {
             ws->flags |= WS_KILL;
-        else
+        } else {
             ws->dropped++;
+            /* Until its output drains, publishers skip a loop where only such sockets listen. */
+            crest__ps_slow(s, 1);
+        }
         crest__ps_mark_dirty(s);
         return 0;
     }
@@ -557,7 +881,7 @@ static int ws_deliver(crest__psub_t *s, crest__psmsg_t *m) {
         return 0;
     }
     crest__psmsg_ref(m);
-    if (crest__outq_borrow(q, m->ws, m->ws_len, crest__psmsg_unref, m) != 0)
+    if (crest__outq_share(q, m->ws, m->ws_len, crest__psmsg_unref, m) != 0)
         ws->flags |= WS_KILL; /* the borrow released the reference */
     crest__ps_mark_dirty(s);
     return 1;
@@ -565,10 +889,15 @@ static int ws_deliver(crest__psub_t *s, crest__psmsg_t *m) {
 
 static void ws_psflush(crest__psub_t *s) {
     crest_ws_t *ws = CREST__CONTAINER_OF(s, crest_ws_t, sub);
-    if (ws->flags & WS_KILL)
-        crest__conn_close(ws->conn);
-    else
-        crest__conn_flush(ws->conn);
+    crest__conn_t *c = ws->conn;
+    if (ws->flags & WS_KILL) {
+        crest__conn_close(c);
+        return;
+    }
+    crest__conn_flush(c);
+    /* Written at once: no write completes later to call on_drain. */
+    if (!(c->flags & CONN_CLOSING) && s->slow && crest__conn_buffered(c) == 0)
+        crest__ps_slow(s, 0);
 }
 
 int crest_ws_subscribe(crest_ws_t *ws, crest_pubsub_t *ps, const char *topic) {

@@ -60,6 +60,81 @@ static int on_stream(crest_req_t *req, void *data) {
     return crest_res_end(req);
 }
 
+/* /flow?kb=N: N KiB streamed with backpressure, as a handler producing a large answer should:
+ * write while crest_res_buffered() is under FLOW_HIGH, then go on from a drain callback. The
+ * last line reports the most that was ever buffered. */
+#define FLOW_HIGH (256 * 1024)
+#define FLOW_PIECE (16 * 1024)
+
+typedef struct {
+    long left; /* pieces */
+    size_t most;
+    char piece[FLOW_PIECE];
+} flow_t;
+
+static void flow_abort(crest_req_t *req, void *arg) {
+    free(arg);
+    crest_res_end(req); /* frees the request; nothing is sent to a client that left */
+}
+
+static void flow_pump(crest_req_t *req, void *arg) {
+    flow_t *f = arg;
+    for (;;) {
+        while (f->left > 0 && crest_res_buffered(req) < FLOW_HIGH) {
+            if (crest_res_write(req, f->piece, sizeof(f->piece)) != 0)
+                break;
+            f->left--;
+            if (crest_res_buffered(req) > f->most)
+                f->most = crest_res_buffered(req);
+        }
+        if (f->left == 0) {
+            char line[64];
+            int n = snprintf(line, sizeof(line), "most buffered %zu\n", f->most);
+            crest_res_write(req, line, (size_t)n);
+            crest_res_end(req);
+            free(f);
+            return;
+        }
+        int rc = crest_res_on_drain(req, flow_pump, f);
+        if (rc == 0)
+            return; /* goes on when the client has read */
+        if (rc != CREST_EALREADY) {
+            crest_res_end(req);
+            free(f);
+            return;
+        }
+    }
+}
+
+static int on_flow(crest_req_t *req, void *data) {
+    (void)data;
+    flow_t *f = malloc(sizeof(*f));
+    if (f == NULL)
+        return CREST_ENOMEM;
+    f->left = query_long(req, "kb", 64, 1024 * 1024) / (FLOW_PIECE / 1024);
+    f->most = 0;
+    memset(f->piece, 'f', sizeof(f->piece));
+    int rc = crest_res_start(req, 200, "application/octet-stream");
+    if (rc != 0) {
+        free(f);
+        return rc;
+    }
+    crest_req_on_abort(req, flow_abort, f);
+    flow_pump(req, f);
+    return 0;
+}
+
+/* /stats: the counters a test needs, one "name value" per line. */
+static int on_stats(crest_req_t *req, void *data) {
+    crest_stats_t st;
+    crest_app_stats(data, &st);
+    char body[256];
+    int n =
+        snprintf(body, sizeof(body), "open_connections %llu\nwrite_timeouts %llu\n",
+                 (unsigned long long)st.open_connections, (unsigned long long)st.write_timeouts);
+    return crest_res_send(req, 200, "text/plain", body, (size_t)n);
+}
+
 static int reply_with_param(crest_req_t *req, const char *prefix, const char *param) {
     crest_str_t v = crest_req_param(req, param);
     char body[512];
@@ -129,6 +204,8 @@ int main(int argc, char **argv) {
     rc = rc ? rc : crest_app_route(app, "GET", "/files/*", on_files, NULL);
     rc = rc ? rc : crest_app_route(app, "GET", "/private/data", on_private, NULL);
     rc = rc ? rc : crest_app_route(app, "GET", "/big", on_big, NULL);
+    rc = rc ? rc : crest_app_route(app, "GET", "/flow", on_flow, NULL);
+    rc = rc ? rc : crest_app_route(app, "GET", "/stats", on_stats, app);
     if (rc != 0) {
         fprintf(stderr, "it_app: %s\n", crest_strerror(rc));
         return 1;

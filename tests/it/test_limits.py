@@ -92,6 +92,20 @@ def _():
         expect_rejected(srv, req(b"POST /echo HTTP/1.1", [b"Host: x",
                                                           b"Transfer-Encoding: gzip"],
                                  b"abc"), 501)
+        # chunked last but gzip before it: the body would reach the app still compressed
+        expect_rejected(srv, req(b"POST /echo HTTP/1.1", [b"Host: x",
+                                                          b"Transfer-Encoding: gzip, chunked"],
+                                 b"3\r\nabc\r\n0\r\n\r\n"), 501, "gzip, chunked")
+
+
+@T.case("absolute-form request target (RFC 9112 3.2.2) is routed by its path")
+def _():
+    with demo() as srv, srv.connect() as c:
+        r = c.request("GET", "http://127.0.0.1:%d/plaintext" % srv.port)
+        eq((r.status, r.body), (200, HELLO), "absolute form")
+        r = c.request("GET", "HTTP://example.com/queries?queries=2")
+        eq(r.status, 200, "absolute form with a query")
+        eq(r.body.count(b'"id"'), 2, "query reached the handler")
 
 
 @T.case("invalid chunk size line / missing CRLF after chunk data: 400 and close")
