@@ -15,10 +15,10 @@
  * - worker pool, one slice at a time: GET /api/todos. A page has at most 1000 rows, but a row
  *   can hold a title of max_body bytes, so a page is never rendered whole: each job reads rows
  *   until it has about SLICE_BYTES of JSON (at least one row), the loop thread writes that and
- *   asks for the next slice only once the connection's output is down to the low-water mark
- *   (crest_res_on_drain). A slow reader then holds half of max_output plus one slice, not the
- *   page (see "GET /api/todos" below). When the pool's queue is full a slice runs on the loop
- *   thread instead: its cost is bounded the same way.
+ *   asks for the next slice only once the connection's output is down to half of max_output
+ *   (crest_res_buffered; crest_res_on_drain to wait for it). A slow reader then holds that plus
+ *   one slice, not the page (see "GET /api/todos" below). When the pool's queue is full a slice
+ * runs on the loop thread instead: its cost is bounded the same way.
  * - worker pool: POST /work/hash, PBKDF2 with up to --max-hash-rounds iterations. */
 #include <cJSON.h>
 #include <openssl/evp.h>
@@ -32,6 +32,7 @@
 struct demo_db_s {
     crest_db_t *db;
     long max_rounds;
+    size_t low_water; /* a streamed list reads its next slice while its output is at most this */
 };
 
 /* ---- SQL (string literals: crest_db_prepare caches statements by address) ---- */
@@ -694,7 +695,7 @@ static int on_todo_get(crest_req_t *req, void *data) {
  * one is streamed (chunked) slice by slice with backpressure:
  *
  *   job (worker: read rows into l->out up to SLICE_BYTES) -> list_done (loop: write the slice)
- *     -> output at or below the low-water mark? next job : wait for on_list_drain -> next job
+ *     -> output at most half of max_output? next job : wait for on_list_drain -> next job
  *
  * Owner of a list_t: the request. Exactly one of these holds it at a time: a worker job (its done
  * callback comes back to list_done, with CREST_ECANCELED if the client left), the drain wait (the
@@ -808,8 +809,8 @@ static void on_list_abort(crest_req_t *req, void *arg) {
 
 static int list_emit(list_t *l);
 
-/* The output is down to the low-water mark: go on (first with the slice a full buffer budget made
- * wait, if any). */
+/* Some of the output has been written: write the slice a full buffer budget made wait, if any,
+ * and read the next one if the output is low enough now (else wait again). */
 static void on_list_drain(crest_req_t *req, void *arg) {
     crest_req_on_abort(req, NULL, NULL);
     list_t *l = arg;
@@ -817,9 +818,12 @@ static void on_list_drain(crest_req_t *req, void *arg) {
         list_submit(l);
 }
 
-/* After a slice was written: 1 when the next one may be read now, 0 when the request now waits
- * for the drain callback or is finished. */
+/* After a slice was written: 1 when the next one may be read now (the connection's output is at
+ * most half of max_output), 0 when the request now waits for the drain callback or is
+ * finished. */
 static int list_wait(list_t *l) {
+    if (crest_res_buffered(l->req) <= l->d->low_water)
+        return 1;
     int rc = crest_res_on_drain(l->req, on_list_drain, l);
     if (rc == CREST_EALREADY)
         return 1;
@@ -1013,6 +1017,7 @@ int demo_db_routes(crest_app_t *app, const cli_opts_t *opts, demo_db_t **out) {
         return 1;
     }
     d->max_rounds = opts->max_hash_rounds;
+    d->low_water = opts->app.max_output / 2;
     rc = crest_db_open(opts->db_url, &d->db);
     if (rc == 0)
         rc = seed(d->db);
