@@ -89,7 +89,7 @@ $(BUILD)/crest.pc: Makefile
 # Unit tests link the static library, whose internal (hidden) symbols stay linkable.
 $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libcrest.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_ALL) $(MODE_LDFLAGS) -o $@ $< $(BUILD)/libcrest.a $(LDLIBS_ALL) -lcmocka
+	$(CC) $(CFLAGS_ALL) -MMD -MP $(MODE_LDFLAGS) -o $@ $< $(BUILD)/libcrest.a $(LDLIBS_ALL) -lcmocka
 
 # The integration-test app: the public API's corners the demo does not reach (async answers,
 # middleware, streaming).
@@ -137,4 +137,4 @@ format-check:
 clean:
 	rm -rf build build-san build-tsan build-clang build-fuzz
 
--include $(LIB_OBJ:.o=.d) $(APP_OBJ:.o=.d)
+-include $(LIB_OBJ:.o=.d) $(APP_OBJ:.o=.d) $(UNIT_BIN:=.d)

@@ -40,7 +40,10 @@ CREST_API int crest_app_worker_count(const crest_app_t *app);
 typedef void (*crest_work_cb)(void *arg);
 
 /* Runs on the loop thread that owns `req` once the work is over, and must make a finishing call
- * on req (crest_res_send*, crest_res_status, ...). `status` is 0 when work ran to its end, or
+ * on req (crest_res_send*, crest_res_status, crest_res_end, ...), or go on with it: submit the
+ * next job for req (a response produced in slices), or wait for a crest_res_on_drain callback
+ * (then req's abort callback must be set anew: the job's is gone). `status` is 0 when work ran to
+ * its end, or
  * CREST_ECANCELED when the client went away (work may or may not have run; answering then only
  * frees the request) or the app stopped first. In that last case, after a forced shutdown, done
  * runs on the thread that called crest_app_run(), after the loop threads have ended, and must

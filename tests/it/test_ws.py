@@ -497,8 +497,9 @@ def dropped_verdict(slow):
         total += len(data)
     # 400 messages of 8 KB (3.2 MB) were published. Without the drop policy every byte would
     # arrive in the end; with a 64 KiB limit only that plus what the kernel's socket buffers took
-    # (they grow to about 1.5 MB here under load) gets through.
-    check(total < 2_400_000, "bytes delivered to the slow reader: %d of 3.2 MB" % total)
+    # gets through. Those buffers grow with the kernel's autotuning (to 1.5 MB here, more on a
+    # busy machine), so the bound is that some messages never arrived, not a figure.
+    check(total < 400 * 8000, "bytes delivered to the slow reader: %d of 3.2 MB" % total)
 
 
 @T.case("/metrics counts chat messages published and delivered")
