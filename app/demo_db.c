@@ -849,9 +849,10 @@ static int list_emit(list_t *l) {
             list_free(l);
             return 0;
         }
-        /* The head is out and cannot say so any more: end the body without its closing bracket,
-         * so that the client's JSON parser fails rather than taking a cut list for the page. */
-        list_finish(l);
+        /* The head is out and cannot say so any more: cut the answer short (the chunked body
+         * never ends), so that the client sees an error rather than a cut list for the page. */
+        crest_res_abort(req);
+        list_free(l);
         return 0;
     }
     if (!l->started) {

@@ -146,6 +146,11 @@ typedef void (*crest_drain_cb)(crest_req_t *req, void *arg);
 CREST_API int crest_res_on_drain(crest_req_t *req, crest_drain_cb cb, void *arg);
 /* Finish a started response. Finishing call. */
 CREST_API int crest_res_end(crest_req_t *req);
+/* Give up on a response (say, a database error half-way through a streamed body): the connection
+ * is closed without ending the body, so the client sees an answer cut short (an incomplete
+ * chunked body) instead of taking it for a whole one. The abort callback is not called.
+ * Finishing call; returns 0. */
+CREST_API int crest_res_abort(crest_req_t *req);
 
 /* ---- helpers ---- */
 

@@ -613,6 +613,15 @@ int crest_res_end(crest_req_t *req) {
     return 0;
 }
 
+int crest_res_abort(crest_req_t *req) {
+    crest__conn_t *c = req->conn;
+    req->abort_cb = NULL; /* the application is the one giving up */
+    if (c != NULL && !(c->flags & CONN_CLOSING))
+        crest__conn_close(c); /* detaches req from c */
+    req_finish(req);
+    return 0;
+}
+
 void crest__send_error(crest__conn_t *c, int status, int version_minor) {
     crest_loop_t *loop = c->tcp.loop->data;
     crest_req_t *req = crest__req_new(loop, c);

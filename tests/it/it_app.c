@@ -68,6 +68,7 @@ static int on_stream(crest_req_t *req, void *data) {
 
 typedef struct {
     long left; /* pieces */
+    long cut;  /* ?cut=K: give up (crest_res_abort) with K pieces left */
     size_t most;
     char piece[FLOW_PIECE];
 } flow_t;
@@ -80,7 +81,12 @@ static void flow_abort(crest_req_t *req, void *arg) {
 static void flow_pump(crest_req_t *req, void *arg) {
     flow_t *f = arg;
     for (;;) {
-        while (f->left > 0 && crest_res_buffered(req) < FLOW_HIGH) {
+        if (f->cut > 0 && f->left <= f->cut) {
+            crest_res_abort(req);
+            free(f);
+            return;
+        }
+        while (f->left > 0 && f->left > f->cut && crest_res_buffered(req) < FLOW_HIGH) {
             if (crest_res_write(req, f->piece, sizeof(f->piece)) != 0)
                 break;
             f->left--;
@@ -113,6 +119,7 @@ static int on_flow(crest_req_t *req, void *data) {
         return CREST_ENOMEM;
     f->left = query_long(req, "kb", 64, 1024 * 1024) / (FLOW_PIECE / 1024);
     f->most = 0;
+    f->cut = query_long(req, "cut", 0, 1024 * 1024) / (FLOW_PIECE / 1024);
     memset(f->piece, 'f', sizeof(f->piece));
     int rc = crest_res_start(req, 200, "application/octet-stream");
     if (rc != 0) {

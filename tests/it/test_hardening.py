@@ -258,6 +258,16 @@ def _():
         check(most <= 256 * 1024 + 16 * 1024 + 64, "most buffered %d" % most)
 
 
+@T.case("a streamed answer given up half-way (crest_res_abort) is cut short, not ended")
+def _():
+    with it_app("--threads", "1") as srv, srv.connect() as c:
+        c.send(b"GET /flow?kb=1024&cut=512 HTTP/1.1\r\nHost: x\r\n\r\n")
+        data = c.read_until_close(10)
+        check(b"Transfer-Encoding: chunked" in data, "a streamed answer")
+        check(not data.endswith(b"0\r\n\r\n"), "the body must not look complete")
+        check(len(data) >= 200 * 1024, "what was written before went out: %d bytes" % len(data))
+
+
 @T.case("a streamed answer to a client that reads nothing ends at the write timeout")
 def _():
     with it_app("--threads", "1", "--write-timeout", "1s") as srv:
