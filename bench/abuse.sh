@@ -241,18 +241,19 @@ start_server() { # KIND ATTACK NOFILE LOG: starts it on the server CPU, waits un
     sleep 0.5 # nginx forks its worker after it listens
 }
 
-# SIGTERM and how it went: sets STOP_MS (until exit), STOP_RC, STOP_HOW (exited | killed).
+# SIGTERM and how it went: sets STOP_MS (until exit), STOP_RC, STOP_HOW (exited | killed). The
+# grace is crest's --shutdown-timeout (10 s) and 5 s more.
 stop_server_timed() {
     local pid=$1 t0 i
     t0=$(date +%s%N)
     kill -TERM "$pid" 2>/dev/null || true
-    for ((i = 0; i < 200; i++)); do
+    for ((i = 0; i < 300; i++)); do
         kill -0 "$pid" 2>/dev/null || break
         sleep 0.05
     done
     STOP_HOW=exited
     if kill -0 "$pid" 2>/dev/null; then
-        STOP_HOW=killed # still running 10 s after SIGTERM
+        STOP_HOW=killed # still running 15 s after SIGTERM
         kill -KILL "$pid" 2>/dev/null || true
     fi
     STOP_RC=0

@@ -15,9 +15,10 @@
  *   slowread   CONNS connections send one GET PATH each and read RATE bytes a second.
  *   trickle    CONNS connections send POST PATH with Content-Length SIZE and then the body at an
  *              even pace, SIZE - 1 bytes by the end of SECS, so that no request completes.
- *   ws-noread  CONNS members join /ws/chat?room=ROOM and never read after the handshake; then
- *              one more member publishes {"text":"aa.."} messages of SIZE bytes as fast as the
- *              server takes them, for SECS, reading what comes back.
+ *   ws-noread  one member joins /ws/chat?room=ROOM, then CONNS members that never read after
+ *              the handshake (for at most SECS); then the first publishes {"text":"aa.."}
+ *              messages of SIZE bytes as fast as the server takes them, for SECS, reading what
+ *              comes back (publisher_received counts its chat messages that came back).
  *   ws-join    CONNS members join /ws/chat?room=ROOM, INFLIGHT handshakes at a time, and read
  *              everything, counting the join announcements, until all have joined and the room
  *              has been quiet for a second, or SECS.
@@ -811,13 +812,44 @@ static void on_ws_msg(conn_t *c, int op, const char *p, size_t len) {
 
 static char chat_target[256];
 
-/* Joins conns [from, to) to the room; reading ones keep reading. Returns those that joined; stops
- * at the deadline. */
-static long ws_join_all(long from, long to, int keep_reading, double deadline, long *failed) {
+/* One event of chat member i on its way in: the connect finished (send the handshake), or the
+ * handshake answer came. 1 once it has joined (a silent member is then watched only for the
+ * server closing it), -1 if it failed (closed), 0 otherwise. */
+static int ws_join_step(long i, int silent) {
+    conn_t *c = &conns[i];
+    if (c->state == ST_CONNECTING) {
+        char target[320];
+        snprintf(target, sizeof target, "%s&name=m%ld", chat_target, i);
+        if (connect_result(c) != 0 || ws_handshake(c, target, NULL) != 0) {
+            conn_close(c);
+            return -1;
+        }
+        c->state = ST_HEAD;
+        conn_watch(i, EPOLLIN | EPOLLRDHUP);
+        return 0;
+    }
+    int h = ws_read_handshake(c, on_ws_msg);
+    if (h < 0) {
+        conn_close(c);
+        return -1;
+    }
+    if (h > 0) {
+        c->state = ST_OPEN;
+        c->silent = silent;
+        conn_watch(i, silent ? EPOLLRDHUP : EPOLLIN | EPOLLRDHUP);
+    }
+    return h;
+}
+
+/* Joins conns [from, to) to the room, INFLIGHT handshakes at a time, until all have joined or
+ * failed, or the deadline; members that joined before keep reading (or, silent, are closed when
+ * the server closes them). Returns how many joined; those still on their way are left as they
+ * are. */
+static long ws_join_all(long from, long to, int silent, double deadline, long *failed) {
     long joined = 0, next = from, inflight = 0;
     while (joined + *failed < to - from && now_s() < deadline && !stop) {
         while (next < to && inflight < o.inflight_max) {
-            if (conn_open(next, keep_reading ? 0 : o.rcvbuf) != 0)
+            if (conn_open(next, silent ? o.rcvbuf : 0) != 0)
                 (*failed)++;
             else
                 inflight++;
@@ -827,37 +859,17 @@ static long ws_join_all(long from, long to, int keep_reading, double deadline, l
         for (int e = 0; e < k; e++) {
             long i = (long)events[e].data.u64;
             conn_t *c = &conns[i];
-            if (c->state == ST_CONNECTING) {
-                char target[320];
-                snprintf(target, sizeof target, "%s&name=m%ld", chat_target, i);
-                if (connect_result(c) != 0 || ws_handshake(c, target, NULL) != 0) {
-                    (*failed)++;
+            if (c->state == ST_CONNECTING || c->state == ST_HEAD) {
+                int r = ws_join_step(i, silent);
+                if (r != 0)
                     inflight--;
-                    conn_close(c);
-                    continue;
-                }
-                c->state = ST_HEAD;
-                conn_watch(i, EPOLLIN | EPOLLRDHUP);
-            } else if (c->state == ST_HEAD) {
-                int h = ws_read_handshake(c, on_ws_msg);
-                if (h == 0)
-                    continue;
-                inflight--;
-                if (h < 0) {
+                if (r > 0)
+                    joined++;
+                else if (r < 0)
                     (*failed)++;
-                    conn_close(c);
-                    continue;
-                }
-                joined++;
-                c->state = ST_OPEN;
-                c->silent = !keep_reading;
-                /* A member that does not read is watched only for the server closing it. */
-                conn_watch(i, keep_reading ? EPOLLIN | EPOLLRDHUP : EPOLLRDHUP);
-            } else if (c->state == ST_OPEN) {
-                if (c->silent || ws_read(c, on_ws_msg) < 0) {
-                    ws_closes++;
-                    conn_close(c);
-                }
+            } else if (c->state == ST_OPEN && (c->silent || ws_read(c, on_ws_msg) < 0)) {
+                ws_closes++;
+                conn_close(c);
             }
         }
         if (tick_due() && attack_over())
@@ -881,19 +893,18 @@ static uint8_t *chat_frame(size_t size, size_t *len) {
 }
 
 static void mode_ws_noread(void) {
-    long failed = 0;
+    /* The publisher first (slot n): it must not wait behind the members' handshakes. */
+    long pub = o.n, pub_failed = 0, failed = 0;
+    ws_join_all(pub, pub + 1, 0, now_s() + o.secs, &pub_failed);
+    conn_t *p = &conns[pub];
     double t0 = now_s();
-    long joined = ws_join_all(0, o.n, 0, t0 + o.secs, &failed);
+    long joined = ws_join_all(0, o.n, 1, t0 + o.secs, &failed);
     double join_s = now_s() - t0;
-    /* The publisher: slot n, reads everything, writes messages back to back. */
     size_t flen;
     uint8_t *frame = chat_frame((size_t)o.size, &flen);
-    long pub = o.n, pub_failed = 0;
-    ws_join_all(pub, pub + 1, 1, now_s() + 5, &pub_failed);
-    conn_t *p = &conns[pub];
     if (p->state == ST_OPEN)
         conn_watch(pub, EPOLLIN | EPOLLOUT | EPOLLRDHUP);
-    long published = 0;
+    long published = 0, late = 0;
     double t_pub = now_s(), pub_end = t_pub + o.secs;
     int over = 0;
     while (!over && p->state == ST_OPEN) {
@@ -901,6 +912,13 @@ static void mode_ws_noread(void) {
         for (int e = 0; e < k; e++) {
             long i = (long)events[e].data.u64;
             conn_t *c = &conns[i];
+            if (c->state == ST_CONNECTING || c->state == ST_HEAD) {
+                /* Members still joining when the join phase ran out: silent ones too. */
+                int r = ws_join_step(i, 1);
+                late += r > 0;
+                failed += r < 0;
+                continue;
+            }
             if (c->state != ST_OPEN)
                 continue;
             if (c->silent) { /* woken only when the server closed it */
@@ -923,11 +941,12 @@ static void mode_ws_noread(void) {
         if (tick_due())
             over = attack_over() || now_s() >= pub_end;
     }
-    put(",\"members\":%ld,\"joined\":%ld,\"join_failed\":%ld,\"join_s\":%.2f,"
-        "\"message_bytes\":%ld,\"published\":%ld,\"publish_s\":%.2f,\"publisher_ok\":%d,"
-        "\"publisher_received\":%llu,\"members_closed_by_server\":%ld,\"last_close_code\":%d",
-        o.n, joined, failed, join_s, o.size, published, now_s() - t_pub, p->state == ST_OPEN,
-        (unsigned long long)p->msgs, ws_closes, ws_last_close);
+    put(",\"members\":%ld,\"joined\":%ld,\"joined_late\":%ld,\"join_failed\":%ld,"
+        "\"join_s\":%.2f,\"message_bytes\":%ld,\"published\":%ld,\"publish_s\":%.2f,"
+        "\"publisher_joined\":%d,\"publisher_ok\":%d,\"publisher_received\":%llu,"
+        "\"members_closed_by_server\":%ld,\"last_close_code\":%d",
+        o.n, joined, late, failed, join_s, o.size, published, now_s() - t_pub, pub_failed == 0,
+        p->state == ST_OPEN, (unsigned long long)ws_chat_msgs, ws_closes, ws_last_close);
     for (long i = 0; i <= o.n; i++)
         conn_close(&conns[i]);
     free(frame);
@@ -949,29 +968,16 @@ static void mode_ws_join(void) {
         for (int e = 0; e < k; e++) {
             long i = (long)events[e].data.u64;
             conn_t *c = &conns[i];
-            if (c->state == ST_CONNECTING) {
-                char target[320];
-                snprintf(target, sizeof target, "%s&name=m%ld", chat_target, i);
-                if (connect_result(c) != 0 || ws_handshake(c, target, NULL) != 0) {
-                    failed++;
-                    inflight--;
-                    conn_close(c);
-                    continue;
-                }
-                c->state = ST_HEAD;
-                conn_watch(i, EPOLLIN | EPOLLRDHUP);
-            } else if (c->state == ST_HEAD) {
-                int h = ws_read_handshake(c, on_ws_msg);
-                if (h == 0)
+            if (c->state == ST_CONNECTING || c->state == ST_HEAD) {
+                int r = ws_join_step(i, 0);
+                if (r == 0)
                     continue;
                 inflight--;
-                if (h < 0) {
+                if (r < 0)
                     failed++;
-                    conn_close(c);
-                    continue;
-                }
-                c->state = ST_OPEN;
-                if (++joined + failed == o.n)
+                else
+                    joined++;
+                if (joined + failed == o.n)
                     all_joined = now_s();
             } else if (c->state == ST_OPEN && ws_read(c, on_ws_msg) < 0) {
                 ws_closes++;
@@ -999,7 +1005,7 @@ static void mode_ws_join(void) {
 
 static void mode_ws_pub(void) {
     long failed = 0;
-    ws_join_all(0, 1, 1, now_s() + 5, &failed);
+    ws_join_all(0, 1, 0, now_s() + 5, &failed);
     conn_t *c = &conns[0];
     size_t flen;
     uint8_t *frame = chat_frame((size_t)o.size, &flen);

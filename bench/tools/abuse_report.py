@@ -159,6 +159,11 @@ def analyse(run, out, cap_mib):
         return 100.0 * (sb[2] - sa[2]) / w["clk_tck"] / (sb[0] - sa[0])
 
     r["cpu_pct"] = cpu_pct(t0, t1)
+    # Other tenants of CPU 0 (the machine is shared): its busy time that the server did not use.
+    sa, sb = ticks_at(t0), ticks_at(t1)
+    if sa and sb and len(sa) > 5 and sa[5] is not None and sb[5] is not None and sb[0] > sa[0]:
+        other = ((sb[5] - sa[5]) - (sb[2] - sa[2])) / w["clk_tck"] / (sb[0] - sa[0]) * 100
+        r["cpu0_other_pct"] = max(0.0, other)
     if run["attack"] == 1:
         r["cpu_hold_pct"] = cpu_pct(tool.get("ramp_end", t0), tool.get("release", t1))
     s0 = ticks_at(t0) or samples[0]
@@ -178,6 +183,12 @@ def analyse(run, out, cap_mib):
     return r, w
 
 
+def stop_text(run):
+    if run.get("stop_how") == "exited":
+        return "exited %s after %.1f s" % (run.get("stop_rc"), run.get("stop_ms", 0) / 1000)
+    return "still running %.0f s after it (killed)" % (run.get("stop_ms", 0) / 1000)
+
+
 def figure(a, run, r):
     """The attack-specific cell."""
     t = run.get("tool") or {}
@@ -185,8 +196,7 @@ def figure(a, run, r):
         return run.get("note") or "no result"
     g = t.get
     if a == 1:
-        stop = ("exited %s in %d ms" % (run.get("stop_rc"), run.get("stop_ms", 0))
-                if run.get("stop_how") == "exited" else "still running 10 s after it (killed)")
+        stop = stop_text(run)
         hold = r.get("cpu_hold_pct")
         return ("%d of %d held open (%d answered; %d closed by the server, %d reopened, %d "
                 "waiting unanswered at release); server CPU in the hold %s; log +%d B; "
@@ -202,11 +212,15 @@ def figure(a, run, r):
                 % (g("requests_sent", 0) * g("request_bytes", 0) / 1e6, g("requests_sent", 0),
                    g("conns", 0), "" if g("conns") == 1 else "s", g("closed_by_server", 0)))
     if a == 4:
-        return ("%d/%d silent members joined in %.1f s; %d messages of %d B published in %.1f s "
-                "(publisher got %d back%s); %d members closed by the server"
-                % (g("joined", 0), g("members", 0), g("join_s", 0), g("published", 0),
+        if not g("publisher_joined", 1):
+            return "the publisher could not join"
+        late = " (+%d during publishing)" % g("joined_late") if g("joined_late") else ""
+        return ("%d/%d silent members joined in %.1f s%s; %d messages of %d B published in "
+                "%.1f s (publisher got %d back%s); %d members closed by the server"
+                % (g("joined", 0), g("members", 0), g("join_s", 0), late, g("published", 0),
                    g("message_bytes", 0), g("publish_s", 0), g("publisher_received", 0),
-                   "" if g("publisher_ok") else ", then was closed", g("members_closed_by_server", 0)))
+                   "" if g("publisher_ok") else ", then was closed",
+                   g("members_closed_by_server", 0)))
     if a == 5:
         s = run.get("setup") or {}
         return ("%d todos of %d B (the list: %.0f MB); %d readers, %d got 200, read %.1f MB in "
@@ -318,8 +332,9 @@ def main():
         "set-up); peak = highest from the start of the attack to AFTER s after it; after = RSS "
         "AFTER s after the attack ended. Bystander p50/p99/max: requests due during the "
         "attack; failed: from its start to AFTER s after. Server CPU: share of one core "
-        "during the attack. An attack stops early once the server's RSS passes %d MiB "
-        "(\"> cap\")." % args.cap_mib)
+        "during the attack (others: the rest of CPU 0's busy time, other tenants of this shared "
+        "machine). An attack stops early once the server's RSS passes %d MiB (\"> cap\"). "
+        "A server still running 15 s after SIGTERM is killed." % args.cap_mib)
     if args.note:
         md += ["", "**%s**" % args.note]
     md.append("")
@@ -354,7 +369,11 @@ def main():
             if r["by_fail_kinds"]:
                 fails += " (%s)" % ", ".join("%s %d" % kv for kv in sorted(r["by_fail_kinds"].items()))
             cpu = "-" if r.get("cpu_pct") is None else "%.0f %%" % r["cpu_pct"]
+            if r.get("cpu0_other_pct") is not None:
+                cpu += " (others %.0f %%)" % r["cpu0_other_pct"]
             fig = figure(a, run, r)
+            if a != 1 and (run.get("stop_how") != "exited" or run.get("stop_ms", 0) > 1000):
+                fig += "; SIGTERM: %s" % stop_text(run)
             if run.get("note"):
                 fig += " [%s]" % run["note"]
             label = TITLES[a] + (" (crest --threads 2)" if a == 4 and peer == "crest" else "")

@@ -14,8 +14,13 @@ each one itself, from its scheduled start to the end of its response. It takes a
 keep-alive connection or opens one (at most 64), so a slow answer does not hold back later
 requests: their latency is counted from when they were due, not from when a connection was
 free. A request fails when no complete 200 arrives within TIMEOUT seconds or its connection
-fails; a reused keep-alive connection that the server had closed while idle is retried once on
-a new one, as HTTP clients do. Prints "ready" once the first request has succeeded.
+fails. As HTTP clients do, it closes connections idle for IDLE_MAX (4 s, below every peer's
+keep-alive timeout) and retries a request once on a new connection when a reused one turns out
+closed (EOF or reset before any byte of the answer): the server may close an idle connection
+just as a request goes out. Prints "ready" once the first request has succeeded.
+
+It also samples CPU 0's busy time (/proc/stat), so that the report can tell the server's share
+of that core from other tenants'.
 
 Standard library only.
 """
@@ -77,6 +82,19 @@ def tcp_mem_pages():
     return None
 
 
+def cpu_busy_ticks(cpu):
+    """The busy ticks of one CPU: all but idle and iowait."""
+    try:
+        with open("/proc/stat") as f:
+            for line in f:
+                if line.startswith("cpu%d " % cpu):
+                    v = [int(x) for x in line.split()[1:]]
+                    return sum(v[:8]) - v[3] - v[4]
+    except (OSError, ValueError):
+        pass
+    return None
+
+
 def file_size(path):
     try:
         return os.stat(path).st_size
@@ -86,13 +104,14 @@ def file_size(path):
 
 class Bystander:
     MAX_CONNS = 64
+    IDLE_MAX = 4.0
 
     def __init__(self, port, src, path, timeout):
         self.port = port
         self.src = src
         self.timeout = timeout
         self.request = ("GET %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n" % (path, port)).encode()
-        self.idle = []  # [(reader, writer)], most recently used last
+        self.idle = []  # [(reader, writer, idle since)], most recently used last
         self.open = 0
         self.results = []  # [due (wall clock), latency ms or None, outcome]
         self.ready = asyncio.Event()
@@ -134,13 +153,15 @@ class Bystander:
             async with asyncio.timeout(self.timeout - (time.monotonic() - due_mono)):
                 for attempt in (0, 1):
                     conn, reused = None, False
+                    now = time.monotonic()
                     while self.idle:
-                        conn = self.idle.pop()
-                        if conn[0].at_eof() or conn[1].is_closing():
+                        reader, writer, since = self.idle.pop()
+                        conn = (reader, writer)
+                        if reader.at_eof() or writer.is_closing() or now - since > self.IDLE_MAX:
                             self.drop(conn)
                             conn = None
                         else:
-                            reused = True
+                            reused = attempt == 0
                             break
                     if conn is None:
                         if self.open >= self.MAX_CONNS:
@@ -151,16 +172,16 @@ class Bystander:
                         status, keep = await self.exchange(conn)
                     except (asyncio.IncompleteReadError, ConnectionError) as e:
                         self.drop(conn)
-                        stale = isinstance(e, asyncio.IncompleteReadError) and not e.partial
-                        if reused and stale and attempt == 0:
-                            continue  # closed while idle: retry once on a new connection
+                        stale = not isinstance(e, asyncio.IncompleteReadError) or not e.partial
+                        if reused and stale:
+                            continue  # closed as the request went out: once more, on a new one
                         raise
                     except BaseException:
                         self.drop(conn)
                         raise
                     latency = (time.monotonic() - due_mono) * 1000
                     if keep:
-                        self.idle.append(conn)
+                        self.idle.append((conn[0], conn[1], time.monotonic()))
                     else:
                         self.drop(conn)
                     if status != 200:
@@ -212,7 +233,7 @@ async def sampler(pid, logs, samples, stop):
     while not stop.is_set():
         rss, ticks = rss_and_ticks(pid)
         samples.append([round(time.time(), 4), rss, ticks, tcp_mem_pages(),
-                        sum(file_size(p) for p in logs)])
+                        sum(file_size(p) for p in logs), cpu_busy_ticks(0)])
         k += 1
         delay = start + k * period - time.monotonic()
         if delay > 0:
@@ -251,7 +272,8 @@ async def main():
     with open(args.out, "w") as f:
         json.dump({"pid": args.pid, "port": args.port, "clk_tck": CLK_TCK, "rate": args.rate,
                    "timeout_s": args.timeout, "src": args.src, "path": args.path,
-                   "sample_fields": ["t", "rss_kib", "cpu_ticks", "tcp_mem_pages", "log_bytes"],
+                   "sample_fields": ["t", "rss_kib", "cpu_ticks", "tcp_mem_pages", "log_bytes",
+                                     "cpu0_busy_ticks"],
                    "samples": samples,
                    "bystander_fields": ["due", "latency_ms", "outcome"],
                    "bystander": by.results}, f)
