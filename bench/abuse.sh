@@ -25,7 +25,9 @@
 # report.md, samples.json (every run's figures and raw samples), logs/.
 #
 # Usage: bench/abuse.sh
-# Env: ATTACKS ("1 2 3 4 5 6 8 9 10 11 12 13"), PEERS ("crest nginx node"), CREST_BIN (the crest
+# Env: ATTACKS ("1 2 3 4 5 6 8 9 10 11 12 13"), PEERS ("crest nginx node"), REPEATS (1: each
+#      repeat runs every watched attack against every peer once more, peers in rotating order;
+#      the report gives medians, min-max; the yes/no rows run once), CREST_BIN (the crest
 #      binary; default build/crest, built if missing), ATTACK_SECS (10), AFTER_SECS (10),
 #      RSS_CAP_MIB (4096), BASE_PORT (18180: crest, +1 nginx, +2 node http, +3 node ws),
 #      NICE (0: niceness of servers and attackers; the watcher runs 5 below it), and the sizes
@@ -36,6 +38,7 @@ BENCH=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(dirname "$BENCH")
 ATTACKS=${ATTACKS:-1 2 3 4 5 6 8 9 10 11 12 13}
 PEERS=${PEERS:-crest nginx node}
+REPEATS=${REPEATS:-1}
 CREST_BIN=${CREST_BIN:-}
 ATTACK_SECS=${ATTACK_SECS:-10}
 AFTER_SECS=${AFTER_SECS:-10}
@@ -123,7 +126,7 @@ PRIO=()
 WATCH_NICE=$((NICE - 5))
 # The command line that reproduces this run, with every setting that is not the default.
 CMDLINE=""
-for v in "ATTACKS:1 2 3 4 5 6 8 9 10 11 12 13" "PEERS:crest nginx node" CREST_BIN: ATTACK_SECS:10 \
+for v in "ATTACKS:1 2 3 4 5 6 8 9 10 11 12 13" "PEERS:crest nginx node" REPEATS:1 CREST_BIN: ATTACK_SECS:10 \
     AFTER_SECS:10 RSS_CAP_MIB:4096 BASE_PORT:18180 NICE:0 FD_LIMIT:1024 FD_CONNS:2000 \
     AMP_CONNS:64 CHAT_MEMBERS:1500 CHAT_MSG:16384 TODOS:40 TODO_TITLE:1040000 SLOW_READERS:20 \
     SLOW_RATE:32768 TRICKLE_CONNS:500 TRICKLE_BODY:1000000 FANOUT_MEMBERS:5000 \
@@ -307,9 +310,9 @@ run_watched() { # ATTACK PEER: one attack against a fresh server, watched
     local cw1=null cw_after=null note="" i rss cap_kib=$((RSS_CAP_MIB * 1024)) t_end
     kind=$(kind_of "$peer" "$a")
     [[ $a == 1 ]] && nofile=$FD_LIMIT
-    id="$peer-$a"
+    id="$peer-$a-r$REP"
     logf="$OUT/logs/$id.log"
-    log "attack $a against $peer ($kind)"
+    log "attack $a against $peer ($kind), repeat $REP/$REPEATS"
     start_server "$kind" "$a" "$nofile" "$logf" || {
         printf '{"attack":%s,"peer":"%s","kind":"%s","note":"did not start"}\n' "$a" "$peer" \
             "$kind" >>"$RUNS"
@@ -357,8 +360,8 @@ run_watched() { # ATTACK PEER: one attack against a fresh server, watched
     stop_pid "$wpid"
     stop_server_timed "$pid"
     [[ $kind == nginx ]] && cp "$WORK/nginx-$a/error.log" "$OUT/logs/$id-error.log" 2>/dev/null
-    printf '{"attack":%s,"peer":"%s","kind":"%s","nofile":%s,"cmd":%s,"env":%s,"watch":"%s","tool":%s,"setup":%s,"close_wait_1s":%s,"close_wait_after":%s,"stop_ms":%s,"stop_rc":%s,"stop_how":"%s","after_s":%s,"note":%s}\n' \
-        "$a" "$peer" "$kind" "$nofile" "$(jstr "${CMD[*]}")" "$(jstr "${ENVS[*]}")" \
+    printf '{"attack":%s,"peer":"%s","repeat":%d,"kind":"%s","nofile":%s,"cmd":%s,"env":%s,"watch":"%s","tool":%s,"setup":%s,"close_wait_1s":%s,"close_wait_after":%s,"stop_ms":%s,"stop_rc":%s,"stop_how":"%s","after_s":%s,"note":%s}\n' \
+        "$a" "$peer" "$REP" "$kind" "$nofile" "$(jstr "${CMD[*]}")" "$(jstr "${ENVS[*]}")" \
         "raw/$id-watch.json" "$tool" "$setup" "$cw1" "$cw_after" "$STOP_MS" "$STOP_RC" \
         "$STOP_HOW" "$AFTER_SECS" "$(jstr "$note")" >>"$RUNS"
 }
@@ -387,20 +390,29 @@ run_check() { # ATTACK PEER: the yes/no rows
         "$kind" "$(jstr "${CMD[*]}")" "$(jstr "${ENVS[*]}")" "$out" >>"$RUNS"
 }
 
-log "attacks: $ATTACKS; peers: $PEERS; results in $OUT"
-for a in $ATTACKS; do
-    [[ -n ${RUNS_ON[$a]:-} ]] || { log "no attack $a (7 is a column of every row)"; continue; }
-    for peer in $PEERS; do
-        [[ " ${RUNS_ON[$a]} " == *" $peer "* ]] || continue
-        case $a in
-        8 | 9 | 13) run_check "$a" "$peer" ;;
-        *) run_watched "$a" "$peer" ;;
-        esac
+log "attacks: $ATTACKS; peers: $PEERS; $REPEATS repeat(s); results in $OUT"
+read -ra peers_arr <<<"$PEERS"
+for ((REP = 1; REP <= REPEATS; REP++)); do
+    # Rotate the peers' order each repeat so that none always goes first.
+    order=()
+    for ((i = 0; i < ${#peers_arr[@]}; i++)); do
+        order+=("${peers_arr[(i + REP - 1) % ${#peers_arr[@]}]}")
+    done
+    for a in $ATTACKS; do
+        [[ -n ${RUNS_ON[$a]:-} ]] || { ((REP > 1)) || log "no attack $a (7 is a column of every row)"; continue; }
+        for peer in "${order[@]}"; do
+            [[ " ${RUNS_ON[$a]} " == *" $peer "* ]] || continue
+            case $a in
+            8 | 9 | 13) ((REP > 1)) || run_check "$a" "$peer" ;; # yes/no rows: once
+            *) run_watched "$a" "$peer" ;;
+            esac
+        done
     done
 done
 
 # ---------------------------------------------------------------- report --------------------
 ELAPSED=$(($(date +%s) - T0))
 $PY "$BENCH/tools/abuse_report.py" "$OUT" --command "$CMDLINE" --elapsed "$ELAPSED" \
-    --attacks "$ATTACKS" --peers "$PEERS" --cap-mib "$RSS_CAP_MIB" --note "$CREST_NOTE"
+    --attacks "$ATTACKS" --peers "$PEERS" --repeats "$REPEATS" --cap-mib "$RSS_CAP_MIB" \
+    --note "$CREST_NOTE"
 log "done in ${ELAPSED}s; results in $OUT"

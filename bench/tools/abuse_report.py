@@ -7,7 +7,7 @@
 Reads OUT/raw/runs.jsonl (one line per run: the attack tool's figures, the check results) and
 the watcher's samples (OUT/raw/*-watch.json), prints the markdown report and writes it to
 OUT/report.md, with every run's figures and raw samples in OUT/samples.json (which then
-replaces the watchers' files).
+replaces the watchers' files; run again on the same folder, it reads them from there).
 
 Windows, per run: the attack is [t_start, t_end] of the attack tool; "idle" is the median RSS
 of the samples in the second before it; the peak is the highest RSS from the attack's start to
@@ -117,6 +117,9 @@ def ms(v):
     return "%.0f" % v if v >= 100 else "%.1f" % v
 
 
+KEPT = {}  # watch file -> its samples, from an earlier samples.json (a report made again)
+
+
 def analyse(run, out, cap_mib):
     """The figures of one watched run."""
     tool = run.get("tool")
@@ -125,8 +128,10 @@ def analyse(run, out, cap_mib):
         with open(os.path.join(out, run["watch"])) as f:
             w = json.load(f)
     except (OSError, ValueError, KeyError):
-        r["error"] = "no samples"
-        return r, None
+        w = KEPT.get(run.get("watch"))
+        if w is None:
+            r["error"] = "no samples"
+            return r, None
     samples, by = w["samples"], w["bystander"]
     if not samples:
         r["error"] = "no samples"
@@ -293,6 +298,7 @@ def main():
     ap.add_argument("--elapsed", type=int, default=0)
     ap.add_argument("--attacks", default="")
     ap.add_argument("--peers", default="")
+    ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--cap-mib", type=int, default=4096)
     ap.add_argument("--note", default="")
     args = ap.parse_args()
@@ -307,6 +313,13 @@ def main():
             versions = json.load(f)
     except (OSError, ValueError):
         versions = {}
+    try:
+        with open(os.path.join(out, "samples.json")) as f:
+            for x in json.load(f).get("runs", []):
+                if x.get("watch") is not None:
+                    KEPT[x["run"].get("watch")] = x["watch"]
+    except (OSError, ValueError):
+        pass
     attacks = [int(x) for x in args.attacks.split() if x.isdigit() and int(x) in TITLES]
     peers = args.peers.split()
     cap_kib = args.cap_mib * 1024
@@ -335,6 +348,13 @@ def main():
         "during the attack (others: the rest of CPU 0's busy time, other tenants of this shared "
         "machine). An attack stops early once the server's RSS passes %d MiB (\"> cap\"). "
         "A server still running 15 s after SIGTERM is killed." % args.cap_mib)
+    if args.repeats > 1:
+        md += ["", "%d repeats, peers in rotating order: each cell is the median (min–max) over "
+               "them; bystander failures are summed; crest's targets are judged on the medians."
+               % args.repeats]
+    else:
+        md += ["", "One run of each: this machine is shared and noisy, so single figures (the "
+               "bystander's above all) vary from run to run; REPEATS=3 gives medians."]
     if args.note:
         md += ["", "**%s**" % args.note]
     md.append("")
@@ -354,47 +374,82 @@ def main():
                     md.append("| %d | %s | %s | n/a | n/a | n/a | n/a | n/a | n/a | n/a: %s |"
                               % (a, TITLES[a], peer, why))
                 continue
-            run = rs[-1]
-            r, w = analyse(run, out, args.cap_mib)
-            samples.append({"run": run, "figures": r, "watch": w})
-            if "error" in r and "idle_kib" not in r:
+            done = []
+            for run in rs:
+                r, w = analyse(run, out, args.cap_mib)
+                samples.append({"run": run, "figures": r, "watch": w})
+                if "idle_kib" in r:
+                    done.append((run, r))
+            if not done:
                 md.append("| %d | %s | %s | | | | | | | %s %s |" % (
-                    a, TITLES[a], peer, r["error"], run.get("note", "")))
+                    a, TITLES[a], peer, r.get("error", ""), rs[-1].get("note", "")))
                 continue
-            peak = mib(r["peak_kib"])
-            if r["capped"]:
-                peak = "> %d MiB (stopped)" % args.cap_mib
-            byst = "%s / %s / %s" % (ms(r["by_p50"]), ms(r["by_p99"]), ms(r["by_max"]))
-            fails = "%d / %d" % (r["by_failed"], r["by_sent_all"])
-            if r["by_fail_kinds"]:
-                fails += " (%s)" % ", ".join("%s %d" % kv for kv in sorted(r["by_fail_kinds"].items()))
-            cpu = "-" if r.get("cpu_pct") is None else "%.0f %%" % r["cpu_pct"]
-            if r.get("cpu0_other_pct") is not None:
-                cpu += " (others %.0f %%)" % r["cpu0_other_pct"]
+            # One run: its figures. Several: the median (min-max) of each, failures summed,
+            # and the attack's own figure from the run with the median peak.
+            n = len(done)
+            by_peak = sorted(done, key=lambda x: x[1]["peak_kib"] or 0)
+            run, r = by_peak[(n - 1) // 2]
+
+            def med(key):
+                xs = [x[1].get(key) for x in done if x[1].get(key) is not None]
+                return statistics.median(xs) if xs else None
+
+            def cell(key, fmt, unit=""):
+                xs = [x[1].get(key) for x in done if x[1].get(key) is not None]
+                if not xs:
+                    return "n/a"
+                if n == 1:
+                    return fmt(xs[0]) + unit
+                return "%s (%s–%s)%s" % (fmt(statistics.median(xs)), fmt(min(xs)), fmt(max(xs)),
+                                         unit)
+
+            def mib_n(kib):
+                return "%.1f" % (kib / 1024)
+
+            capped = sum(1 for x in done if x[1]["capped"])
+            peak = cell("peak_kib", mib_n, " MiB")
+            if capped:
+                peak = "> %d MiB (stopped%s)" % (
+                    args.cap_mib, "" if n == 1 else " in %d of %d runs" % (capped, n))
+            byst = " / ".join(cell(k, ms) for k in ("by_p50", "by_p99", "by_max"))
+            failed = sum(x[1]["by_failed"] for x in done)
+            fails = "%d / %d" % (failed, sum(x[1]["by_sent_all"] for x in done))
+            kinds = {}
+            for x in done:
+                for k, v in x[1]["by_fail_kinds"].items():
+                    kinds[k] = kinds.get(k, 0) + v
+            if kinds:
+                fails += " (%s)" % ", ".join("%s %d" % kv for kv in sorted(kinds.items()))
+            cpu = cell("cpu_pct", lambda v: "%.0f" % v, " %")
+            if med("cpu0_other_pct") is not None:
+                cpu += " (others %.0f %%)" % med("cpu0_other_pct")
             fig = figure(a, run, r)
             if a != 1 and (run.get("stop_how") != "exited" or run.get("stop_ms", 0) > 1000):
                 fig += "; SIGTERM: %s" % stop_text(run)
             if run.get("note"):
                 fig += " [%s]" % run["note"]
+            if n > 1:
+                fig = "(repeat %d, the median peak) %s" % (run.get("repeat", 0), fig)
             label = TITLES[a] + (" (crest --threads 2)" if a == 4 and peer == "crest" else "")
             md.append("| %d | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
-                a, label, peer, mib(r["idle_kib"]), peak, mib(r["after_kib"]), byst, fails,
+                a, label, peer, cell("idle_kib", mib_n, " MiB"), peak,
+                cell("after_kib", mib_n, " MiB"), byst, fails,
                 cpu, fig))
             if peer == "crest":
+                idle, peak_kib, after_kib, p99 = (med("idle_kib"), med("peak_kib"),
+                                                  med("after_kib"), med("by_p99"))
                 b, how = budget(a, run.get("tool"))
-                lim = None if b is None else r["idle_kib"] + b + SLACK
-                peak_ok = None if lim is None or r["peak_kib"] is None else (
-                    not r["capped"] and r["peak_kib"] <= lim)
-                after_ok = None if r["after_kib"] is None else (
-                    r["after_kib"] <= r["idle_kib"] + NEAR_IDLE)
+                lim = None if b is None else idle + b + SLACK
+                peak_ok = None if lim is None or peak_kib is None else (
+                    not capped and peak_kib <= lim)
+                after_ok = None if after_kib is None else after_kib <= idle + NEAR_IDLE
                 p99_ok = None
-                if r["by_p99"] is not None:
-                    p99_ok = r["by_p99"] < P99_MS
-                elif r["by_sent"]:
+                if p99 is not None:
+                    p99_ok = p99 < P99_MS
+                elif any(x[1]["by_sent"] for x in done):
                     p99_ok = False  # every request during the attack failed
-                fail_ok = r["by_failed"] == 0
-                targets.append((a, peak, lim, how, peak_ok, r["after_kib"], r["idle_kib"],
-                                after_ok, r["by_p99"], p99_ok, r["by_failed"], fail_ok))
+                targets.append((a, peak, lim, how, peak_ok, after_kib, idle, after_ok, p99,
+                                p99_ok, failed, failed == 0))
 
     checks = [x for x in runs if x["attack"] in (8, 9, 13)]
     if any(a in (8, 9, 13) for a in attacks):
