@@ -199,13 +199,13 @@ server_cmd() { # KIND ATTACK -> sets CMD and ENVS
     case $kind in
     crest)
         local threads=1
-        [[ $a == 4 ]] && threads=2 # chat members on two loops: the cross-thread queues
+        if [[ $a == 4 ]]; then threads=2; fi # chat members on two loops: cross-thread queues
         CMD=("$CREST" demo --host 127.0.0.1 --port "$port" --threads $threads
             --db "sqlite:$WORK/crest-$a.db")
-        [[ $a == 12 ]] && CMD+=(--ws-deflate)
+        if [[ $a == 12 ]]; then CMD+=(--ws-deflate); fi
         ;;
     nginx)
-        local prefix="$WORK/nginx-$a"
+        local prefix="$WORK/nginx-$a-r$REP"
         mkdir -p "$prefix"
         sed "s/@PORT@/$port/" "$BENCH/peers/nginx/abuse.conf" >"$prefix/nginx.conf"
         CMD=(nginx -p "$prefix/" -c "$prefix/nginx.conf" -e "$prefix/error.log")
@@ -216,7 +216,7 @@ server_cmd() { # KIND ATTACK -> sets CMD and ENVS
         ;;
     node-ws)
         ENVS=(PORT="$port")
-        [[ $a == 12 ]] && ENVS+=(WS_DEFLATE=1)
+        if [[ $a == 12 ]]; then ENVS+=(WS_DEFLATE=1); fi
         CMD=(node "$BENCH/peers/ws/server.js")
         ;;
     esac
@@ -320,7 +320,7 @@ run_watched() { # ATTACK PEER: one attack against a fresh server, watched
     }
     local pid=$SRV_PID port=${PORT[$kind]}
     local -a logs=(--log "$logf")
-    [[ $kind == nginx ]] && logs+=(--log "$WORK/nginx-$a/error.log")
+    [[ $kind == nginx ]] && logs+=(--log "$WORK/nginx-$a-r$REP/error.log")
     wjson="$OUT/raw/$id-watch.json"
     watch_out="$WORK/$id-watch.out"
     nice -n "$WATCH_NICE" taskset -c $CLIENT_CPU $PY "$WATCH" --pid "$pid" --port "$port" \
@@ -359,7 +359,7 @@ run_watched() { # ATTACK PEER: one attack against a fresh server, watched
     [[ $a == 1 ]] && cw_after=$(close_wait "$port")
     stop_pid "$wpid"
     stop_server_timed "$pid"
-    [[ $kind == nginx ]] && cp "$WORK/nginx-$a/error.log" "$OUT/logs/$id-error.log" 2>/dev/null
+    if [[ $kind == nginx ]]; then cp "$WORK/nginx-$a-r$REP/error.log" "$OUT/logs/$id-error.log" || true; fi
     printf '{"attack":%s,"peer":"%s","repeat":%d,"kind":"%s","nofile":%s,"cmd":%s,"env":%s,"watch":"%s","tool":%s,"setup":%s,"close_wait_1s":%s,"close_wait_after":%s,"stop_ms":%s,"stop_rc":%s,"stop_how":"%s","after_s":%s,"note":%s}\n' \
         "$a" "$peer" "$REP" "$kind" "$nofile" "$(jstr "${CMD[*]}")" "$(jstr "${ENVS[*]}")" \
         "raw/$id-watch.json" "$tool" "$setup" "$cw1" "$cw_after" "$STOP_MS" "$STOP_RC" \

@@ -23,7 +23,8 @@
  *              everything, counting the join announcements, until all have joined and the room
  *              has been quiet for a second, or SECS.
  *   ws-pub     one member of /ws/chat?room=ROOM sends COUNT messages of SIZE bytes, one after the
- *              other, reading everything, until its own COUNT messages came back, or SECS.
+ *              other, reading everything, until its own COUNT messages came back (or nothing
+ *              came for 2 s after the last was sent: the server may drop some), or SECS.
  *   ws-deflate CONNS connections to /ws/echo offer permessage-deflate and send text messages of
  *              SIZE bytes of 'a', compressed about 1000:1, WINDOW unanswered at a time, for SECS.
  *
@@ -1029,7 +1030,8 @@ static void mode_ws_pub(void) {
             }
         }
         if (tick_due())
-            over = attack_over() || (sent == o.count && ws_chat_msgs >= o.count);
+            over = attack_over() ||
+                   (sent == o.count && (ws_chat_msgs >= o.count || now_s() - ws_last_msg > 2));
     }
     put(",\"count\":%ld,\"message_bytes\":%ld,\"sent\":%ld,\"received\":%ld,\"elapsed_s\":%.2f,"
         "\"open_at_end\":%d,\"close_code\":%d",
