@@ -1,13 +1,28 @@
 // Node.js peer for bench/ws.sh: the same /ws/echo and /ws/chat as crest's demo, written as a
 // competent `ws` user would: one process, rooms as Sets, each broadcast serialised once and
-// sent to every member. permessage-deflate off (ws's default for servers), as in crest.
+// sent to every member. permessage-deflate off (ws's default for servers), as in crest, unless
+// WS_DEFLATE=1 (bench/abuse.sh's compression bomb, against crest --ws-deflate): then ws's
+// `perMessageDeflate: true`, its defaults otherwise. GET /healthz answers "ok" for
+// bench/abuse.sh's bystander.
 "use strict";
 const http = require("http");
 const { WebSocketServer } = require("ws");
 
 const port = Number(process.env.PORT || 8080);
-const server = http.createServer((req, res) => { res.writeHead(404); res.end(); });
-const wss = new WebSocketServer({ noServer: true, maxPayload: 1 << 20 });
+const server = http.createServer((req, res) => {
+  if (req.url === "/healthz") {
+    res.writeHead(200, { "Content-Type": "text/plain", "Content-Length": 3 });
+    res.end("ok\n");
+    return;
+  }
+  res.writeHead(404);
+  res.end();
+});
+const wss = new WebSocketServer({
+  noServer: true,
+  maxPayload: 1 << 20,
+  perMessageDeflate: process.env.WS_DEFLATE === "1",
+});
 const rooms = new Map();
 
 function broadcast(room, obj) {
