@@ -135,6 +135,9 @@ struct crest_loop_s {
     uv_idle_t resume_idle;   /* runs parked connections between polls */
     crest__conn_t *parked;   /* connections with input left over from a read batch */
     crest__conn_t *parked_tail;
+    size_t nparked;
+    uv_prepare_t turn_prepare; /* before each poll: a new turn of the loop begins */
+    uint64_t turn_ns;          /* time batches took in this turn */
     crest__ratelimit_t log_accept;
     crest__ratelimit_t log_handler;
     uv_timer_t shutdown_timer;

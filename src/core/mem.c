@@ -12,7 +12,7 @@
  * mmap threshold in the heap): measured, 2 to 5 GB stayed resident after an attack ended, and
  * malloc_trim brought it to 10 MB. So when the buffered bytes fall to a quarter of a high mark of
  * at least TRIM_MIN, a trim runs a second later (once, on the loop that saw the fall). */
-#define TRIM_MIN (32 * 1024 * 1024)
+#define TRIM_MIN (4 * 1024 * 1024)
 #define TRIM_DELAY_MS 1000
 
 int crest__mem_take(crest_app_t *app, size_t n) {

@@ -93,6 +93,7 @@ static void unpark(crest__conn_t *c) {
         *pp = c->parked_next;
         if (loop->parked_tail == c)
             loop->parked_tail = prev;
+        loop->nparked--;
     }
     c->parked_next = NULL;
     c->flags &= ~(uint32_t)CONN_PARKED;
@@ -508,6 +509,7 @@ static void park(crest__conn_t *c) {
     else
         loop->parked = c;
     loop->parked_tail = c;
+    loop->nparked++;
     if (!uv_is_active((uv_handle_t *)&loop->resume_idle))
         uv_idle_start(&loop->resume_idle, on_resume);
 }
@@ -532,23 +534,29 @@ static void conn_next(crest__conn_t *c) {
 
 static void on_resume(uv_idle_t *h) {
     crest_loop_t *loop = CREST__CONTAINER_OF(h, crest_loop_t, resume_idle);
-    /* Connections parked meanwhile wait for the next round: each gets one batch per round. */
-    crest__conn_t *c = loop->parked;
-    loop->parked = loop->parked_tail = NULL;
-    while (c != NULL) {
-        crest__conn_t *next = c->parked_next;
+    const crest_app_opts_t *o = &loop->app->opts;
+    /* One round: each connection parked before it gets one batch, for as long as the round's
+     * time lasts; the rest go first in the next round, after the loop has polled again, so a
+     * request that just arrived waits for one round at most, however many pipelines are busy.
+     * Connections are taken off the head one at a time (never a detached chain): handling one
+     * may close and unpark another. */
+    size_t n = loop->nparked;
+    uint64_t start = uv_hrtime(), budget = 2 * (uint64_t)o->batch_us * 1000;
+    while (n-- > 0 && loop->parked != NULL && uv_hrtime() - start < budget) {
+        crest__conn_t *c = loop->parked;
+        loop->parked = c->parked_next;
+        if (loop->parked == NULL)
+            loop->parked_tail = NULL;
+        loop->nparked--;
         c->parked_next = NULL;
-        if (!(c->flags & CONN_PARKED) || (c->flags & CONN_CLOSING)) {
-            c = next; /* closed during this round (its memory goes in the close phase) */
-            continue;
-        }
         c->flags &= ~(uint32_t)CONN_PARKED;
+        if (c->flags & CONN_CLOSING)
+            continue;
         if (c->req == NULL && (c->flags & CONN_INPUT_PENDING) &&
-            crest__conn_buffered(c) <= loop->app->opts.max_output)
+            crest__conn_buffered(c) <= o->max_output)
             conn_process(c, NULL, 0);
         else
             conn_next(c);
-        c = next;
     }
     if (loop->parked == NULL)
         uv_idle_stop(h);
@@ -819,7 +827,7 @@ static size_t handle_request(crest__conn_t *c, char *p, size_t n, crest__rx_t *r
  * connection has max_output queued (before the next request's work, so a client that does not
  * read cannot make us produce more) or has used its share of the loop (batch_requests requests
  * or batch_us), so that one connection's pipeline cannot hold the others up. */
-static void conn_process(crest__conn_t *c, char *data, size_t len) {
+static void conn_batch(crest__conn_t *c, char *data, size_t len, uint64_t start) {
     crest_loop_t *loop = conn_loop(c);
     const crest_app_opts_t *o = &loop->app->opts;
     crest__http_date_refresh(loop);
@@ -844,7 +852,6 @@ static void conn_process(crest__conn_t *c, char *data, size_t len) {
     c->flags |= CONN_IN_DISPATCH;
     size_t pos = 0;
     unsigned served = 0;
-    uint64_t start = 0;
     size_t out0 = 0;
     while (pos < len && c->req == NULL && c->proto == NULL &&
            !(c->flags & (CONN_CLOSE_AFTER_WRITE | CONN_CLOSING))) {
@@ -859,7 +866,6 @@ static void conn_process(crest__conn_t *c, char *data, size_t len) {
                 uv_hrtime() - start > (uint64_t)o->batch_us * 1000)
                 break;
         } else {
-            start = uv_hrtime();
             out0 = crest__conn_buffered(c);
         }
         crest__rx_t *rx = c->rx && data == c->rx->buf ? c->rx : NULL;
@@ -912,6 +918,24 @@ static void conn_process(crest__conn_t *c, char *data, size_t len) {
     conn_next(c);
 }
 
+/* The batches of this turn of the loop (since it last went to poll) have run longer than two
+ * batches' budget. */
+static int loop_busy(crest_loop_t *loop) {
+    return loop->turn_ns > 2 * (uint64_t)loop->app->opts.batch_us * 1000;
+}
+
+static void on_prepare(uv_prepare_t *p) {
+    CREST__CONTAINER_OF(p, crest_loop_t, turn_prepare)->turn_ns = 0;
+}
+
+/* One batch, its time added to the loop's turn. */
+static void conn_process(crest__conn_t *c, char *data, size_t len) {
+    crest_loop_t *loop = conn_loop(c);
+    uint64_t start = uv_hrtime();
+    conn_batch(c, data, len, start);
+    loop->turn_ns += uv_hrtime() - start;
+}
+
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     crest__conn_t *c = CREST__CONTAINER_OF(s, crest__conn_t, tcp);
     if (nread == 0 || (c->flags & CONN_CLOSING))
@@ -927,9 +951,12 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
         c->proto->on_data(c, buf->base, (size_t)nread);
         return;
     }
-    if (c->req != NULL) {
-        /* Pipelined input behind a request answered later waits in rx. */
-        crest_loop_t *loop = conn_loop(c);
+    crest_loop_t *loop = conn_loop(c);
+    if (c->req != NULL || loop_busy(loop)) {
+        /* Pipelined input behind a request answered later waits in rx; so does input that
+         * arrives when this turn of the loop has run long already (many connections ready at
+         * once, each with expensive requests): it is parsed in the next round of parked
+         * connections, after the loop has polled again. */
         crest__rx_t *rx = c->rx;
         if (rx == NULL && (rx = c->rx = calloc(1, sizeof(*rx))) == NULL) {
             crest__conn_close(c);
@@ -942,7 +969,9 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
         memcpy(rx->buf + rx->len, buf->base, (size_t)nread);
         rx->len += (size_t)nread;
         c->flags |= CONN_INPUT_PENDING;
-        if (rx->len > loop->app->opts.max_header_bytes)
+        if (c->req == NULL)
+            conn_next(c); /* parks it */
+        else if (rx->len > loop->app->opts.max_header_bytes)
             pause_reading(c);
         return;
     }
@@ -1119,6 +1148,9 @@ static void on_listener(uv_poll_t *p, int status, int events) {
 
 int crest__http_loop_start(crest_loop_t *loop) {
     uv_idle_init(&loop->uv, &loop->resume_idle);
+    uv_prepare_init(&loop->uv, &loop->turn_prepare);
+    uv_prepare_start(&loop->turn_prepare, on_prepare);
+    uv_unref((uv_handle_t *)&loop->turn_prepare); /* it keeps no loop alive */
     uv_timer_init(&loop->uv, &loop->accept_timer);
     int rc = uv_poll_init(&loop->uv, &loop->listener, loop->listen_fd);
     if (rc != 0)

@@ -36,6 +36,7 @@
 #define FILTER_SLOTS (1u << FILTER_BITS)
 /* Consecutive messages of one topic go to each subscriber together (one pass over the list). */
 #define RUN_MAX 64
+#define SLICE_BYTES (1024 * 1024) /* queued on subscribers per slice, at most (one run more) */
 
 /* A subscription: a subscriber in a topic's list. A node with sub == NULL is the delivery cursor
  * of its loop (local_t.cursor). */
@@ -472,10 +473,13 @@ typedef struct {
     uint64_t max_ns;
     uint32_t subs; /* subscribers handed messages in this slice */
     uint32_t max_subs;
+    size_t bytes; /* queued on subscribers in this slice */
 } budget_t;
 
 static int budget_spent(budget_t *b) {
-    if (b->subs >= b->max_subs)
+    /* Bytes count too: the slice's writes (at its end) copy what was queued into the kernel,
+     * which for large messages to many fresh sockets costs far more than the deliveries. */
+    if (b->subs >= b->max_subs || b->bytes >= SLICE_BYTES)
         return 1;
     /* The clock is read every eighth subscriber: a delivery costs well under a microsecond. */
     return (b->subs & 7) == 0 && b->subs > 0 && uv_hrtime() - b->start >= b->max_ns;
@@ -526,9 +530,10 @@ static int walk_run(local_t *l, budget_t *b) {
         l->walk_node = n;
         crest__psmsg_t *x = m;
         for (size_t i = 0; i < l->run_len && l->walk_node == n; i++, x = x->next[l->index]) {
-            if (s->deliver(s, x))
+            if (s->deliver(s, x)) {
                 l->delivered++;
-            else
+                b->bytes += x->ws_len > x->sse_len ? x->ws_len : x->sse_len;
+            } else
                 l->dropped_now++;
         }
         l->walk_node = NULL;
@@ -545,7 +550,7 @@ static int walk_run(local_t *l, budget_t *b) {
 static void on_deliver(crest_loop_t *loop, void *arg) {
     local_t *l = arg;
     budget_t b = {uv_hrtime(), (uint64_t)l->ps->opts.slice_us * 1000, 0,
-                  l->ps->opts.slice_subscribers};
+                  l->ps->opts.slice_subscribers, 0};
     int more = 0;
     delivering = l;
     for (;;) {
