@@ -217,6 +217,28 @@ static void outq_take(crest__outq_t *dst, crest__outq_t *q, size_t from, size_t 
     }
 }
 
+/* Hand the kernel what it takes of q now (one writev): the bytes written, 0 when it takes none,
+ * or a negative error. Nothing is consumed from q. */
+static int outq_try_write(crest__conn_t *c, crest__outq_t *q) {
+    uv_buf_t stackbufs[32];
+    uv_buf_t *bufs = q->nsegs <= 32 ? stackbufs : malloc(q->nsegs * sizeof(*bufs));
+    if (bufs == NULL)
+        return CREST_ENOMEM;
+    size_t n = outq_bufs(q, 0, 0, bufs);
+    int written = uv_try_write((uv_stream_t *)&c->tcp, bufs, (unsigned)n);
+    if (bufs != stackbufs)
+        free(bufs);
+    return written == UV_EAGAIN ? 0 : written;
+}
+
+/* Empty q and keep its memory for the next output. */
+static void outq_reset(crest__outq_t *q) {
+    q->nsegs = 0;
+    q->total = 0;
+    q->shared = 0;
+    q->bytes.len = 0;
+}
+
 static void tx_start(crest__conn_t *c);
 static void conn_next(crest__conn_t *c);
 
@@ -246,10 +268,7 @@ static void on_write(uv_write_t *w, int status) {
     crest__conn_t *c = CREST__CONTAINER_OF(w->handle, crest__conn_t, tcp);
     size_t seg, off;
     outq_consume(&tx->inflight, tx->inflight.total, &seg, &off);
-    tx->inflight.nsegs = 0;
-    tx->inflight.total = 0;
-    tx->inflight.shared = 0;
-    tx->inflight.bytes.len = 0;
+    outq_reset(&tx->inflight);
     if (status < 0 || (c->flags & CONN_CLOSING)) {
         c->tx = NULL;
         tx_free(c, tx);
@@ -355,22 +374,14 @@ crest__outq_t *crest__conn_out(crest__conn_t *c) {
  * queued up since then at once instead of a turn later (a pub/sub burst judges readers slow by
  * what stays queued). Returns nonzero when the connection was closed. */
 static int pending_try_write(crest__conn_t *c) {
-    crest__tx_t *tx = c->tx;
-    crest__outq_t *q = &tx->pending;
-    uv_buf_t stackbufs[32];
-    uv_buf_t *bufs = q->nsegs <= 32 ? stackbufs : malloc(q->nsegs * sizeof(*bufs));
-    if (bufs == NULL)
-        return 0; /* it goes out after the write in flight */
-    size_t n = outq_bufs(q, 0, 0, bufs);
-    int written = uv_try_write((uv_stream_t *)&c->tcp, bufs, (unsigned)n);
-    if (bufs != stackbufs)
-        free(bufs);
-    if (written < 0 && written != UV_EAGAIN) {
+    crest__outq_t *q = &c->tx->pending;
+    int written = outq_try_write(c, q);
+    if (written < 0 && written != CREST_ENOMEM) {
         crest__conn_close(c);
         return 1;
     }
     if (written <= 0)
-        return 0;
+        return 0; /* it goes out after the write in flight */
     size_t seg, off;
     outq_consume(q, (size_t)written, &seg, &off);
     if (seg < q->nsegs) {
@@ -378,10 +389,7 @@ static int pending_try_write(crest__conn_t *c) {
         outq_take(&rest, q, seg, off);
         *q = rest;
     } else {
-        q->nsegs = 0;
-        q->total = 0;
-        q->shared = 0;
-        q->bytes.len = 0;
+        outq_reset(q);
     }
     return 0;
 }
@@ -399,18 +407,8 @@ void crest__conn_flush(crest__conn_t *c) {
              * takes the uv_write path (whose callback is asynchronous even when the kernel takes
              * everything at once). */
             if (c->req == NULL || c->req->drain_cb == NULL) {
-                uv_buf_t stackbufs[32];
-                uv_buf_t *bufs = q->nsegs <= 32 ? stackbufs : malloc(q->nsegs * sizeof(*bufs));
-                if (bufs == NULL) {
-                    crest__outq_free(q);
-                    crest__conn_close(c);
-                    return;
-                }
-                size_t n = outq_bufs(q, 0, 0, bufs);
-                written = uv_try_write((uv_stream_t *)&c->tcp, bufs, (unsigned)n);
-                if (bufs != stackbufs)
-                    free(bufs);
-                if (written < 0 && written != UV_EAGAIN) {
+                written = outq_try_write(c, q);
+                if (written < 0) {
                     crest__outq_free(q);
                     crest__conn_close(c);
                     return;
@@ -427,10 +425,7 @@ void crest__conn_flush(crest__conn_t *c) {
                 }
                 outq_take(&c->tx->pending, q, seg, off);
             } else {
-                q->nsegs = 0;
-                q->total = 0;
-                q->shared = 0;
-                q->bytes.len = 0;
+                outq_reset(q);
                 if (q->bytes.cap > 4 * SCRATCH_SIZE) /* do not keep a huge batch buffer around */
                     crest_buf_free(&q->bytes);
             }
