@@ -15,6 +15,13 @@
 #define TRIM_MIN (4 * 1024 * 1024)
 #define TRIM_DELAY_MS 1000
 
+static void raise_peak(crest__budget_t *b, int64_t now) {
+    int64_t peak = atomic_load_explicit(&b->peak, memory_order_relaxed);
+    while (now > peak && !atomic_compare_exchange_weak_explicit(
+                             &b->peak, &peak, now, memory_order_relaxed, memory_order_relaxed))
+        ;
+}
+
 int crest__mem_take(crest_app_t *app, size_t n) {
     crest__budget_t *b = &app->mem;
     int64_t now =
@@ -24,21 +31,14 @@ int crest__mem_take(crest_app_t *app, size_t n) {
         atomic_fetch_add_explicit(&b->refused, 1, memory_order_relaxed);
         return CREST_ENOBUFS;
     }
-    int64_t peak = atomic_load_explicit(&b->peak, memory_order_relaxed);
-    while (now > peak && !atomic_compare_exchange_weak_explicit(
-                             &b->peak, &peak, now, memory_order_relaxed, memory_order_relaxed))
-        ;
+    raise_peak(b, now);
     return 0;
 }
 
 void crest__mem_charge(crest_app_t *app, size_t n) {
     crest__budget_t *b = &app->mem;
-    int64_t now =
-        atomic_fetch_add_explicit(&b->used, (int64_t)n, memory_order_relaxed) + (int64_t)n;
-    int64_t peak = atomic_load_explicit(&b->peak, memory_order_relaxed);
-    while (now > peak && !atomic_compare_exchange_weak_explicit(
-                             &b->peak, &peak, now, memory_order_relaxed, memory_order_relaxed))
-        ;
+    raise_peak(b,
+               atomic_fetch_add_explicit(&b->used, (int64_t)n, memory_order_relaxed) + (int64_t)n);
 }
 
 static void on_trim(crest_loop_t *loop, void *arg) {

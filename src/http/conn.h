@@ -17,7 +17,6 @@ typedef struct {
     size_t body_len; /* decoded body bytes at buf[head_len ..] */
     size_t raw_off;  /* chunked: first byte not decoded yet */
     crest__http_chunked_t chunked;
-    size_t charged;      /* bytes of buf charged to the memory budget */
     uint64_t body_start; /* loop time (ms) when the body began to arrive */
     unsigned continue_sent : 1;
     unsigned header_timer : 1; /* the header deadline is armed for this request */

@@ -74,7 +74,7 @@ static void on_close(uv_handle_t *h) {
 
 static void rx_free(crest__conn_t *c) {
     if (c->rx) {
-        crest__mem_give(conn_loop(c)->app, conn_loop(c), c->rx->charged);
+        crest__mem_give(conn_loop(c)->app, conn_loop(c), c->rx->cap);
         free(c->rx->buf);
         free(c->rx);
         c->rx = NULL;
@@ -605,7 +605,8 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
     buf->len = loop->scratch_size;
 }
 
-/* Make room for `need` bytes, charged to the memory budget: CREST_ENOBUFS when it is used up. */
+/* Make room for `need` bytes; rx->cap is what the memory budget holds for rx (CREST_ENOBUFS
+ * when it is used up). */
 static int rx_reserve(crest__conn_t *c, crest__rx_t *rx, size_t need) {
     if (need <= rx->cap)
         return 0;
@@ -613,14 +614,13 @@ static int rx_reserve(crest__conn_t *c, crest__rx_t *rx, size_t need) {
     while (cap < need)
         cap *= 2;
     crest_app_t *app = conn_loop(c)->app;
-    if (crest__mem_take(app, cap - rx->charged) != 0)
+    if (crest__mem_take(app, cap - rx->cap) != 0)
         return CREST_ENOBUFS;
     char *p = realloc(rx->buf, cap);
     if (p == NULL) {
-        crest__mem_give(app, NULL, cap - rx->charged);
+        crest__mem_give(app, NULL, cap - rx->cap);
         return CREST_ENOMEM;
     }
-    rx->charged = cap;
     rx->buf = p;
     rx->cap = cap;
     return 0;
