@@ -190,14 +190,15 @@ int demo_main(int argc, char **argv, int first) {
     rc = crest_app_route(app, "GET", "/metrics", on_metrics, &metrics);
     if (rc != 0) {
         fprintf(stderr, "crest: route GET /metrics: %s\n", crest_strerror(rc));
+        demo_rt_free(rt);
         crest_app_free(app);
         demo_db_free(db);
-        demo_rt_free(rt);
         return 1;
     }
     rc = cli_serve(app, &opts);
+    /* The hub's messages are charged to the app's budget: it goes first. */
+    demo_rt_free(rt);
     crest_app_free(app);
     demo_db_free(db);
-    demo_rt_free(rt);
     return rc;
 }

@@ -56,7 +56,8 @@ CREST_API void crest_pubsub_opts_default(crest_pubsub_opts_t *opts);
 
 /* A pub/sub hub for `app` (its topics span every loop thread of the app). NULL only when memory
  * ran out. Create it before crest_app_run(); free it with crest_pubsub_free() after
- * crest_app_run() has returned. */
+ * crest_app_run() has returned and before crest_app_free() (its messages are charged to the app's
+ * buffer budget). */
 CREST_API crest_pubsub_t *crest_pubsub_new(crest_app_t *app);
 /* Free the hub and any message still in flight. crest_pubsub_free(NULL) does nothing. */
 CREST_API void crest_pubsub_free(crest_pubsub_t *ps);

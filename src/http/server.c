@@ -1042,6 +1042,9 @@ int crest__conn_takeover(crest_req_t *req, const crest__proto_t *proto, void *pr
     c->proto_data = proto_data;
     c->req = NULL;
     crest__req_free(req);
+    /* HTTP may have stopped reading (the upgrade was parked behind a request answered later, or
+     * output was over max_output); the protocol keeps its own limits from here. */
+    resume_reading(c);
     /* The read batch (conn_process) hands the bytes after the request to the protocol. */
     return 0;
 }

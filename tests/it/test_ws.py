@@ -173,6 +173,24 @@ def _():
         eq(read_frame(c), (0x2, True, b"bytewise"), "bytewise frame")
 
 
+@T.case("an upgrade pipelined behind a request answered later (a commit) still reads its frames")
+def _():
+    with demo(*srv_args(*DB)) as srv, srv.connect() as c:
+        body = b'{"title":"before the upgrade","done":false}'
+        # One write: the upgrade waits in the connection's input while the commit runs on the
+        # worker pool, and is parsed after it, in a later turn of the loop.
+        c.send(b"POST /api/todos HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+               b"Content-Length: %d\r\n\r\n" % len(body) + body + upgrade_request())
+        head = c.read_until(b"\r\n\r\n", what="201 response")
+        check(head.startswith(b"HTTP/1.1 201 "), "expected 201, got %r" % head[:200])
+        n = int(re.search(rb"\r\nContent-Length: (\d+)", head, re.I).group(1))
+        c.read_exact(n, what="201 body")
+        head = c.read_until(b"\r\n\r\n", what="101 response")
+        check(head.startswith(b"HTTP/1.1 101 "), "expected 101, got %r" % head[:200])
+        c.send(frame(0x1, b"after the upgrade"))
+        eq(read_frame(c, timeout=5), (0x1, True, b"after the upgrade"), "echo")
+
+
 # --- close handshake and close codes ---------------------------------------------------------
 
 @T.case("close handshake: the server echoes the client's code; websockets sees a clean close")
