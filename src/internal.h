@@ -15,8 +15,10 @@
 
 #define CREST__CONTAINER_OF(ptr, type, field) ((type *)((char *)(ptr)-offsetof(type, field)))
 
-/* ---- core/log.c ---- */
-void crest__log(const crest_app_t *app, crest_log_level_t level, const char *fmt, ...)
+typedef struct crest__rt_s crest__rt_t;
+
+/* ---- core/log.c: lines to opts.log ---- */
+void crest__log(const crest__rt_t *rt, crest_log_level_t level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
 /* A log line that can repeat once per event (a failed accept, a failed handler) goes through a
@@ -27,13 +29,13 @@ typedef struct {
     uint64_t suppressed; /* lines suppressed since the last one written */
 } crest__ratelimit_t;
 
-void crest__log_limited(const crest_app_t *app, crest__ratelimit_t *rl, crest_log_level_t level,
+void crest__log_limited(const crest__rt_t *rt, crest__ratelimit_t *rl, crest_log_level_t level,
                         const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 
 /* ---- core/mem.c: the process-wide budget for buffered bytes ----
  * Bytes crest holds on behalf of clients (request bodies and heads waiting to be complete, output
  * the kernel has not taken, pub/sub messages on their way between threads) are counted against one
- * ceiling, app->opts.max_buffer_memory. Past it new work is refused (503, dropped messages)
+ * ceiling, opts.max_buffer_memory. Past it new work is refused (503, dropped messages)
  * instead of growing into the OOM killer. Any thread (atomics). */
 typedef struct {
     _Atomic int64_t used;
@@ -44,14 +46,14 @@ typedef struct {
 } crest__budget_t;
 
 /* Charge n bytes if they fit under the budget: 0, or CREST_ENOBUFS (nothing charged). */
-int crest__mem_take(crest_app_t *app, size_t n);
+int crest__mem_take(crest__rt_t *rt, size_t n);
 /* Charge n bytes whether or not they fit (memory already held, such as output being moved). */
-void crest__mem_charge(crest_app_t *app, size_t n);
+void crest__mem_charge(crest__rt_t *rt, size_t n);
 /* Give back n bytes charged before. On `loop` (may be NULL), a fall from a high mark schedules
  * returning free memory to the operating system. */
-void crest__mem_give(crest_app_t *app, crest_loop_t *loop, size_t n);
+void crest__mem_give(crest__rt_t *rt, crest_loop_t *loop, size_t n);
 /* Nonzero while the budget is used up: new work should be refused. */
-int crest__mem_over(const crest_app_t *app);
+int crest__mem_over(const crest__rt_t *rt);
 
 /* ---- core/wheel.c: one hashed timer wheel per loop ----
  * Connections embed a node instead of owning a uv_timer_t: arming, re-arming and disarming are
@@ -90,7 +92,6 @@ typedef struct crest__msg_s {
 } crest__msg_t;
 
 typedef struct crest__conn_s crest__conn_t;
-typedef struct crest__router_s crest__router_t;
 typedef struct crest__after_s crest__after_t;
 
 /* Output waiting to be written: copied bytes in `bytes` and borrowed pieces, in order. A segment
@@ -118,7 +119,7 @@ struct crest_loop_s {
     void *data;
     uv_loop_t uv;
     int index;
-    crest_app_t *app;
+    crest__rt_t *rt;
     uv_thread_t thread;
     uv_async_t inbox_async;
     pthread_mutex_t inbox_lock;
@@ -139,33 +140,24 @@ struct crest_loop_s {
     uv_prepare_t turn_prepare; /* before each poll: a new turn of the loop begins */
     uint64_t turn_ns;          /* time batches took in this turn */
     crest__ratelimit_t log_accept;
-    crest__ratelimit_t log_handler;
     uv_timer_t shutdown_timer;
     crest__after_t *afters; /* pending crest_loop_after timers */
     int draining;
     int finished; /* draining done: the loop's own handles are closed */
     int stopped;
-    /* HTTP state, owned by this thread. */
     char *scratch; /* read buffer shared by every connection of this loop */
     size_t scratch_size;
-    crest__outq_t batch;       /* responses of the connection being processed */
+    crest__outq_t batch;       /* output of the connection being processed */
     crest__conn_t *batch_conn; /* owner of `batch`, or NULL */
-    void *head;                /* crest__http_head_t of the request being dispatched */
-    crest_req_t *free_reqs;    /* recycled request objects */
-    time_t date_sec;
-    char date_line[128]; /* "\r\nServer: ...\r\nDate: ...\r\n" (starts after status line) */
-    size_t date_line_len;
-    size_t server_line_len; /* "\r\nServer: x" part for 1xx responses */
+    void *upper;               /* the per-loop state of the layer above core (http/) */
     /* Counters: written only by this thread, read by any (relaxed atomics). */
-    _Atomic uint64_t status_counts[600];
     _Atomic uint64_t open_conns;
     _Atomic uint64_t accepted;
-    _Atomic uint64_t rejected;
     _Atomic uint64_t refused_conns; /* accepts paused or failed (cap or descriptors) */
     _Atomic uint64_t write_timeouts;
 };
 
-int crest__loop_init(crest_loop_t *loop, crest_app_t *app, int index);
+int crest__loop_init(crest_loop_t *loop, crest__rt_t *rt, int index);
 /* Runs on the loop's thread until the loop stops; frees what crest__loop_init made. */
 void crest__loop_run(crest_loop_t *loop);
 /* Free the loop's resources after its thread ended (or when it never ran). */
@@ -177,62 +169,157 @@ void crest__loop_fire_timers(crest_loop_t *loop);
 /* While draining, end the loop once no connection and no timer is left. */
 void crest__loop_maybe_finish(crest_loop_t *loop);
 
-/* ---- http ---- */
+/* ---- core/run.c: the runtime (listeners, loop threads, signals, stopping) ---- */
 
-/* State a higher module hangs on the app (work/: the worker pool). `stop` runs once: from
- * crest_app_run() after every loop thread has ended and before their memory goes, or from
- * crest_app_free() for an app that never ran. It frees the extension. */
-typedef struct crest__app_ext_s {
-    void (*stop)(struct crest__app_ext_s *ext);
-} crest__app_ext_t;
+/* State a higher module hangs on the runtime (work/: the worker pool). `stop` runs once: after
+ * every loop thread has ended and before their memory goes, or when the runtime is freed without
+ * having run. It frees the extension. */
+typedef struct crest__rt_ext_s {
+    void (*stop)(struct crest__rt_ext_s *ext);
+} crest__rt_ext_t;
 
-struct crest_app_s {
-    void *data;
-    crest_app_opts_t opts;
-    char *host;
-    char *server_name;
-    crest__router_t *router;
-    struct crest__mw_s *mws;
-    size_t nmws;
-    crest_handler_cb not_found;
-    void *not_found_data;
+/* What the layer above core provides (http/: the app and its protocols). */
+typedef struct {
+    int (*loop_start)(crest_loop_t *loop); /* on the loop's thread, before it runs */
+    void (*loop_stop)(crest_loop_t *loop); /* on the loop's thread after it ran */
+    /* A connection was accepted: install its protocol (crest__conn_t.proto) and its deadline. */
+    void (*conn_open)(crest__conn_t *c);
+    size_t conn_extra; /* bytes of protocol state allocated behind each crest__conn_t */
+    /* Written to clients shed from the listen queue when the process is out of descriptors. */
+    const char *refusal;
+    size_t refusal_len;
+} crest__rt_hooks_t;
+
+/* One per app: it owns the listening sockets and the loop threads. */
+struct crest__rt_s {
+    crest_app_opts_t *opts; /* the app's options: its limits (some settled here), its log */
+    const crest__rt_hooks_t *hooks;
     _Atomic int running; /* read by other threads and by crest_app_stop from any context */
     int port;
     int *listen_fds;
     int nthreads;
     crest_loop_t *loops;
-    uv_loop_t control; /* the thread in crest_app_run: signals and stop requests */
+    uv_loop_t control; /* the thread in crest__rt_run: signals and stop requests */
     uv_async_t stop_async;
     uv_async_t done_async;     /* a loop thread ended */
     uv_thread_t signal_thread; /* sigwait()s for SIGINT and SIGTERM while running */
     _Atomic int signals_done;
-    sigset_t saved_sigmask; /* the caller's mask before crest_app_listen blocked the signals */
+    sigset_t saved_sigmask; /* the caller's mask before crest__rt_listen blocked the signals */
     int sigmask_saved;
     _Atomic int stop_requested; /* stop requests not yet handled */
     _Atomic int threads_done;
     int stops_seen;
-    crest__app_ext_t *work; /* the worker pool (work/work.c), or NULL */
-    _Atomic int64_t conns;  /* open client connections on every loop (max_connections) */
+    crest__rt_ext_t *work; /* the worker pool (work/work.c), or NULL */
+    _Atomic int64_t conns; /* open client connections on every loop (max_connections) */
     crest__budget_t mem;
 };
 
-typedef struct crest__mw_s {
-    char *prefix;
-    size_t len;
-    crest_handler_cb cb;
-    void *data;
-} crest__mw_t;
+/* Open the listening sockets on host (opts.port, one per loop thread with SO_REUSEPORT) and
+ * settle the limits that depend on the machine. Idempotent. */
+int crest__rt_listen(crest__rt_t *rt, const char *host);
+/* Run the loop threads until stopped (crest__rt_stop, SIGINT or SIGTERM). */
+int crest__rt_run(crest__rt_t *rt);
+/* Ask for a stop; any thread, any context. A second request cuts the graceful drain short. */
+void crest__rt_stop(crest__rt_t *rt);
+/* Free what the runtime holds (after crest__rt_run returned, or when it never ran). */
+void crest__rt_free(crest__rt_t *rt);
 
-/* http/server.c */
-int crest__http_loop_start(crest_loop_t *loop);  /* on the loop's thread: listen, buffers */
-void crest__http_loop_stop(crest_loop_t *loop);  /* on the loop's thread after it ran */
-void crest__http_loop_drain(crest_loop_t *loop); /* start graceful shutdown on this loop */
-void crest__http_loop_force(crest_loop_t *loop); /* shutdown timeout: close everything */
-void crest__http_date_refresh(crest_loop_t *loop);
+/* ---- core/conn.c: client connections ---- */
 
-/* http/output.c */
+/* Output being written by libuv: `inflight` was handed to uv_write, `pending` collects what
+ * comes meanwhile. Exists only while a write is in progress. Owner: its connection. */
+typedef struct {
+    uv_write_t req;
+    crest__outq_t inflight;
+    crest__outq_t pending;
+    uv_buf_t *bufs;
+    size_t nbufs;
+    size_t charged;   /* bytes charged to the memory budget */
+    size_t last_left; /* unwritten bytes when the write deadline was armed (progress check) */
+} crest__tx_t;
+
+enum {
+    CREST__PROTO_WRITE_DEADLINE = 1 << 0,     /* cut off a client that takes no output */
+    CREST__PROTO_OUTPUT_PAUSES_READ = 1 << 1, /* stop reading while output is over max_output */
+};
+
+/* A protocol drives a connection: HTTP/1.1 from the first byte; after an upgrade WebSocket or
+ * an event stream. It gets the bytes read and writes with crest__conn_out + crest__conn_flush,
+ * so every protocol shares the batching, borrowed (zero-copy) segments and backpressure. */
+typedef struct {
+    void (*on_data)(crest__conn_t *c, char *data, size_t len); /* data is valid during the call */
+    void (*on_resume)(crest__conn_t *c);   /* optional: parked (crest__conn_park), go on */
+    void (*on_written)(crest__conn_t *c);  /* optional: a write completed; c->tx is NULL once
+                                            * all is out (not after CONN_CLOSE_AFTER_WRITE) */
+    void (*on_timer)(crest__conn_t *c);    /* c->timer fired (the protocol arms it) */
+    void (*on_shutdown)(crest__conn_t *c); /* the server is stopping: finish, say goodbye, close */
+    void (*on_close)(crest__conn_t *c);    /* the connection is closing: free what it holds */
+    uint32_t flags;                        /* CREST__PROTO_* */
+} crest__proto_t;
+
+enum {
+    CONN_CLOSING = 1 << 0,           /* uv_close called */
+    CONN_LINGERING = 1 << 1,         /* write side shut down, draining input until EOF */
+    CONN_READ_PAUSED = 1 << 2,       /* reading stopped (backpressure, or input held) */
+    CONN_PARKED = 1 << 3,            /* on the loop's list of connections to go on with */
+    CONN_NOTIFY_WRITTEN = 1 << 4,    /* the protocol waits for on_written: no synchronous write */
+    CONN_CLOSE_AFTER_WRITE = 1 << 5, /* the output queued is the last: linger once it is out */
+};
+
+/* One client connection; lives on one loop thread. About 350 bytes when idle, with the
+ * protocol state behind it (rt->hooks->conn_extra bytes, see crest__conn_extra). */
+struct crest__conn_s {
+    uv_tcp_t tcp;
+    crest__wheel_node_t timer; /* the protocol's deadlines, the write deadline, the linger */
+    crest__tx_t *tx;
+    const crest__proto_t *proto;
+    void *proto_data;           /* owner: the protocol */
+    crest__conn_t *parked_next; /* in loop->parked */
+    uint32_t flags;             /* CONN_* */
+    uint32_t pflags;            /* the protocol's own flags */
+};
+
+static inline void *crest__conn_extra(crest__conn_t *c) {
+    return c + 1;
+}
+
+void crest__conn_close(crest__conn_t *c);
+/* Shut the write side down and read until the client closes (or a linger time passes): closing
+ * at once with unread bytes in the socket makes the kernel send a reset that can destroy the
+ * last output before the client reads it. */
+void crest__conn_linger(crest__conn_t *c);
+/* Stop or restart reading from the connection (backpressure). */
+void crest__conn_reading(crest__conn_t *c, int on);
+/* Go on with held input after the loop has polled the others: proto->on_resume, in turn. */
+void crest__conn_park(crest__conn_t *c);
+/* The turns of this loop iteration (since it last polled) ran longer than two batches' time:
+ * input should wait for the next round. */
+int crest__loop_busy(const crest_loop_t *loop);
+/* Output of c's read batch goes to the loop's batch queue (flushing another connection's). */
+void crest__conn_batch_begin(crest__conn_t *c);
+/* Append to the output of the connection (the loop's batch, or the pending write). */
+crest__outq_t *crest__conn_out(crest__conn_t *c);
+/* Write what was appended with crest__conn_out. */
+void crest__conn_flush(crest__conn_t *c);
+/* Bytes queued on the connection and not yet taken by the kernel. */
+size_t crest__conn_buffered(const crest__conn_t *c);
+/* (Re)arm the write deadline of c's write in progress (c->tx). */
+void crest__conn_write_deadline(crest__conn_t *c);
+/* A loop's connections: accepting and buffers, on the loop's thread. */
+int crest__conn_loop_start(crest_loop_t *loop);
+void crest__conn_loop_stop(crest_loop_t *loop);
+/* Stop accepting; each connection finishes (proto->on_shutdown) within shutdown_timeout. */
+void crest__conn_loop_drain(crest_loop_t *loop);
+/* The shutdown timeout: close every connection now. */
+void crest__conn_loop_force(crest_loop_t *loop);
+
+/* ---- core/outq.c: output queues ---- */
 void crest__outq_free(crest__outq_t *q);
+/* Empty q and keep its memory for the next output. */
+void crest__outq_reset(crest__outq_t *q);
 int crest__outq_copy(crest__outq_t *q, const void *data, size_t len);
+/* Count `len` bytes just appended to q->bytes by hand (a response head written in place). */
+int crest__outq_commit(crest__outq_t *q, size_t len);
 int crest__outq_borrow(crest__outq_t *q, const void *data, size_t len, crest_release_cb release,
                        void *arg);
 /* As crest__outq_borrow for bytes of a block that many queues share (a published message): they
@@ -240,4 +327,12 @@ int crest__outq_borrow(crest__outq_t *q, const void *data, size_t len, crest_rel
  */
 int crest__outq_share(crest__outq_t *q, const void *data, size_t len, crest_release_cb release,
                       void *arg);
+/* Release the first `done` bytes of q's segments (they were written): *first_seg and *first_off
+ * say where the unwritten part begins. */
+void crest__outq_consume(crest__outq_t *q, size_t done, size_t *first_seg, size_t *first_off);
+/* Fill bufs (q->nsegs of them at most) with q's bytes from segment `from`, byte `off`. */
+size_t crest__outq_bufs(crest__outq_t *q, size_t from, size_t off, uv_buf_t *bufs);
+/* Hand q's unwritten part (from segment `from`, byte `off`) to dst, which must be empty: the
+ * buffers change owner instead of being copied. q is left empty. */
+void crest__outq_take(crest__outq_t *dst, crest__outq_t *q, size_t from, size_t off);
 #endif

@@ -3,8 +3,8 @@
 
 #include "internal.h"
 
-void crest__log(const crest_app_t *app, crest_log_level_t level, const char *fmt, ...) {
-    if (app == NULL || app->opts.log == NULL)
+void crest__log(const crest__rt_t *rt, crest_log_level_t level, const char *fmt, ...) {
+    if (rt == NULL || rt->opts->log == NULL)
         return;
     /* Formatted on the stack: logging must work when memory has run out. */
     char line[512];
@@ -12,12 +12,12 @@ void crest__log(const crest_app_t *app, crest_log_level_t level, const char *fmt
     va_start(ap, fmt);
     vsnprintf(line, sizeof(line), fmt, ap);
     va_end(ap);
-    app->opts.log(app->opts.log_data, level, line);
+    rt->opts->log(rt->opts->log_data, level, line);
 }
 
-void crest__log_limited(const crest_app_t *app, crest__ratelimit_t *rl, crest_log_level_t level,
+void crest__log_limited(const crest__rt_t *rt, crest__ratelimit_t *rl, crest_log_level_t level,
                         const char *fmt, ...) {
-    if (app == NULL || app->opts.log == NULL)
+    if (rt == NULL || rt->opts->log == NULL)
         return;
     uint64_t now = uv_hrtime() / 1000000;
     if (now < rl->next_ms) {
@@ -34,5 +34,5 @@ void crest__log_limited(const crest_app_t *app, crest__ratelimit_t *rl, crest_lo
         snprintf(line + n, sizeof(line) - (size_t)n, " (%llu more like it in the last second)",
                  (unsigned long long)rl->suppressed);
     rl->suppressed = 0;
-    app->opts.log(app->opts.log_data, level, line);
+    rt->opts->log(rt->opts->log_data, level, line);
 }

@@ -128,9 +128,9 @@ int crest_loop_index(const crest_loop_t *loop) {
     return loop->index;
 }
 
-int crest__loop_init(crest_loop_t *loop, crest_app_t *app, int index) {
+int crest__loop_init(crest_loop_t *loop, crest__rt_t *rt, int index) {
     memset(loop, 0, sizeof(*loop));
-    loop->app = app;
+    loop->rt = rt;
     loop->index = index;
     loop->listen_fd = -1;
     loop->spare_fd = -1;

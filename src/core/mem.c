@@ -22,8 +22,8 @@ static void raise_peak(crest__budget_t *b, int64_t now) {
         ;
 }
 
-int crest__mem_take(crest_app_t *app, size_t n) {
-    crest__budget_t *b = &app->mem;
+int crest__mem_take(crest__rt_t *rt, size_t n) {
+    crest__budget_t *b = &rt->mem;
     int64_t now =
         atomic_fetch_add_explicit(&b->used, (int64_t)n, memory_order_relaxed) + (int64_t)n;
     if (b->limit > 0 && now > b->limit) {
@@ -35,15 +35,15 @@ int crest__mem_take(crest_app_t *app, size_t n) {
     return 0;
 }
 
-void crest__mem_charge(crest_app_t *app, size_t n) {
-    crest__budget_t *b = &app->mem;
+void crest__mem_charge(crest__rt_t *rt, size_t n) {
+    crest__budget_t *b = &rt->mem;
     raise_peak(b,
                atomic_fetch_add_explicit(&b->used, (int64_t)n, memory_order_relaxed) + (int64_t)n);
 }
 
 static void on_trim(crest_loop_t *loop, void *arg) {
     (void)arg;
-    crest__budget_t *b = &loop->app->mem;
+    crest__budget_t *b = &loop->rt->mem;
     malloc_trim(0);
     /* The next burst is measured from what is held now. */
     atomic_store_explicit(&b->peak, atomic_load_explicit(&b->used, memory_order_relaxed),
@@ -51,8 +51,8 @@ static void on_trim(crest_loop_t *loop, void *arg) {
     atomic_store_explicit(&b->trim_pending, 0, memory_order_release);
 }
 
-void crest__mem_give(crest_app_t *app, crest_loop_t *loop, size_t n) {
-    crest__budget_t *b = &app->mem;
+void crest__mem_give(crest__rt_t *rt, crest_loop_t *loop, size_t n) {
+    crest__budget_t *b = &rt->mem;
     int64_t now =
         atomic_fetch_sub_explicit(&b->used, (int64_t)n, memory_order_relaxed) - (int64_t)n;
     if (loop == NULL || loop->draining)
@@ -66,7 +66,7 @@ void crest__mem_give(crest_app_t *app, crest_loop_t *loop, size_t n) {
         atomic_store(&b->trim_pending, 0);
 }
 
-int crest__mem_over(const crest_app_t *app) {
-    const crest__budget_t *b = &app->mem;
+int crest__mem_over(const crest__rt_t *rt) {
+    const crest__budget_t *b = &rt->mem;
     return b->limit > 0 && atomic_load_explicit(&b->used, memory_order_relaxed) >= b->limit;
 }

@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "http/http.h"
 #include "pubsub/pubsub.h"
 #include "sse/encode.h"
 #include "ws/frame.h"
@@ -94,7 +95,7 @@ typedef struct local_s {
 } local_t;
 
 struct crest_pubsub_s {
-    crest_app_t *app;
+    crest__rt_t *rt;
     crest_pubsub_opts_t opts;
     pthread_mutex_t init_lock;
     _Atomic(local_t *) locals; /* one per loop thread, made when the first loop subscribes */
@@ -118,7 +119,7 @@ crest_pubsub_t *crest_pubsub_new(crest_app_t *app) {
     crest_pubsub_t *ps = calloc(1, sizeof(*ps));
     if (ps == NULL)
         return NULL;
-    ps->app = app;
+    ps->rt = &app->rt;
     crest_pubsub_opts_default(&ps->opts);
     pthread_mutex_init(&ps->init_lock, NULL);
     return ps;
@@ -141,7 +142,7 @@ void crest__psmsg_unref(void *arg) {
     /* acq_rel: every thread's last use of the bytes happens before the free. (A release
      * decrement plus an acquire fence would do, but ThreadSanitizer does not model fences.) */
     if (atomic_fetch_sub_explicit(&m->refs, 1, memory_order_acq_rel) == 1) {
-        crest__mem_give(m->app, NULL, m->size);
+        crest__mem_give(m->rt, NULL, m->size);
         free(m);
     }
 }
@@ -202,13 +203,13 @@ static local_t *locals_get(crest_pubsub_t *ps) {
         return l;
     pthread_mutex_lock(&ps->init_lock);
     l = atomic_load_explicit(&ps->locals, memory_order_relaxed);
-    if (l == NULL && ps->app->loops != NULL) {
-        int n = crest_app_threads(ps->app);
+    if (l == NULL && ps->rt->loops != NULL) {
+        int n = ps->rt->nthreads;
         l = calloc((size_t)n, sizeof(*l));
         int ok = l != NULL;
         for (int i = 0; ok && i < n; i++) {
             l[i].ps = ps;
-            l[i].loop = &ps->app->loops[i];
+            l[i].loop = &ps->rt->loops[i];
             l[i].index = i;
             l[i].topics = calloc(2 * FILTER_SLOTS, sizeof(*l[i].topics));
             l[i].ready = l[i].topics + FILTER_SLOTS;
@@ -637,17 +638,17 @@ static int publish(crest_pubsub_t *ps, const char *topic, const char *event, con
     size_t links = (size_t)ps->nlocals * sizeof(crest__psmsg_t *);
     size_t size = sizeof(crest__psmsg_t) + links + tlen + 1 + hlen + len + sse.len;
     /* The block is charged once, for its whole life, however many queues and sockets share it. */
-    if (crest__mem_take(ps->app, size) != 0) {
+    if (crest__mem_take(ps->rt, size) != 0) {
         crest_buf_free(&sse);
         return CREST_ENOBUFS;
     }
     crest__psmsg_t *m = malloc(size);
     if (m == NULL) {
-        crest__mem_give(ps->app, NULL, size);
+        crest__mem_give(ps->rt, NULL, size);
         crest_buf_free(&sse);
         return CREST_ENOMEM;
     }
-    m->app = ps->app;
+    m->rt = ps->rt;
     char *p = (char *)m + sizeof(*m) + links;
     atomic_init(&m->refs, 1);   /* the publisher's, dropped at the end */
     atomic_init(&m->queued, 1); /* idem: the bytes count as queued while it is handed out */

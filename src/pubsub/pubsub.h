@@ -11,7 +11,7 @@ typedef struct crest__psmsg_s {
     _Atomic uint32_t refs;
     _Atomic uint32_t queued; /* loop threads' queues holding it (+1 while it is being published) */
     size_t size;             /* of the whole block: what the queues charge for it */
-    crest_app_t *app;        /* its size is charged to the app's buffer budget until the free */
+    crest__rt_t *rt;         /* its size is charged to the buffer budget until the free */
     uint32_t topic_len;
     uint64_t hash;
     const char *topic;

@@ -2,10 +2,11 @@
  * (the body is delimited by the connection's end), so it shares the connection's timer-wheel node
  * for keep-alives (no timer per stream), the output queue for zero-copy pub/sub events, and the
  * server's graceful shutdown hook. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "http/conn.h"
+#include "http/http.h"
 #include "pubsub/pubsub.h"
 #include "sse/encode.h"
 
@@ -91,7 +92,9 @@ static void sse_on_timer(crest__conn_t *c) {
     crest__wheel_arm(&sse_loop(s)->wheel, &c->timer, s->opts.keepalive_ms);
 }
 
-static void sse_on_drain(crest__conn_t *c) {
+static void sse_on_written(crest__conn_t *c) {
+    if (c->tx != NULL)
+        return; /* more to write */
     crest_sse_t *s = c->proto_data;
     crest__ps_slow(&s->sub, 0);
 }
@@ -111,7 +114,7 @@ static void sse_on_close(crest__conn_t *c) {
 
 static const crest__proto_t sse_proto = {
     .on_data = sse_on_data,
-    .on_drain = sse_on_drain,
+    .on_written = sse_on_written,
     .on_timer = sse_on_timer,
     .on_shutdown = sse_on_shutdown,
     .on_close = sse_on_close,
@@ -148,7 +151,7 @@ static void sse_psflush(crest__psub_t *sub) {
         return;
     }
     crest__conn_flush(c);
-    /* Written at once: no write completes later to call on_drain. */
+    /* Written at once: no write completes later to call on_written. */
     if (!(c->flags & CONN_CLOSING) && sub->slow && crest__conn_buffered(c) == 0)
         crest__ps_slow(sub, 0);
 }
@@ -185,28 +188,25 @@ crest_sse_t *crest_sse_start(crest_req_t *req, const crest_sse_opts_t *opts) {
     s->sub.flush = sse_psflush;
     s->sub.loop = loop;
 
-    crest__http_date_refresh(loop);
-    crest_buf_t head = CREST_BUF_INIT;
-    crest_buf_puts(&head, "HTTP/1.1 200 OK\r\n");
-    crest_buf_append(&head, loop->date_line, loop->date_line_len);
     /* The body runs until the connection ends, so no framing: the same bytes of a published
      * event go to every stream, HTTP/1.0 and 1.1 alike. */
-    crest_buf_puts(&head, "Content-Type: text/event-stream\r\nCache-Control: no-cache\r\n"
-                          "X-Accel-Buffering: no\r\nConnection: close\r\n");
-    crest_buf_append(&head, req->res_headers.ptr ? req->res_headers.ptr : "", req->res_headers.len);
-    crest_buf_append(&head, "\r\n", 2);
-    if (s->opts.retry_ms)
-        crest_buf_printf(&head, "retry: %u\n\n", (unsigned)s->opts.retry_ms);
-    crest__outq_t *q = crest__conn_out(c);
-    if (q == NULL || head.err || crest__outq_copy(q, head.ptr, head.len) != 0) {
-        crest_buf_free(&head);
+    req->keep_alive = 0;
+    int rc = crest_res_header(req, "Cache-Control", "no-cache");
+    if (rc == 0)
+        rc = crest_res_header(req, "X-Accel-Buffering", "no");
+    if (rc == 0)
+        rc = crest__res_head(req, 200, "text/event-stream", CREST__BODY_UNTIL_CLOSE);
+    if (rc == 0 && s->opts.retry_ms) {
+        char line[32];
+        int n = snprintf(line, sizeof(line), "retry: %u\n\n", (unsigned)s->opts.retry_ms);
+        rc = req->w->body(req, line, (size_t)n, NULL, NULL);
+    }
+    if (rc != 0) {
         free(s);
         crest__conn_close(c);
         crest_res_status(req, 503);
         return NULL;
     }
-    crest_buf_free(&head);
-    crest__count(&loop->status_counts[200], 1);
     if (crest__conn_takeover(req, &sse_proto, s) != 0) {
         free(s);
         crest__conn_close(c);

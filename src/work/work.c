@@ -15,7 +15,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-#include "internal.h"
+#include "http/http.h"
 #include "work/pool.h"
 
 typedef struct work_pool_s work_pool_t;
@@ -33,9 +33,9 @@ typedef struct req_job_s {
     struct req_job_s *next_orphan;
 } req_job_t;
 
-/* Owner: the app (app->work). */
+/* Owner: the app (app->rt.work). */
 struct work_pool_s {
-    crest__app_ext_t ext; /* first: app->work points here */
+    crest__rt_ext_t ext; /* first: app->rt.work points here */
     crest__pool_t *pool;
     int workers;
     pthread_mutex_t orphans_lock;
@@ -90,7 +90,7 @@ static void on_abort(crest_req_t *req, void *arg) {
     atomic_store_explicit(&j->gone, 1, memory_order_relaxed);
 }
 
-static void pool_stop(crest__app_ext_t *ext) {
+static void pool_stop(crest__rt_ext_t *ext) {
     work_pool_t *wp = (work_pool_t *)ext;
     crest__pool_free(wp->pool); /* running jobs finish; queued ones are parked */
     /* Only this thread is left to deliver them: the loop threads have ended. */
@@ -112,9 +112,9 @@ int crest_app_workers(crest_app_t *app, const crest_work_opts_t *opts) {
         crest_work_opts_default(&o);
         opts = &o;
     }
-    if (app->running)
+    if (app->rt.running)
         return CREST_EBUSY;
-    if (app->work != NULL)
+    if (app->rt.work != NULL)
         return CREST_EEXIST;
     int workers = opts->workers;
     if (workers <= 0) {
@@ -133,17 +133,17 @@ int crest_app_workers(crest_app_t *app, const crest_work_opts_t *opts) {
     pthread_mutex_init(&wp->orphans_lock, NULL);
     wp->workers = workers;
     wp->ext.stop = pool_stop;
-    app->work = &wp->ext;
+    app->rt.work = &wp->ext;
     return 0;
 }
 
 int crest_app_worker_count(const crest_app_t *app) {
-    return app->work ? ((const work_pool_t *)app->work)->workers : 0;
+    return app->rt.work ? ((const work_pool_t *)app->rt.work)->workers : 0;
 }
 
 int crest_work_submit(crest_req_t *req, crest_work_cb work, crest_work_done_cb done, void *arg) {
     crest_loop_t *loop = crest_req_loop(req);
-    work_pool_t *wp = (work_pool_t *)loop->app->work;
+    work_pool_t *wp = (work_pool_t *)loop->rt->work;
     if (wp == NULL)
         return CREST_ENOTSUP;
     req_job_t *j = calloc(1, sizeof(*j));

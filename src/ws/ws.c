@@ -19,7 +19,7 @@
 #include <openssl/sha.h>
 #include <zlib.h>
 
-#include "http/conn.h"
+#include "http/http.h"
 #include "pubsub/pubsub.h"
 #include "ws/frame.h"
 
@@ -774,7 +774,9 @@ static void on_wait_tick(crest_loop_t *loop, void *arg) {
         sched.ticking = 1;
 }
 
-static void ws_on_drain(crest__conn_t *c) {
+static void ws_on_written(crest__conn_t *c) {
+    if (c->tx != NULL)
+        return; /* more to write */
     crest_ws_t *ws = c->proto_data;
     crest__ps_slow(&ws->sub, 0);
     if (ws->flags & WS_PAUSED) {
@@ -843,7 +845,7 @@ static void ws_on_close(crest__conn_t *c) {
 
 static const crest__proto_t ws_proto = {
     .on_data = ws_on_data,
-    .on_drain = ws_on_drain,
+    .on_written = ws_on_written,
     .on_timer = ws_on_timer,
     .on_shutdown = ws_on_shutdown,
     .on_close = ws_on_close,
@@ -895,7 +897,7 @@ static void ws_psflush(crest__psub_t *s) {
         return;
     }
     crest__conn_flush(c);
-    /* Written at once: no write completes later to call on_drain. */
+    /* Written at once: no write completes later to call on_written. */
     if (!(c->flags & CONN_CLOSING) && s->slow && crest__conn_buffered(c) == 0)
         crest__ps_slow(s, 0);
 }
@@ -1068,27 +1070,21 @@ int crest_ws_upgrade(crest_req_t *req, const crest_ws_opts_t *opts) {
         crest_res_status(req, 503);
         return CREST_ENOMEM;
     }
-    crest__http_date_refresh(loop);
-    crest__outq_t *q = crest__conn_out(c);
-    crest_buf_t head = CREST_BUF_INIT;
-    crest_buf_printf(&head,
-                     "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
-                     "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n",
-                     (const char *)accept);
-    if (deflate)
-        crest_buf_printf(&head, "Sec-WebSocket-Extensions: %s\r\n", ext);
-    crest_buf_append(&head, loop->date_line, loop->date_line_len);
-    crest_buf_append(&head, req->res_headers.ptr ? req->res_headers.ptr : "", req->res_headers.len);
-    crest_buf_append(&head, "\r\n", 2);
-    if (q == NULL || head.err || crest__outq_copy(q, head.ptr, head.len) != 0) {
-        crest_buf_free(&head);
+    int rc = crest_res_header(req, "Upgrade", "websocket");
+    if (rc == 0)
+        rc = crest_res_header(req, "Connection", "Upgrade");
+    if (rc == 0)
+        rc = crest_res_header(req, "Sec-WebSocket-Accept", (const char *)accept);
+    if (rc == 0 && deflate)
+        rc = crest_res_header(req, "Sec-WebSocket-Extensions", ext);
+    if (rc == 0)
+        rc = crest__res_head(req, 101, NULL, CREST__BODY_UNTIL_CLOSE);
+    if (rc != 0) {
         free(ws);
         crest__conn_close(c);
         crest_res_status(req, 503);
         return CREST_ENOMEM;
     }
-    crest_buf_free(&head);
-    crest__count(&loop->status_counts[101], 1);
 
     ws->conn = c;
     ws->opts = opts;
@@ -1104,7 +1100,7 @@ int crest_ws_upgrade(crest_req_t *req, const crest_ws_opts_t *opts) {
     if (opts->on_open)
         opts->on_open(ws, req);
     ws->flags &= ~(uint32_t)WS_IN_OPEN;
-    int rc = crest__conn_takeover(req, &ws_proto, ws);
+    rc = crest__conn_takeover(req, &ws_proto, ws);
     if (rc != 0) {
         c->proto_data = NULL;
         notify_close(ws, CREST__WS_ABNORMAL, "", 0);

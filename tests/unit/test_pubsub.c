@@ -22,6 +22,7 @@
 
 #include <cmocka.h>
 
+#include "http/http.h"
 #include "pubsub/pubsub.h"
 
 enum { MAXSUBS = 64, MAXMSGS = 64 };
@@ -51,7 +52,7 @@ static struct {
 } g;
 
 static crest_loop_t *loop0(void) {
-    return &g.app->loops[0];
+    return &g.app->rt.loops[0];
 }
 
 /* Wait until pred() holds (evaluated under the lock), at most 10 s. */

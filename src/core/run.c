@@ -1,0 +1,344 @@
+/* The runtime: listening sockets, loop threads, signals, stopping. It knows nothing of the
+ * protocols spoken on the connections: the layer above starts and stops its part of each loop
+ * through rt->hooks. */
+#include <errno.h>
+#include <malloc.h>
+#include <netdb.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+static int open_listener(const struct addrinfo *ai, int reuseport) {
+    int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    int on = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on));
+    if (reuseport && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof(on)) != 0) {
+        int err = -errno;
+        close(fd);
+        return err;
+    }
+    if (bind(fd, ai->ai_addr, ai->ai_addrlen) != 0) {
+        int err = -errno;
+        close(fd);
+        return err;
+    }
+    return fd;
+}
+
+static void set_port(struct sockaddr *sa, int port) {
+    if (sa->sa_family == AF_INET6)
+        ((struct sockaddr_in6 *)sa)->sin6_port = htons((uint16_t)port);
+    else
+        ((struct sockaddr_in *)sa)->sin_port = htons((uint16_t)port);
+}
+
+/* Raise the soft open-file limit to the hard one (Debian's soft default of 1024 is far below
+ * what a server needs; the hard limit is the administrator's word) and derive the limits that
+ * depend on the machine: the connection cap leaves an eighth of the descriptors (at least 32)
+ * for database files, sockets to PostgreSQL or Redis and static files, so that reaching the cap
+ * never starves them; the buffer budget defaults to a quarter of the memory (of the cgroup when
+ * constrained). */
+static void machine_limits(crest__rt_t *rt) {
+    crest_app_opts_t *o = rt->opts;
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
+        if (rl.rlim_cur < rl.rlim_max) {
+            rlim_t want = rl.rlim_max == RLIM_INFINITY ? 1048576 : rl.rlim_max;
+            struct rlimit nl = {want, rl.rlim_max};
+            if (setrlimit(RLIMIT_NOFILE, &nl) == 0)
+                rl.rlim_cur = want;
+        }
+        if (o->max_connections == 0) {
+            size_t n = rl.rlim_cur == RLIM_INFINITY ? 1048576 : (size_t)rl.rlim_cur;
+            size_t reserve = n / 8 > 32 ? n / 8 : 32;
+            o->max_connections = n > reserve + 16 ? n - reserve : 16;
+        }
+    }
+    if (o->max_connections == 0)
+        o->max_connections = 1024;
+    if (o->max_buffer_memory == 0) {
+        uint64_t mem = uv_get_constrained_memory();
+        uint64_t total = uv_get_total_memory();
+        if (mem == 0 || (total != 0 && mem > total))
+            mem = total;
+        o->max_buffer_memory = mem ? (size_t)(mem / 4) : (size_t)1 << 30;
+        if (o->max_buffer_memory < (size_t)64 << 20)
+            o->max_buffer_memory = (size_t)64 << 20;
+    }
+    rt->mem.limit = (int64_t)o->max_buffer_memory;
+#ifdef __GLIBC__
+    if (o->tune_malloc) {
+        /* glibc raises its mmap threshold to the size of every large block freed (up to 32 MiB),
+         * after which request bodies and output queues come from the heap, where freed memory
+         * stays resident: measured, an attack's 80 MB stayed after it ended, even past
+         * malloc_trim, which cannot shrink a thread arena's top. A fixed threshold keeps large
+         * buffers in mmap, given back on free, and a fixed trim threshold returns heap tops. */
+        mallopt(M_MMAP_THRESHOLD, 256 * 1024);
+        mallopt(M_TRIM_THRESHOLD, 1024 * 1024);
+    }
+#endif
+}
+
+int crest__rt_listen(crest__rt_t *rt, const char *host) {
+    if (rt->listen_fds)
+        return 0;
+    crest_app_opts_t *o = rt->opts;
+    machine_limits(rt);
+    if (o->port < 0 || o->port > 65535)
+        return CREST_EINVAL;
+    int n = o->threads > 0 ? o->threads : (int)uv_available_parallelism();
+    struct addrinfo hints = {0}, *ai = NULL;
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    /* A numeric address first: name resolution pulls in resolver code (and memory) that an
+     * address such as 127.0.0.1 never needs. */
+    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV | AI_NUMERICHOST;
+    int rc = getaddrinfo(host, "0", &hints, &ai);
+    if (rc == EAI_NONAME) {
+        hints.ai_flags &= ~AI_NUMERICHOST;
+        rc = getaddrinfo(host, "0", &hints, &ai);
+    }
+    if (rc != 0 || ai == NULL)
+        return CREST_EADDRNOTAVAIL;
+    int *fds = malloc((size_t)n * sizeof(int));
+    if (fds == NULL) {
+        freeaddrinfo(ai);
+        return CREST_ENOMEM;
+    }
+    for (int i = 0; i < n; i++)
+        fds[i] = -1;
+    int port = o->port;
+    rc = 0;
+    if (port != 0) {
+        /* SO_REUSEPORT would let us join another process's listener on the same port without
+         * an error; a plain bind first tells us that the port is really free. */
+        set_port(ai->ai_addr, port);
+        int probe = open_listener(ai, 0);
+        if (probe < 0)
+            rc = probe;
+        else
+            close(probe);
+    }
+    for (int i = 0; i < n && rc == 0; i++) {
+        set_port(ai->ai_addr, port);
+        int fd = open_listener(ai, 1);
+        if (fd < 0) {
+            rc = fd;
+            break;
+        }
+        fds[i] = fd;
+        if (port == 0) {
+            struct sockaddr_storage ss;
+            socklen_t len = sizeof(ss);
+            getsockname(fd, (struct sockaddr *)&ss, &len);
+            port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                                                  : ((struct sockaddr_in *)&ss)->sin_port);
+        }
+        if (listen(fd, o->backlog) != 0)
+            rc = -errno;
+    }
+    freeaddrinfo(ai);
+    if (rc != 0) {
+        for (int i = 0; i < n; i++)
+            if (fds[i] >= 0)
+                close(fds[i]);
+        free(fds);
+        return rc;
+    }
+    rt->listen_fds = fds;
+    rt->nthreads = n;
+    rt->port = port;
+    if (o->handle_signals) {
+        /* From the moment the port is open someone may signal us; hold SIGINT and SIGTERM
+         * pending until crest__rt_run() has its handlers in place. */
+        sigset_t set;
+        sigemptyset(&set);
+        sigaddset(&set, SIGINT);
+        sigaddset(&set, SIGTERM);
+        pthread_sigmask(SIG_BLOCK, &set, &rt->saved_sigmask);
+        rt->sigmask_saved = 1;
+    }
+    return 0;
+}
+
+
+static void on_loop_drain(crest_loop_t *loop, void *arg) {
+    (void)arg;
+    crest__conn_loop_drain(loop);
+}
+
+static void on_loop_force(crest_loop_t *loop, void *arg) {
+    (void)arg;
+    crest__conn_loop_force(loop);
+}
+
+static void loop_thread(void *arg) {
+    crest_loop_t *loop = arg;
+    crest__rt_t *rt = loop->rt;
+    int rc = rt->hooks->loop_start(loop);
+    if (rc == 0)
+        rc = crest__conn_loop_start(loop);
+    if (rc != 0) {
+        crest__log(rt, CREST_LOG_ERROR, "loop %d: cannot start: %s", loop->index,
+                   crest_strerror(rc));
+        crest__conn_loop_drain(loop);
+    }
+    crest__loop_run(loop);
+    crest__conn_loop_stop(loop); /* first: requests freed from now on are not recycled */
+    rt->hooks->loop_stop(loop);
+    atomic_fetch_add(&rt->threads_done, 1);
+    uv_async_send(&rt->done_async);
+}
+
+static void control_close(crest__rt_t *rt) {
+    uv_close((uv_handle_t *)&rt->stop_async, NULL);
+    uv_close((uv_handle_t *)&rt->done_async, NULL);
+}
+
+static void request_stop(crest__rt_t *rt) {
+    /* The first request drains gracefully; a second one (say, Ctrl-C twice) cuts it short. */
+    crest_loop_cb cb = rt->stops_seen++ == 0 ? on_loop_drain : on_loop_force;
+    if (rt->stops_seen == 1)
+        crest__log(rt, CREST_LOG_INFO, "stopping: finishing requests in flight");
+    for (int i = 0; i < rt->nthreads; i++)
+        crest_loop_post(&rt->loops[i], cb, NULL);
+}
+
+static void on_stop_async(uv_async_t *a) {
+    crest__rt_t *rt = CREST__CONTAINER_OF(a, crest__rt_t, stop_async);
+    /* uv_async_send coalesces: count the requests so that a second one still forces. */
+    for (int n = atomic_exchange(&rt->stop_requested, 0); n > 0 && rt->stops_seen < 2; n--)
+        request_stop(rt);
+}
+
+/* SIGINT and SIGTERM stay blocked in every thread; this one takes them with sigwait(). A
+ * synchronous wait, unlike a handler, cannot be lost or deferred by whatever the signal
+ * interrupted, and it runs ordinary code (crest__rt_stop). */
+static void signal_thread(void *arg) {
+    crest__rt_t *rt = arg;
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    for (;;) {
+        int sig;
+        if (sigwait(&set, &sig) != 0)
+            continue;
+        if (atomic_load(&rt->signals_done))
+            return;
+        crest__rt_stop(rt);
+    }
+}
+
+static void on_done_async(uv_async_t *a) {
+    crest__rt_t *rt = CREST__CONTAINER_OF(a, crest__rt_t, done_async);
+    if (atomic_load(&rt->threads_done) == rt->nthreads)
+        control_close(rt);
+}
+
+int crest__rt_run(crest__rt_t *rt) {
+    if (rt->running)
+        return CREST_EBUSY;
+    if (rt->listen_fds == NULL)
+        return CREST_EINVAL; /* crest__rt_listen first */
+    signal(SIGPIPE, SIG_IGN); /* a peer that vanished is an error code, not a process kill */
+    rt->loops = calloc((size_t)rt->nthreads, sizeof(crest_loop_t));
+    if (rt->loops == NULL)
+        return CREST_ENOMEM;
+    int rc = uv_loop_init(&rt->control);
+    if (rc != 0)
+        return rc;
+    rt->running = 1;
+    uv_async_init(&rt->control, &rt->stop_async, on_stop_async);
+    uv_async_init(&rt->control, &rt->done_async, on_done_async);
+    int signals = 0;
+    if (rt->opts->handle_signals && rt->sigmask_saved) {
+        atomic_store(&rt->signals_done, 0);
+        signals = uv_thread_create(&rt->signal_thread, signal_thread, rt) == 0;
+    }
+    /* Every loop is initialised before any thread starts: a loop thread reads the others'
+     * counters (for /metrics), which must not be written by an init running meanwhile. */
+    int inited = 0;
+    for (; inited < rt->nthreads; inited++) {
+        rc = crest__loop_init(&rt->loops[inited], rt, inited);
+        if (rc != 0)
+            break;
+        rt->loops[inited].listen_fd = rt->listen_fds[inited];
+        rt->listen_fds[inited] = -1; /* the loop's listener owns it now */
+    }
+    int started = 0;
+    for (int i = 0; i < inited && rc == 0; i++) {
+        rc = uv_thread_create(&rt->loops[i].thread, loop_thread, &rt->loops[i]);
+        if (rc == 0)
+            started++;
+    }
+    for (int i = started; i < inited; i++)
+        crest__loop_dispose(&rt->loops[i]);
+    if (rc != 0) {
+        rt->nthreads = started; /* stop the ones that did start */
+        rt->stops_seen = 0;
+        request_stop(rt);
+        if (started == 0)
+            control_close(rt);
+    }
+    if (atomic_load(&rt->stop_requested))
+        uv_async_send(&rt->stop_async);
+    uv_run(&rt->control, UV_RUN_DEFAULT);
+    for (int i = 0; i < started; i++)
+        uv_thread_join(&rt->loops[i].thread);
+    /* Worker jobs may still be running and posting to the ended loops (their inboxes are closed,
+     * so the posts fail) and may hold requests of those loops: stop the extension while the
+     * loops' locks and memory are still there, then dispose of the loops. */
+    if (rt->work != NULL) {
+        rt->work->stop(rt->work);
+        rt->work = NULL;
+    }
+    for (int i = 0; i < started; i++)
+        crest__loop_dispose(&rt->loops[i]);
+    uv_loop_close(&rt->control);
+    if (signals) {
+        atomic_store(&rt->signals_done, 1);
+        pthread_kill(rt->signal_thread, SIGTERM); /* wakes its sigwait() */
+        uv_thread_join(&rt->signal_thread);
+    }
+    if (rt->sigmask_saved) {
+        pthread_sigmask(SIG_SETMASK, &rt->saved_sigmask, NULL);
+        rt->sigmask_saved = 0;
+    }
+    rt->running = 0;
+    return rc;
+}
+
+void crest__rt_stop(crest__rt_t *rt) {
+    atomic_fetch_add(&rt->stop_requested, 1);
+    if (rt->running)
+        uv_async_send(&rt->stop_async);
+}
+
+
+void crest__rt_free(crest__rt_t *rt) {
+    if (rt->work != NULL) {
+        rt->work->stop(rt->work);
+        rt->work = NULL;
+    }
+    if (rt->listen_fds) {
+        for (int i = 0; i < rt->nthreads; i++)
+            if (rt->listen_fds[i] >= 0)
+                close(rt->listen_fds[i]);
+        free(rt->listen_fds);
+        rt->listen_fds = NULL;
+    }
+    if (rt->sigmask_saved) {
+        pthread_sigmask(SIG_SETMASK, &rt->saved_sigmask, NULL);
+        rt->sigmask_saved = 0;
+    }
+    free(rt->loops);
+    rt->loops = NULL;
+}

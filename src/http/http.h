@@ -1,0 +1,142 @@
+/* HTTP internals shared by the files of src/http and the modules above it. */
+#ifndef CREST_HTTP_HTTP_H
+#define CREST_HTTP_HTTP_H
+
+#include "http/parser.h"
+#include "http/router.h"
+#include "internal.h"
+
+/* How a protocol sends the response to one of its requests: HTTP/1.1 serialises it onto the
+ * connection, HTTP/2 into frames of the request's stream. response.c, the router, middleware and
+ * every handler are the same for all of them. */
+typedef struct {
+    /* Queue the head: body_len bytes follow, a streamed body (body_len -1), or nothing the head
+     * says (CREST__BODY_UNTIL_CLOSE). */
+    int (*head)(crest_req_t *req, int status, const char *ctype, int64_t body_len);
+    /* Queue body bytes: copied when release is NULL, else borrowed until release(arg), which the
+     * writer calls in every case. A nonzero return means the connection was given up. */
+    int (*body)(crest_req_t *req, const void *data, size_t len, crest_release_cb release,
+                void *arg);
+    /* A streamed body is complete. */
+    int (*end)(crest_req_t *req);
+    /* The response is complete (or given up): the request leaves its connection and is freed. */
+    void (*finish)(crest_req_t *req);
+    /* Output queued for the client and not taken by it yet. */
+    size_t (*buffered)(const crest_req_t *req);
+    /* Send what was queued (unless a read batch in progress will). */
+    void (*push)(crest_req_t *req);
+    /* req->drain_cb was armed: call it once buffered() is at or below req->drain_mark. */
+    void (*want_drain)(crest_req_t *req);
+    /* Cut the response short: the client sees it end incomplete. */
+    void (*abort)(crest_req_t *req);
+} crest__writer_t;
+
+struct crest_req_s {
+    void *data;
+    crest__conn_t *conn; /* NULL once the client has gone */
+    crest_loop_t *loop;
+    const crest__writer_t *w; /* the protocol's */
+    crest__http_head_t *head; /* valid only during the handler call */
+    crest_str_t body;
+    crest__match_t *match;   /* valid only during the handler call */
+    crest_buf_t res_headers; /* extra response header lines, "Name: value\r\n" each */
+    void *arena;             /* crest_req_alloc blocks */
+    crest_abort_cb abort_cb;
+    void *abort_arg;
+    crest_drain_cb drain_cb; /* armed by crest_res_on_drain: runs once, then disarms */
+    void *drain_arg;
+    size_t drain_mark; /* drain_cb runs once the queued output is at or below this */
+    crest_req_t *next_free;
+    int method;
+    int status;
+    unsigned version_minor : 1;
+    unsigned keep_alive : 1;
+    unsigned head_only : 1; /* HEAD: headers only */
+    unsigned started : 1;   /* a streamed response is under way */
+    unsigned chunked : 1;   /* the streamed response uses chunked framing (HTTP/1.1) */
+    unsigned aborted : 1;
+};
+
+/* Each loop's HTTP state (loop->upper). Owner: its loop thread; the counters are written by it
+ * only and read by any (relaxed atomics), so they exist before any loop thread starts. */
+typedef struct {
+    crest__http_head_t head; /* the request being parsed and dispatched */
+    crest_req_t *free_reqs;  /* recycled request objects */
+    time_t date_sec;
+    char date_line[128]; /* "Server: ...\r\nDate: ...\r\n" */
+    size_t date_line_len;
+    _Atomic uint64_t status_counts[600];
+    _Atomic uint64_t rejected;
+} crest__http_loop_t;
+
+static inline crest__http_loop_t *crest__http_loop(const crest_loop_t *loop) {
+    return loop->upper;
+}
+
+/* The app: options, routes and middleware over the runtime that runs them. */
+typedef struct crest__mw_s {
+    char *prefix;
+    size_t len;
+    crest_handler_cb cb;
+    void *data;
+} crest__mw_t;
+
+struct crest_app_s {
+    void *data;
+    crest_app_opts_t opts;
+    char *host;
+    char *server_name;
+    crest__router_t *router;
+    crest__mw_t *mws;
+    size_t nmws;
+    crest_handler_cb not_found;
+    void *not_found_data;
+    crest__http_loop_t *hloops; /* one per loop thread, made before they start */
+    crest__rt_t rt;
+};
+
+static inline crest_app_t *crest__app_of(const crest_loop_t *loop) {
+    return CREST__CONTAINER_OF(loop->rt, crest_app_t, rt);
+}
+
+/* app.c */
+/* Run a parsed request (req->head, req->body) through the middleware and the router. *slot is
+ * where its protocol keeps the request while it is open: the chain stops once a step answered
+ * (then *slot no longer points to req). */
+void crest__http_dispatch(crest_req_t *req, crest_req_t *const *slot);
+/* Refresh the loop's Date line (once a second at most). */
+void crest__http_date_refresh(crest_loop_t *loop);
+
+/* h1.c: HTTP/1.1, the protocol every connection starts with */
+extern const crest__proto_t crest__h1_proto;
+extern const crest__writer_t crest__h1_writer;
+/* A connection's HTTP/1.1 state, behind its crest__conn_t (crest__conn_extra). */
+typedef struct {
+    struct crest__h1_rx_s *rx; /* a request that has not fully arrived */
+    crest_req_t *req;          /* the request being answered later, if any */
+    uint32_t requests;         /* served on this connection */
+} crest__h1_t;
+void crest__h1_open(crest__conn_t *c);
+/* Hand req's connection over to `proto` after the handler queued its 101 response with
+ * crest__conn_out. The request is finished (freed); bytes the client sent after it reach
+ * proto->on_data at once. Only during the handler call of req. Returns 0, CREST_EINVAL when the
+ * request is not its connection's current one or a response was started, CREST_ECANCELED when
+ * the client is gone. */
+int crest__conn_takeover(crest_req_t *req, const crest__proto_t *proto, void *proto_data);
+/* Answer a request the protocol rejected (status 400, 408, 413, ...); the connection closes
+ * afterwards. */
+void crest__send_error(crest__conn_t *c, int status, int version_minor);
+
+/* response.c */
+crest_req_t *crest__req_new(crest_loop_t *loop, crest__conn_t *c, const crest__writer_t *w);
+void crest__req_free(crest_req_t *req);
+const char *crest__status_line(int status, size_t *len);
+/* A final status went out: count it for the statistics. */
+void crest__http_count(crest_loop_t *loop, int status);
+/* Queue req's response head (status, content type, the headers added with crest_res_header) and
+ * count it, for a protocol about to take the connection over: body_len is
+ * CREST__BODY_UNTIL_CLOSE for a 101 or a body that runs until the connection closes. */
+#define CREST__BODY_UNTIL_CLOSE (-2)
+int crest__res_head(crest_req_t *req, int status, const char *ctype, int64_t body_len);
+
+#endif
