@@ -47,7 +47,7 @@ scripts/deps.sh bench
 [ -d bench/peers/ws/node_modules/ws ] || (cd bench/peers/ws && npm install --no-audit --no-fund >&2)
 make -s -j2 all >&2
 gcc -std=c11 -O2 -Wall -Wextra -Werror -Isrc -Iinclude -o "$OUT/tools/wsload" bench/tools/wsload.c \
-    src/ws/frame.c src/core/utf8.c
+    src/codec/ws_frame.c src/core/utf8.c
 WSLOAD=$OUT/tools/wsload
 
 free_port() { $PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }

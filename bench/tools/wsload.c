@@ -17,7 +17,7 @@
  *   `ready N` once all are open and `done open=X` at the end.
  *
  * Output: one line of key=value pairs (`msgs_per_s= p50_us= p99_us= ...`) for bench/ws.sh.
- * Non-blocking sockets and epoll; one thread; the frame codec is crest's own (src/ws/frame.c,
+ * Non-blocking sockets and epoll; one thread; the frame codec is crest's own (src/codec/ws_frame.c,
  * compiled in), masking as a client must. */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -34,7 +34,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "ws/frame.h"
+#include "codec/ws_frame.h"
 
 #ifndef IP_BIND_ADDRESS_NO_PORT
 #define IP_BIND_ADDRESS_NO_PORT 24

@@ -4,12 +4,12 @@
  * input, and the UTF-8 verdict of each text message must not depend on how it was split.
  *
  * clang -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude -Isrc \
- *     -o /tmp/fuzz_ws fuzz/ws/fuzz_ws.c src/ws/frame.c src/core/utf8.c */
+ *     -o /tmp/fuzz_ws fuzz/ws/fuzz_ws.c src/codec/ws_frame.c src/core/utf8.c */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "ws/frame.h"
+#include "codec/ws_frame.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

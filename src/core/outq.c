@@ -6,7 +6,6 @@
 
 #include "internal.h"
 
-
 void crest__outq_free(crest__outq_t *q) {
     for (size_t i = 0; i < q->nsegs; i++)
         if (q->segs[i].release)
@@ -139,4 +138,3 @@ void crest__outq_reset(crest__outq_t *q) {
     q->shared = 0;
     q->bytes.len = 0;
 }
-

@@ -168,7 +168,6 @@ int crest__rt_listen(crest__rt_t *rt, const char *host) {
     return 0;
 }
 
-
 static void on_loop_drain(crest_loop_t *loop, void *arg) {
     (void)arg;
     crest__conn_loop_drain(loop);
@@ -247,7 +246,7 @@ int crest__rt_run(crest__rt_t *rt) {
     if (rt->running)
         return CREST_EBUSY;
     if (rt->listen_fds == NULL)
-        return CREST_EINVAL; /* crest__rt_listen first */
+        return CREST_EINVAL;  /* crest__rt_listen first */
     signal(SIGPIPE, SIG_IGN); /* a peer that vanished is an error code, not a process kill */
     rt->loops = calloc((size_t)rt->nthreads, sizeof(crest_loop_t));
     if (rt->loops == NULL)
@@ -321,7 +320,6 @@ void crest__rt_stop(crest__rt_t *rt) {
     if (rt->running)
         uv_async_send(&rt->stop_async);
 }
-
 
 void crest__rt_free(crest__rt_t *rt) {
     if (rt->work != NULL) {

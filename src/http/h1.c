@@ -38,7 +38,7 @@ typedef struct crest__h1_rx_s {
 typedef crest__h1_t h1_t;
 
 enum {
-    H1_IN_DISPATCH = 1 << 0,    /* inside the read batch: it flushes at its end */
+    H1_IN_DISPATCH = 1 << 0,   /* inside the read batch: it flushes at its end */
     H1_INPUT_PENDING = 1 << 1, /* rx holds bytes not parsed yet (a batch stopped before them) */
 };
 

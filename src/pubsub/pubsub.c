@@ -24,10 +24,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "codec/sse_event.h"
+#include "codec/ws_frame.h"
 #include "http/http.h"
 #include "pubsub/pubsub.h"
-#include "sse/encode.h"
-#include "ws/frame.h"
 
 /* Counting Bloom filter: two slots per topic out of FILTER_SLOTS 16-bit counters (16 KiB per
  * filter per loop thread, made with the hub's first subscription). A counter counts topics, not

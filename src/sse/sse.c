@@ -6,9 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "codec/sse_event.h"
 #include "http/http.h"
 #include "pubsub/pubsub.h"
-#include "sse/encode.h"
 
 enum {
     SSE_SENT = 1 << 0, /* something went out since the last keep-alive tick */

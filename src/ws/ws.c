@@ -19,9 +19,9 @@
 #include <openssl/sha.h>
 #include <zlib.h>
 
+#include "codec/ws_frame.h"
 #include "http/http.h"
 #include "pubsub/pubsub.h"
-#include "ws/frame.h"
 
 enum {
     WS_IN_OPEN = 1 << 0,       /* inside on_open: the handler's batch writes later */

@@ -1,4 +1,4 @@
-/* Unit tests for the WebSocket frame parser and writer (src/ws/frame.c).
+/* Unit tests for the WebSocket frame parser and writer (src/codec/ws_frame.c).
  *
  * Every input is parsed whole, one byte at a time (each byte in its own heap block, so that
  * AddressSanitizer catches a read past it) and split in two at every offset; each way must give
@@ -13,7 +13,7 @@
 
 #include <cmocka.h>
 
-#include "ws/frame.h"
+#include "codec/ws_frame.h"
 
 /* ---- building client frames ---- */
 

@@ -1,4 +1,4 @@
-/* Unit tests for the Server-Sent Events encoder (src/sse/encode.c): field lines, data split at
+/* Unit tests for the Server-Sent Events encoder (src/codec/sse_event.c): field lines, data split at
  * every kind of line end, and refused field values. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -8,8 +8,8 @@
 
 #include <cmocka.h>
 
+#include "codec/sse_event.h"
 #include "crest/errno.h"
-#include "sse/encode.h"
 
 static void expect(const char *event, const char *id, const char *data, size_t len,
                    const char *want) {

@@ -4,7 +4,7 @@
  * I/O layer. */
 #include <string.h>
 
-#include "ws/frame.h"
+#include "codec/ws_frame.h"
 
 /* ---- parser ---- */
 

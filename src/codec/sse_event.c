@@ -1,7 +1,7 @@
 #include <string.h>
 
+#include "codec/sse_event.h"
 #include "crest/errno.h"
-#include "sse/encode.h"
 
 static int field_ok(const char *s) {
     return strpbrk(s, "\r\n") == NULL;

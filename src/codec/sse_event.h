@@ -1,6 +1,6 @@
-/* Server-Sent Events encoder (bytes in, bytes out; no uv.h), shared by src/sse and src/pubsub. */
-#ifndef CREST_SSE_ENCODE_H
-#define CREST_SSE_ENCODE_H
+/* Server-Sent Events encoder (bytes in, bytes out; no uv.h), below src/sse and src/pubsub. */
+#ifndef CREST_CODEC_SSE_EVENT_H
+#define CREST_CODEC_SSE_EVENT_H
 
 #include <stddef.h>
 

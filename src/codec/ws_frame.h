@@ -3,8 +3,8 @@
  *
  * Bytes in, result out: nothing here includes uv.h or allocates, so the codec is unit-tested and
  * fuzzed on plain memory (tests/unit/test_ws_frame.c, fuzz/ws). */
-#ifndef CREST_WS_FRAME_H
-#define CREST_WS_FRAME_H
+#ifndef CREST_CODEC_WS_FRAME_H
+#define CREST_CODEC_WS_FRAME_H
 
 #include <stddef.h>
 #include <stdint.h>
