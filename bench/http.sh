@@ -38,48 +38,8 @@ CLIENT_CPU=1
 KEEPALIVE_S=120
 FD_CAP=20000
 
-log() { printf '[%(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
-die() { log "error: $*"; exit 1; }
-
-# ---------------------------------------------------------------- cleanup -------------------
-# Every process this script starts is recorded here (by PID) and ended on exit.
-declare -a STARTED=()
-WORK=""
-
-tree_pids() { # PID -> the PID and all its descendants, one a line
-    local p=$1 c
-    [[ -d /proc/$p ]] || return 0
-    echo "$p"
-    for c in $(cat /proc/"$p"/task/*/children 2>/dev/null); do tree_pids "$c"; done
-}
-
-stop_pid() { # PID: SIGTERM, up to 5 s grace, then SIGKILL; also its descendants, by PID
-    local pid=$1 i kids
-    [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null || return 0
-    kids=$(tree_pids "$pid" | tail -n +2)
-    kill -TERM "$pid" 2>/dev/null || true
-    for ((i = 0; i < 50; i++)); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-    for p in $kids; do kill -0 "$p" 2>/dev/null && kill -KILL "$p" 2>/dev/null || true; done
-    return 0
-}
-
-cleanup() {
-    local rc=$? pid
-    trap - EXIT INT TERM
-    for pid in "${STARTED[@]}"; do stop_pid "$pid"; done
-    if [[ -n $WORK && -d $WORK ]]; then
-        [[ -n ${OUT:-} && -d ${OUT:-} ]] && cp "$WORK"/nginx-*/error.log "$OUT/logs/" 2>/dev/null || true
-        rm -rf "$WORK"
-    fi
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+# Shared helpers: cleanup of what this script starts, /proc readings, medians, report rows.
+source "$BENCH/lib.sh"
 
 # ---------------------------------------------------------------- setup ---------------------
 log "installing what is missing"
@@ -91,22 +51,12 @@ if ! command -v gnuplot >/dev/null; then
 fi
 
 # Every process of the run, servers included, gets the 20,000 open files the machine allows.
-hard=$(ulimit -Hn)
-if [[ $hard == unlimited || $hard -ge $FD_CAP ]]; then ulimit -n $FD_CAP; else ulimit -n "$hard"; fi
-NOFILE=$(ulimit -n)
-((NOFILE >= IDLE_CONNS + 64)) || log "warning: open files limit $NOFILE < $IDLE_CONNS connections"
+raise_nofile $FD_CAP "$IDLE_CONNS"
 
-CLK_TCK=$(getconf CLK_TCK)
 PRIO=()
 [[ $NICE == 0 ]] || PRIO=(nice -n "$NICE")
-# The command line that reproduces this run, with every setting that is not the default.
-CMDLINE="REPEATS=$REPEATS DURATION=$DURATION"
-for v in WARMUP:2 CONNS:256 DEPTH:16 IDLE_CONNS:10000 COLDSTART_RUNS:5 "PEERS:crest nginx node" \
-    BASE_PORT:18080 NOISY_PCT:25 NICE:0; do
-    name=${v%%:*}
-    [[ ${!name} == "${v#*:}" ]] || CMDLINE+=" $name=\"${!name}\""
-done
-CMDLINE+=" bench/http.sh"
+CMDLINE=$(command_line bench/http.sh WARMUP:2 CONNS:256 DEPTH:16 IDLE_CONNS:10000 COLDSTART_RUNS:5 \
+    "PEERS:crest nginx node" BASE_PORT:18080 NOISY_PCT:25 NICE:0)
 OUT="$REPO/bench/results/$(date +%Y-%m-%d-%H%M%S)"
 mkdir -p "$OUT/logs"
 WORK=$(mktemp -d /tmp/crest-bench.XXXXXX)
@@ -176,53 +126,6 @@ server_cmd() { # PEER -> sets CMD, the command line that runs it in the foregrou
     esac
 }
 
-port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-
-start_server() { # PEER: starts it pinned to the server CPU; waits until it accepts; 1 if it fails
-    local peer=$1 port=${PORT[$1]}
-    port_busy "$port" && die "port $port (for $peer) is already in use; set BASE_PORT"
-    server_cmd "$peer"
-    # The working directory is the scratch folder, so whatever the server writes stays there.
-    (cd "$WORK" && exec "${PRIO[@]}" taskset -c $SERVER_CPU "${CMD[@]}") >>"$OUT/logs/$peer.log" 2>&1 &
-    PID[$peer]=$!
-    STARTED+=("$!")
-    # Wait for a TCP connect only: no request is sent before the idle RSS is read.
-    if ! taskset -c $CLIENT_CPU "$TOOLS/coldstart" -w -C -p "$port" -t 15000 >/dev/null 2>&1 ||
-        ! kill -0 "${PID[$peer]}" 2>/dev/null; then
-        log "$peer did not start (see $OUT/logs/$peer.log)"
-        stop_pid "${PID[$peer]}"
-        return 1
-    fi
-    sleep 1 # settle: nginx forks its worker after it listens
-}
-
-stop_server() { stop_pid "${PID[$1]:-}"; PID[$1]=""; }
-
-cpu_ticks() { # PID -> utime+stime in clock ticks, summed over the process and its descendants
-    local total=0 p stat rest
-    local -a f
-    for p in $(tree_pids "$1"); do
-        stat=$(cat /proc/"$p"/stat 2>/dev/null) || continue
-        rest=${stat##*) } # fields after "(comm)": state is field 3, utime 14, stime 15
-        read -ra f <<<"$rest"
-        total=$((total + f[11] + f[12]))
-    done
-    echo "$total"
-}
-
-core_busy() { # CPU -> its busy ticks from /proc/stat (all but idle and iowait): a cross-check
-    awk -v c="cpu$1" '$1 == c { print $2 + $3 + $4 + $7 + $8 + $9 }' /proc/stat
-}
-
-rss_kib() { # PID -> VmRSS in KiB, summed over the process and its descendants
-    local total=0 p v
-    for p in $(tree_pids "$1"); do
-        v=$(awk '/^VmRSS:/ {print $2}' /proc/"$p"/status 2>/dev/null) || continue
-        total=$((total + ${v:-0}))
-    done
-    echo "$total"
-}
-
 http_get() { # PORT PATH -> the raw response (Connection: close)
     local fd
     exec {fd}<>"/dev/tcp/127.0.0.1/$1" || return 0
@@ -251,13 +154,6 @@ verify() { # PEER: do /plaintext and /json answer with the agreed status, type a
     ((ok)) && log "$peer serves /plaintext and /json as agreed"
     return 0
 }
-
-# Medians and ranges: numbers on stdin -> "median min max"
-stats() { sort -g | awk '{v[NR] = $1} END {
-    if (NR == 0) { print "nan nan nan"; exit }
-    m = NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
-    printf "%.6g %.6g %.6g\n", m, v[1], v[NR] }'; }
-calc() { awk "BEGIN { printf \"%s\", $* }"; }
 
 # ---------------------------------------------------------------- phase 1: start, idle RSS --
 declare -A IDLE_RSS=()
@@ -294,8 +190,6 @@ run_wrk() { # WORKLOAD PEER SECONDS -> wrk's WRKJSON line
     "${PRIO[@]}" taskset -c $CLIENT_CPU wrk -t1 -c"$CONNS" -d"${secs}s" --timeout 5s "${script[@]}" "$url" \
         -- "$DEPTH" 2>&1 | tee -a "$OUT/logs/wrk.log" | sed -n 's/^WRKJSON //p'
 }
-
-jnum() { sed -E "s/.*\"$2\":([0-9.]+).*/\1/" <<<"$1"; }
 
 measure() { # WORKLOAD PEER: warm-up, then one counted run; sets M_*; 1 if it gave nothing
     local wl=$1 peer=$2 b0 b1 t0 t1
@@ -435,18 +329,6 @@ for peer in $PEERS; do log "$peer cold start (µs): ${COLD[$peer]:-none}"; done
 # ---------------------------------------------------------------- report --------------------
 has_crest=0
 [[ " $PEERS " == *" crest "* ]] && has_crest=1
-med() { tr ' ' '\n' <<<"$1" | sed '/^$/d' | stats | cut -d' ' -f1; }
-range() { # VALUES SCALE FORMAT -> "median (min-max)" scaled
-    local s
-    s=$(tr ' ' '\n' <<<"$1" | sed '/^$/d' | stats)
-    awk -v s="$s" -v k="$2" -v f="$3" 'BEGIN { split(s, a, " ")
-        if (a[1] == "nan") { print "n/a"; exit }
-        printf f " (" f "–" f ")\n", a[1] * k, a[2] * k, a[3] * k }'
-}
-ratio() { # PEER_MEDIAN CREST_MEDIAN -> "1.23×" or n/a
-    if [[ -z $1 || -z $2 || $1 == nan || $2 == nan ]]; then echo "n/a"; else calc "sprintf(\"%.2f×\", $1 / $2)"; fi
-}
-
 REPORT="$OUT/report.md"
 {
     echo "# crest HTTP benchmark, $(date '+%Y-%m-%d %H:%M:%S %Z')"
@@ -504,15 +386,6 @@ REPORT="$OUT/report.md"
     echo
     echo "| target | measured | result |"
     echo "| --- | --- | --- |"
-    # target TEXT MEASURED VALUE OP LIMIT: one row, PASS or MISS (n/a without a value)
-    target() {
-        local res=n/a
-        if [[ -n $3 && $3 != nan ]]; then
-            if awk "BEGIN { exit !($3 $4 $5) }"; then res=PASS; else res=MISS; fi
-        fi
-        echo "| $1 | $2 | $res |"
-    }
-    quot() { if [[ -z $1 || -z $2 || $1 == nan || $2 == nan ]]; then echo nan; else calc "$1 / $2"; fi; }
     if ((has_crest)); then
         for other in nginx node; do
             [[ " $PEERS " == *" $other "* ]] || continue
@@ -547,8 +420,6 @@ REPORT="$OUT/report.md"
 } >"$REPORT"
 
 # Raw samples, as JSON.
-join_lines() { [[ -s $1 ]] && paste -sd, "$1" || true; }
-json_str() { printf '"%s"' "$(sed 's/\\/\\\\/g; s/"/\\"/g' <<<"$1")"; }
 {
     printf '{"date":"%s","repeats":%d,"duration_s":%d,"warmup_s":%d,"connections":%d,"pipeline_depth":%d,' \
         "$(date -Iseconds)" "$REPEATS" "$DURATION" "$WARMUP" "$CONNS" "$DEPTH"
