@@ -48,6 +48,10 @@ static const char usage_text[] =
     "  --chat-announce-max N     chat rooms up to N members announce each join and leave;\n"
     "                            larger ones get a member count instead (default 100)\n"
     "  --presence-interval DUR   a large room's member count is sent at most this often (1s)\n"
+    "  --tls-cert FILE           serve HTTPS: the certificate chain (PEM); needs --tls-key.\n"
+    "                            SIGHUP loads both files again\n"
+    "  --tls-key FILE            the certificate's private key (PEM)\n"
+    "  --hsts SECONDS            with TLS, send Strict-Transport-Security: max-age=SECONDS\n"
     "  --quiet                   no log lines on stderr\n"
     "  -h, --help                this text\n"
     "SIZE is bytes with an optional k or m suffix (KiB, MiB); DUR is a number with ms, s or m\n"
@@ -196,7 +200,10 @@ int cli_parse(int argc, char **argv, int first, const char *command, cli_opts_t 
                                             "--min-body-rate",
                                             "--sse-history",
                                             "--chat-announce-max",
-                                            "--presence-interval"};
+                                            "--presence-interval",
+                                            "--tls-cert",
+                                            "--tls-key",
+                                            "--hsts"};
         int k = -1;
         for (size_t j = 0; j < sizeof(known) / sizeof(known[0]); j++)
             if (strcmp(name, known[j]) == 0)
@@ -316,9 +323,29 @@ int cli_parse(int argc, char **argv, int first, const char *command, cli_opts_t 
         case 28:
             rc = parse_duration(name, val, &out->presence_interval_ms);
             break;
+        case 29:
+            if (*val == '\0')
+                rc = bad(name, "a file", val);
+            o->tls_cert = val;
+            break;
+        case 30:
+            if (*val == '\0')
+                rc = bad(name, "a file", val);
+            o->tls_key = val;
+            break;
+        case 31:
+            rc = parse_int(name, val, 1, 1000000000, &v);
+            o->hsts_max_age = (uint32_t)v;
+            break;
         }
         if (rc != 0)
             return CLI_EXIT_USAGE;
+    }
+    if ((o->tls_cert == NULL) != (o->tls_key == NULL)) {
+        fprintf(stderr, "crest: %s needs %s too (see 'crest %s --help')\n",
+                o->tls_cert ? "--tls-cert" : "--tls-key", o->tls_cert ? "--tls-key" : "--tls-cert",
+                command);
+        return CLI_EXIT_USAGE;
     }
     return CLI_RUN;
 }
@@ -337,13 +364,19 @@ int cli_serve(crest_app_t *app, const cli_opts_t *opts) {
     const crest_app_opts_t *o = &opts->app;
     int rc = crest_app_listen(app);
     int v6 = strchr(o->host, ':') != NULL;
+    if (rc != 0 && o->tls_cert != NULL && rc == CREST_EINVAL) {
+        /* The library logged which file and why. */
+        fprintf(stderr, "crest: cannot serve HTTPS with --tls-cert %s --tls-key %s\n", o->tls_cert,
+                o->tls_key);
+        return 1;
+    }
     if (rc != 0) {
         fprintf(stderr, "crest: cannot listen on %s%s%s:%d: %s\n", v6 ? "[" : "", o->host,
                 v6 ? "]" : "", o->port, crest_strerror(rc));
         return 1;
     }
-    printf("crest listening on http://%s%s%s:%d (%d threads)\n", v6 ? "[" : "", o->host,
-           v6 ? "]" : "", crest_app_port(app), crest_app_threads(app));
+    printf("crest listening on %s://%s%s%s:%d (%d threads)\n", o->tls_cert ? "https" : "http",
+           v6 ? "[" : "", o->host, v6 ? "]" : "", crest_app_port(app), crest_app_threads(app));
     fflush(stdout);
     rc = crest_app_run(app);
     if (rc != 0) {

@@ -16,6 +16,8 @@
 #define CREST__CONTAINER_OF(ptr, type, field) ((type *)((char *)(ptr)-offsetof(type, field)))
 
 typedef struct crest__rt_s crest__rt_t;
+typedef struct crest__tls_ctx_s crest__tls_ctx_t;
+typedef struct crest__tls_s crest__tls_t;
 
 /* ---- core/log.c: lines to opts.log ---- */
 void crest__log(const crest__rt_t *rt, crest_log_level_t level, const char *fmt, ...)
@@ -149,7 +151,10 @@ struct crest_loop_s {
     size_t scratch_size;
     crest__outq_t batch;       /* output of the connection being processed */
     crest__conn_t *batch_conn; /* owner of `batch`, or NULL */
-    void *upper;               /* the per-loop state of the layer above core (http/) */
+    char *tls_plain;           /* with TLS: plaintext of one read, for the protocol */
+    size_t tls_plain_size;
+    char *tls_stage; /* with TLS: small pieces of output gathered into one record */
+    void *upper;     /* the per-loop state of the layer above core (http/) */
     /* Counters: written only by this thread, read by any (relaxed atomics). */
     _Atomic uint64_t open_conns;
     _Atomic uint64_t accepted;
@@ -184,6 +189,10 @@ typedef struct {
     void (*loop_stop)(crest_loop_t *loop); /* on the loop's thread after it ran */
     /* A connection was accepted: install its protocol (crest__conn_t.proto) and its deadline. */
     void (*conn_open)(crest__conn_t *c);
+    /* Its TLS handshake is done; alpn is the protocol the client and we agreed on (not
+     * NUL-terminated; alpn_len 0 when none). */
+    void (*conn_secure)(crest__conn_t *c, const char *alpn, size_t alpn_len);
+    int alpn_h2;       /* the layer above speaks HTTP/2: offer "h2" in ALPN */
     size_t conn_extra; /* bytes of protocol state allocated behind each crest__conn_t */
     /* Written to clients shed from the listen queue when the process is out of descriptors. */
     const char *refusal;
@@ -210,6 +219,7 @@ struct crest__rt_s {
     _Atomic int threads_done;
     int stops_seen;
     crest__rt_ext_t *work; /* the worker pool (work/work.c), or NULL */
+    crest__tls_ctx_t *tls; /* with opts.tls_cert: the listeners speak TLS */
     _Atomic int64_t conns; /* open client connections on every loop (max_connections) */
     crest__budget_t mem;
 };
@@ -274,6 +284,7 @@ struct crest__conn_s {
     crest__tx_t *tx;
     const crest__proto_t *proto;
     void *proto_data;           /* owner: the protocol */
+    crest__tls_t *tls;          /* the TLS transport, or NULL for plain TCP */
     crest__conn_t *parked_next; /* in loop->parked */
     uint32_t flags;             /* CONN_* */
     uint32_t pflags;            /* the protocol's own flags */
@@ -281,6 +292,10 @@ struct crest__conn_s {
 
 static inline void *crest__conn_extra(crest__conn_t *c) {
     return c + 1;
+}
+
+static inline crest_loop_t *crest__conn_loop(const crest__conn_t *c) {
+    return c->tcp.loop->data;
 }
 
 void crest__conn_close(crest__conn_t *c);
@@ -297,10 +312,14 @@ void crest__conn_park(crest__conn_t *c);
 int crest__loop_busy(const crest_loop_t *loop);
 /* Output of c's read batch goes to the loop's batch queue (flushing another connection's). */
 void crest__conn_batch_begin(crest__conn_t *c);
-/* Append to the output of the connection (the loop's batch, or the pending write). */
+/* Append to the output of the connection (the loop's batch, or the pending write; with TLS the
+ * plaintext queue the flush encrypts). */
 crest__outq_t *crest__conn_out(crest__conn_t *c);
 /* Write what was appended with crest__conn_out. */
 void crest__conn_flush(crest__conn_t *c);
+/* The same below TLS: the bytes that go on the wire as they are (TLS records). */
+crest__outq_t *crest__conn_raw_out(crest__conn_t *c);
+void crest__conn_raw_flush(crest__conn_t *c);
 /* Bytes queued on the connection and not yet taken by the kernel. */
 size_t crest__conn_buffered(const crest__conn_t *c);
 /* (Re)arm the write deadline of c's write in progress (c->tx). */
@@ -312,6 +331,25 @@ void crest__conn_loop_stop(crest_loop_t *loop);
 void crest__conn_loop_drain(crest_loop_t *loop);
 /* The shutdown timeout: close every connection now. */
 void crest__conn_loop_force(crest_loop_t *loop);
+
+/* ---- core/tls.c: the TLS transport ---- */
+/* Load the certificate chain and key (PEM) for the runtime's listeners; errors are logged.
+ * Returns 0, CREST_EINVAL (a file that cannot be used), CREST_ENOMEM. */
+int crest__tls_ctx_new(crest__rt_t *rt, const char *cert_file, const char *key_file, int h2);
+/* Load the files again (SIGHUP): new handshakes get the new pair, connections keep theirs; a
+ * pair that does not load is refused with a log line and the old one kept. Any thread. */
+void crest__tls_reload(crest__rt_t *rt);
+void crest__tls_ctx_free(crest__rt_t *rt);
+/* A connection accepted on a TLS listener: its session (c->tls). */
+int crest__tls_accept(crest__conn_t *c);
+void crest__tls_free(crest__conn_t *c);
+/* Ciphertext read: handshake, or decrypt and hand the plaintext to c->proto->on_data. */
+void crest__tls_on_read(crest__conn_t *c, const char *data, size_t len);
+/* The protocol's plaintext queue, and the bytes in it not encrypted yet. */
+crest__outq_t *crest__tls_plain(crest__conn_t *c);
+size_t crest__tls_pending(const crest__conn_t *c);
+/* Encrypt the plaintext queue into the connection's raw output: 0 or CREST_ENOMEM. */
+int crest__tls_encrypt(crest__conn_t *c);
 
 /* ---- core/outq.c: output queues ---- */
 void crest__outq_free(crest__outq_t *q);

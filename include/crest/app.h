@@ -55,6 +55,13 @@ typedef struct {
     int handle_signals; /* nonzero (default): SIGINT and SIGTERM stop the app gracefully */
     int tune_malloc;    /* nonzero (default): with glibc, fix the mmap and trim thresholds
                            (mallopt) so that memory freed after a burst goes back to the system */
+    /* HTTPS: the certificate chain and its private key, PEM files (paths are copied). With both
+     * set the listeners speak TLS 1.2 and 1.3 only, with forward-secret suites; ALPN picks the
+     * protocol. With handle_signals, SIGHUP loads the files again: new handshakes get the new
+     * pair, a pair that does not load is refused with a log line and the old one kept. */
+    const char *tls_cert;
+    const char *tls_key;
+    uint32_t hsts_max_age; /* seconds; nonzero: Strict-Transport-Security on HTTPS answers */
 } crest_app_opts_t;
 
 /* Fill `opts` with the defaults above. */

@@ -16,6 +16,7 @@
 #include "internal.h"
 
 #define SCRATCH_SIZE (64 * 1024)
+#define TLS_STAGE_SIZE (16 * 1024) /* one TLS record */
 #define LINGER_MS 2000
 #define ACCEPTS_PER_WAKEUP 64 /* then other connections of the loop get their turn */
 #define ACCEPT_RETRY_MS 100
@@ -27,7 +28,7 @@ static void accept_resume(crest_loop_t *loop);
 static void tx_free(crest__conn_t *c, crest__tx_t *tx);
 
 static crest_loop_t *conn_loop(const crest__conn_t *c) {
-    return c->tcp.loop->data;
+    return crest__conn_loop(c);
 }
 
 /* ---- closing ---- */
@@ -74,6 +75,7 @@ void crest__conn_close(crest__conn_t *c) {
     }
     if (c->proto && c->proto->on_close)
         c->proto->on_close(c);
+    crest__tls_free(c);
     if (c->tx != NULL && c->tx->inflight.total == 0) {
         /* Output queued but never handed to libuv: no on_write will come to free it. */
         tx_free(c, c->tx);
@@ -134,7 +136,10 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     }
     if (c->flags & (CONN_LINGERING | CONN_CLOSE_AFTER_WRITE))
         return; /* discarded: the connection is closing after its last output */
-    c->proto->on_data(c, buf->base, (size_t)nread);
+    if (c->tls)
+        crest__tls_on_read(c, buf->base, (size_t)nread);
+    else
+        c->proto->on_data(c, buf->base, (size_t)nread);
 }
 
 /* ---- going on after a pause ---- */
@@ -309,6 +314,10 @@ static crest__tx_t *tx_new(crest__conn_t *c) {
 }
 
 crest__outq_t *crest__conn_out(crest__conn_t *c) {
+    return c->tls ? crest__tls_plain(c) : crest__conn_raw_out(c);
+}
+
+crest__outq_t *crest__conn_raw_out(crest__conn_t *c) {
     crest_loop_t *loop = conn_loop(c);
     if (c->tx)
         return &c->tx->pending;
@@ -355,6 +364,14 @@ static int pending_try_write(crest__conn_t *c) {
 }
 
 void crest__conn_flush(crest__conn_t *c) {
+    if (c->tls != NULL && !(c->flags & CONN_CLOSING) && crest__tls_encrypt(c) != 0) {
+        crest__conn_close(c);
+        return;
+    }
+    crest__conn_raw_flush(c);
+}
+
+void crest__conn_raw_flush(crest__conn_t *c) {
     crest_loop_t *loop = conn_loop(c);
     if (c->flags & CONN_CLOSING)
         return;
@@ -414,6 +431,8 @@ size_t crest__conn_buffered(const crest__conn_t *c) {
     size_t n = c->tx ? c->tcp.write_queue_size + c->tx->pending.total : 0;
     if (loop->batch_conn == c)
         n += loop->batch.total;
+    if (c->tls)
+        n += crest__tls_pending(c);
     return n;
 }
 
@@ -515,6 +534,10 @@ static void conn_new(crest_loop_t *loop, int fd) {
     }
     /* Output goes out in one write per batch already; Nagle would only delay it. */
     uv_tcp_nodelay(&c->tcp, 1);
+    if (loop->rt->tls != NULL && crest__tls_accept(c) != 0) {
+        crest__conn_close(c);
+        return;
+    }
     loop->rt->hooks->conn_open(c);
     uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
 }
@@ -584,6 +607,13 @@ int crest__conn_loop_start(crest_loop_t *loop) {
     loop->scratch = malloc(SCRATCH_SIZE);
     if (loop->scratch == NULL)
         return CREST_ENOMEM;
+    if (loop->rt->tls != NULL) {
+        loop->tls_plain_size = SCRATCH_SIZE;
+        loop->tls_plain = malloc(SCRATCH_SIZE);
+        loop->tls_stage = malloc(TLS_STAGE_SIZE);
+        if (loop->tls_plain == NULL || loop->tls_stage == NULL)
+            return CREST_ENOMEM;
+    }
     loop->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     return uv_poll_start(&loop->listener, UV_READABLE, on_listener);
 }
@@ -598,7 +628,9 @@ void crest__conn_loop_stop(crest_loop_t *loop) {
         close(loop->listen_fd);
     loop->listen_fd = -1;
     free(loop->scratch);
-    loop->scratch = NULL;
+    free(loop->tls_plain);
+    free(loop->tls_stage);
+    loop->scratch = loop->tls_plain = loop->tls_stage = NULL;
 }
 
 static void drain_walk(uv_handle_t *h, void *arg) {

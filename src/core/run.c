@@ -86,6 +86,14 @@ static void machine_limits(crest__rt_t *rt) {
 #endif
 }
 
+static void handled_signals(const crest__rt_t *rt, sigset_t *set) {
+    sigemptyset(set);
+    sigaddset(set, SIGINT);
+    sigaddset(set, SIGTERM);
+    if (rt->tls != NULL)
+        sigaddset(set, SIGHUP);
+}
+
 int crest__rt_listen(crest__rt_t *rt, const char *host) {
     if (rt->listen_fds)
         return 0;
@@ -93,6 +101,16 @@ int crest__rt_listen(crest__rt_t *rt, const char *host) {
     machine_limits(rt);
     if (o->port < 0 || o->port > 65535)
         return CREST_EINVAL;
+    if ((o->tls_cert == NULL) != (o->tls_key == NULL)) {
+        crest__log(rt, CREST_LOG_ERROR, "TLS needs both a certificate and a key");
+        return CREST_EINVAL;
+    }
+    if (o->tls_cert != NULL && rt->tls == NULL) {
+        /* Before the port opens: a certificate that does not load is an error at start. */
+        int rc = crest__tls_ctx_new(rt, o->tls_cert, o->tls_key, rt->hooks->alpn_h2);
+        if (rc != 0)
+            return rc;
+    }
     int n = o->threads > 0 ? o->threads : (int)uv_available_parallelism();
     struct addrinfo hints = {0}, *ai = NULL;
     hints.ai_family = AF_UNSPEC;
@@ -156,12 +174,11 @@ int crest__rt_listen(crest__rt_t *rt, const char *host) {
     rt->nthreads = n;
     rt->port = port;
     if (o->handle_signals) {
-        /* From the moment the port is open someone may signal us; hold SIGINT and SIGTERM
-         * pending until crest__rt_run() has its handlers in place. */
+        /* From the moment the port is open someone may signal us; hold SIGINT and SIGTERM (and
+         * SIGHUP, the reload, when there is a certificate to reload) pending until
+         * crest__rt_run() has its handlers in place. */
         sigset_t set;
-        sigemptyset(&set);
-        sigaddset(&set, SIGINT);
-        sigaddset(&set, SIGTERM);
+        handled_signals(rt, &set);
         pthread_sigmask(SIG_BLOCK, &set, &rt->saved_sigmask);
         rt->sigmask_saved = 1;
     }
@@ -217,22 +234,23 @@ static void on_stop_async(uv_async_t *a) {
         request_stop(rt);
 }
 
-/* SIGINT and SIGTERM stay blocked in every thread; this one takes them with sigwait(). A
- * synchronous wait, unlike a handler, cannot be lost or deferred by whatever the signal
- * interrupted, and it runs ordinary code (crest__rt_stop). */
+/* SIGINT and SIGTERM (and SIGHUP with TLS) stay blocked in every thread; this one takes them
+ * with sigwait(). A synchronous wait, unlike a handler, cannot be lost or deferred by whatever
+ * the signal interrupted, and it runs ordinary code (crest__rt_stop, a certificate reload). */
 static void signal_thread(void *arg) {
     crest__rt_t *rt = arg;
     sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGINT);
-    sigaddset(&set, SIGTERM);
+    handled_signals(rt, &set);
     for (;;) {
         int sig;
         if (sigwait(&set, &sig) != 0)
             continue;
         if (atomic_load(&rt->signals_done))
             return;
-        crest__rt_stop(rt);
+        if (sig == SIGHUP)
+            crest__tls_reload(rt);
+        else
+            crest__rt_stop(rt);
     }
 }
 
@@ -326,6 +344,7 @@ void crest__rt_free(crest__rt_t *rt) {
         rt->work->stop(rt->work);
         rt->work = NULL;
     }
+    crest__tls_ctx_free(rt);
     if (rt->listen_fds) {
         for (int i = 0; i < rt->nthreads; i++)
             if (rt->listen_fds[i] >= 0)

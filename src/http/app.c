@@ -72,6 +72,10 @@ static void http_conn_open(crest__conn_t *c) {
     crest__h1_open(c);
 }
 
+static void http_conn_secure(crest__conn_t *c, const char *alpn, size_t alpn_len) {
+    (void)c, (void)alpn, (void)alpn_len; /* HTTP/1.1 (h1_open) goes on */
+}
+
 static const char refusal[] = "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n"
                               "Retry-After: 1\r\nConnection: close\r\n\r\n";
 
@@ -79,6 +83,7 @@ static const crest__rt_hooks_t http_hooks = {
     .loop_start = http_loop_start,
     .loop_stop = http_loop_stop,
     .conn_open = http_conn_open,
+    .conn_secure = http_conn_secure,
     .conn_extra = sizeof(crest__h1_t),
     .refusal = refusal,
     .refusal_len = sizeof(refusal) - 1,
@@ -114,9 +119,18 @@ crest_app_t *crest_app_new(const crest_app_opts_t *opts) {
         o->write_timeout_ms = 30000;
     app->host = strdup(o->host ? o->host : "127.0.0.1");
     app->server_name = strdup(o->server_name ? o->server_name : "crest");
+    int copies_failed = (o->tls_cert != NULL && (app->tls_cert = strdup(o->tls_cert)) == NULL) ||
+                        (o->tls_key != NULL && (app->tls_key = strdup(o->tls_key)) == NULL);
+    o->tls_cert = app->tls_cert;
+    o->tls_key = app->tls_key;
+    if (o->hsts_max_age) {
+        int n = snprintf(app->hsts, sizeof(app->hsts), "Strict-Transport-Security: max-age=%u\r\n",
+                         (unsigned)o->hsts_max_age);
+        app->hsts_len = n > 0 && (size_t)n < sizeof(app->hsts) ? (size_t)n : 0;
+    }
     app->router = crest__router_new();
     app->not_found = not_found_default;
-    if (app->host == NULL || app->server_name == NULL || app->router == NULL) {
+    if (app->host == NULL || app->server_name == NULL || app->router == NULL || copies_failed) {
         crest_app_free(app);
         return NULL;
     }
@@ -135,6 +149,8 @@ void crest_app_free(crest_app_t *app) {
     free(app->mws);
     crest__router_free(app->router);
     free(app->host);
+    free(app->tls_cert);
+    free(app->tls_key);
     free(app->server_name);
     free(app);
 }

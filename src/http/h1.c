@@ -168,7 +168,9 @@ static int w_head(crest_req_t *req, int status, const char *ctype, int64_t body_
             req->chunked = 1;
     }
     size_t ctype_len = ctype ? strlen(ctype) : 0;
-    size_t need = 64 + hl->date_line_len + ctype_len + 64 + req->res_headers.len + 64;
+    const crest_app_t *app = crest__app_of(loop);
+    size_t hsts_len = c->tls ? app->hsts_len : 0;
+    size_t need = 64 + hl->date_line_len + ctype_len + 64 + req->res_headers.len + hsts_len + 64;
     if (q->bytes.cap - q->bytes.len < need) { /* grow once for the whole head */
         size_t cap =
             q->bytes.cap * 2 > q->bytes.len + need ? q->bytes.cap * 2 : q->bytes.len + need;
@@ -214,6 +216,8 @@ static int w_head(crest_req_t *req, int status, const char *ctype, int64_t body_
     }
     memcpy(o, req->res_headers.ptr ? req->res_headers.ptr : "", req->res_headers.len);
     o += req->res_headers.len;
+    memcpy(o, app->hsts, hsts_len);
+    o += hsts_len;
     if (!req->keep_alive) {
         memcpy(o, "Connection: close\r\n", 19);
         o += 19;

@@ -92,6 +92,10 @@ struct crest_app_s {
     crest_handler_cb not_found;
     void *not_found_data;
     crest__http_loop_t *hloops; /* one per loop thread, made before they start */
+    char *tls_cert;             /* copies of the option strings */
+    char *tls_key;
+    char hsts[64]; /* "Strict-Transport-Security: max-age=N\r\n", or empty */
+    size_t hsts_len;
     crest__rt_t rt;
 };
 
