@@ -625,9 +625,54 @@ static void h1_next(crest__conn_t *c) {
     h1_idle(c);
 }
 
+/* The HTTP/2 connection preface (RFC 9113 3.4): a client that knows the server speaks HTTP/2
+ * (prior knowledge, on cleartext) sends it instead of a first request. */
+static const char h2_preface[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+#define H2_PREFACE_LEN (sizeof(h2_preface) - 1)
+
+/* The connection's first bytes so far (the prefix in rx, then data) are the HTTP/2 preface or
+ * the start of it: switch to HTTP/2 once it is whole, or keep the prefix in rx until it is.
+ * Returns 0, having taken nothing, for anything else (HTTP/1.1 goes on). */
+static int h1_maybe_h2(crest__conn_t *c, char *data, size_t len) {
+    h1_t *h = h1_of(c);
+    size_t have = h->rx ? h->rx->len : 0;
+    size_t n = len < H2_PREFACE_LEN - have ? len : H2_PREFACE_LEN - have;
+    if ((have > 0 && memcmp(h->rx->buf, h2_preface, have) != 0) ||
+        memcmp(data, h2_preface + have, n) != 0)
+        return 0;
+    if (have + len < H2_PREFACE_LEN) {
+        /* Only a prefix so far: it waits for the rest (HTTP/1.1 would take it for a request line
+         * with a version it does not speak). */
+        int rc = have == 0 ? rx_save(c, data, len) : rx_reserve(c, h->rx, have + len);
+        if (rc != 0) {
+            crest__conn_close(c);
+            return 1;
+        }
+        if (have > 0) {
+            memcpy(h->rx->buf + have, data, len);
+            h->rx->len = have + len;
+        }
+        return 1;
+    }
+    char prefix[H2_PREFACE_LEN]; /* rx's bytes: the preface's first `have` */
+    memcpy(prefix, h2_preface, have);
+    rx_free(c);
+    crest__h2_open(c);
+    if (have > 0 && !(c->flags & CONN_CLOSING))
+        c->proto->on_data(c, prefix, have);
+    if (!(c->flags & CONN_CLOSING))
+        c->proto->on_data(c, data, len);
+    return 1;
+}
+
 static void h1_on_data(crest__conn_t *c, char *data, size_t len) {
     crest_loop_t *loop = conn_loop(c);
     h1_t *h = h1_of(c);
+    /* Only a connection's first bytes can be the HTTP/2 preface: a served request, or rx holding
+     * more than a prefix of it, skip the check. */
+    if (h->requests == 0 && (h->rx == NULL || h->rx->len < H2_PREFACE_LEN) &&
+        h1_maybe_h2(c, data, len))
+        return;
     if (h->req != NULL || crest__loop_busy(loop)) {
         /* Pipelined input behind a request answered later waits in rx; so does input that
          * arrives when this turn of the loop has run long already (many connections ready at

@@ -36,6 +36,7 @@ struct crest_req_s {
     crest__conn_t *conn; /* NULL once the client has gone */
     crest_loop_t *loop;
     const crest__writer_t *w; /* the protocol's */
+    void *stream; /* the protocol's state of this request (HTTP/2: its stream), or NULL */
     crest__http_head_t *head; /* valid only during the handler call */
     crest_str_t body;
     crest__match_t *match;   /* valid only during the handler call */
@@ -130,6 +131,14 @@ int crest__conn_takeover(crest_req_t *req, const crest__proto_t *proto, void *pr
 /* Answer a request the protocol rejected (status 400, 408, 413, ...); the connection closes
  * afterwards. */
 void crest__send_error(crest__conn_t *c, int status, int version_minor);
+
+/* h2.c: HTTP/2 (nghttp2) */
+/* Switch connection c to HTTP/2: its protocol becomes HTTP/2 and its state (c->proto_data) a new
+ * session, freed when the connection closes. The client connection preface and what follows it
+ * arrive through c->proto->on_data. Called by HTTP/1.1 when a cleartext connection starts with
+ * the preface (prior knowledge) and after a TLS handshake that agreed on "h2" by ALPN. Closes c
+ * when memory runs out. On c's loop thread. */
+void crest__h2_open(crest__conn_t *c);
 
 /* response.c */
 crest_req_t *crest__req_new(crest_loop_t *loop, crest__conn_t *c, const crest__writer_t *w);
