@@ -95,7 +95,13 @@ struct h2_stream_s {
 };
 
 /* What the connection's timer (c->timer) is counting down. */
-enum { TIMER_NONE, TIMER_IDLE, TIMER_RECV, TIMER_SEND };
+enum {
+    TIMER_NONE,
+    TIMER_PREFACE, /* the preface and the first request (header_timeout) */
+    TIMER_IDLE,    /* no stream open (keepalive_timeout) */
+    TIMER_RECV,    /* requests that have not fully arrived (body_timeout, min_body_rate) */
+    TIMER_SEND,    /* bodies waiting for the peer's window (write_timeout) */
+};
 
 /* A connection's HTTP/2 state (c->proto_data). Owner: the connection; freed when it closes. */
 typedef struct h2_s {
@@ -440,7 +446,7 @@ static void h2_arm_timer(h2_t *h) {
         return; /* the write deadline runs (core's) and on_written comes back here */
     int want = TIMER_NONE;
     if (h->streams == NULL) {
-        want = TIMER_IDLE;
+        want = h->had_stream ? TIMER_IDLE : TIMER_PREFACE;
     } else if (h->receiving > 0) {
         want = TIMER_RECV;
     } else {
@@ -455,10 +461,11 @@ static void h2_arm_timer(h2_t *h) {
     h->timer_mark = want == TIMER_SEND ? h->tx_bytes : h->rx_bytes;
     uint64_t ms = 0;
     switch (want) {
+    case TIMER_PREFACE:
+        ms = o->header_timeout_ms;
+        break;
     case TIMER_IDLE:
-        ms = loop->draining  ? DRAIN_GRACE_MS
-             : h->had_stream ? o->keepalive_timeout_ms
-                             : o->header_timeout_ms;
+        ms = loop->draining ? DRAIN_GRACE_MS : o->keepalive_timeout_ms;
         break;
     case TIMER_RECV:
         ms = o->body_timeout_ms;
