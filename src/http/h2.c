@@ -123,9 +123,6 @@ typedef struct h2_s {
     unsigned dead : 1;   /* the connection closed while busy: freed on the way out */
 } h2_t;
 
-static void h2_output(h2_t *h, int run_drains);
-static void stream_detach(h2_stream_t *s);
-
 static crest_loop_t *h2_loop(const h2_t *h) {
     return crest__conn_loop(h->c);
 }
@@ -144,13 +141,10 @@ static void h2_enter(h2_t *h) {
 
 static void h2_free(h2_t *h);
 
-/* Leave an entry point: nonzero when the state is gone (or going) and must not be touched. */
-static int h2_leave(h2_t *h) {
-    if (--h->busy == 0 && h->dead) {
+/* Leave an entry point; the state may be gone afterwards (the caller returns at once). */
+static void h2_leave(h2_t *h) {
+    if (--h->busy == 0 && h->dead)
         h2_free(h);
-        return 1;
-    }
-    return h->dead;
 }
 
 static int h2_stopped(const h2_t *h) {
@@ -160,8 +154,8 @@ static int h2_stopped(const h2_t *h) {
 
 /* ---- memory ---- */
 
-/* Grow b to hold `need` bytes, charging the growth to the budget (*charged: what b holds of
- * it). CREST_ENOBUFS when the budget is used up. */
+/* Grow b to hold `need` bytes, charging the growth to the memory budget (b->cap is what b holds
+ * of it). CREST_ENOBUFS when the budget is used up. */
 static int buf_reserve(h2_t *h, crest_buf_t *b, size_t need) {
     if (need <= b->cap)
         return 0;
@@ -671,6 +665,8 @@ static void w_finish(crest_req_t *req) {
     h2_t *h = s->h;
     s->req = NULL;
     s->body_eof = 1;
+    if (!s->answered) /* finished without an answer: the client must not wait for one */
+        nghttp2_submit_rst_stream(h->ng, NGHTTP2_FLAG_NONE, s->id, NGHTTP2_INTERNAL_ERROR);
     stream_resume(s);
     h2_push(h);
 }
