@@ -345,10 +345,6 @@ int crest__tls_encrypt(crest__conn_t *c) {
     }
     if (staged > 0 && SSL_write(t->ssl, stage, (int)staged) <= 0)
         return CREST_ENOMEM;
-    size_t seg, off;
-    crest__outq_consume(q, q->total, &seg, &off); /* releases borrowed pieces */
-    crest__outq_reset(q);
-    if (q->bytes.cap > RECORD_MAX) /* an idle connection keeps no buffer */
-        crest__outq_free(q);
+    crest__outq_free(q); /* releases borrowed pieces; an idle connection keeps no buffer */
     return 0;
 }
