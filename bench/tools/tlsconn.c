@@ -51,8 +51,17 @@
 #define IP_BIND_ADDRESS_NO_PORT 24
 #endif
 
-enum { ST_FREE, ST_CONNECTING, ST_HANDSHAKE, ST_WRITING, ST_READING, ST_DRAIN, ST_EOF, ST_IDLE,
-       ST_CLOSED };
+enum {
+    ST_FREE,
+    ST_CONNECTING,
+    ST_HANDSHAKE,
+    ST_WRITING,
+    ST_READING,
+    ST_DRAIN,
+    ST_EOF,
+    ST_IDLE,
+    ST_CLOSED
+};
 
 #define RESP_MAX 4096
 
@@ -92,11 +101,10 @@ static double now_s(void) {
 }
 
 static void usage(void) {
-    fprintf(stderr,
-            "usage: tlsconn -m churn [-a ADDR] [-p PORT] [-u PATH] [-c CONC] [-d SECS] "
-            "[-s SOURCES] [-t TIMEOUT_S]\n"
-            "       tlsconn -m idle [-a ADDR] [-p PORT] [-u PATH] [-n N] [-s SOURCES] "
-            "[-k INFLIGHT] [-t TIMEOUT_S] [-H HOLD_S]\n");
+    fprintf(stderr, "usage: tlsconn -m churn [-a ADDR] [-p PORT] [-u PATH] [-c CONC] [-d SECS] "
+                    "[-s SOURCES] [-t TIMEOUT_S]\n"
+                    "       tlsconn -m idle [-a ADDR] [-p PORT] [-u PATH] [-n N] [-s SOURCES] "
+                    "[-k INFLIGHT] [-t TIMEOUT_S] [-H HOLD_S]\n");
     exit(2);
 }
 
@@ -247,7 +255,8 @@ static int step(conn_t *c, long idx) {
             int r = SSL_read(c->ssl, c->buf + c->len, (int)(RESP_MAX - 1 - c->len));
             if (r <= 0) {
                 int e = SSL_get_error(c->ssl, r);
-                if (e == SSL_ERROR_ZERO_RETURN || (e == SSL_ERROR_SYSCALL && ERR_peek_error() == 0)) {
+                if (e == SSL_ERROR_ZERO_RETURN ||
+                    (e == SSL_ERROR_SYSCALL && ERR_peek_error() == 0)) {
                     fail(c, "server closed a connection before responding");
                     return 1;
                 }

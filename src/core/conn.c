@@ -505,8 +505,10 @@ static void accept_shed(crest_loop_t *loop) {
         int fd = accept4(loop->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0)
             break;
-        ssize_t n = send(fd, h->refusal, h->refusal_len, MSG_NOSIGNAL);
-        (void)n; /* best effort: the close below is what matters */
+        if (loop->rt->tls == NULL) { /* a TLS client could not read it before a handshake */
+            ssize_t n = send(fd, h->refusal, h->refusal_len, MSG_NOSIGNAL);
+            (void)n; /* best effort: the close below is what matters */
+        }
         shutdown(fd, SHUT_WR);
         close(fd);
         crest__count(&loop->refused_conns, 1);

@@ -10,18 +10,33 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
+#include <openssl/core_names.h>
 #include <openssl/err.h>
+#include <openssl/rand.h>
 #include <openssl/ssl.h>
 
 #include "internal.h"
 
 /* Records are cut at this size when plaintext is encrypted: the largest a record holds. */
 #define RECORD_MAX (16 * 1024)
+/* Session tickets are sealed with a key that changes this often; the one before still opens
+ * them (and the client gets a fresh ticket), so a ticket lives two periods at most and a key
+ * that leaks exposes only the sessions of its own two periods. */
+#define TICKET_KEY_SECONDS (12 * 3600)
+
+typedef struct {
+    unsigned char name[16];
+    unsigned char aes[32];
+    unsigned char hmac[32];
+    time_t made;
+} ticket_key_t;
 
 struct crest__tls_ctx_s {
-    pthread_mutex_t lock; /* guards ctx: a reload swaps it while loops accept */
+    pthread_mutex_t lock; /* guards ctx (a reload swaps it while loops accept) and the keys */
     SSL_CTX *ctx;
+    ticket_key_t keys[2];  /* [0] seals new tickets, [1] is the one before */
     const char *cert_file; /* the app's copies */
     const char *key_file;
     int h2; /* ALPN may select "h2" */
@@ -115,6 +130,58 @@ static int on_alpn(SSL *ssl, const unsigned char **out, unsigned char *outlen,
     return SSL_TLSEXT_ERR_NOACK; /* no protocol in common: go on without ALPN (HTTP/1.1) */
 }
 
+static int ticket_key_new(ticket_key_t *k) {
+    k->made = time(NULL);
+    return RAND_bytes(k->name, sizeof(k->name)) == 1 && RAND_bytes(k->aes, sizeof(k->aes)) == 1 &&
+           RAND_bytes(k->hmac, sizeof(k->hmac)) == 1;
+}
+
+/* OpenSSL asks for a key to seal a new ticket (enc 1) or the key named in a ticket (enc 0):
+ * 1 is a key, 2 a key that is about to go (issue a new ticket), 0 none (a full handshake). */
+static int on_ticket_key(SSL *ssl, unsigned char name[16], unsigned char *iv, EVP_CIPHER_CTX *cctx,
+                         EVP_MAC_CTX *hctx, int enc) {
+    crest__tls_ctx_t *tc = SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl));
+    ticket_key_t k;
+    int which = -1;
+    pthread_mutex_lock(&tc->lock);
+    if (enc) {
+        if (time(NULL) - tc->keys[0].made >= TICKET_KEY_SECONDS) {
+            ticket_key_t fresh;
+            if (ticket_key_new(&fresh)) {
+                tc->keys[1] = tc->keys[0];
+                tc->keys[0] = fresh;
+            }
+        }
+        which = 0;
+    } else {
+        for (int i = 0; i < 2 && which < 0; i++)
+            if (memcmp(name, tc->keys[i].name, sizeof(tc->keys[i].name)) == 0)
+                which = i;
+    }
+    if (which >= 0)
+        k = tc->keys[which];
+    pthread_mutex_unlock(&tc->lock);
+    if (which < 0)
+        return 0;
+    OSSL_PARAM params[] = {
+        OSSL_PARAM_construct_octet_string(OSSL_MAC_PARAM_KEY, k.hmac, sizeof(k.hmac)),
+        OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, "SHA256", 0),
+        OSSL_PARAM_construct_end(),
+    };
+    int ok;
+    if (enc) {
+        memcpy(name, k.name, sizeof(k.name));
+        ok = RAND_bytes(iv, 16) == 1 &&
+             EVP_EncryptInit_ex(cctx, EVP_aes_256_cbc(), NULL, k.aes, iv) == 1;
+    } else {
+        ok = EVP_DecryptInit_ex(cctx, EVP_aes_256_cbc(), NULL, k.aes, iv) == 1;
+    }
+    OPENSSL_cleanse(&k, sizeof(k));
+    if (!ok || EVP_MAC_CTX_set_params(hctx, params) != 1)
+        return -1;
+    return enc || which == 0 ? 1 : 2;
+}
+
 static SSL_CTX *ctx_make(const crest__rt_t *rt, crest__tls_ctx_t *tc) {
     SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
     if (ctx == NULL) {
@@ -129,9 +196,12 @@ static SSL_CTX *ctx_make(const crest__rt_t *rt, crest__tls_ctx_t *tc) {
                                  SSL_OP_NO_COMPRESSION);
     SSL_CTX_set_cipher_list(ctx, "ECDHE+AESGCM:ECDHE+CHACHA20");
     SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
-    /* Session tickets (OpenSSL's default) resume without server-side state; their keys are made
-     * with the context, so each reload (SIGHUP) rotates them. */
+    /* Sessions resume from tickets, without server-side state, sealed with keys of ours that
+     * rotate (on_ticket_key) and outlive reloads, so a SIGHUP does not cost every client a full
+     * handshake. */
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+    SSL_CTX_set_app_data(ctx, tc);
+    SSL_CTX_set_tlsext_ticket_key_evp_cb(ctx, on_ticket_key);
     SSL_CTX_set_alpn_select_cb(ctx, on_alpn, tc);
     if (SSL_CTX_use_certificate_chain_file(ctx, tc->cert_file) != 1) {
         log_ssl_error(rt, "cannot load the certificate", tc->cert_file);
@@ -161,8 +231,14 @@ int crest__tls_ctx_new(crest__rt_t *rt, const char *cert_file, const char *key_f
     tc->cert_file = cert_file;
     tc->key_file = key_file;
     tc->h2 = h2;
+    if (!ticket_key_new(&tc->keys[0])) {
+        free(tc);
+        return CREST_ENOMEM;
+    }
+    tc->keys[1] = tc->keys[0];
     tc->ctx = ctx_make(rt, tc);
     if (tc->ctx == NULL) {
+        OPENSSL_cleanse(tc->keys, sizeof(tc->keys));
         free(tc);
         return CREST_EINVAL;
     }
@@ -196,6 +272,7 @@ void crest__tls_ctx_free(crest__rt_t *rt) {
         return;
     SSL_CTX_free(tc->ctx);
     pthread_mutex_destroy(&tc->lock);
+    OPENSSL_cleanse(tc->keys, sizeof(tc->keys));
     free(tc);
     rt->tls = NULL;
 }
@@ -345,10 +422,6 @@ int crest__tls_encrypt(crest__conn_t *c) {
     }
     if (staged > 0 && SSL_write(t->ssl, stage, (int)staged) <= 0)
         return CREST_ENOMEM;
-    size_t seg, off;
-    crest__outq_consume(q, q->total, &seg, &off); /* releases borrowed pieces */
-    crest__outq_reset(q);
-    if (q->bytes.cap > RECORD_MAX) /* an idle connection keeps no buffer */
-        crest__outq_free(q);
+    crest__outq_free(q); /* releases borrowed pieces; an idle connection keeps no buffer */
     return 0;
 }
