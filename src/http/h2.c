@@ -529,6 +529,8 @@ static int is_connection_field(const char *name, size_t len) {
  * copies each name in lower case, as HTTP/2 requires. Returns the count added. */
 static size_t lines_to_nv(const char *text, size_t len, nghttp2_nv *nva, size_t max) {
     size_t n = 0;
+    if (len == 0)
+        return 0; /* text may be NULL */
     const char *p = text, *end = text + len;
     while (p < end && n < max) {
         const char *eol = memchr(p, '\n', (size_t)(end - p));
@@ -746,7 +748,7 @@ static void build_head(h2_stream_t *s, crest_req_t *req, crest__http_head_t *hea
         memcpy(&vl, s->fields.ptr + off + 4, 4);
         crest_str_t name = {s->fields.ptr + off + 8, nl}, value = {name.ptr + nl, vl};
         off += 8 + nl + vl;
-        if (name.ptr[0] == ':') {
+        if (nl > 0 && name.ptr[0] == ':') {
             if (crest__str_ieq(name, ":method"))
                 head->method = value;
             else if (crest__str_ieq(name, ":path"))
