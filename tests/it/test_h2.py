@@ -610,6 +610,20 @@ def _():
         check_h2_std(h.get("/json"), JSON)
 
 
+@T.case("crest_res_abort resets only its stream (INTERNAL_ERROR); the connection goes on")
+def _():
+    with it_app() as srv, H2(srv.port) as h:
+        sid = h.request("GET", "/flow?kb=256&cut=128")
+        other = h.request("GET", "/users/3")
+        h.wait(lambda: h.streams[sid].reset is not None or h.streams[sid].ended, "stream %d" % sid)
+        st = h.streams[sid]
+        eq((st.status, st.reset, st.ended), (200, 2, False), "the aborted stream")
+        check(0 < len(st.body) < 256 * 1024, "aborted after %d bytes" % len(st.body))
+        check_h2_std(h.response(other), b"user 3")
+        check_h2_std(h.get("/users/4"), b"user 4")
+        eq(h.goaway, None, "GOAWAY")
+
+
 @T.case("SIGTERM during streams: GOAWAY NO_ERROR, the streams in flight answered, exit 0")
 def _():
     with it_app() as srv, RawH2(srv.port) as raw:
