@@ -73,7 +73,9 @@ static void http_conn_open(crest__conn_t *c) {
 }
 
 static void http_conn_secure(crest__conn_t *c, const char *alpn, size_t alpn_len) {
-    (void)c, (void)alpn, (void)alpn_len; /* HTTP/1.1 (h1_open) goes on */
+    /* The handshake agreed on HTTP/2; otherwise HTTP/1.1 (installed at the accept) goes on. */
+    if (alpn_len == 2 && memcmp(alpn, "h2", 2) == 0)
+        crest__h2_open(c);
 }
 
 static const char refusal[] = "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n"
@@ -84,6 +86,7 @@ static const crest__rt_hooks_t http_hooks = {
     .loop_stop = http_loop_stop,
     .conn_open = http_conn_open,
     .conn_secure = http_conn_secure,
+    .alpn_h2 = 1,
     .conn_extra = sizeof(crest__h1_t),
     .refusal = refusal,
     .refusal_len = sizeof(refusal) - 1,
