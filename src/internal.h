@@ -187,6 +187,8 @@ typedef struct crest__rt_ext_s {
 typedef struct {
     int (*loop_start)(crest_loop_t *loop); /* on the loop's thread, before it runs */
     void (*loop_stop)(crest_loop_t *loop); /* on the loop's thread after it ran */
+    /* The loop begins its graceful shutdown, before each connection hears it (optional). */
+    void (*loop_drain)(crest_loop_t *loop);
     /* A connection was accepted: install its protocol (crest__conn_t.proto) and its deadline. */
     void (*conn_open)(crest__conn_t *c);
     /* Its TLS handshake is done; alpn is the protocol the client and we agreed on (not

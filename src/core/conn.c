@@ -663,6 +663,8 @@ void crest__conn_loop_drain(crest_loop_t *loop) {
     if (loop->listen_fd >= 0)
         close(loop->listen_fd);
     loop->listen_fd = -1;
+    if (loop->rt->hooks->loop_drain)
+        loop->rt->hooks->loop_drain(loop);
     uv_walk(&loop->uv, drain_walk, loop);
     uv_timer_start(&loop->shutdown_timer, on_shutdown_timeout, loop->rt->opts->shutdown_timeout_ms,
                    0);

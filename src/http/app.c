@@ -68,6 +68,36 @@ static void http_loop_stop(crest_loop_t *loop) {
     }
 }
 
+void crest__http_drain_add(crest_loop_t *loop, crest__drain_node_t *n) {
+    crest__http_loop_t *hl = crest__http_loop(loop);
+    n->prev = NULL;
+    n->next = hl->to_drain;
+    if (n->next)
+        n->next->prev = n;
+    hl->to_drain = n;
+}
+
+void crest__http_drain_remove(crest_loop_t *loop, crest__drain_node_t *n) {
+    crest__http_loop_t *hl = crest__http_loop(loop);
+    if (n->prev)
+        n->prev->next = n->next;
+    else if (hl->to_drain == n)
+        hl->to_drain = n->next;
+    if (n->next)
+        n->next->prev = n->prev;
+    n->next = n->prev = NULL;
+}
+
+static void http_loop_drain(crest_loop_t *loop) {
+    crest__http_loop_t *hl = crest__http_loop(loop);
+    /* Each callback takes its node off the list (and may take others). */
+    while (hl->to_drain != NULL) {
+        crest__drain_node_t *n = hl->to_drain;
+        crest__http_drain_remove(loop, n);
+        n->cb(n);
+    }
+}
+
 static void http_conn_open(crest__conn_t *c) {
     crest__h1_open(c);
 }
@@ -84,6 +114,7 @@ static const char refusal[] = "HTTP/1.1 503 Service Unavailable\r\nContent-Lengt
 static const crest__rt_hooks_t http_hooks = {
     .loop_start = http_loop_start,
     .loop_stop = http_loop_stop,
+    .loop_drain = http_loop_drain,
     .conn_open = http_conn_open,
     .conn_secure = http_conn_secure,
     .alpn_h2 = 1,

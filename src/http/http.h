@@ -58,6 +58,13 @@ struct crest_req_s {
     unsigned aborted : 1;
 };
 
+/* Something of a loop that must be ended when the server stops, while its connection stays (an
+ * event stream over HTTP/2): cb runs once when the loop begins to drain. */
+typedef struct crest__drain_node_s {
+    struct crest__drain_node_s *next, *prev;
+    void (*cb)(struct crest__drain_node_s *node);
+} crest__drain_node_t;
+
 /* Each loop's HTTP state (loop->upper). Owner: its loop thread; the counters are written by it
  * only and read by any (relaxed atomics), so they exist before any loop thread starts. */
 typedef struct {
@@ -66,6 +73,7 @@ typedef struct {
     time_t date_sec;
     char date_line[128]; /* "Server: ...\r\nDate: ...\r\n" */
     size_t date_line_len;
+    crest__drain_node_t *to_drain; /* ended when the loop drains */
     _Atomic uint64_t status_counts[600];
     _Atomic uint64_t rejected;
 } crest__http_loop_t;
@@ -111,6 +119,9 @@ static inline crest_app_t *crest__app_of(const crest_loop_t *loop) {
 void crest__http_dispatch(crest_req_t *req, crest_req_t *const *slot);
 /* Refresh the loop's Date line (once a second at most). */
 void crest__http_date_refresh(crest_loop_t *loop);
+/* Add n to / take it off the loop's list of things to end at shutdown. */
+void crest__http_drain_add(crest_loop_t *loop, crest__drain_node_t *n);
+void crest__http_drain_remove(crest_loop_t *loop, crest__drain_node_t *n);
 
 /* h1.c: HTTP/1.1, the protocol every connection starts with */
 extern const crest__proto_t crest__h1_proto;

@@ -777,6 +777,62 @@ def _():
         check_h2_std(h.get("/plaintext"), HELLO)
         eq(h.goaway, None, "GOAWAY")
 
+def sse_events(st):
+    """The events (dicts of fields) in a stream's body so far, comments skipped."""
+    out = []
+    for block in bytes(st.body).decode().split("\n\n"):
+        fields = {}
+        for line in block.split("\n"):
+            if line and not line.startswith(":"):
+                k, _, v = line.partition(": ")
+                fields[k] = v
+        if "data" in fields:
+            out.append(fields)
+    return out
+
+
+def chat_say(port, room, name, text):
+    import asyncio
+    import websockets
+
+    async def go():
+        uri = "ws://127.0.0.1:%d/ws/chat?room=%s&name=%s" % (port, room, name)
+        async with websockets.connect(uri) as ws:
+            await ws.recv()  # own join
+            await ws.send(json.dumps({"text": text}))
+            while json.loads(await ws.recv())["type"] != "message":
+                pass
+    asyncio.run(asyncio.wait_for(go(), 20))
+
+
+@T.case("SSE over HTTP/2: 20 /events streams share one connection, each gets every chat message; "
+        "a reset stream leaves the others; SIGTERM ends them and the server exits 0")
+def _():
+    with TmpDir() as tmp, db_demo(tmp, "--threads", "1") as srv, H2(srv.port) as h:
+        sids = [h.request("GET", "/events", headers=[("accept", "text/event-stream")])
+                for _ in range(20)]
+        h.wait(lambda: all(h.streams[s].status for s in sids), "20 event stream heads")
+        for s in sids:
+            st = h.streams[s]
+            eq(st.status, 200, "status")
+            eq(st.header("content-type"), "text/event-stream", "content type")
+            check(not st.ended, "stream %d ended early" % s)
+        chat_say(srv.port, "r1", "ann", "first")
+        h.wait(lambda: all(any(e.get("event") == "message" and "first" in e["data"]
+                               for e in sse_events(h.streams[s])) for s in sids),
+               "the first message on 20 streams")
+        # One stream reset by the client: the others (and the connection) go on.
+        h.h.reset_stream(sids[0])
+        h.flush()
+        chat_say(srv.port, "r2", "bob", "second")
+        h.wait(lambda: all(any("second" in e["data"] for e in sse_events(h.streams[s]))
+                           for s in sids[1:]), "the second message on 19 streams")
+        check_h2_std(h.get("/plaintext"), HELLO)
+        srv.proc.send_signal(signal.SIGTERM)
+        h.wait(lambda: all(h.streams[s].ended or h.streams[s].reset is not None
+                           for s in sids[1:]) or h.eof, "the streams to end at SIGTERM")
+        eq(srv.proc.wait(timeout=10), 0, "exit status")
+
 
 if __name__ == "__main__":
     T.main(needs=("crest", "it_app"))
