@@ -352,6 +352,9 @@ crest__outq_t *crest__tls_plain(crest__conn_t *c);
 size_t crest__tls_pending(const crest__conn_t *c);
 /* Encrypt the plaintext queue into the connection's raw output: 0 or CREST_ENOMEM. */
 int crest__tls_encrypt(crest__conn_t *c);
+/* Queue close_notify in the raw output, once and only after the handshake: 1 when queued now.
+ * Plaintext queued afterwards is dropped. */
+int crest__tls_close_notify(crest__conn_t *c);
 
 /* ---- core/outq.c: output queues ---- */
 void crest__outq_free(crest__outq_t *q);

@@ -3,9 +3,10 @@
 #   1. builds with gcc and clang (-Werror), checks formatting
 #   2. unit tests (cmocka; parser, router, llhttp corpus)
 #   3. integration tests: the real binary against real clients (tests/it), and the chat page in
-#      headless Chromium (tests/e2e)
+#      headless Chromium (tests/e2e); most of them once more over TLS
 #   4. each libFuzzer target for a bounded time (FUZZ_SECONDS, default 60)
-#   5. unit and integration tests again, built with AddressSanitizer + UBSan
+#   5. unit and integration tests again, built with AddressSanitizer + UBSan (HTTP and WebSocket
+#      over TLS too)
 #   6. integration tests again, built with ThreadSanitizer (loop threads, inboxes, signals)
 # Every result is a TAP line ("ok ..." / "not ok ..."), counted here.
 set -u
@@ -63,6 +64,22 @@ run_unit_and_it() {
     done
 }
 
+# The integration files whose cases run over TLS as well (CREST_IT_TLS=1: tests/it/harness.py
+# makes a certificate and every client speaks TLS). Not test_syscalls (it counts the cleartext
+# bytes of each write with strace) nor the test_hardening* attacks (raw cleartext sockets, and
+# memory and CPU bounds measured without TLS); test_tls holds the cases of TLS itself.
+TLS_IT=(test_http test_app test_ws test_sse test_ws_node test_db test_limits test_tools test_work
+    test_cli)
+
+run_it_tls() {
+    local build=$1 label=$2 t
+    shift 2
+    for t in "$@"; do
+        suite "${label}tls it $t" env CREST_IT_TLS=1 CREST_BIN="$build/crest" \
+            CREST_IT_APP="$build/tests/it_app" "$PY" "tests/it/$t.py"
+    done
+}
+
 step "build (gcc, -Werror)" make -j"$JOBS" all unit
 step "build (clang, -Werror)" make -j"$JOBS" CC=clang BUILD=build-clang all unit
 step "formatting (clang-format)" make format-check
@@ -96,8 +113,11 @@ step "npm ws + playwright-core (tests/e2e)" e2e_deps
 
 if [ -x build/crest ]; then
     run_unit_and_it build ""
+    run_it_tls build "" "${TLS_IT[@]}"
     suite "e2e chat in two headless Chromium pages" env CREST_BIN=build/crest \
         node tests/e2e/chat.test.js
+    suite "e2e chat in two headless Chromium pages over HTTPS" env CREST_BIN=build/crest \
+        CREST_E2E_TLS=1 node tests/e2e/chat.test.js
 fi
 
 step "build fuzz targets" make -j"$JOBS" fuzz
@@ -114,6 +134,9 @@ if step "build (ASan + UBSan)" make -j"$JOBS" SAN=1 all unit; then
     export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:exitcode=86
     export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1:exitcode=87
     run_unit_and_it build-san "asan+ubsan"
+    # Over TLS only these two under the sanitizers: the record path with every HTTP/1.1 framing,
+    # and WebSocket frames on it; the whole list would add minutes.
+    run_it_tls build-san "asan+ubsan " test_http test_ws
     unset ASAN_OPTIONS UBSAN_OPTIONS
 fi
 

@@ -89,6 +89,14 @@ void crest__conn_linger(crest__conn_t *c) {
     crest_loop_t *loop = conn_loop(c);
     if (c->flags & (CONN_LINGERING | CONN_CLOSING))
         return;
+    if (c->tls != NULL && crest__tls_close_notify(c)) {
+        /* Over TLS the end is announced with close_notify before the FIN (RFC 8446 6.1):
+         * without it a client cannot tell a body delimited by the close from one cut short. The
+         * linger comes back here once the alert is written. */
+        c->flags |= CONN_CLOSE_AFTER_WRITE;
+        crest__conn_raw_flush(c);
+        return;
+    }
     c->flags |= CONN_LINGERING;
     uv_os_fd_t fd;
     if (uv_fileno((uv_handle_t *)&c->tcp, &fd) != 0 || shutdown(fd, SHUT_WR) != 0) {

@@ -48,6 +48,7 @@ struct crest__tls_s {
     size_t in_len;
     crest__outq_t plain; /* plaintext queued by the protocol, encrypted at the flush */
     int ready;           /* handshake done */
+    int notified;        /* close_notify sent: nothing may follow it */
 };
 
 /* ---- our BIO ---- */
@@ -376,7 +377,10 @@ void crest__tls_on_read(crest__conn_t *c, const char *data, size_t len) {
         if (err == SSL_ERROR_WANT_READ)
             break;
         if (err == SSL_ERROR_ZERO_RETURN) {
-            crest__conn_close(c); /* close_notify: the client is done */
+            /* close_notify: the client is done; ours answers it, as TLS 1.2 requires. */
+            if (crest__tls_close_notify(c))
+                crest__conn_raw_flush(c);
+            crest__conn_close(c);
             return;
         }
         tls_fail(c);
@@ -386,9 +390,28 @@ void crest__tls_on_read(crest__conn_t *c, const char *data, size_t len) {
     crest__conn_raw_flush(c);
 }
 
+int crest__tls_close_notify(crest__conn_t *c) {
+    crest__tls_t *t = c->tls;
+    if (!t->ready || t->notified)
+        return 0;
+    t->notified = 1;
+    /* The alert goes into the raw output through our BIO; the client's own close_notify is not
+     * waited for here (a linger reads until the client closes). */
+    if (SSL_shutdown(t->ssl) < 0) {
+        ERR_clear_error();
+        return 0;
+    }
+    return 1;
+}
+
 int crest__tls_encrypt(crest__conn_t *c) {
     crest__tls_t *t = c->tls;
     crest__outq_t *q = &t->plain;
+    if (q->total > 0 && t->notified) {
+        size_t seg, off;
+        crest__outq_consume(q, q->total, &seg, &off); /* too late: the session has ended */
+        crest__outq_reset(q);
+    }
     if (q->total == 0 || !t->ready)
         return 0;
     crest_loop_t *loop = crest__conn_loop(c);

@@ -1,10 +1,14 @@
 // Browser test: two headless Chromium pages join one room of a real crest server and each sees
 // the other's message. Prints TAP lines; exits non-zero on failure.
 //   CREST_BIN=build/crest node tests/e2e/chat.test.js
+//   CREST_E2E_TLS=1 CREST_BIN=build/crest node tests/e2e/chat.test.js    (over HTTPS and wss://)
 // Needs Debian's chromium (/usr/bin/chromium) and npm playwright-core in tests/e2e/node_modules
-// (tests/run.sh installs both); never downloads a browser.
+// (tests/run.sh installs both); never downloads a browser. Over HTTPS the server gets a
+// certificate made here with the openssl command line, and Chromium trusts that one certificate
+// (its public key), not any certificate as --ignore-certificate-errors would.
 "use strict";
-const { spawn } = require("child_process");
+const { execFileSync, spawn } = require("child_process");
+const crypto = require("crypto");
 const fs = require("fs");
 const os = require("os");
 const path = require("path");
@@ -13,7 +17,24 @@ const { chromium } = require("playwright-core");
 const root = path.resolve(__dirname, "..", "..");
 const bin = path.resolve(root, process.env.CREST_BIN || "build/crest");
 const chrome = process.env.CHROMIUM || "/usr/bin/chromium";
+const tls = process.env.CREST_E2E_TLS === "1";
 let failed = 0, n = 0;
+let certDir = null;
+
+// A self-signed EC P-256 certificate for localhost and 127.0.0.1: the files, and the base64
+// SHA-256 of its public key for --ignore-certificate-errors-spki-list.
+function makeCert() {
+  certDir = fs.mkdtempSync(path.join(os.tmpdir(), "crest-e2e-tls."));
+  const cert = path.join(certDir, "server.crt"), key = path.join(certDir, "server.key");
+  execFileSync("openssl", ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+                           "-nodes", "-days", "2", "-subj", "/CN=localhost",
+                           "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
+                           "-keyout", key, "-out", cert], { stdio: "ignore" });
+  const spki = new crypto.X509Certificate(fs.readFileSync(cert)).publicKey
+    .export({ type: "spki", format: "der" });
+  return { cert, key, spki: crypto.createHash("sha256").update(spki).digest("base64") };
+}
+const pair = tls ? makeCert() : null;
 
 function tap(ok, name, detail) {
   n++;
@@ -26,7 +47,8 @@ function startServer(fixedPort) {
   const proc = spawn(bin, ["demo", "--host", "127.0.0.1", "--port", String(fixedPort || 0),
                            "--threads", "2", "--quiet",
                            "--db", "sqlite:" + path.join(dir, "demo.db"),
-                           "--public", path.join(root, "app", "public")],
+                           "--public", path.join(root, "app", "public"),
+                           ...(tls ? ["--tls-cert", pair.cert, "--tls-key", pair.key] : [])],
                      { cwd: root, stdio: ["ignore", "pipe", "pipe"] });
   let err = "";
   proc.stderr.on("data", (d) => { err += d; });
@@ -35,8 +57,9 @@ function startServer(fixedPort) {
     const t = setTimeout(() => reject(new Error("no listening line; stderr: " + err)), 10000);
     proc.stdout.on("data", (d) => {
       out += d;
-      const m = /listening on http:\/\/127\.0\.0\.1:(\d+)/.exec(out);
-      if (m) { clearTimeout(t); resolve(Number(m[1])); }
+      const m = /listening on (https?):\/\/127\.0\.0\.1:(\d+)/.exec(out);
+      if (m && m[1] !== (tls ? "https" : "http")) { clearTimeout(t); reject(new Error(out)); }
+      if (m) { clearTimeout(t); resolve(Number(m[2])); }
     });
     proc.on("exit", (code) => reject(new Error("server exited " + code + ": " + err)));
   });
@@ -57,14 +80,22 @@ async function main() {
     const port = await srv.port;
     browser = await chromium.launch({
       executablePath: chrome,
-      args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+      args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+             ...(tls ? ["--ignore-certificate-errors-spki-list=" + pair.spki] : [])],
     });
-    const base = "http://127.0.0.1:" + port + "/";
+    const base = (tls ? "https://localhost:" : "http://127.0.0.1:") + port + "/";
     const ctxA = await browser.newContext(), ctxB = await browser.newContext();
     const a = await ctxA.newPage(), b = await ctxB.newPage();
 
     const res = await a.goto(base);
     tap(res.status() === 200 && (await a.title()) === "crest chat", "GET / serves the chat page");
+    if (tls) {
+      const sec = await res.securityDetails();
+      tap(sec !== null && /^TLS 1\.[23]$/.test(sec.protocol) && sec.subjectName === "localhost" &&
+          (await a.evaluate(() => window.isSecureContext)),
+          "the page comes over TLS with the test's certificate, a secure context",
+          JSON.stringify(sec));
+    }
 
     // Join through the form, as a person would.
     for (const [page, name] of [[a, "alice"], [b, "bob"]]) {
@@ -117,6 +148,7 @@ async function main() {
     const code = await srv.stop();
     tap(code === 0, "server exits 0 on SIGTERM", "exit code " + code);
     clearTimeout(guard);
+    if (certDir) fs.rmSync(certDir, { recursive: true, force: true });
   }
   console.log("1.." + n);
   process.exit(failed ? 1 : 0);

@@ -13,6 +13,11 @@ Rules kept here so every test file follows them:
 - Every server is stopped with SIGTERM and must exit 0 within a timeout; anything else fails
   the case that started it.
 
+TLS mode: with CREST_IT_TLS=1 in the environment, demo() and it_app() start the server with
+--tls-cert/--tls-key of a certificate made once per run (tls_files()), and every client the
+harness hands out speaks TLS, verifying that certificate: srv.connect() and Conn,
+srv.ws_connect() (wss://), srv.url() (https://, with srv.curl_args() for curl).
+
 Usage from a test file:
 
     from harness import *
@@ -28,15 +33,19 @@ Usage from a test file:
         T.main(needs=("crest",))
 """
 
+import atexit
 import datetime
 import os
 import queue
 import re
 import select
+import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import traceback
@@ -57,7 +66,8 @@ def _bin_path(env_name, default):
 CREST_BIN = _bin_path("CREST_BIN", "build/crest")
 CREST_IT_APP = _bin_path("CREST_IT_APP", "build/tests/it_app")
 
-LISTEN_RE = re.compile(rb"^crest listening on http://127\.0\.0\.1:(\d+) \((\d+) threads?\)\r?$")
+LISTEN_RE = re.compile(
+    rb"^crest listening on (https?)://127\.0\.0\.1:(\d+) \((\d+) threads?\)\r?$")
 DATE_RE = re.compile(
     r"^(Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d{2} (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) "
     r"\d{4} \d{2}:\d{2}:\d{2} GMT$"
@@ -67,6 +77,7 @@ START_TIMEOUT = float(os.environ.get("CREST_IT_START_TIMEOUT", "10"))
 STOP_TIMEOUT = float(os.environ.get("CREST_IT_STOP_TIMEOUT", "5"))
 IO_TIMEOUT = float(os.environ.get("CREST_IT_IO_TIMEOUT", "5"))
 CASE_TIMEOUT = float(os.environ.get("CREST_IT_CASE_TIMEOUT", "30"))
+TLS_MODE = os.environ.get("CREST_IT_TLS") == "1"
 
 
 class Failure(AssertionError):
@@ -104,6 +115,73 @@ def _short(v, limit=300):
 
 
 # ---------------------------------------------------------------------------------------------
+# TLS: certificates made with the openssl command line, client contexts that trust them.
+
+_run_cert = []  # the run's (cert, key), once made
+_contexts = {}  # client contexts by CA file and ALPN
+
+
+def make_cert(folder, name="server", cn="localhost", kind="ec"):
+    """Makes a self-signed certificate for localhost and 127.0.0.1 (it is its own CA) in folder,
+    with an EC P-256 key (kind "ec") or an RSA 2048 one ("rsa"); returns (cert_path, key_path)."""
+    cert = os.path.join(folder, name + ".crt")
+    key = os.path.join(folder, name + ".key")
+    keyopts = (["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"] if kind == "ec"
+               else ["-newkey", "rsa:2048"])
+    p = subprocess.run(["openssl", "req", "-x509", *keyopts, "-nodes", "-days", "2",
+                        "-subj", "/CN=" + cn,
+                        "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
+                        "-keyout", key, "-out", cert],
+                       stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    if p.returncode != 0:
+        fail("openssl could not make a certificate: %s" % p.stderr.decode("utf-8", "replace"))
+    return cert, key
+
+
+def tls_files():
+    """The run's certificate and key: made at first use in a temporary folder that is removed
+    when the process exits."""
+    if not _run_cert:
+        folder = tempfile.mkdtemp(prefix="crest-it-tls.")
+        atexit.register(shutil.rmtree, folder, True)
+        _run_cert.append(make_cert(folder))
+    return _run_cert[0]
+
+
+def client_context(cafile=None, alpn=("http/1.1",)):
+    """A client context that trusts only cafile (default: the run's certificate) and checks the
+    host name, as browsers do. Shared between connections (contexts are thread-safe)."""
+    cafile = cafile or tls_files()[0]
+    key = (cafile, tuple(alpn or ()))
+    if key not in _contexts:
+        ctx = ssl.create_default_context(cafile=cafile)
+        if alpn:
+            ctx.set_alpn_protocols(list(alpn))
+        _contexts[key] = ctx
+    return _contexts[key]
+
+
+def _flag_value(argv, flag):
+    for i, a in enumerate(argv):
+        if a == flag and i + 1 < len(argv):
+            return argv[i + 1]
+        if a.startswith(flag + "="):
+            return a[len(flag) + 1:]
+    return None
+
+
+def _tls_args(args, tls):
+    """The flags that make a server speak TLS with the run's certificate: when tls is true, or
+    None in TLS mode, and args do not name a certificate already."""
+    if tls is None:
+        tls = TLS_MODE
+    if not tls or _flag_value(args, "--tls-cert") is not None:
+        return []
+    cert, key = tls_files()
+    return ["--tls-cert", cert, "--tls-key", key]
+
+
+# ---------------------------------------------------------------------------------------------
 # Servers.
 
 _live_servers = []  # every Server of the running case, stopped when the case ends
@@ -119,6 +197,8 @@ class Server:
     def __init__(self, argv, env=None, start=True, expect_listen=True):
         self.argv = list(argv)
         self.env = env
+        self.tls_cert = _flag_value(self.argv, "--tls-cert")  # clients trust it (self-signed)
+        self.scheme = None
         self.proc = None
         self.port = None
         self.threads = None
@@ -186,8 +266,10 @@ class Server:
             m = LISTEN_RE.match(line)
             if m:
                 self.listen_line = line.decode("latin-1")
-                self.port = int(m.group(1))
-                self.threads = int(m.group(2))
+                self.scheme = m.group(1).decode()
+                self.port = int(m.group(2))
+                self.threads = int(m.group(3))
+                eq(self.scheme, "https" if self.tls_cert else "http", "scheme in %r" % line)
                 check(self.port > 0, "listening line names port 0: %r" % line)
                 return self.port
 
@@ -252,8 +334,27 @@ class Server:
         s = self.stderr_text()
         return s[-limit:]
 
+    def ssl_context(self):
+        """A client context trusting this server's certificate; None when it speaks cleartext."""
+        return client_context(self.tls_cert) if self.tls_cert else None
+
     def connect(self, timeout=IO_TIMEOUT, rcvbuf=None):
-        return Conn(self.port, timeout=timeout, rcvbuf=rcvbuf)
+        return Conn(self.port, timeout=timeout, rcvbuf=rcvbuf, tls=self.ssl_context() or False)
+
+    def url(self, path=""):
+        """http://127.0.0.1:PORT/path, or https:// with TLS (curl needs curl_args() then)."""
+        return "%s://127.0.0.1:%d%s" % (self.scheme, self.port, path)
+
+    def curl_args(self):
+        return ["--cacert", self.tls_cert] if self.tls_cert else []
+
+    def ws_url(self, path=""):
+        return "%s://127.0.0.1:%d%s" % ("wss" if self.tls_cert else "ws", self.port, path)
+
+    def ws_connect(self, path, **kw):
+        """websockets.connect() to path, over TLS (wss://) when the server speaks it."""
+        import websockets  # Debian's python3-websockets; only the files that use it need it
+        return websockets.connect(self.ws_url(path), ssl=self.ssl_context(), **kw)
 
     def __enter__(self):
         return self
@@ -282,16 +383,19 @@ def need_binary(path):
         fail("binary missing: %s" % path)
 
 
-def demo(*args, env=None):
-    """Starts `crest demo --host 127.0.0.1 --port 0 ARGS...`."""
+def demo(*args, env=None, tls=None):
+    """Starts `crest demo --host 127.0.0.1 --port 0 ARGS...`, with the run's certificate when
+    tls is true (None: in TLS mode)."""
     need_binary(CREST_BIN)
-    return Server([CREST_BIN, "demo", "--host", "127.0.0.1", "--port", "0", *args], env=env)
+    return Server([CREST_BIN, "demo", "--host", "127.0.0.1", "--port", "0", *args,
+                   *_tls_args(args, tls)], env=env)
 
 
-def it_app(*args, env=None):
-    """Starts the integration-test app with --host 127.0.0.1 --port 0 ARGS...."""
+def it_app(*args, env=None, tls=None):
+    """Starts the integration-test app with --host 127.0.0.1 --port 0 ARGS..., TLS as demo()."""
     need_binary(CREST_IT_APP)
-    return Server([CREST_IT_APP, "--host", "127.0.0.1", "--port", "0", *args], env=env)
+    return Server([CREST_IT_APP, "--host", "127.0.0.1", "--port", "0", *args,
+                   *_tls_args(args, tls)], env=env)
 
 
 def run_cli(argv, timeout=5, env=None):
@@ -376,10 +480,14 @@ class ConnClosed(Exception):
 
 
 class Conn:
-    """A raw TCP client connection with a read buffer and deadlines on every read."""
+    """A raw client connection (the test writes the HTTP bytes itself) with a read buffer and
+    deadlines on every read: over TCP, or over TLS when tls is an ssl.SSLContext (None: the run's
+    certificate in TLS mode, else cleartext; False: cleartext)."""
 
-    def __init__(self, port, timeout=IO_TIMEOUT, rcvbuf=None, host="127.0.0.1"):
+    def __init__(self, port, timeout=IO_TIMEOUT, rcvbuf=None, host="127.0.0.1", tls=None):
         self.timeout = timeout
+        if tls is None:
+            tls = client_context() if TLS_MODE else False
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         if rcvbuf is not None:
             # Must be set before connect for the window to take effect.
@@ -387,6 +495,13 @@ class Conn:
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.sock.settimeout(timeout)
         self.sock.connect((host, port))
+        self.tls = bool(tls)
+        if tls:
+            try:
+                self.sock = tls.wrap_socket(self.sock, server_hostname="localhost")
+            except BaseException:
+                self.sock.close()
+                raise
         self.buf = bytearray()
         self.eof = False
         self.reset = False
@@ -412,6 +527,11 @@ class Conn:
         except OSError:
             pass
         self.close()
+
+    def shutdown_write(self):
+        """Half-closes: the server reads EOF, the client still reads. Over TLS too (a TCP FIN
+        under the session; Python's own SSLSocket.shutdown would drop the session)."""
+        socket.socket.shutdown(self.sock, socket.SHUT_WR)
 
     def send(self, data):
         if isinstance(data, str):
@@ -444,11 +564,13 @@ class Conn:
             data = self.sock.recv(65536)
         except socket.timeout:
             fail("timed out waiting for %s (buffered %r)" % (what, _short(bytes(self.buf))))
-        except ConnectionResetError:
+        except (ConnectionResetError, ssl.SSLError) as e:
+            # A TLS alert or a bad record ends the connection as a reset does.
             self.eof = True
             self.reset = True
-            raise ConnClosed("connection reset while waiting for %s (buffered %r)"
-                             % (what, _short(bytes(self.buf))))
+            raise ConnClosed("connection %s while waiting for %s (buffered %r)"
+                             % ("reset" if isinstance(e, ConnectionResetError) else
+                                "failed (%s)" % e, what, _short(bytes(self.buf))))
         if not data:
             self.eof = True
             raise ConnClosed("connection closed while waiting for %s (buffered %r)"
@@ -478,27 +600,50 @@ class Conn:
         del self.buf[:n]
         return out
 
+    def _pending(self):
+        """Plaintext already decrypted inside the TLS session, which select() cannot see."""
+        return self.tls and self.sock.pending() > 0
+
+    def _recv_by(self, deadline):
+        """One read of what arrives before deadline: bytes, b"" at EOF (or a reset), None when
+        nothing came. Over TLS a readable socket may hold a record with no data in it (the
+        session tickets sent after the handshake) or part of one: recv then waits on."""
+        if not self._pending():
+            r, _, _ = select.select([self.sock], [], [], max(0.0, deadline - time.monotonic()))
+            if not r:
+                return None
+        try:
+            self.sock.settimeout(max(0.001, deadline - time.monotonic()))
+            return self.sock.recv(65536)
+        except socket.timeout:
+            return None
+        except (ConnectionResetError, ssl.SSLError):
+            self.reset = True
+            return b""
+
     def wait_readable(self, timeout):
-        """True if bytes are buffered or the socket is readable (data or EOF) within timeout."""
-        if self.buf or self.eof:
+        """True if bytes are buffered or the socket is readable (data or EOF) within timeout.
+        Over TLS readable is not enough (see _recv_by): the data is read into the buffer."""
+        if self.buf or self.eof or self._pending():
             return True
-        r, _, _ = select.select([self.sock], [], [], max(0.0, timeout))
-        return bool(r)
+        if not self.tls:
+            r, _, _ = select.select([self.sock], [], [], max(0.0, timeout))
+            return bool(r)
+        data = self._recv_by(time.monotonic() + timeout)
+        if data is None:
+            return False
+        self.buf += data
+        self.eof = not data
+        return True
 
     def read_available(self, timeout):
         """Reads whatever arrives within timeout (possibly nothing); never fails."""
         deadline = time.monotonic() + timeout
-        while not self.eof:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                break
-            r, _, _ = select.select([self.sock], [], [], left)
-            if not r:
-                break
-            try:
-                data = self.sock.recv(65536)
-            except ConnectionResetError:
-                self.eof = self.reset = True
+        polled = False
+        while not self.eof and (not polled or time.monotonic() < deadline):
+            polled = True  # a timeout of 0 still looks once
+            data = self._recv_by(deadline)
+            if data is None:
                 break
             if not data:
                 self.eof = True

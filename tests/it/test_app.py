@@ -203,7 +203,7 @@ def abandoned_async(srv, how):
     if how == "rst":
         c.abort()
     elif how == "half":
-        c.sock.shutdown(1)  # SHUT_WR: the client is done sending but still reads
+        c.shutdown_write()  # the client is done sending but still reads
         return c
     else:
         c.close()

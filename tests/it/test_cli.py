@@ -128,8 +128,8 @@ def _():
 @T.case("listening line: exact format, port > 0, thread count from --threads")
 def _():
     with demo("--threads", "3") as srv:
-        eq(srv.listen_line, "crest listening on http://127.0.0.1:%d (3 threads)" % srv.port,
-           "listening line")
+        eq(srv.listen_line, "crest listening on %s://127.0.0.1:%d (3 threads)"
+           % ("https" if srv.tls_cert else "http", srv.port), "listening line")
         eq(srv.threads, 3, "threads")
 
 

@@ -15,8 +15,6 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import *  # noqa: E402,F401,F403
 
-import websockets  # noqa: E402
-
 T = Suite()
 _TMP = tempfile.mkdtemp(prefix="crest-sse-it.")
 DB = ("--db", "sqlite:" + os.path.join(_TMP, "demo.db"))
@@ -53,8 +51,7 @@ def chat(srv, sends):
     """Join rooms and send messages: sends is [(room, name, text)]."""
     async def go():
         for room, name, text in sends:
-            uri = "ws://127.0.0.1:%d/ws/chat?room=%s&name=%s" % (srv.port, room, name)
-            async with websockets.connect(uri) as ws:
+            async with srv.ws_connect("/ws/chat?room=%s&name=%s" % (room, name)) as ws:
                 await ws.recv()  # own join
                 await ws.send(json.dumps({"text": text}))
                 while True:
@@ -86,8 +83,8 @@ def _():
 @T.case("/events with curl -N: the stream is readable by a stock client")
 def _():
     with demo("--quiet", *DB) as srv:
-        proc = subprocess.Popen(["curl", "-sS", "-N", "-m", "10",
-                                 "http://127.0.0.1:%d/events" % srv.port],
+        proc = subprocess.Popen(["curl", "-sS", "-N", "-m", "10", *srv.curl_args(),
+                                 srv.url("/events")],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         try:
             # Wait until curl's stream is open: its first bytes are the retry field.

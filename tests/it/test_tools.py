@@ -26,8 +26,8 @@ def tool(argv, input=None, timeout=15):
     return p.returncode, p.stdout, p.stderr.decode("utf-8", "replace")
 
 
-def curl(*args, input=None):
-    return tool(["curl", "-sS", "--max-time", "10", *args], input=input)
+def curl(srv, *args, input=None):
+    return tool(["curl", "-sS", "--max-time", "10", *srv.curl_args(), *args], input=input)
 
 
 def split_head(out):
@@ -51,7 +51,7 @@ def header(block, name):
 @T.case("curl -i /plaintext: HTTP/1.1 200, Server, Date, Content-Length, body")
 def _():
     with demo() as srv:
-        rc, out, err = curl("-i", "http://127.0.0.1:%d/plaintext" % srv.port)
+        rc, out, err = curl(srv, "-i", srv.url("/plaintext"))
         eq(rc, 0, "curl status (stderr %r)" % err)
         blocks, body = split_head(out)
         eq(len(blocks), 1, "header blocks")
@@ -65,7 +65,7 @@ def _():
 @T.case("curl --http1.0 /json: 200 and the JSON body")
 def _():
     with demo() as srv:
-        rc, out, err = curl("--http1.0", "-i", "http://127.0.0.1:%d/json" % srv.port)
+        rc, out, err = curl(srv, "--http1.0", "-i", srv.url("/json"))
         eq(rc, 0, "curl status (stderr %r)" % err)
         blocks, body = split_head(out)
         check(re.match(r"^HTTP/1\.[01] 200", blocks[0]) is not None, "status %r" % blocks[0][:40])
@@ -75,7 +75,7 @@ def _():
 @T.case("curl -I (HEAD) /plaintext: Content-Length 13, no body")
 def _():
     with demo() as srv:
-        rc, out, err = curl("-I", "http://127.0.0.1:%d/plaintext" % srv.port)
+        rc, out, err = curl(srv, "-I", srv.url("/plaintext"))
         eq(rc, 0, "curl status (stderr %r)" % err)
         blocks, body = split_head(out)
         eq(header(blocks[0], "Content-Length"), "13", "Content-Length")
@@ -86,10 +86,10 @@ def _():
 def _():
     data = bytes(range(256)) * 15 + b"0123456789" * 16
     with demo() as srv:
-        rc, out, err = curl("-v", "-H", "Expect: 100-continue", "-H",
+        rc, out, err = curl(srv, "-v", "-H", "Expect: 100-continue", "-H",
                             "Content-Type: application/octet-stream", "--data-binary", "@-",
                             "--expect100-timeout", "5", "-o", "-", "-w", "\n%{http_code}",
-                            "http://127.0.0.1:%d/echo" % srv.port, input=data)
+                            srv.url("/echo"), input=data)
         eq(rc, 0, "curl status (stderr %r)" % err[-500:])
         check("< HTTP/1.1 100 Continue" in err, "no 100 Continue in curl -v: %r" % err[-800:])
         body, _, code = out.rpartition(b"\n")
@@ -101,9 +101,9 @@ def _():
 def _():
     data = b"".join(b"line %d of a chunked upload\n" % i for i in range(500))
     with demo() as srv:
-        rc, out, err = curl("-v", "-X", "POST", "-T", "-", "-H", "Content-Type: text/plain",
+        rc, out, err = curl(srv, "-v", "-X", "POST", "-T", "-", "-H", "Content-Type: text/plain",
                             "--expect100-timeout", "5",
-                            "http://127.0.0.1:%d/echo" % srv.port, input=data)
+                            srv.url("/echo"), input=data)
         eq(rc, 0, "curl status (stderr %r)" % err[-500:])
         check(re.search(r"> Transfer-Encoding: chunked", err, re.I) is not None,
               "curl did not send chunked: %r" % err[-800:])
@@ -113,8 +113,8 @@ def _():
 @T.case("curl: two URLs in one run reuse the keep-alive connection")
 def _():
     with demo() as srv:
-        url = "http://127.0.0.1:%d" % srv.port
-        rc, out, err = curl("-v", url + "/plaintext", url + "/json")
+        url = srv.url()
+        rc, out, err = curl(srv, "-v", url + "/plaintext", url + "/json")
         eq(rc, 0, "curl status (stderr %r)" % err[-500:])
         eq(out, HELLO + b'{"message":"Hello, World!"}', "bodies")
         check("Re-using existing connection" in err or "Reusing existing connection" in err,
@@ -124,10 +124,10 @@ def _():
 @T.case("curl: 404 and 405 statuses", timeout=20)
 def _():
     with demo() as srv:
-        url = "http://127.0.0.1:%d" % srv.port
-        rc, out, err = curl("-o", "/dev/null", "-w", "%{http_code}", url + "/nope")
+        url = srv.url()
+        rc, out, err = curl(srv, "-o", "/dev/null", "-w", "%{http_code}", url + "/nope")
         eq(out, b"404", "unknown path")
-        rc, out, err = curl("-i", "-X", "DELETE", url + "/plaintext")
+        rc, out, err = curl(srv, "-i", "-X", "DELETE", url + "/plaintext")
         blocks, _ = split_head(out)
         check(blocks[0].startswith("HTTP/1.1 405"), "status %r" % blocks[0][:40])
         eq(header(blocks[0], "Allow"), "GET, HEAD", "Allow")
@@ -151,7 +151,7 @@ def parse_wrk(text):
 def _():
     with demo("--threads", "2") as srv:
         rc, out, err = tool(["wrk", "-t1", "-c32", "-d2s", "--timeout", "2s",
-                             "http://127.0.0.1:%d/plaintext" % srv.port], timeout=20)
+                             srv.url("/plaintext")], timeout=20)
         text = out.decode("utf-8", "replace")
         eq(rc, 0, "wrk status (stderr %r)" % err)
         reqs, errs, non2xx = parse_wrk(text)
@@ -167,7 +167,7 @@ def _():
 def _():
     with demo("--threads", "2") as srv:
         rc, out, err = tool(["wrk", "-t1", "-c32", "-d2s", "--timeout", "2s", "-H",
-                             "Connection: close", "http://127.0.0.1:%d/json" % srv.port],
+                             "Connection: close", srv.url("/json")],
                             timeout=20)
         text = out.decode("utf-8", "replace")
         eq(rc, 0, "wrk status (stderr %r)" % err)

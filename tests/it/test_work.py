@@ -5,7 +5,6 @@ a full queue answered 503 with Retry-After, and shutdown with jobs in flight.
 
 import hashlib
 import json
-import select
 import shutil
 import signal
 import tempfile
@@ -49,8 +48,7 @@ def hash_json(r):
 
 
 def ready(conn, timeout=0.0):
-    r, _, _ = select.select([conn.sock], [], [], timeout)
-    return bool(r) or bool(conn.buf)
+    return conn.wait_readable(timeout)
 
 
 @T.case("hash matches the RFC 7914 section 11 PBKDF2-HMAC-SHA256 vectors")

@@ -39,10 +39,6 @@ def run(coro, timeout=20):
     return asyncio.run(asyncio.wait_for(coro, timeout))
 
 
-def url(srv, path):
-    return "ws://127.0.0.1:%d%s" % (srv.port, path)
-
-
 # --- raw client -------------------------------------------------------------------------------
 
 def upgrade_request(path="/ws/echo", key=KEY, version=b"13", extra=b""):
@@ -142,7 +138,7 @@ def _():
 def _():
     with demo(*srv_args(*DB)) as srv:
         async def go():
-            async with websockets.connect(url(srv, "/ws/echo"), max_size=None) as ws:
+            async with srv.ws_connect("/ws/echo", max_size=None) as ws:
                 for msg in ("hello", "", "caf\u00e9 \u20ac \U0001F600", b"\x00\x01\xff", b"",
                             "x" * 200000, os.urandom(200000)):
                     await ws.send(msg)
@@ -197,7 +193,7 @@ def _():
 def _():
     with demo(*srv_args(*DB)) as srv:
         async def go():
-            ws = await websockets.connect(url(srv, "/ws/echo"))
+            ws = await srv.ws_connect("/ws/echo")
             await ws.close(4000, "bye")
             eq(ws.close_code, 4000, "code echoed")
         run(go())
@@ -278,7 +274,7 @@ def _():
     srv = demo(*srv_args(*DB))
     with srv:
         async def go():
-            ws = await websockets.connect(url(srv, "/ws/echo"))
+            ws = await srv.ws_connect("/ws/echo")
             await ws.send("before")
             eq(await ws.recv(), "before", "echo")
             srv.send_signal(signal.SIGTERM)
@@ -295,7 +291,7 @@ def _():
 def _():
     with demo(*srv_args("--ws-ping-interval", "200ms", *DB)) as srv:
         async def go():
-            async with websockets.connect(url(srv, "/ws/echo"), ping_interval=None) as ws:
+            async with srv.ws_connect("/ws/echo", ping_interval=None) as ws:
                 await asyncio.sleep(0.9)  # several intervals pass: the library answers pings
                 await ws.send("still here")
                 eq(await ws.recv(), "still here", "echo after idle pings")
@@ -323,8 +319,7 @@ def _():
 # --- chat -------------------------------------------------------------------------------------
 
 async def join(srv, room, name):
-    ws = await websockets.connect(url(srv, "/ws/chat?room=%s&name=%s" % (room, name)),
-                                  max_queue=None)
+    ws = await srv.ws_connect("/ws/chat?room=%s&name=%s" % (room, name), max_queue=None)
     loop_idx = int(ws.response_headers.get("X-Loop", "-1"))
     return ws, loop_idx
 
@@ -455,7 +450,7 @@ def _():
 def slow_consumer_case(policy, verdict):
     args = srv_args("--threads", "1", "--ws-max-buffered", "64k", "--ws-slow-policy", policy, *DB)
     with demo(*args) as srv:
-        slow = Conn(srv.port, rcvbuf=4096)
+        slow = srv.connect(rcvbuf=4096)
         slow.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         slow.send(upgrade_request("/ws/chat?room=slow&name=slow"))
         slow.read_until(b"\r\n\r\n", what="101")
@@ -552,14 +547,14 @@ def _():
 def _():
     with demo(*srv_args(*DB)) as srv:
         async def off():
-            async with websockets.connect(url(srv, "/ws/echo")) as ws:
+            async with srv.ws_connect("/ws/echo") as ws:
                 eq(ws.response_headers.get("Sec-WebSocket-Extensions"), None, "no extension")
                 await ws.send("plain")
                 eq(await ws.recv(), "plain", "echo")
         run(off())
     with demo(*srv_args("--ws-deflate", *DB)) as srv:
         async def on():
-            async with websockets.connect(url(srv, "/ws/echo"), max_size=None) as ws:
+            async with srv.ws_connect("/ws/echo", max_size=None) as ws:
                 ext = ws.response_headers.get("Sec-WebSocket-Extensions", "")
                 check(ext.startswith("permessage-deflate"), "extension: %r" % ext)
                 for msg in ("short", "compress me " * 5000, b"\x00" * 100000, "caf\u00e9" * 300):

@@ -24,9 +24,11 @@ def _():
     try:
         with demo("--quiet", "--threads", "2", "--ws-max-message", "64k",
                   "--db", "sqlite:" + os.path.join(tmp, "demo.db")) as srv:
-            p = subprocess.run(["node", os.path.join(HERE, "ws_node_client.js"), str(srv.port)],
-                               env=dict(os.environ, NODE_PATH=MODULES), capture_output=True,
-                               text=True, timeout=60)
+            env = dict(os.environ, NODE_PATH=MODULES)
+            if srv.tls_cert:
+                env["NODE_EXTRA_CA_CERTS"] = srv.tls_cert
+            p = subprocess.run(["node", os.path.join(HERE, "ws_node_client.js"), srv.ws_url()],
+                               env=env, capture_output=True, text=True, timeout=60)
             for line in p.stdout.splitlines():  # its TAP lines count as cases of their own
                 print(line)
             check(p.returncode == 0 and "not ok" not in p.stdout,

@@ -1,10 +1,10 @@
 // Node.js `ws` client cases for tests/it/test_ws_node.py: prints one TAP line per case and
-// exits non-zero on failure. Usage: node ws_node_client.js PORT (crest started with
-// --threads 2 --ws-max-message 64k). `ws` comes from tests/e2e/node_modules (NODE_PATH).
+// exits non-zero on failure. Usage: node ws_node_client.js BASE, BASE being ws://127.0.0.1:PORT
+// or wss://... (then NODE_EXTRA_CA_CERTS names the certificate to trust), crest started with
+// --threads 2 --ws-max-message 64k. `ws` comes from tests/e2e/node_modules (NODE_PATH).
 "use strict";
 const WebSocket = require("ws");
-const port = Number(process.argv[2]);
-const base = "ws://127.0.0.1:" + port;
+const base = process.argv[2];
 let failed = 0;
 
 function tap(ok, name, detail) {
