@@ -250,10 +250,8 @@ int crest__tls_ctx_new(crest__rt_t *rt, const char *cert_file, const char *key_f
 
 void crest__tls_reload(crest__rt_t *rt) {
     crest__tls_ctx_t *tc = rt->tls;
-    if (tc == NULL) {
-        crest__log(rt, CREST_LOG_INFO, "SIGHUP: no certificate to reload");
-        return;
-    }
+    if (tc == NULL)
+        return; /* SIGHUP is taken only with TLS (see run.c): nothing else reloads */
     SSL_CTX *fresh = ctx_make(rt, tc);
     if (fresh == NULL) {
         crest__log(rt, CREST_LOG_ERROR, "SIGHUP: keeping the certificate in use");
