@@ -95,6 +95,14 @@ async function main() {
           (await a.evaluate(() => window.isSecureContext)),
           "the page comes over TLS with the test's certificate, a secure context",
           JSON.stringify(sec));
+      const proto = await a.evaluate(() => performance.getEntriesByType("navigation")[0].nextHopProtocol);
+      tap(proto === "h2", "the page comes over HTTP/2 (ALPN h2)", proto);
+      // An event stream in the page, over the same HTTP/2 connection: it must see the chat.
+      await a.evaluate(() => {
+        window.sseSeen = [];
+        window.sse = new EventSource("/events");
+        window.sse.addEventListener("message", (e) => window.sseSeen.push(e.data));
+      });
     }
 
     // Join through the form, as a person would.
@@ -118,6 +126,11 @@ async function main() {
     tap(true, "alice sees bob's message");
     await a.waitForSelector("li.mine >> text=hello from alice", { timeout: 10000 });
     tap(true, "alice sees her own message marked as hers");
+    if (tls) {
+      await a.waitForFunction(() => window.sseSeen.some((d) => d.includes("hello from alice")),
+                              null, { timeout: 10000 });
+      tap(true, "an EventSource in the page (HTTP/2, the page's connection) gets the chat");
+    }
 
     // Names and text are shown as text, never as markup.
     await b.fill("#text", "<b id=injected>bold?</b>");
