@@ -45,6 +45,9 @@
 #define DRAIN_GRACE_MS 250
 /* Copied body bytes are gathered in chunks of about one DATA frame. */
 #define CHUNK_ROOM (16 * 1024)
+/* Streams kept for reuse per connection: a request costs no allocation of its stream and field
+ * buffer while a client keeps this many or fewer in flight. */
+#define SPARE_STREAMS 16
 
 typedef struct h2_stream_s h2_stream_t;
 
@@ -92,6 +95,7 @@ struct h2_stream_s {
     unsigned no_body : 1;         /* that response has no body (HEAD, 204, 304) */
     unsigned body_eof : 1;        /* no more body will be queued */
     unsigned deferred : 1;        /* nghttp2 waits for nghttp2_session_resume_data */
+    unsigned sized : 1;           /* the response said its length: its body comes in one piece */
 };
 
 /* What the connection's timer (c->timer) is counting down. */
@@ -108,6 +112,8 @@ typedef struct h2_s {
     nghttp2_session *ng;
     crest__conn_t *c;
     h2_stream_t *streams;
+    h2_stream_t *spare; /* freed streams kept for the next ones (with their field buffer) */
+    unsigned nspare;
     size_t receiving;            /* streams whose request has not fully arrived */
     uint64_t rx_bytes, tx_bytes; /* bytes read, body bytes lent to the output: progress */
     int timer;                   /* TIMER_* */
@@ -211,7 +217,9 @@ static int queue_body(h2_stream_t *s, const void *data, size_t len, crest_releas
         t->len += len;
         t->room -= len;
     } else {
-        size_t room = release ? 0 : (len > CHUNK_ROOM ? len : CHUNK_ROOM);
+        /* A body of known length comes whole: no room for more. A streamed one gathers small
+         * writes into chunks of about a frame. */
+        size_t room = release ? 0 : s->sized || len > CHUNK_ROOM ? len : CHUNK_ROOM;
         body_chunk_t *k = malloc(sizeof(*k) + room);
         if (k == NULL) {
             if (release)
@@ -295,10 +303,42 @@ static void stream_free(h2_stream_t *s) {
         h->streams = s->next;
     if (s->next)
         s->next->prev = s->prev;
-    buf_release(h, &s->fields);
     buf_release(h, &s->body);
     queue_free(s);
+    if (h->nspare < SPARE_STREAMS && s->fields.cap <= 2048) {
+        s->next = h->spare;
+        h->spare = s;
+        h->nspare++;
+        return;
+    }
+    buf_release(h, &s->fields);
     free(s);
+}
+
+/* Keep at most `keep` spare streams. */
+static void spare_trim(h2_t *h, unsigned keep) {
+    while (h->nspare > keep) {
+        h2_stream_t *s = h->spare;
+        h->spare = s->next;
+        h->nspare--;
+        buf_release(h, &s->fields);
+        free(s);
+    }
+}
+
+/* A stream for a new request: a spare one (its field buffer kept, charged already) or a new. */
+static h2_stream_t *stream_new(h2_t *h) {
+    h2_stream_t *s = h->spare;
+    if (s == NULL)
+        return calloc(1, sizeof(h2_stream_t));
+    h->spare = s->next;
+    h->nspare--;
+    crest_buf_t fields = s->fields;
+    memset(s, 0, sizeof(*s));
+    fields.len = 0;
+    fields.err = 0;
+    s->fields = fields;
+    return s;
 }
 
 /* The client is gone from this stream (reset, or the connection closed): the request lives on,
@@ -441,6 +481,7 @@ static void h2_arm_timer(h2_t *h) {
     int want = TIMER_NONE;
     if (h->streams == NULL) {
         want = h->had_stream ? TIMER_IDLE : TIMER_PREFACE;
+        spare_trim(h, 1); /* an idle connection keeps one, for a client asking one at a time */
     } else if (h->receiving > 0) {
         want = TIMER_RECV;
     } else {
@@ -606,8 +647,9 @@ static int w_head(crest_req_t *req, int status, const char *ctype, int64_t body_
     nghttp2_nv *nva = max <= 32 ? stack_nva : malloc(max * sizeof(*nva));
     if (nva == NULL)
         return CREST_ENOMEM;
-    char code[12], length[24];
-    snprintf(code, sizeof(code), "%03d", status); /* 100..599: response.c checked */
+    char code[3] = {(char)('0' + status / 100), (char)('0' + status / 10 % 10),
+                    (char)('0' + status % 10)}; /* 100..599: response.c checked */
+    char length[24];
     size_t n = 0;
     nva[n++] = (nghttp2_nv){(uint8_t *)":status", (uint8_t *)code, 7, 3, NGHTTP2_NV_FLAG_NONE};
     if (ctype != NULL)
@@ -615,9 +657,14 @@ static int w_head(crest_req_t *req, int status, const char *ctype, int64_t body_
                                 NGHTTP2_NV_FLAG_NONE};
     int bodiless = req->head_only || status == 204 || status == 304 || status < 200;
     if (body_len >= 0 && status != 204 && status != 304 && status >= 200) {
-        int len = snprintf(length, sizeof(length), "%lld", (long long)body_len);
-        nva[n++] = (nghttp2_nv){(uint8_t *)"content-length", (uint8_t *)length, 14, (size_t)len,
-                                NGHTTP2_NV_FLAG_NONE};
+        char *d = length + sizeof(length);
+        uint64_t v = (uint64_t)body_len;
+        do {
+            *--d = (char)('0' + v % 10);
+            v /= 10;
+        } while (v);
+        nva[n++] = (nghttp2_nv){(uint8_t *)"content-length", (uint8_t *)d, 14,
+                                (size_t)(length + sizeof(length) - d), NGHTTP2_NV_FLAG_NONE};
     }
     /* A complete response with nothing after its head ends the stream with the HEADERS frame. A
      * streamed one always gets a body (perhaps one empty DATA frame): its stream must stay open
@@ -634,6 +681,7 @@ static int w_head(crest_req_t *req, int status, const char *ctype, int64_t body_
         return rv == NGHTTP2_ERR_NOMEM ? CREST_ENOMEM : CREST_EINVAL;
     s->answered = 1;
     s->no_body = (unsigned)bodiless;
+    s->sized = body_len >= 0;
     return 0;
 }
 
@@ -849,7 +897,7 @@ static int on_begin_headers(nghttp2_session *ng, const nghttp2_frame *frame, voi
     h2_t *h = user;
     if (h->dead || frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST)
         return 0;
-    h2_stream_t *s = calloc(1, sizeof(*s));
+    h2_stream_t *s = stream_new(h);
     if (s == NULL)
         return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE; /* resets the stream */
     s->h = h;
@@ -1115,6 +1163,7 @@ static void h2_on_shutdown(crest__conn_t *c) {
 static void h2_free(h2_t *h) {
     while (h->streams)
         stream_free(h->streams);
+    spare_trim(h, 0);
     nghttp2_session_del(h->ng);
     free(h);
 }

@@ -17,6 +17,7 @@ import shutil
 import signal
 import socket
 import ssl
+import subprocess
 import sys
 import tempfile
 import threading
@@ -258,6 +259,29 @@ def _():
         with Conn(srv.port, tls=context(cert)) as c:
             eq(c.sock.selected_alpn_protocol(), None, "ALPN without an offer")
             check_ok_text(c.request("GET", "/json"), JSON)
+
+
+@T.case("ALPN h2: a client offering h2 and http/1.1 gets h2; curl --http2 over HTTPS gets HTTP/2; "
+        "h2load over TLS: 20,000 requests, every one 200", timeout=90)
+def _():
+    cert, _ = tls_files()
+    with tls_demo() as srv:
+        with Conn(srv.port, tls=context(cert, alpn=["h2", "http/1.1"])) as c:
+            eq(c.sock.selected_alpn_protocol(), "h2", "ALPN for h2, http/1.1")
+        url = "https://localhost:%d/json" % srv.port
+        p = subprocess.run(["curl", "-s", "-D", "-", "--http2", "--cacert", cert, "--resolve",
+                            "localhost:%d:127.0.0.1" % srv.port, url],
+                           capture_output=True, timeout=20)
+        out = p.stdout.decode("latin-1")
+        check(out.startswith("HTTP/2 200"), "curl --http2: %r" % out[:200])
+        check(out.endswith(JSON.decode()), "body: %r" % out[-100:])
+        p = subprocess.run(["h2load", "-c", "4", "-m", "10", "-n", "20000",
+                            "https://127.0.0.1:%d/plaintext" % srv.port],
+                           capture_output=True, timeout=80)
+        out = p.stdout.decode("latin-1")
+        check(p.returncode == 0 and "20000 succeeded, 0 failed, 0 errored" in out and
+              "status codes: 20000 2xx" in out and "Application protocol: h2" in out,
+              "h2load: %s" % out[-700:])
 
 
 @T.case("--hsts: Strict-Transport-Security on HTTPS answers; none without it, none over cleartext")
