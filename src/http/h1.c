@@ -747,8 +747,8 @@ static void h1_on_timer(crest__conn_t *c) {
         crest__send_error(c, 408, 1);
         return;
     }
-    if (loop->draining)
-        crest__conn_linger(c); /* the shutdown grace of an idle connection is over */
+    if (loop->draining || c->tls != NULL)
+        crest__conn_linger(c); /* the shutdown grace is over, or TLS: the end is announced */
     else
         crest__conn_close(c); /* idle keep-alive connection */
 }

@@ -380,8 +380,9 @@ def _():
             check_ok_text(c.request("GET", "/plaintext"), HELLO)
 
 
-@T.case("a close after the last answer (Connection: close, HTTP/1.0, SIGTERM) or the client's "
-        "close_notify comes with close_notify, so a cut is told from an end (RFC 8446 6.1)")
+@T.case("a close after the last answer (Connection: close, HTTP/1.0, SIGTERM, the keep-alive "
+        "timeout) or the client's close_notify comes with close_notify, so a cut is told from an "
+        "end (RFC 8446 6.1)")
 def _():
     cert, _ = tls_files()
     strict = context(cert)
@@ -430,6 +431,11 @@ def _():
             srv.send_signal(signal.SIGTERM)
             eq(read_to_end(s, "an idle connection at SIGTERM"), b"", "bytes after SIGTERM")
         eq(srv.wait_exit(), 0, "exit status")
+    # An idle keep-alive connection closed at --keepalive-timeout: the end is announced too.
+    with tls_demo("--keepalive-timeout", "1s") as srv, strict_conn(srv) as s:
+        answered(s)
+        eq(read_to_end(s, "an idle connection at the keep-alive timeout"), b"",
+           "bytes after the keep-alive timeout")
 
 
 # --- certificates: reload and errors ------------------------------------------------------------
