@@ -11,10 +11,6 @@
 
 #include "http/http.h"
 
-/* At shutdown an idle keep-alive connection is kept this long before its close begins, so that
- * a request the client sent just before (it could not know) is answered with Connection: close
- * instead of meeting a closed socket. */
-#define DRAIN_GRACE_MS 250
 /* Output one read batch of a connection may produce before the loop serves others: a few
  * large answers, or thousands of small pipelined ones. */
 #define BATCH_OUTPUT (32 * 1024)
@@ -142,14 +138,6 @@ static void h1_request_done(crest__conn_t *c) {
     h1_next(c);
 }
 
-static char *fmt_u64(char *end, uint64_t v) {
-    do {
-        *--end = (char)('0' + v % 10);
-        v /= 10;
-    } while (v);
-    return end;
-}
-
 static int w_head(crest_req_t *req, int status, const char *ctype, int64_t body_len) {
     crest_loop_t *loop = req->loop;
     crest__http_loop_t *hl = crest__http_loop(loop);
@@ -204,7 +192,7 @@ static int w_head(crest_req_t *req, int status, const char *ctype, int64_t body_
             memcpy(o, "Content-Length: ", 16);
             o += 16;
             char num[24];
-            char *d = fmt_u64(num + sizeof(num), (uint64_t)body_len);
+            char *d = crest__fmt_u64(num + sizeof(num), (uint64_t)body_len);
             memcpy(o, d, (size_t)(num + sizeof(num) - d));
             o += num + sizeof(num) - d;
             *o++ = '\r';
@@ -305,10 +293,7 @@ void crest__send_error(crest__conn_t *c, int status, int version_minor) {
     req->version_minor = (unsigned)version_minor & 1;
     req->keep_alive = 0;
     h1_of(c)->req = req;
-    crest__count(&crest__http_loop(loop)->rejected, 1);
-    if (status == 503) /* a limit of ours, not the client's fault: it may try again */
-        crest_res_header(req, "Retry-After", "1");
-    crest_res_status(req, status);
+    crest__res_reject(req, status);
 }
 
 /* ---- parsing and dispatching ---- */
@@ -597,9 +582,9 @@ static void h1_idle(crest__conn_t *c) {
         return;
     }
     if (loop->draining) {
-        /* Not closed at once: a request may be on its way (see DRAIN_GRACE_MS); it is answered
-         * with Connection: close, and otherwise the close is a clean one (a linger). */
-        crest__wheel_arm(&loop->wheel, &c->timer, DRAIN_GRACE_MS);
+        /* Not closed at once: a request may be on its way (see CREST__DRAIN_GRACE_MS); it is
+         * answered with Connection: close, and otherwise the close is a clean one (a linger). */
+        crest__wheel_arm(&loop->wheel, &c->timer, CREST__DRAIN_GRACE_MS);
         return;
     }
     crest__wheel_arm(&loop->wheel, &c->timer, loop->rt->opts->keepalive_timeout_ms);

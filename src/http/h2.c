@@ -41,8 +41,6 @@
 #define BOMB_FACTOR 4      /* a header block decoding past this many times max_header_bytes */
 #define MAX_CONTINUATIONS 8
 #define MAX_OUTBOUND_ACK 1000
-/* At shutdown, an idle connection is kept this long after its GOAWAY (as HTTP/1.1 does). */
-#define DRAIN_GRACE_MS 250
 /* Copied body bytes are gathered in chunks of about one DATA frame. */
 #define CHUNK_ROOM (16 * 1024)
 /* Streams kept for reuse per connection: a request costs no allocation of its stream and field
@@ -500,7 +498,7 @@ static void h2_arm_timer(h2_t *h) {
         ms = o->header_timeout_ms;
         break;
     case TIMER_IDLE:
-        ms = loop->draining ? DRAIN_GRACE_MS : o->keepalive_timeout_ms;
+        ms = loop->draining ? CREST__DRAIN_GRACE_MS : o->keepalive_timeout_ms;
         break;
     case TIMER_RECV:
         ms = o->body_timeout_ms;
@@ -657,12 +655,7 @@ static int w_head(crest_req_t *req, int status, const char *ctype, int64_t body_
                                 NGHTTP2_NV_FLAG_NONE};
     int bodiless = req->head_only || status == 204 || status == 304 || status < 200;
     if (body_len >= 0 && status != 204 && status != 304 && status >= 200) {
-        char *d = length + sizeof(length);
-        uint64_t v = (uint64_t)body_len;
-        do {
-            *--d = (char)('0' + v % 10);
-            v /= 10;
-        } while (v);
+        char *d = crest__fmt_u64(length + sizeof(length), (uint64_t)body_len);
         nva[n++] = (nghttp2_nv){(uint8_t *)"content-length", (uint8_t *)d, 14,
                                 (size_t)(length + sizeof(length) - d), NGHTTP2_NV_FLAG_NONE};
     }
@@ -774,10 +767,7 @@ static void stream_reject(h2_stream_t *s, int status) {
     req->version_minor = 1;
     req->keep_alive = 1;
     s->req = req;
-    crest__count(&crest__http_loop(loop)->rejected, 1);
-    if (status == 503) /* a limit of ours, not the client's fault: it may try again */
-        crest_res_header(req, "Retry-After", "1");
-    crest_res_status(req, status);
+    crest__res_reject(req, status);
 }
 
 static int str_is(const uint8_t *s, size_t len, const char *lower) {

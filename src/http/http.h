@@ -151,9 +151,30 @@ void crest__send_error(crest__conn_t *c, int status, int version_minor);
  * when memory runs out. On c's loop thread. */
 void crest__h2_open(crest__conn_t *c);
 
+/* At shutdown an idle connection is kept this long before it closes, so that a request the client
+ * sent just before (it could not know) is still answered, with its end announced. */
+#define CREST__DRAIN_GRACE_MS 250
+
+/* The client is gone (its connection or stream closed): nothing more can reach it. */
+static inline int crest__req_gone(const crest_req_t *req) {
+    return req->conn == NULL || (req->conn->flags & CONN_CLOSING);
+}
+
+/* Write v in decimal so that it ends at `end`; returns where it begins. */
+static inline char *crest__fmt_u64(char *end, uint64_t v) {
+    do {
+        *--end = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    return end;
+}
+
 /* response.c */
 crest_req_t *crest__req_new(crest_loop_t *loop, crest__conn_t *c, const crest__writer_t *w);
 void crest__req_free(crest_req_t *req);
+/* Answer a request its protocol rejected (400, 408, 413, 431, 503...) before any handler ran:
+ * counted as rejected, 503 with Retry-After (a limit of ours; the client may try again). */
+void crest__res_reject(crest_req_t *req, int status);
 const char *crest__status_line(int status, size_t *len);
 /* A final status went out: count it for the statistics. */
 void crest__http_count(crest_loop_t *loop, int status);

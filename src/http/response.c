@@ -249,9 +249,11 @@ int crest_res_header(crest_req_t *req, const char *name, const char *value) {
     return crest_buf_append(b, "\r\n", 2);
 }
 
-/* The client is gone (its connection or stream closed): nothing more can reach it. */
-static int gone(const crest_req_t *req) {
-    return req->conn == NULL || (req->conn->flags & CONN_CLOSING);
+void crest__res_reject(crest_req_t *req, int status) {
+    crest__count(&crest__http_loop(req->loop)->rejected, 1);
+    if (status == 503)
+        crest_res_header(req, "Retry-After", "1");
+    crest_res_status(req, status);
 }
 
 void crest__http_count(crest_loop_t *loop, int status) {
@@ -271,7 +273,7 @@ static int send_full(crest_req_t *req, int status, const char *ctype, const void
     if (req->started) { /* a streamed response cannot be replaced: cut it off */
         if (borrowed && release)
             release(arg);
-        if (!gone(req))
+        if (!crest__req_gone(req))
             req->w->abort(req);
         req->w->finish(req);
         return CREST_EINVAL;
@@ -284,7 +286,7 @@ static int send_full(crest_req_t *req, int status, const char *ctype, const void
         status = 500, ctype = "text/plain", body = "Internal Server Error\n", len = 22;
         borrowed = 1, release = NULL;
     }
-    if (gone(req)) {
+    if (crest__req_gone(req)) {
         if (borrowed && release)
             release(arg);
         req->w->finish(req);
@@ -303,7 +305,7 @@ static int send_full(crest_req_t *req, int status, const char *ctype, const void
     if (borrowed && release)
         release(arg);
     if (rc != 0) {
-        if (!gone(req))
+        if (!crest__req_gone(req))
             req->w->abort(req);
         req->w->finish(req);
         return rc;
@@ -357,7 +359,7 @@ int crest_res_send_buf(crest_req_t *req, int status, const char *content_type, c
 int crest_res_start(crest_req_t *req, int status, const char *content_type) {
     if (req->started || status < 200 || status > 599)
         return CREST_EINVAL;
-    if (gone(req))
+    if (crest__req_gone(req))
         return CREST_ECANCELED;
     req->started = 1;
     if (crest__res_head(req, status, content_type, -1) != 0) {
@@ -371,7 +373,7 @@ int crest_res_start(crest_req_t *req, int status, const char *content_type) {
 int crest_res_write(crest_req_t *req, const void *data, size_t len) {
     if (!req->started)
         return CREST_EINVAL;
-    if (gone(req))
+    if (crest__req_gone(req))
         return CREST_ECANCELED;
     if (len == 0 || req->head_only)
         return 0;
@@ -390,11 +392,11 @@ int crest_res_write(crest_req_t *req, const void *data, size_t len) {
 }
 
 size_t crest_res_buffered(const crest_req_t *req) {
-    return gone(req) ? 0 : req->w->buffered(req);
+    return crest__req_gone(req) ? 0 : req->w->buffered(req);
 }
 
 int crest_res_on_drain(crest_req_t *req, crest_drain_cb cb, void *arg) {
-    if (gone(req))
+    if (crest__req_gone(req))
         return CREST_ECANCELED;
     if (!req->started || cb == NULL)
         return CREST_EINVAL;
@@ -416,7 +418,7 @@ int crest_res_end(crest_req_t *req) {
         req->w->finish(req);
         return CREST_EINVAL;
     }
-    if (gone(req)) {
+    if (crest__req_gone(req)) {
         req->w->finish(req);
         return CREST_ECANCELED;
     }
@@ -429,7 +431,7 @@ int crest_res_end(crest_req_t *req) {
 
 int crest_res_abort(crest_req_t *req) {
     req->abort_cb = NULL; /* the application is the one giving up */
-    if (!gone(req))
+    if (!crest__req_gone(req))
         req->w->abort(req); /* detaches req from its connection */
     req->w->finish(req);
     return 0;

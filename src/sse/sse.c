@@ -50,7 +50,7 @@ static int sse_closing(const crest_sse_t *s) {
     if (s->flags & SSE_ENDED)
         return 1;
     if (s->req != NULL)
-        return s->req->conn == NULL || (s->req->conn->flags & CONN_CLOSING);
+        return crest__req_gone(s->req);
     return (s->conn->flags & (CONN_CLOSING | CONN_CLOSE_AFTER_WRITE)) != 0;
 }
 
@@ -281,7 +281,7 @@ static crest_sse_t *stream_start(crest_sse_t *s, crest_req_t *req) {
 crest_sse_t *crest_sse_start(crest_req_t *req, const crest_sse_opts_t *opts) {
     crest__conn_t *c = req->conn;
     crest_loop_t *loop = req->loop;
-    if (c == NULL || (c->flags & CONN_CLOSING) || req->started || req->head == NULL) {
+    if (crest__req_gone(req) || req->started || req->head == NULL) {
         crest_res_status(req, 500); /* frees it (nothing is sent to a client that left) */
         return NULL;
     }
