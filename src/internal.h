@@ -153,8 +153,9 @@ struct crest_loop_s {
     crest__conn_t *batch_conn; /* owner of `batch`, or NULL */
     char *tls_plain;           /* with TLS: plaintext of one read, for the protocol */
     size_t tls_plain_size;
-    char *tls_stage; /* with TLS: small pieces of output gathered into one record */
-    void *upper;     /* the per-loop state of the layer above core (http/) */
+    char *tls_stage;         /* with TLS: small pieces of output gathered into one record */
+    crest__outq_t tls_spare; /* with TLS: plaintext queue buffers between two connections' use */
+    void *upper;             /* the per-loop state of the layer above core (http/) */
     /* Counters: written only by this thread, read by any (relaxed atomics). */
     _Atomic uint64_t open_conns;
     _Atomic uint64_t accepted;

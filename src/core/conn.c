@@ -640,6 +640,7 @@ void crest__conn_loop_stop(crest_loop_t *loop) {
     free(loop->scratch);
     free(loop->tls_plain);
     free(loop->tls_stage);
+    crest__outq_free(&loop->tls_spare);
     loop->scratch = loop->tls_plain = loop->tls_stage = NULL;
 }
 

@@ -311,7 +311,29 @@ void crest__tls_free(crest__conn_t *c) {
 }
 
 crest__outq_t *crest__tls_plain(crest__conn_t *c) {
-    return &c->tls->plain;
+    crest__outq_t *q = &c->tls->plain;
+    crest__outq_t *spare = &crest__conn_loop(c)->tls_spare;
+    if (q->segs == NULL && q->bytes.ptr == NULL && spare->segs != NULL) {
+        *q = *spare; /* the loop's buffers: no allocation per response */
+        memset(spare, 0, sizeof(*spare));
+    }
+    return q;
+}
+
+/* The plaintext queue is written (or dropped): release its pieces and hand its buffers back to
+ * the loop, so that an idle connection keeps none and the next response allocates none. */
+static void plain_done(crest__conn_t *c) {
+    crest__outq_t *q = &c->tls->plain;
+    crest__outq_t *spare = &crest__conn_loop(c)->tls_spare;
+    size_t seg, off;
+    crest__outq_consume(q, q->total, &seg, &off);
+    crest__outq_reset(q);
+    if (spare->segs == NULL && spare->bytes.ptr == NULL && q->bytes.cap <= RECORD_MAX) {
+        *spare = *q;
+        memset(q, 0, sizeof(*q));
+    } else {
+        crest__outq_free(q);
+    }
 }
 
 size_t crest__tls_pending(const crest__conn_t *c) {
@@ -405,11 +427,8 @@ int crest__tls_close_notify(crest__conn_t *c) {
 int crest__tls_encrypt(crest__conn_t *c) {
     crest__tls_t *t = c->tls;
     crest__outq_t *q = &t->plain;
-    if (q->total > 0 && t->notified) {
-        size_t seg, off;
-        crest__outq_consume(q, q->total, &seg, &off); /* too late: the session has ended */
-        crest__outq_reset(q);
-    }
+    if (q->total > 0 && t->notified)
+        plain_done(c); /* too late: the session has ended */
     if (q->total == 0 || !t->ready)
         return 0;
     crest_loop_t *loop = crest__conn_loop(c);
@@ -443,6 +462,6 @@ int crest__tls_encrypt(crest__conn_t *c) {
     }
     if (staged > 0 && SSL_write(t->ssl, stage, (int)staged) <= 0)
         return CREST_ENOMEM;
-    crest__outq_free(q); /* releases borrowed pieces; an idle connection keeps no buffer */
+    plain_done(c);
     return 0;
 }
