@@ -252,23 +252,30 @@ int crest_sse_subscribe(crest_sse_t *s, crest_pubsub_t *ps, const char *topic) {
 }
 
 /* HTTP/2 (or any protocol whose connection is not the stream's): an open response. */
-static crest_sse_t *stream_start(crest_sse_t *s, crest_req_t *req) {
+/* The response head and the first field (retry), over HTTP/1.x and HTTP/2 alike. */
+static int sse_head(const crest_sse_t *s, crest_req_t *req, int64_t body_len) {
     int rc = crest_res_header(req, "Cache-Control", "no-cache");
     if (rc == 0)
-        rc = crest_res_start(req, 200, "text/event-stream");
+        rc = crest_res_header(req, "X-Accel-Buffering", "no");
+    if (rc == 0)
+        rc = crest__res_head(req, 200, "text/event-stream", body_len);
     if (rc == 0 && s->opts.retry_ms) {
         char line[32];
         int n = snprintf(line, sizeof(line), "retry: %u\n\n", (unsigned)s->opts.retry_ms);
-        rc = crest_res_write(req, line, (size_t)n);
+        rc = req->w->body(req, line, (size_t)n, NULL, NULL);
     }
-    if (rc != 0) {
+    return rc;
+}
+
+/* HTTP/2 (or any protocol whose connection is not the stream's): an open response. */
+static crest_sse_t *stream_start(crest_sse_t *s, crest_req_t *req) {
+    if (sse_head(s, req, -1) != 0) {
         free(s);
-        if (req->started)
-            crest_res_abort(req);
-        else
-            crest_res_status(req, 503);
+        crest_res_status(req, 503); /* or a reset, once a head went out */
         return NULL;
     }
+    req->started = 1;
+    req->w->push(req);
     s->req = req;
     crest_req_on_abort(req, stream_aborted, s);
     s->timer.cb = stream_keepalive;
@@ -310,17 +317,7 @@ crest_sse_t *crest_sse_start(crest_req_t *req, const crest_sse_opts_t *opts) {
     /* The body runs until the connection ends, so no framing: the same bytes of a published
      * event go to every stream, HTTP/1.0 and 1.1 alike. */
     req->keep_alive = 0;
-    int rc = crest_res_header(req, "Cache-Control", "no-cache");
-    if (rc == 0)
-        rc = crest_res_header(req, "X-Accel-Buffering", "no");
-    if (rc == 0)
-        rc = crest__res_head(req, 200, "text/event-stream", CREST__BODY_UNTIL_CLOSE);
-    if (rc == 0 && s->opts.retry_ms) {
-        char line[32];
-        int n = snprintf(line, sizeof(line), "retry: %u\n\n", (unsigned)s->opts.retry_ms);
-        rc = req->w->body(req, line, (size_t)n, NULL, NULL);
-    }
-    if (rc != 0) {
+    if (sse_head(s, req, CREST__BODY_UNTIL_CLOSE) != 0) {
         free(s);
         crest__conn_close(c);
         crest_res_status(req, 503);
