@@ -91,7 +91,18 @@ typedef struct crest__msg_s {
     struct crest__msg_s *next;
     crest_loop_cb cb;
     void *arg;
+    int borrowed; /* the sender's memory (crest__loop_post_msg): the inbox does not free it */
 } crest__msg_t;
+
+/* State a module keeps per loop thread (db/: the loop's database connections), made on that
+ * thread when first needed and listed on the loop. `finish` runs once on the loop's thread when
+ * the loop is done (its draining ended, or it stopped), before its inbox closes: it hands back
+ * every request it holds, closes its handles and frees the extension. */
+typedef struct crest__loop_ext_s {
+    struct crest__loop_ext_s *next;
+    const void *owner;
+    void (*finish)(struct crest__loop_ext_s *ext, crest_loop_t *loop);
+} crest__loop_ext_t;
 
 typedef struct crest__conn_s crest__conn_t;
 typedef struct crest__after_s crest__after_t;
@@ -156,6 +167,7 @@ struct crest_loop_s {
     char *tls_stage;         /* with TLS: small pieces of output gathered into one record */
     crest__outq_t tls_spare; /* with TLS: plaintext queue buffers between two connections' use */
     void *upper;             /* the per-loop state of the layer above core (http/) */
+    crest__loop_ext_t *exts; /* other modules' per-loop state */
     /* Counters: written only by this thread, read by any (relaxed atomics). */
     _Atomic uint64_t open_conns;
     _Atomic uint64_t accepted;
@@ -174,6 +186,12 @@ void crest__count(_Atomic uint64_t *c, int64_t delta); /* single-writer counter 
 void crest__loop_fire_timers(crest_loop_t *loop);
 /* While draining, end the loop once no connection and no timer is left. */
 void crest__loop_maybe_finish(crest_loop_t *loop);
+/* crest_loop_post with the message in the sender's memory (no allocation): it must stay valid
+ * until m->cb runs. Fails with CREST_ECANCELED once the loop has finished. Any thread. */
+int crest__loop_post_msg(crest_loop_t *loop, crest__msg_t *m);
+/* List `ext` on the loop; find the one `owner` listed. The loop's thread only. */
+void crest__loop_ext_add(crest_loop_t *loop, crest__loop_ext_t *ext);
+crest__loop_ext_t *crest__loop_ext_find(const crest_loop_t *loop, const void *owner);
 
 /* ---- core/run.c: the runtime (listeners, loop threads, signals, stopping) ---- */
 

@@ -22,8 +22,10 @@ static void on_inbox(uv_async_t *a) {
     pthread_mutex_unlock(&loop->inbox_lock);
     while (m != NULL) {
         crest__msg_t *next = m->next;
+        /* A borrowed message may be freed by its callback: decide before calling it. */
+        crest__msg_t *own = m->borrowed ? NULL : m;
         m->cb(loop, m->arg);
-        free(m);
+        free(own);
         m = next;
     }
 }
@@ -32,13 +34,20 @@ int crest_loop_post(crest_loop_t *loop, crest_loop_cb cb, void *arg) {
     crest__msg_t *m = malloc(sizeof(*m));
     if (m == NULL)
         return CREST_ENOMEM;
-    m->next = NULL;
     m->cb = cb;
     m->arg = arg;
+    m->borrowed = 0;
+    int rc = crest__loop_post_msg(loop, m);
+    if (rc != 0)
+        free(m);
+    return rc;
+}
+
+int crest__loop_post_msg(crest_loop_t *loop, crest__msg_t *m) {
+    m->next = NULL;
     pthread_mutex_lock(&loop->inbox_lock);
     if (loop->inbox_closed) {
         pthread_mutex_unlock(&loop->inbox_lock);
-        free(m);
         return CREST_ECANCELED;
     }
     if (loop->inbox_tail)
@@ -107,11 +116,33 @@ int crest_loop_after(crest_loop_t *loop, uint64_t ms, crest_loop_cb cb, void *ar
     return 0;
 }
 
+void crest__loop_ext_add(crest_loop_t *loop, crest__loop_ext_t *ext) {
+    ext->next = loop->exts;
+    loop->exts = ext;
+}
+
+crest__loop_ext_t *crest__loop_ext_find(const crest_loop_t *loop, const void *owner) {
+    for (crest__loop_ext_t *e = loop->exts; e != NULL; e = e->next)
+        if (e->owner == owner)
+            return e;
+    return NULL;
+}
+
+static void finish_exts(crest_loop_t *loop) {
+    while (loop->exts != NULL) {
+        crest__loop_ext_t *e = loop->exts;
+        loop->exts = e->next;
+        e->finish(e, loop);
+    }
+}
+
 void crest__loop_maybe_finish(crest_loop_t *loop) {
     if (!loop->draining || loop->finished || loop->afters != NULL ||
         atomic_load_explicit(&loop->open_conns, memory_order_relaxed) != 0)
         return;
     loop->finished = 1;
+    /* Before the inbox closes: an extension may still wait for messages to it. */
+    finish_exts(loop);
     pthread_mutex_lock(&loop->inbox_lock);
     loop->inbox_closed = 1;
     pthread_mutex_unlock(&loop->inbox_lock);
@@ -153,6 +184,7 @@ static void close_any(uv_handle_t *h, void *arg) {
 
 void crest__loop_run(crest_loop_t *loop) {
     uv_run(&loop->uv, UV_RUN_DEFAULT);
+    finish_exts(loop); /* normally done when the loop finished; not if it never drained */
     /* Whatever is left (only after a forced stop) is closed so that the loop can be freed. */
     uv_walk(&loop->uv, close_any, NULL);
     uv_run(&loop->uv, UV_RUN_DEFAULT);
@@ -166,7 +198,8 @@ void crest__loop_dispose(crest_loop_t *loop) {
     pthread_mutex_unlock(&loop->inbox_lock);
     while (m != NULL) { /* posted after the loop stopped: never run, as documented */
         crest__msg_t *next = m->next;
-        free(m);
+        if (!m->borrowed)
+            free(m);
         m = next;
     }
     uv_walk(&loop->uv, close_any, NULL);
