@@ -34,7 +34,12 @@ static const char usage_text[] =
     "  --shutdown-timeout DUR    grace for requests in flight on SIGTERM (default 10s)\n"
     "  --workers N               CPU worker threads (default: number of CPUs)\n"
     "  --work-queue N            jobs waiting for a worker before 503 (default 1024)\n"
-    "  --db URL                  database: sqlite:PATH (default $DATABASE_URL or sqlite:crest.db)\n"
+    "  --db URL                  database: sqlite:PATH or postgres://USER@HOST:PORT/NAME\n"
+    "                            (default $DATABASE_URL or sqlite:crest.db)\n"
+    "  --db-conns N              PostgreSQL connections per loop thread (default 1)\n"
+    "  --db-timeout DUR          a database batch not answered by then fails: 503 (5s)\n"
+    "  --db-queue N              batches waiting per loop thread (PostgreSQL) or for the\n"
+    "                            SQLite writer before 503 (default 1024)\n"
     "  --max-hash-rounds N       most PBKDF2 rounds /work/hash accepts (default 1000000)\n"
     "  --ws-max-message SIZE     largest WebSocket message (default 1m; larger -> close 1009)\n"
     "  --ws-max-buffered SIZE    output a WebSocket may queue before it is slow (default 1m)\n"
@@ -133,6 +138,7 @@ int cli_parse(int argc, char **argv, int first, const char *command, cli_opts_t 
     o->log_data = out;
     out->work_queue = 1024;
     out->db_url = "sqlite:crest.db";
+    crest_db_opts_default(&out->db);
     out->max_hash_rounds = 1000000;
     out->sse_history_bytes = 1024 * 1024;
     out->chat_announce_max = 100;
@@ -203,7 +209,10 @@ int cli_parse(int argc, char **argv, int first, const char *command, cli_opts_t 
                                             "--presence-interval",
                                             "--tls-cert",
                                             "--tls-key",
-                                            "--hsts"};
+                                            "--hsts",
+                                            "--db-conns",
+                                            "--db-timeout",
+                                            "--db-queue"};
         int k = -1;
         for (size_t j = 0; j < sizeof(known) / sizeof(known[0]); j++)
             if (strcmp(name, known[j]) == 0)
@@ -336,6 +345,17 @@ int cli_parse(int argc, char **argv, int first, const char *command, cli_opts_t 
         case 31:
             rc = parse_int(name, val, 1, 1000000000, &v);
             o->hsts_max_age = (uint32_t)v;
+            break;
+        case 32:
+            rc = parse_int(name, val, 1, 64, &v);
+            out->db.conns_per_loop = (int)v;
+            break;
+        case 33:
+            rc = parse_duration(name, val, &out->db.timeout_ms);
+            break;
+        case 34:
+            rc = parse_int(name, val, 1, 1 << 24, &v);
+            out->db.max_queue = (size_t)v;
             break;
         }
         if (rc != 0)

@@ -9,7 +9,8 @@ typedef struct {
     int quiet;            /* no log lines on stderr */
     int workers;          /* CPU worker threads; 0: the number of CPUs */
     size_t work_queue;    /* jobs waiting for a worker before 503; default 1024 */
-    const char *db_url;   /* "sqlite:PATH" (default sqlite:crest.db) */
+    const char *db_url;   /* "sqlite:PATH" (default sqlite:crest.db) or "postgres://..." */
+    crest_db_opts_t db;   /* --db-conns, --db-timeout, --db-queue */
     long max_hash_rounds; /* /work/hash rounds above this -> 400; default 1000000 */
     /* WebSocket routes (0: the library's default). */
     size_t ws_max_message;

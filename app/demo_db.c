@@ -1,25 +1,21 @@
-/* The demo app's database and CPU-work routes (CONTRACT.md), written only against crest.h, with
- * cJSON for request bodies (picked by bench/json_pick.sh: about 4x faster than jansson and json-c
- * at parsing and checking a todo body).
+/* The demo app's database and CPU-work routes (CONTRACT.md), written only against crest.h and
+ * once for both backends (crest/db.h: SQLite by default, PostgreSQL with --db postgres://...),
+ * with cJSON for request bodies (picked by bench/json_pick.sh: about 4x faster than jansson and
+ * json-c at parsing and checking a todo body).
  *
- * Where each query runs, and why:
- * - loop thread: /db, /queries, /fortunes and GET /api/todos/{id}. They are reads of one row by
- *   primary key (or the 12-row Fortune table): a few microseconds each from a per-thread
- *   connection and a cached statement; 500 of them (the /queries cap) stay around a millisecond.
- *   Handing them to another thread would cost more than running them. WAL mode means they never
- *   wait for a writer.
- * - worker pool: everything that commits (/updates, POST, PUT, PATCH, DELETE): a commit at
- *   synchronous=FULL waits for an fsync, a millisecond to far more on a busy disk, and a write
- *   may wait for the single write lock behind other writers; either would stall every
- *   connection of the loop.
- * - worker pool, one slice at a time: GET /api/todos. A page has at most 1000 rows, but a row
- *   can hold a title of max_body bytes, so a page is never rendered whole: each job reads rows
- *   until it has about SLICE_BYTES of JSON (at least one row), the loop thread writes that and
- *   asks for the next slice only once the connection's output is down to half of max_output
- *   (crest_res_buffered; crest_res_on_drain to wait for it). A slow reader then holds that plus
- *   one slice, not the page (see "GET /api/todos" below). When the pool's queue is full a slice
- * runs on the loop thread instead: its cost is bounded the same way.
- * - worker pool: POST /work/hash, PBKDF2 with up to --max-hash-rounds iterations. */
+ * Every route sends one batch (two for /updates and for the first slice of a long list) and
+ * answers from its callback. Where a batch runs is crest's business (crest/db.h): on SQLite reads
+ * run at once on the loop thread and writes on the database's writer thread, which commits
+ * concurrent writes together; on PostgreSQL everything goes out pipelined on the loop thread's
+ * connection. Either way a write is committed before its 2xx is sent.
+ *
+ * GET /api/todos reads a page in slices of about SLICE_BYTES (crest_db_limit_bytes): a page has
+ * at most 1000 rows, but a row can hold a title of max_body bytes, so a page is never held whole.
+ * The loop thread writes a slice and asks for the next only once the connection's output is down
+ * to half of max_output (crest_res_buffered; crest_res_on_drain to wait for it). A slow reader
+ * then holds that plus one slice, not the page.
+ *
+ * POST /work/hash runs PBKDF2 with up to --max-hash-rounds iterations on the worker pool. */
 #include <cJSON.h>
 #include <openssl/evp.h>
 #include <stdio.h>
@@ -29,13 +25,23 @@
 #include "demo_db.h"
 #include "jsonscan.h"
 
+#define WORLD_ROWS 10000
+#define MAX_QUERIES 500
+#define SEED_ROWS_PER_INSERT 100
+
+typedef struct {
+    crest_db_sql_t *world_get, *world_set, *fortunes, *todo_page_end, *todo_slice, *todo_get,
+        *todo_add, *todo_set, *todo_del;
+} demo_sql_t;
+
 struct demo_db_s {
     crest_db_t *db;
+    demo_sql_t sql;
     long max_rounds;
     size_t low_water; /* a streamed list reads its next slice while its output is at most this */
 };
 
-/* ---- SQL (string literals: crest_db_prepare caches statements by address) ---- */
+/* ---- SQL: SQLite's dialect with ? placeholders; crest translates for PostgreSQL ---- */
 
 static const char SQL_WORLD_GET[] = "SELECT id, randomNumber FROM World WHERE id = ?";
 static const char SQL_WORLD_SET[] = "UPDATE World SET randomNumber = ? WHERE id = ?";
@@ -48,7 +54,8 @@ static const char SQL_TODO_PAGE_END[] = "SELECT id FROM todo WHERE id > ?1 ORDER
 static const char SQL_TODO_SLICE[] = "SELECT id, title, done FROM todo WHERE id > ?1 AND id <= ?2 "
                                      "ORDER BY id LIMIT ?3";
 static const char SQL_TODO_GET[] = "SELECT id, title, done FROM todo WHERE id = ?";
-static const char SQL_TODO_ADD[] = "INSERT INTO todo (title, done) VALUES (?, ?)";
+static const char SQL_TODO_ADD[] = "INSERT INTO todo (title, done) VALUES (?, ?) RETURNING id, "
+                                   "title, done";
 /* PUT and PATCH share one statement: a NULL parameter keeps the stored value. */
 static const char SQL_TODO_SET[] = "UPDATE todo SET title = coalesce(?1, title), done = "
                                    "coalesce(?2, done) WHERE id = ?3 RETURNING id, title, done";
@@ -56,11 +63,14 @@ static const char SQL_TODO_DEL[] = "DELETE FROM todo WHERE id = ?";
 
 /* The TechEmpower tables and the REST API's table. AUTOINCREMENT so that the id of a deleted
  * todo is never handed out again (a client holding its URL must keep getting 404). */
-static const char SQL_SCHEMA[] =
-    "CREATE TABLE IF NOT EXISTS World (id INTEGER PRIMARY KEY, randomNumber INTEGER NOT NULL);"
-    "CREATE TABLE IF NOT EXISTS Fortune (id INTEGER PRIMARY KEY, message TEXT NOT NULL);"
+static const char *const SQL_SCHEMA[] = {
+    "CREATE TABLE IF NOT EXISTS World (id INTEGER PRIMARY KEY, randomNumber INTEGER NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS Fortune (id INTEGER PRIMARY KEY, message TEXT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS todo (id INTEGER PRIMARY KEY AUTOINCREMENT, title TEXT NOT NULL,"
-    " done INTEGER NOT NULL);";
+    " done INTEGER NOT NULL)",
+};
+static const char SQL_COUNTS[] = "SELECT (SELECT count(*) FROM World), (SELECT count(*) FROM "
+                                 "Fortune)";
 
 static const char *const fortunes[] = {
     "fortune: No such file or directory",
@@ -79,8 +89,7 @@ static const char *const fortunes[] = {
     "\xe3\x83\x99\xe3\x83\xb3\xe3\x83\x81\xe3\x83\x9e\xe3\x83\xbc\xe3\x82\xaf",
 };
 
-#define WORLD_ROWS 10000
-#define MAX_QUERIES 500
+#define NFORTUNES (sizeof(fortunes) / sizeof(fortunes[0]))
 
 /* A per-thread xorshift generator: rand() shares one state between threads behind a lock. */
 static _Thread_local uint64_t rng_state;
@@ -94,47 +103,63 @@ static int random_id(void) {
     return (int)(rng_state % WORLD_ROWS) + 1;
 }
 
+/* Create the tables and, when they are empty, fill them. Safe with several instances starting
+ * at once on one PostgreSQL: the schema batch runs alone (CREST_DB_EXCLUSIVE), and the rows go in
+ * with ON CONFLICT DO NOTHING, so a second instance seeding the same ids changes nothing. */
 static int seed(crest_db_t *db) {
-    int rc = crest_db_exec(db, SQL_SCHEMA);
+    crest_db_sql_t *st;
+    crest_db_query_t *q = crest_db_query(db, CREST_DB_WRITE | CREST_DB_EXCLUSIVE);
+    if (q == NULL)
+        return CREST_ENOMEM;
+    int rc = 0;
+    for (size_t i = 0; i < sizeof(SQL_SCHEMA) / sizeof(SQL_SCHEMA[0]) && rc == 0; i++)
+        if ((rc = crest_db_statement(db, SQL_SCHEMA[i], &st)) == 0)
+            crest_db_add(q, st);
+    if (rc == 0 && (rc = crest_db_statement(db, SQL_COUNTS, &st)) == 0)
+        crest_db_add(q, st);
+    if (rc == 0)
+        rc = crest_db_run_sync(q);
+    int empty = rc == 0 && (crest_db_int(q, 3, 0, 0) == 0 || crest_db_int(q, 3, 0, 1) == 0);
     if (rc != 0)
+        fprintf(stderr, "crest: database schema: %s\n", crest_db_error(q));
+    crest_db_query_free(q);
+    if (rc != 0 || !empty)
         return rc;
-    crest_db_stmt_t *st;
-    static const char count_sql[] = "SELECT (SELECT count(*) FROM World), (SELECT count(*) FROM "
-                                    "Fortune)";
-    if ((rc = crest_db_prepare(db, count_sql, &st)) != 0)
+
+    /* One transaction: 10,000 commits would be 10,000 fsyncs. Many rows per INSERT: 100 statements
+     * instead of 10,000. */
+    char sql[64 + SEED_ROWS_PER_INSERT * 8];
+    crest_buf_t b = CREST_BUF_ON(sql);
+    crest_buf_puts(&b, "INSERT INTO World (id, randomNumber) VALUES (?, ?)");
+    for (int i = 1; i < SEED_ROWS_PER_INSERT; i++)
+        crest_buf_puts(&b, ", (?, ?)");
+    crest_buf_puts(&b, " ON CONFLICT DO NOTHING");
+    crest_buf_append(&b, "", 1);
+    crest_db_sql_t *world_add, *fortune_add;
+    if ((rc = crest_db_statement(db, b.ptr, &world_add)) != 0 ||
+        (rc = crest_db_statement(db,
+                                 "INSERT INTO Fortune (id, message) VALUES (?, ?) ON CONFLICT DO "
+                                 "NOTHING",
+                                 &fortune_add)) != 0)
         return rc;
-    if ((rc = crest_db_step(st)) != CREST_DB_ROW)
-        return rc < 0 ? rc : CREST_EINVAL;
-    int64_t worlds = crest_db_col_int(st, 0), nfort = crest_db_col_int(st, 1);
-    crest_db_reset(st);
-    if (worlds > 0 && nfort > 0)
-        return 0;
-    /* One transaction: 10,000 commits would be 10,000 fsyncs. */
-    if ((rc = crest_db_exec(db, "BEGIN IMMEDIATE")) != 0)
-        return rc;
-    static const char world_add[] = "INSERT OR REPLACE INTO World (id, randomNumber) VALUES (?, ?)";
-    static const char fortune_add[] = "INSERT OR REPLACE INTO Fortune (id, message) VALUES (?, ?)";
-    for (int id = 1; id <= WORLD_ROWS && rc == 0; id++) {
-        if ((rc = crest_db_prepare(db, world_add, &st)) != 0)
-            break;
-        crest_db_bind_int(st, 1, id);
-        crest_db_bind_int(st, 2, random_id());
-        rc = crest_db_step(st) == CREST_DB_DONE ? 0 : CREST_EINVAL;
-        crest_db_reset(st);
+    if ((q = crest_db_query(db, CREST_DB_WRITE)) == NULL)
+        return CREST_ENOMEM;
+    for (int id = 1; id <= WORLD_ROWS; id++) {
+        if ((id - 1) % SEED_ROWS_PER_INSERT == 0)
+            crest_db_add(q, world_add);
+        crest_db_arg_int(q, id);
+        crest_db_arg_int(q, random_id());
     }
-    for (size_t i = 0; i < sizeof(fortunes) / sizeof(fortunes[0]) && rc == 0; i++) {
-        if ((rc = crest_db_prepare(db, fortune_add, &st)) != 0)
-            break;
-        crest_db_bind_int(st, 1, (int64_t)i + 1);
-        crest_db_bind_text(st, 2, fortunes[i], strlen(fortunes[i]));
-        rc = crest_db_step(st) == CREST_DB_DONE ? 0 : CREST_EINVAL;
-        crest_db_reset(st);
+    for (size_t i = 0; i < NFORTUNES; i++) {
+        crest_db_add(q, fortune_add);
+        crest_db_arg_int(q, (int64_t)i + 1);
+        crest_db_arg_text(q, fortunes[i], strlen(fortunes[i]));
     }
-    if (rc != 0) {
-        crest_db_exec(db, "ROLLBACK");
-        return rc;
-    }
-    return crest_db_exec(db, "COMMIT");
+    rc = crest_db_run_sync(q);
+    if (rc != 0)
+        fprintf(stderr, "crest: database seed: %s\n", crest_db_error(q));
+    crest_db_query_free(q);
+    return rc;
 }
 
 /* ---- helpers ---- */
@@ -184,306 +209,191 @@ static int queries_param(crest_req_t *req) {
     return v < 1 ? 1 : (int)v;
 }
 
-static int world_get(crest_db_t *db, int id, int *number) {
-    crest_db_stmt_t *st;
-    int rc = crest_db_prepare(db, SQL_WORLD_GET, &st);
-    if (rc != 0)
-        return rc;
-    crest_db_bind_int(st, 1, id);
-    rc = crest_db_step(st);
-    if (rc == CREST_DB_ROW) {
-        *number = (int)crest_db_col_int(st, 1);
-        rc = 0;
-    } else if (rc == CREST_DB_DONE) {
-        rc = CREST_ENOENT;
-    }
-    crest_db_reset(st);
-    return rc;
-}
-
-/* ---- worker-pool jobs ---- */
-
-enum job_kind { JOB_UPDATES, JOB_TODO_ADD, JOB_TODO_SET, JOB_TODO_DEL, JOB_HASH };
-
-/* Owner: the handler that submits it, then the pool, then on_job_done, which frees it. The worker
- * fills status/out/location; the loop thread only reads them after the job came back. */
-typedef struct {
-    enum job_kind kind;
-    demo_db_t *d;
-    int count;        /* /updates */
-    int64_t id;       /* todos */
-    char *title;      /* malloc'd or NULL (PATCH without title) */
-    int done;         /* -1: unchanged (PATCH) */
-    long rounds;      /* hash */
-    char salt[65];    /* hash */
-    size_t body_len;  /* hash */
-    char *body;       /* hash: copy of the request body */
-    int status;       /* HTTP status to answer */
-    const char *type; /* its content type */
-    char location[48];
-    crest_buf_t out;
-} job_t;
-
-static void job_free(job_t *j) {
-    crest_buf_free(&j->out);
-    free(j->title);
-    free(j->body);
-    free(j);
-}
-
-static void job_fail(job_t *j, int rc, const char *what) {
-    crest_buf_free(&j->out);
-    /* A lock still held after the busy timeout is overload, not a bug: ask to retry. */
-    j->status = rc == CREST_EBUSY ? 503 : 500;
-    j->type = "application/json";
-    crest_buf_printf(&j->out, "{\"error\":\"%s: %s\"}", what, crest_strerror(rc));
-}
-
-static void todo_json(crest_buf_t *b, int64_t id, crest_str_t title, int done) {
-    crest_buf_printf(b, "{\"id\":%lld,\"title\":", (long long)id);
-    crest_buf_json_str(b, title.ptr, title.len);
-    crest_buf_puts(b, done ? ",\"done\":true}" : ",\"done\":false}");
-}
-
-static void run_updates(job_t *j) {
-    crest_db_t *db = j->d->db;
-    int ids[MAX_QUERIES], nums[MAX_QUERIES];
-    /* BEGIN IMMEDIATE takes the write lock first (see src/db/sqlite.c): reading under a deferred
-     * transaction and then writing could fail with SQLITE_BUSY without waiting. One transaction
-     * for all rows: one fsync per request instead of one per row. */
-    int rc = crest_db_exec(db, "BEGIN IMMEDIATE");
-    for (int i = 0; i < j->count && rc == 0; i++) {
-        ids[i] = random_id();
-        rc = world_get(db, ids[i], &nums[i]);
-        nums[i] = random_id();
-    }
-    for (int i = 0; i < j->count && rc == 0; i++) {
-        crest_db_stmt_t *st;
-        if ((rc = crest_db_prepare(db, SQL_WORLD_SET, &st)) != 0)
-            break;
-        crest_db_bind_int(st, 1, nums[i]);
-        crest_db_bind_int(st, 2, ids[i]);
-        rc = crest_db_step(st);
-        crest_db_reset(st);
-    }
-    if (rc == 0)
-        rc = crest_db_exec(db, "COMMIT");
-    if (rc != 0) {
-        crest_db_exec(db, "ROLLBACK");
-        job_fail(j, rc, "update");
-        return;
-    }
-    crest_buf_puts(&j->out, "[");
-    for (int i = 0; i < j->count; i++)
-        crest_buf_printf(&j->out, "%s{\"id\":%d,\"randomNumber\":%d}", i ? "," : "", ids[i],
-                         nums[i]);
-    crest_buf_puts(&j->out, "]");
-    j->status = 200;
-}
-
-static void run_todo_add(job_t *j) {
-    crest_db_stmt_t *st;
-    int rc = crest_db_prepare(j->d->db, SQL_TODO_ADD, &st);
-    if (rc == 0) {
-        crest_db_bind_text(st, 1, j->title, strlen(j->title));
-        crest_db_bind_int(st, 2, j->done);
-        /* Autocommit: when step returns DONE the row is committed (and fsynced at FULL), so the
-         * 201 sent after this is durable. */
-        rc = crest_db_step(st);
-        crest_db_reset(st);
-    }
-    if (rc < 0) {
-        job_fail(j, rc, "insert");
-        return;
-    }
-    int64_t id = crest_db_last_insert_id(j->d->db);
-    snprintf(j->location, sizeof(j->location), "/api/todos/%lld", (long long)id);
-    todo_json(&j->out, id, (crest_str_t){j->title, strlen(j->title)}, j->done);
-    j->status = 201;
-}
-
-static void run_todo_set(job_t *j) {
-    crest_db_stmt_t *st;
-    int rc = crest_db_prepare(j->d->db, SQL_TODO_SET, &st);
-    if (rc != 0) {
-        job_fail(j, rc, "update");
-        return;
-    }
-    if (j->title)
-        crest_db_bind_text(st, 1, j->title, strlen(j->title));
-    if (j->done >= 0)
-        crest_db_bind_int(st, 2, j->done);
-    crest_db_bind_int(st, 3, j->id);
-    rc = crest_db_step(st);
-    if (rc == CREST_DB_ROW) {
-        todo_json(&j->out, crest_db_col_int(st, 0), crest_db_col_text(st, 1),
-                  (int)crest_db_col_int(st, 2));
-        /* RETURNING hands out the row before the statement ends; the autocommit happens when it
-         * runs to DONE, which must come before the answer. */
-        rc = crest_db_step(st);
-        j->status = 200;
-    } else if (rc == CREST_DB_DONE) {
-        j->status = 404;
-    }
-    crest_db_reset(st);
-    if (rc < 0) {
-        job_fail(j, rc, "update");
-        return;
-    }
-    if (j->status == 404) {
-        crest_buf_puts(&j->out, "{\"error\":\"no such todo\"}");
-    }
-}
-
-static void run_todo_del(job_t *j) {
-    crest_db_stmt_t *st;
-    int rc = crest_db_prepare(j->d->db, SQL_TODO_DEL, &st);
-    if (rc == 0) {
-        crest_db_bind_int(st, 1, j->id);
-        rc = crest_db_step(st);
-        crest_db_reset(st);
-    }
-    if (rc < 0) {
-        job_fail(j, rc, "delete");
-        return;
-    }
-    if (crest_db_changes(j->d->db) == 0) {
-        j->status = 404;
-        crest_buf_puts(&j->out, "{\"error\":\"no such todo\"}");
-    } else {
-        j->status = 204;
-    }
-}
-
-static void run_hash(job_t *j) {
-    unsigned char dk[32];
-    if (PKCS5_PBKDF2_HMAC(j->body ? j->body : "", (int)j->body_len, (const unsigned char *)j->salt,
-                          (int)strlen(j->salt), (int)j->rounds, EVP_sha256(), sizeof(dk),
-                          dk) != 1) {
-        job_fail(j, CREST_ENOMEM, "hash");
-        return;
-    }
-    char hex[2 * sizeof(dk) + 1];
-    for (size_t i = 0; i < sizeof(dk); i++)
-        snprintf(hex + 2 * i, 3, "%02x", dk[i]);
-    crest_buf_printf(&j->out,
-                     "{\"algorithm\":\"PBKDF2-HMAC-SHA256\",\"rounds\":%ld,\"salt\":", j->rounds);
-    crest_buf_json_str(&j->out, j->salt, strlen(j->salt));
-    crest_buf_printf(&j->out, ",\"length\":%zu,\"digest\":\"%s\"}", sizeof(dk), hex);
-    j->status = 200;
-}
-
-static void on_job(void *arg) {
-    job_t *j = arg;
-    j->type = "application/json";
-    switch (j->kind) {
-    case JOB_UPDATES:
-        run_updates(j);
-        break;
-    case JOB_TODO_ADD:
-        run_todo_add(j);
-        break;
-    case JOB_TODO_SET:
-        run_todo_set(j);
-        break;
-    case JOB_TODO_DEL:
-        run_todo_del(j);
-        break;
-    case JOB_HASH:
-        run_hash(j);
-        break;
-    }
-}
-
-static void on_job_done(crest_req_t *req, int status, void *arg) {
-    job_t *j = arg;
-    if (status != 0 || j->status == 0) {
-        /* The client left or the app stopped: this only frees the request. */
+/* A batch that failed: 503 with Retry-After when trying again may work (crest_db_retryable),
+ * else 500. The backend's message stays out of the answer (it may quote SQL). When the client
+ * left, this only frees the request. */
+static void db_fail(crest_req_t *req, int status, const char *what) {
+    if (status == CREST_ECANCELED) {
         crest_res_status(req, 503);
-    } else if (j->status == 204) {
-        crest_res_send(req, 204, NULL, NULL, 0);
-    } else {
-        if (j->location[0])
-            crest_res_header(req, "Location", j->location);
-        crest_res_send_buf(req, j->status, j->type, &j->out);
+        return;
     }
-    job_free(j);
+    int retry = crest_db_retryable(status);
+    char msg[96];
+    snprintf(msg, sizeof(msg), "%s: %s", what, crest_strerror(status));
+    if (retry)
+        crest_res_header(req, "Retry-After", "1");
+    send_error(req, retry ? 503 : 500, msg, NULL);
 }
 
-static job_t *job_new(demo_db_t *d, enum job_kind kind) {
-    job_t *j = calloc(1, sizeof(*j));
-    if (j != NULL) {
-        j->d = d;
-        j->kind = kind;
-        j->done = -1;
-        j->out = (crest_buf_t)CREST_BUF_INIT;
-    }
-    return j;
+/* crest_db_run failed before sending: the handler still owns req. */
+static int db_refused(crest_req_t *req, int rc, const char *what) {
+    if (rc == CREST_ENOMEM)
+        return rc;
+    db_fail(req, rc, what);
+    return 0;
 }
 
-static int submit(crest_req_t *req, job_t *j) {
-    int rc = crest_work_submit(req, on_job, on_job_done, j);
-    if (rc == 0)
-        return 0;
-    job_free(j);
-    if (rc == CREST_EAGAIN)
-        return crest_work_busy(req);
-    return rc;
+static void world_json(crest_buf_t *b, int64_t id, int64_t num, int comma) {
+    crest_buf_printf(b, "%s{\"id\":%lld,\"randomNumber\":%lld}", comma ? "," : "", (long long)id,
+                     (long long)num);
 }
 
 /* ---- TechEmpower ---- */
 
-static int on_db(crest_req_t *req, void *data) {
-    demo_db_t *d = data;
-    int id = random_id(), num;
-    int rc = world_get(d->db, id, &num);
-    if (rc != 0)
-        return rc;
+static void on_db_done(crest_req_t *req, int status, crest_db_query_t *q, void *arg) {
+    (void)arg;
+    if (status != 0 || crest_db_rows(q, 0) != 1) {
+        db_fail(req, status ? status : CREST_ENOENT, "db");
+        return;
+    }
     char mem[64];
     crest_buf_t b = CREST_BUF_ON(mem);
-    crest_buf_printf(&b, "{\"id\":%d,\"randomNumber\":%d}", id, num);
-    return crest_res_send_buf(req, 200, "application/json", &b);
+    world_json(&b, crest_db_int(q, 0, 0, 0), crest_db_int(q, 0, 0, 1), 0);
+    crest_res_send_buf(req, 200, "application/json", &b);
 }
 
-static int on_queries(crest_req_t *req, void *data) {
+static int on_db(crest_req_t *req, void *data) {
     demo_db_t *d = data;
-    int n = queries_param(req);
+    crest_db_query_t *q = crest_db_query(d->db, 0);
+    if (q == NULL)
+        return CREST_ENOMEM;
+    crest_db_add(q, d->sql.world_get);
+    crest_db_arg_int(q, random_id());
+    int rc = crest_db_run(q, req, on_db_done, NULL);
+    return rc == 0 ? 0 : db_refused(req, rc, "db");
+}
+
+/* n random rows in one batch: one round trip to PostgreSQL, not n. */
+static crest_db_query_t *worlds_query(demo_db_t *d, int n) {
+    crest_db_query_t *q = crest_db_query(d->db, 0);
+    for (int i = 0; q != NULL && i < n; i++) {
+        crest_db_add(q, d->sql.world_get);
+        crest_db_arg_int(q, random_id());
+    }
+    return q;
+}
+
+static void on_queries_done(crest_req_t *req, int status, crest_db_query_t *q, void *arg) {
+    int n = (int)(intptr_t)arg;
+    for (int i = 0; status == 0 && i < n; i++)
+        if (crest_db_rows(q, i) != 1)
+            status = CREST_ENOENT;
+    if (status != 0) {
+        db_fail(req, status, "queries");
+        return;
+    }
     char mem[4096];
     crest_buf_t b = CREST_BUF_ON(mem);
     crest_buf_puts(&b, "[");
-    for (int i = 0; i < n; i++) {
-        int id = random_id(), num;
-        int rc = world_get(d->db, id, &num);
-        if (rc != 0) {
-            crest_buf_free(&b);
-            return rc;
-        }
-        crest_buf_printf(&b, "%s{\"id\":%d,\"randomNumber\":%d}", i ? "," : "", id, num);
-    }
+    for (int i = 0; i < n; i++)
+        world_json(&b, crest_db_int(q, i, 0, 0), crest_db_int(q, i, 0, 1), i > 0);
     crest_buf_puts(&b, "]");
-    return crest_res_send_buf(req, 200, "application/json", &b);
+    crest_res_send_buf(req, 200, "application/json", &b);
+}
+
+static int on_queries(crest_req_t *req, void *data) {
+    int n = queries_param(req);
+    crest_db_query_t *q = worlds_query(data, n);
+    if (q == NULL)
+        return CREST_ENOMEM;
+    int rc = crest_db_run(q, req, on_queries_done, (void *)(intptr_t)n);
+    return rc == 0 ? 0 : db_refused(req, rc, "queries");
+}
+
+/* /updates: read n rows (one batch), then write each a new number (one write batch, committed
+ * before the answer). The rows are written in id order, so that two requests updating the same
+ * rows take their locks in the same order and cannot deadlock on PostgreSQL. */
+typedef struct {
+    demo_db_t *d;
+    int n;
+    int id[MAX_QUERIES];
+    int num[MAX_QUERIES];
+    int order[MAX_QUERIES]; /* indexes of id[] by id */
+} updates_t;
+
+/* qsort has no context argument; each loop thread sorts one request at a time. */
+static _Thread_local const updates_t *sort_ctx;
+
+static int by_id(const void *a, const void *b) {
+    int x = sort_ctx->id[*(const int *)a], y = sort_ctx->id[*(const int *)b];
+    return (x > y) - (x < y);
+}
+
+static void on_updates_written(crest_req_t *req, int status, crest_db_query_t *q, void *arg) {
+    (void)q;
+    updates_t *u = arg;
+    if (status != 0) {
+        db_fail(req, status, "updates");
+        free(u);
+        return;
+    }
+    char mem[4096];
+    crest_buf_t b = CREST_BUF_ON(mem);
+    crest_buf_puts(&b, "[");
+    for (int i = 0; i < u->n; i++)
+        world_json(&b, u->id[i], u->num[i], i > 0);
+    crest_buf_puts(&b, "]");
+    free(u);
+    crest_res_send_buf(req, 200, "application/json", &b);
+}
+
+static void on_updates_read(crest_req_t *req, int status, crest_db_query_t *q, void *arg) {
+    updates_t *u = arg;
+    for (int i = 0; status == 0 && i < u->n; i++)
+        if (crest_db_rows(q, i) != 1)
+            status = CREST_ENOENT;
+    if (status != 0) {
+        db_fail(req, status, "updates");
+        free(u);
+        return;
+    }
+    for (int i = 0; i < u->n; i++) {
+        u->id[i] = (int)crest_db_int(q, i, 0, 0);
+        u->num[i] = random_id();
+        u->order[i] = i;
+    }
+    sort_ctx = u;
+    qsort(u->order, (size_t)u->n, sizeof(u->order[0]), by_id);
+    crest_db_query_t *w = crest_db_query(u->d->db, CREST_DB_WRITE);
+    for (int k = 0; w != NULL && k < u->n; k++) {
+        crest_db_add(w, u->d->sql.world_set);
+        crest_db_arg_int(w, u->num[u->order[k]]);
+        crest_db_arg_int(w, u->id[u->order[k]]);
+    }
+    int rc = w ? crest_db_run(w, req, on_updates_written, u) : CREST_ENOMEM;
+    if (rc != 0) {
+        db_fail(req, rc, "updates");
+        free(u);
+    }
 }
 
 static int on_updates(crest_req_t *req, void *data) {
-    job_t *j = job_new(data, JOB_UPDATES);
-    if (j == NULL)
+    updates_t *u = malloc(sizeof(*u));
+    if (u == NULL)
         return CREST_ENOMEM;
-    j->count = queries_param(req);
-    return submit(req, j);
+    u->d = data;
+    u->n = queries_param(req);
+    crest_db_query_t *q = worlds_query(data, u->n);
+    int rc = q ? crest_db_run(q, req, on_updates_read, u) : CREST_ENOMEM;
+    if (rc != 0)
+        free(u);
+    return rc == 0 ? 0 : db_refused(req, rc, "updates");
 }
 
 typedef struct {
     int64_t id;
-    char *msg;
+    crest_str_t msg;
 } fortune_t;
 
 static int fortune_cmp(const void *a, const void *b) {
-    return strcmp(((const fortune_t *)a)->msg, ((const fortune_t *)b)->msg);
+    const crest_str_t *x = &((const fortune_t *)a)->msg, *y = &((const fortune_t *)b)->msg;
+    int c = memcmp(x->ptr, y->ptr, x->len < y->len ? x->len : y->len);
+    return c != 0 ? c : (x->len > y->len) - (x->len < y->len);
 }
 
-static void html_escape(crest_buf_t *b, const char *s) {
-    const char *run = s;
-    for (; *s; s++) {
+static void html_escape(crest_buf_t *b, crest_str_t str) {
+    const char *s = str.ptr, *end = str.ptr + str.len, *run = s;
+    for (; s < end; s++) {
         const char *rep = NULL;
         switch (*s) {
         case '&':
@@ -511,28 +421,19 @@ static void html_escape(crest_buf_t *b, const char *s) {
     crest_buf_append(b, run, (size_t)(s - run));
 }
 
-static int on_fortunes(crest_req_t *req, void *data) {
-    demo_db_t *d = data;
-    crest_db_stmt_t *st;
-    int rc = crest_db_prepare(d->db, SQL_FORTUNES, &st);
-    if (rc != 0)
-        return rc;
+static void on_fortunes_done(crest_req_t *req, int status, crest_db_query_t *q, void *arg) {
+    (void)arg;
+    if (status != 0) {
+        db_fail(req, status, "fortunes");
+        return;
+    }
     fortune_t rows[64];
     size_t n = 0;
-    static char extra[] = "Additional fortune added at request time.";
-    rows[n++] = (fortune_t){0, extra};
-    /* Text columns die at the next step: copy them into the request's memory. */
-    while ((rc = crest_db_step(st)) == CREST_DB_ROW && n < sizeof(rows) / sizeof(rows[0])) {
-        crest_str_t m = crest_req_keep(req, crest_db_col_text(st, 1));
-        if (m.ptr == NULL) {
-            rc = CREST_ENOMEM;
-            break;
-        }
-        rows[n++] = (fortune_t){crest_db_col_int(st, 0), (char *)m.ptr};
-    }
-    crest_db_reset(st);
-    if (rc < 0)
-        return rc;
+    static const char extra[] = "Additional fortune added at request time.";
+    rows[n++] = (fortune_t){0, {extra, sizeof(extra) - 1}};
+    /* The text stays valid until this callback returns: the page is rendered before then. */
+    for (int r = 0; r < crest_db_rows(q, 0) && n < sizeof(rows) / sizeof(rows[0]); r++)
+        rows[n++] = (fortune_t){crest_db_int(q, 0, r, 0), crest_db_text(q, 0, r, 1)};
     qsort(rows, n, sizeof(rows[0]), fortune_cmp);
     char mem[4096];
     crest_buf_t b = CREST_BUF_ON(mem);
@@ -544,7 +445,17 @@ static int on_fortunes(crest_req_t *req, void *data) {
         crest_buf_puts(&b, "</td></tr>");
     }
     crest_buf_puts(&b, "</table></body></html>");
-    return crest_res_send_buf(req, 200, "text/html; charset=utf-8", &b);
+    crest_res_send_buf(req, 200, "text/html; charset=utf-8", &b);
+}
+
+static int on_fortunes(crest_req_t *req, void *data) {
+    demo_db_t *d = data;
+    crest_db_query_t *q = crest_db_query(d->db, 0);
+    if (q == NULL)
+        return CREST_ENOMEM;
+    crest_db_add(q, d->sql.fortunes);
+    int rc = crest_db_run(q, req, on_fortunes_done, NULL);
+    return rc == 0 ? 0 : db_refused(req, rc, "fortunes");
 }
 
 /* ---- /api/todos ---- */
@@ -556,9 +467,34 @@ static int64_t todo_id(crest_req_t *req) {
     return v >= 1 ? v : -1;
 }
 
-/* Parse and check a todo body into j. `partial` (PATCH): fields may be absent. Answers the
- * request itself on bad input and returns 1 then; 0 when j is filled. */
-static int todo_body(crest_req_t *req, job_t *j, int partial, int *answered) {
+/* A checked todo body: title (malloc'd, NULL when absent) and done (-1 when absent). */
+typedef struct {
+    char *title;
+    int done;
+} todo_in_t;
+
+static void todo_json(crest_buf_t *b, int64_t id, crest_str_t title, int done) {
+    crest_buf_printf(b, "{\"id\":%lld,\"title\":", (long long)id);
+    crest_buf_json_str(b, title.ptr, title.len);
+    crest_buf_puts(b, done ? ",\"done\":true}" : ",\"done\":false}");
+}
+
+/* The todo in row 0 of statement i as the answer, or 404 when there is none. */
+static void send_todo(crest_req_t *req, int status, crest_db_query_t *q, int i) {
+    if (crest_db_rows(q, i) == 0) {
+        send_error(req, 404, "no such todo", NULL);
+        return;
+    }
+    char mem[512];
+    crest_buf_t b = CREST_BUF_ON(mem);
+    todo_json(&b, crest_db_int(q, i, 0, 0), crest_db_text(q, i, 0, 1),
+              (int)crest_db_int(q, i, 0, 2));
+    crest_res_send_buf(req, status, "application/json", &b);
+}
+
+/* Parse and check a todo body into t. `partial` (PATCH): fields may be absent. On bad input it
+ * answers the request itself and sets *answered; returns 0 or CREST_ENOMEM. */
+static int todo_body(crest_req_t *req, todo_in_t *t, int partial, int *answered) {
     crest_str_t body = crest_req_body(req);
     /* What cJSON would let through (jsonscan.h): raw control characters and bytes that are not
      * UTF-8 make the text malformed; a string holding U+0000 would be cut short, so it is
@@ -614,52 +550,105 @@ static int todo_body(crest_req_t *req, job_t *j, int partial, int *answered) {
         rc = send_error(req, 422, "must be a boolean", "done");
         goto out;
     }
-    if (title != NULL && (j->title = strdup(title->valuestring)) == NULL) {
+    if (title != NULL && (t->title = strdup(title->valuestring)) == NULL) {
         rc = CREST_ENOMEM;
         *answered = 0;
         goto out;
     }
-    j->done = done == NULL ? -1 : cJSON_IsTrue(done);
+    t->done = done == NULL ? -1 : cJSON_IsTrue(done);
     *answered = 0;
 out:
     cJSON_Delete(v);
     return rc;
 }
 
-static int todo_write(crest_req_t *req, demo_db_t *d, enum job_kind kind, int need_id,
-                      int partial) {
-    job_t *j = job_new(d, kind);
-    if (j == NULL)
-        return CREST_ENOMEM;
-    if (need_id && (j->id = todo_id(req)) < 0) {
-        job_free(j);
-        return send_error(req, 404, "no such todo", NULL);
+static void on_todo_written(crest_req_t *req, int status, crest_db_query_t *q, void *arg) {
+    int kind = (int)(intptr_t)arg;
+    if (status != 0) {
+        db_fail(req, status, "todo");
+        return;
     }
-    if (kind != JOB_TODO_DEL) {
-        int answered;
-        int rc = todo_body(req, j, partial, &answered);
+    if (kind == 'D') {
+        if (crest_db_changes(q, 0) == 0)
+            send_error(req, 404, "no such todo", NULL);
+        else
+            crest_res_send(req, 204, NULL, NULL, 0);
+        return;
+    }
+    if (kind == 'A' && crest_db_rows(q, 0) == 1) {
+        char location[48];
+        snprintf(location, sizeof(location), "/api/todos/%lld",
+                 (long long)crest_db_int(q, 0, 0, 0));
+        crest_res_header(req, "Location", location);
+    }
+    send_todo(req, kind == 'A' ? 201 : 200, q, 0);
+}
+
+/* POST ('A'), PUT and PATCH ('S'), DELETE ('D'): one write batch, answered once committed. */
+static int todo_write(crest_req_t *req, demo_db_t *d, int kind, int partial) {
+    int64_t id = 0;
+    if (kind != 'A' && (id = todo_id(req)) < 0)
+        return send_error(req, 404, "no such todo", NULL);
+    todo_in_t t = {NULL, -1};
+    if (kind != 'D') {
+        int answered = 0;
+        int rc = todo_body(req, &t, partial, &answered);
         if (answered || rc != 0) {
-            job_free(j);
+            free(t.title);
             return rc;
         }
     }
-    return submit(req, j);
+    crest_db_query_t *q = crest_db_query(d->db, CREST_DB_WRITE);
+    if (q == NULL) {
+        free(t.title);
+        return CREST_ENOMEM;
+    }
+    if (kind == 'A') {
+        crest_db_add(q, d->sql.todo_add);
+        crest_db_arg_text(q, t.title, strlen(t.title));
+        crest_db_arg_int(q, t.done);
+    } else if (kind == 'S') {
+        crest_db_add(q, d->sql.todo_set);
+        if (t.title != NULL)
+            crest_db_arg_text(q, t.title, strlen(t.title));
+        else
+            crest_db_arg_null(q);
+        if (t.done >= 0)
+            crest_db_arg_int(q, t.done);
+        else
+            crest_db_arg_null(q);
+        crest_db_arg_int(q, id);
+    } else {
+        crest_db_add(q, d->sql.todo_del);
+        crest_db_arg_int(q, id);
+    }
+    free(t.title);
+    int rc = crest_db_run(q, req, on_todo_written, (void *)(intptr_t)kind);
+    return rc == 0 ? 0 : db_refused(req, rc, "todo");
 }
 
 static int on_todo_add(crest_req_t *req, void *data) {
-    return todo_write(req, data, JOB_TODO_ADD, 0, 0);
+    return todo_write(req, data, 'A', 0);
 }
 
 static int on_todo_put(crest_req_t *req, void *data) {
-    return todo_write(req, data, JOB_TODO_SET, 1, 0);
+    return todo_write(req, data, 'S', 0);
 }
 
 static int on_todo_patch(crest_req_t *req, void *data) {
-    return todo_write(req, data, JOB_TODO_SET, 1, 1);
+    return todo_write(req, data, 'S', 1);
 }
 
 static int on_todo_del(crest_req_t *req, void *data) {
-    return todo_write(req, data, JOB_TODO_DEL, 1, 0);
+    return todo_write(req, data, 'D', 0);
+}
+
+static void on_todo_read(crest_req_t *req, int status, crest_db_query_t *q, void *arg) {
+    (void)arg;
+    if (status != 0)
+        db_fail(req, status, "todo");
+    else
+        send_todo(req, 200, q, 0);
 }
 
 static int on_todo_get(crest_req_t *req, void *data) {
@@ -667,40 +656,33 @@ static int on_todo_get(crest_req_t *req, void *data) {
     int64_t id = todo_id(req);
     if (id < 0)
         return send_error(req, 404, "no such todo", NULL);
-    crest_db_stmt_t *st;
-    int rc = crest_db_prepare(d->db, SQL_TODO_GET, &st);
-    if (rc != 0)
-        return rc;
-    crest_db_bind_int(st, 1, id);
-    rc = crest_db_step(st);
-    if (rc != CREST_DB_ROW) {
-        crest_db_reset(st);
-        return rc < 0 ? rc : send_error(req, 404, "no such todo", NULL);
-    }
-    char mem[512];
-    crest_buf_t b = CREST_BUF_ON(mem);
-    todo_json(&b, crest_db_col_int(st, 0), crest_db_col_text(st, 1), (int)crest_db_col_int(st, 2));
-    crest_db_reset(st);
-    return crest_res_send_buf(req, 200, "application/json", &b);
+    crest_db_query_t *q = crest_db_query(d->db, 0);
+    if (q == NULL)
+        return CREST_ENOMEM;
+    crest_db_add(q, d->sql.todo_get);
+    crest_db_arg_int(q, id);
+    int rc = crest_db_run(q, req, on_todo_read, NULL);
+    return rc == 0 ? 0 : db_refused(req, rc, "todo");
 }
 
 /* ---- GET /api/todos: pages in slices ----
  *
  * ?limit=N (1..1000, default 100) rows in id order after ?after=ID (default 0), and a
  * `Link: </api/todos?limit=N&after=LAST>; rel="next"` header while rows remain after the page.
- * The first job fixes the page's end (the id of its limit-th row), so the Link header, sent with
- * the head, and the rows agree; later slices read `id > cursor AND id <= end`, each in its own
- * short read transaction: a row written meanwhile appears at most once, in order, and never
- * beyond the page. A page that fits one slice is answered with Content-Length as before; a longer
- * one is streamed (chunked) slice by slice with backpressure:
+ * The first batch fixes the page's end (the id of its limit-th row) and reads the first slice
+ * from the same snapshot, so the Link header, sent with the head, and the rows agree; later
+ * slices read `id > cursor AND id <= end`, each its own batch: a row written meanwhile appears
+ * at most once, in order, and never beyond the page. A page that fits one slice is answered with
+ * Content-Length; a longer one is streamed (chunked) slice by slice with backpressure:
  *
- *   job (worker: read rows into l->out up to SLICE_BYTES) -> list_done (loop: write the slice)
- *     -> output at most half of max_output? next job : wait for on_list_drain -> next job
+ *   batch (rows up to SLICE_BYTES) -> on_list_rows (render) -> list_pump: write the slice
+ *     -> output at most half of max_output? next batch : wait for on_list_drain -> list_pump
  *
- * Owner of a list_t: the request. Exactly one of these holds it at a time: a worker job (its done
- * callback comes back to list_done, with CREST_ECANCELED if the client left), the drain wait (the
- * client leaving calls on_list_abort instead of the drain callback), or the loop thread's own
- * code between the two. Whoever finishes the request frees it. */
+ * On SQLite a read batch completes before crest_db_run returns, so list_pump loops instead of
+ * recursing (l->pumping). Owner of a list_t: the request. Exactly one of these holds it at a
+ * time: a batch in flight (its callback always comes), the drain wait (the client leaving calls
+ * on_list_abort instead of the drain callback), or list_pump. Whoever finishes the request frees
+ * it. */
 
 #define SLICE_BYTES (64 * 1024)
 #define PAGE_DEFAULT 100
@@ -715,14 +697,17 @@ typedef struct {
     int64_t cursor;   /* the last id rendered */
     int64_t end;      /* the page's last id (INT64_MAX while the page reaches the table's end) */
     int remaining;    /* rows the page may still have */
+    int slice_rows;   /* rows asked of the next slice (grows from a cut slice's size) */
     int rows;         /* rows rendered so far */
     int has_next;     /* rows remain after the page: send Link */
-    int bounds_known; /* the first job has run */
+    int bounds_known; /* the first batch came back */
     int finished;     /* the closing ']' is in out */
     int started;      /* the response head went out (streamed) */
     int head_only;    /* HEAD: the head is all that is sent */
-    int err;          /* a database error from the last job */
-    crest_buf_t out;  /* the slice rendered by the last job, until written */
+    int pumping;      /* list_pump is on the stack: a batch that completes at once only says so */
+    int came_back;    /* the batch list_pump sent has completed */
+    int err;          /* the last batch's error */
+    crest_buf_t out;  /* the slice rendered from the last batch, until written */
 } list_t;
 
 static void list_free(list_t *l) {
@@ -730,66 +715,8 @@ static void list_free(list_t *l) {
     free(l);
 }
 
-/* Worker (or, when the queue is full, loop thread): render the next slice into l->out. */
-static void list_run(void *arg) {
-    list_t *l = arg;
-    crest_db_t *db = l->d->db;
-    crest_db_stmt_t *st;
-    int rc;
-    if (!l->bounds_known) {
-        if ((rc = crest_db_prepare(db, SQL_TODO_PAGE_END, &st)) != 0) {
-            l->err = rc;
-            return;
-        }
-        crest_db_bind_int(st, 1, l->after);
-        crest_db_bind_int(st, 2, l->limit - 1);
-        l->end = INT64_MAX;
-        if ((rc = crest_db_step(st)) == CREST_DB_ROW) {
-            l->end = crest_db_col_int(st, 0);
-            l->has_next = (rc = crest_db_step(st)) == CREST_DB_ROW;
-        }
-        crest_db_reset(st);
-        if (rc < 0) {
-            l->err = rc;
-            return;
-        }
-        l->bounds_known = 1;
-        l->cursor = l->after;
-        l->remaining = l->limit;
-        crest_buf_puts(&l->out, "[");
-    }
-    if ((rc = crest_db_prepare(db, SQL_TODO_SLICE, &st)) != 0) {
-        l->err = rc;
-        return;
-    }
-    crest_db_bind_int(st, 1, l->cursor);
-    crest_db_bind_int(st, 2, l->end);
-    crest_db_bind_int(st, 3, l->remaining);
-    while (l->remaining > 0 && (rc = crest_db_step(st)) == CREST_DB_ROW) {
-        if (l->rows++)
-            crest_buf_puts(&l->out, ",");
-        l->cursor = crest_db_col_int(st, 0);
-        l->remaining--;
-        todo_json(&l->out, l->cursor, crest_db_col_text(st, 1), (int)crest_db_col_int(st, 2));
-        if (l->out.len >= SLICE_BYTES)
-            break;
-    }
-    /* Reset ends the statement's read transaction: no snapshot is held between slices. */
-    crest_db_reset(st);
-    if (rc < 0) {
-        l->err = rc;
-        return;
-    }
-    if (rc == CREST_DB_DONE || l->remaining == 0) {
-        crest_buf_puts(&l->out, "]");
-        l->finished = 1;
-    }
-    if (l->out.err)
-        l->err = l->out.err;
-}
-
-static void list_submit(list_t *l);
-static void list_done(crest_req_t *req, int status, void *arg);
+/* Send the batch for the next slice (the first one also fixes the page's end). */
+static int list_query(list_t *l);
 
 /* The end of the request, whatever state it is in: a started response is ended (it only frees
  * the request if the client has gone), one never started gets 503 (the client left or the app
@@ -807,53 +734,50 @@ static void on_list_abort(crest_req_t *req, void *arg) {
     list_finish(arg); /* the drain callback will not come */
 }
 
-static int list_emit(list_t *l);
+static void list_pump(list_t *l);
 
-/* Some of the output has been written: write the slice a full buffer budget made wait, if any,
- * and read the next one if the output is low enough now (else wait again). */
 static void on_list_drain(crest_req_t *req, void *arg) {
     crest_req_on_abort(req, NULL, NULL);
-    list_t *l = arg;
-    if (list_emit(l))
-        list_submit(l);
+    list_pump(arg);
 }
 
-/* After a slice was written: 1 when the next one may be read now (the connection's output is at
- * most half of max_output), 0 when the request now waits for the drain callback or is
- * finished. */
+enum { EMIT_DONE, EMIT_WAIT, EMIT_NEXT };
+
+/* After a slice was written: EMIT_NEXT when the next one may be read now (the connection's
+ * output is at most half of max_output), else wait for the drain callback. */
 static int list_wait(list_t *l) {
     if (crest_res_buffered(l->req) <= l->d->low_water)
-        return 1;
+        return EMIT_NEXT;
     int rc = crest_res_on_drain(l->req, on_list_drain, l);
     if (rc == CREST_EALREADY)
-        return 1;
+        return EMIT_NEXT;
     if (rc != 0) {
         list_finish(l);
-        return 0;
+        return EMIT_DONE;
     }
     crest_req_on_abort(l->req, on_list_abort, l);
-    return 0;
+    return EMIT_WAIT;
 }
 
-/* Send what the last job produced (loop thread). Returns 1 when the next slice is wanted now. */
+/* Send what the last batch produced (loop thread). */
 static int list_emit(list_t *l) {
     crest_req_t *req = l->req;
     int rc;
+    if (l->err == CREST_ECANCELED) {
+        list_finish(l);
+        return EMIT_DONE;
+    }
     if (l->err) {
         if (!l->started) {
-            /* A lock held past the busy timeout or memory running out is overload: retry. */
-            int status = l->err == CREST_EBUSY || l->err == CREST_ENOMEM ? 503 : 500;
-            char msg[96];
-            snprintf(msg, sizeof(msg), "list: %s", crest_strerror(l->err));
-            send_error(req, status, msg, NULL);
+            db_fail(req, l->err, "list");
             list_free(l);
-            return 0;
+            return EMIT_DONE;
         }
         /* The head is out and cannot say so any more: cut the answer short (the chunked body
          * never ends), so that the client sees an error rather than a cut list for the page. */
         crest_res_abort(req);
         list_free(l);
-        return 0;
+        return EMIT_DONE;
     }
     if (!l->started) {
         if (l->has_next) {
@@ -865,16 +789,16 @@ static int list_emit(list_t *l) {
         if (l->finished) {
             crest_res_send_buf(req, 200, "application/json", &l->out);
             list_free(l);
-            return 0;
+            return EMIT_DONE;
         }
         if ((rc = crest_res_start(req, 200, "application/json")) != 0) {
             list_finish(l); /* not started: frees the request */
-            return 0;
+            return EMIT_DONE;
         }
         l->started = 1;
         if (l->head_only) {
             list_finish(l);
-            return 0;
+            return EMIT_DONE;
         }
     }
     if (l->out.len > 0) {
@@ -884,41 +808,91 @@ static int list_emit(list_t *l) {
         crest_buf_free(&l->out);
         if (rc != 0) {
             list_finish(l);
-            return 0;
+            return EMIT_DONE;
         }
     }
     if (l->finished) {
         list_finish(l);
-        return 0;
+        return EMIT_DONE;
     }
     return list_wait(l);
 }
 
-static void list_submit(list_t *l) {
+/* Write the slice in hand, then read and write more while the output allows (loop thread). */
+static void list_pump(list_t *l) {
     for (;;) {
-        int rc = crest_work_submit(l->req, list_run, list_done, l);
-        if (rc == 0)
+        if (list_emit(l) != EMIT_NEXT)
             return;
-        if (rc != CREST_EAGAIN) {
-            list_finish(l);
-            return;
-        }
-        /* The queue is full: this slice is bounded (SLICE_BYTES, or one row), run it here. */
-        list_run(l);
-        if (!list_emit(l))
-            return;
+        l->pumping = 1;
+        l->came_back = 0;
+        int rc = list_query(l);
+        l->pumping = 0;
+        if (rc != 0)
+            l->err = rc; /* not sent: emit the error */
+        else if (!l->came_back)
+            return; /* on_list_rows will call list_pump */
     }
 }
 
-static void list_done(crest_req_t *req, int status, void *arg) {
+static void on_list_rows(crest_req_t *req, int status, crest_db_query_t *q, void *arg) {
     (void)req;
     list_t *l = arg;
-    if (status != 0) {
-        list_finish(l); /* the client left or the app stopped: only frees the request */
-        return;
+    int i = 0; /* the slice's statement */
+    l->err = status;
+    if (status == 0 && !l->bounds_known) {
+        l->end = INT64_MAX;
+        if (crest_db_rows(q, 0) >= 1)
+            l->end = crest_db_int(q, 0, 0, 0);
+        l->has_next = crest_db_rows(q, 0) == 2;
+        l->bounds_known = 1;
+        crest_buf_puts(&l->out, "[");
+        i = 1;
     }
-    if (list_emit(l))
-        list_submit(l);
+    if (status == 0) {
+        int n = crest_db_rows(q, i);
+        for (int r = 0; r < n; r++) {
+            if (l->rows++)
+                crest_buf_puts(&l->out, ",");
+            l->cursor = crest_db_int(q, i, r, 0);
+            todo_json(&l->out, l->cursor, crest_db_text(q, i, r, 1), (int)crest_db_int(q, i, r, 2));
+        }
+        l->remaining -= n;
+        /* Rows asked next time: twice what fitted this time when the slice was cut (so that few
+         * rows are read past the cut and dropped), else as many as remain. */
+        l->slice_rows = crest_db_cut(q, i) ? 2 * (n > 0 ? n : 1) : l->remaining;
+        if (!crest_db_cut(q, i) || l->remaining <= 0) {
+            crest_buf_puts(&l->out, "]");
+            l->finished = 1;
+        }
+        if (l->out.err)
+            l->err = l->out.err;
+    }
+    if (l->pumping)
+        l->came_back = 1;
+    else
+        list_pump(l);
+}
+
+static int list_query(list_t *l) {
+    demo_sql_t *s = &l->d->sql;
+    crest_db_query_t *q = crest_db_query(l->d->db, 0);
+    if (q == NULL)
+        return CREST_ENOMEM;
+    int64_t end = l->end;
+    if (!l->bounds_known) {
+        crest_db_add(q, s->todo_page_end);
+        crest_db_arg_int(q, l->after);
+        crest_db_arg_int(q, l->limit - 1);
+        /* Same snapshot: the first `limit` rows after `after` end exactly at the page's end. */
+        end = INT64_MAX;
+    }
+    int ask = l->slice_rows < l->remaining ? l->slice_rows : l->remaining;
+    crest_db_add(q, s->todo_slice);
+    crest_db_arg_int(q, l->cursor);
+    crest_db_arg_int(q, end);
+    crest_db_arg_int(q, ask > 0 ? ask : 1);
+    crest_db_limit_bytes(q, SLICE_BYTES);
+    return crest_db_run(q, l->req, on_list_rows, l);
 }
 
 static int on_todo_list(crest_req_t *req, void *data) {
@@ -939,15 +913,65 @@ static int on_todo_list(crest_req_t *req, void *data) {
     l->req = req;
     l->limit = (int)limit;
     l->after = after;
+    l->cursor = after;
+    l->remaining = (int)limit;
+    l->slice_rows = (int)limit;
     l->head_only = crest_req_method(req) == CREST_METHOD_HEAD;
     l->out = (crest_buf_t)CREST_BUF_INIT;
-    int rc = crest_work_submit(req, list_run, list_done, l);
+    /* The batch may complete (and the request be answered) before crest_db_run returns. */
+    int rc = list_query(l);
     if (rc == 0)
         return 0;
     list_free(l);
-    if (rc == CREST_EAGAIN)
-        return crest_work_busy(req);
-    return rc;
+    return db_refused(req, rc, "list");
+}
+
+/* ---- /work/hash on the worker pool ---- */
+
+/* Owner: the handler that submits it, then the pool, then on_hash_done, which frees it. The
+ * worker fills out; the loop thread reads it only after the job came back. */
+typedef struct {
+    long rounds;
+    char salt[65];
+    size_t body_len;
+    char *body; /* a copy of the request body */
+    int status;
+    crest_buf_t out;
+} job_t;
+
+static void job_free(job_t *j) {
+    crest_buf_free(&j->out);
+    free(j->body);
+    free(j);
+}
+
+static void run_hash(void *arg) {
+    job_t *j = arg;
+    unsigned char dk[32];
+    if (PKCS5_PBKDF2_HMAC(j->body ? j->body : "", (int)j->body_len, (const unsigned char *)j->salt,
+                          (int)strlen(j->salt), (int)j->rounds, EVP_sha256(), sizeof(dk),
+                          dk) != 1) {
+        j->status = 500;
+        crest_buf_puts(&j->out, "{\"error\":\"hash: out of memory\"}");
+        return;
+    }
+    char hex[2 * sizeof(dk) + 1];
+    for (size_t i = 0; i < sizeof(dk); i++)
+        snprintf(hex + 2 * i, 3, "%02x", dk[i]);
+    crest_buf_printf(&j->out,
+                     "{\"algorithm\":\"PBKDF2-HMAC-SHA256\",\"rounds\":%ld,\"salt\":", j->rounds);
+    crest_buf_json_str(&j->out, j->salt, strlen(j->salt));
+    crest_buf_printf(&j->out, ",\"length\":%zu,\"digest\":\"%s\"}", sizeof(dk), hex);
+    j->status = 200;
+}
+
+static void on_hash_done(crest_req_t *req, int status, void *arg) {
+    job_t *j = arg;
+    if (status != 0 || j->status == 0)
+        crest_res_status(req, 503); /* the client left or the app stopped: only frees req */
+    else
+        crest_res_send_buf(req, j->status, "application/json", &j->out);
+    job_free(j);
 }
 
 /* ---- /work/hash ---- */
@@ -969,9 +993,10 @@ static int on_hash(crest_req_t *req, void *data) {
         }
         rounds = (long)v;
     }
-    job_t *j = job_new(d, JOB_HASH);
+    job_t *j = calloc(1, sizeof(*j));
     if (j == NULL)
         return CREST_ENOMEM;
+    j->out = (crest_buf_t)CREST_BUF_INIT;
     j->rounds = rounds;
     strcpy(j->salt, "crest-work-hash");
     crest_str_t s = crest_req_query_param(req, "salt");
@@ -996,7 +1021,11 @@ static int on_hash(crest_req_t *req, void *data) {
         memcpy(j->body, body.ptr, body.len);
         j->body_len = body.len;
     }
-    return submit(req, j);
+    int rc = crest_work_submit(req, run_hash, on_hash_done, j);
+    if (rc == 0)
+        return 0;
+    job_free(j);
+    return rc == CREST_EAGAIN ? crest_work_busy(req) : rc;
 }
 
 /* ---- set-up ---- */
@@ -1019,12 +1048,31 @@ int demo_db_routes(crest_app_t *app, const cli_opts_t *opts, demo_db_t **out) {
     }
     d->max_rounds = opts->max_hash_rounds;
     d->low_water = opts->app.max_output / 2;
-    rc = crest_db_open(opts->db_url, &d->db);
+    rc = crest_db_open(opts->db_url, &opts->db, &d->db);
+    if (rc != 0) {
+        fprintf(stderr, "crest: database %s: %s%s%s\n", opts->db_url, crest_strerror(rc),
+                d->db && *crest_db_last_error(d->db) ? ": " : "",
+                d->db ? crest_db_last_error(d->db) : "");
+        demo_db_free(d);
+        return 1;
+    }
+    struct {
+        const char *sql;
+        crest_db_sql_t **st;
+    } sqls[] = {
+        {SQL_WORLD_GET, &d->sql.world_get},   {SQL_WORLD_SET, &d->sql.world_set},
+        {SQL_FORTUNES, &d->sql.fortunes},     {SQL_TODO_PAGE_END, &d->sql.todo_page_end},
+        {SQL_TODO_SLICE, &d->sql.todo_slice}, {SQL_TODO_GET, &d->sql.todo_get},
+        {SQL_TODO_ADD, &d->sql.todo_add},     {SQL_TODO_SET, &d->sql.todo_set},
+        {SQL_TODO_DEL, &d->sql.todo_del},
+    };
+    for (size_t i = 0; i < sizeof(sqls) / sizeof(sqls[0]) && rc == 0; i++)
+        rc = crest_db_statement(d->db, sqls[i].sql, sqls[i].st);
     if (rc == 0)
         rc = seed(d->db);
     if (rc != 0) {
         fprintf(stderr, "crest: database %s: %s%s%s\n", opts->db_url, crest_strerror(rc),
-                d->db ? ": " : "", d->db ? crest_db_errmsg(d->db) : "");
+                *crest_db_last_error(d->db) ? ": " : "", crest_db_last_error(d->db));
         demo_db_free(d);
         return 1;
     }

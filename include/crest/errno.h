@@ -22,6 +22,7 @@
     X(ECANCELED, "operation canceled")                                                             \
     X(EPIPE, "broken pipe")                                                                        \
     X(ECONNRESET, "connection reset by peer")                                                      \
+    X(ECONNREFUSED, "connection refused")                                                          \
     X(ETIMEDOUT, "timed out")                                                                      \
     X(E2BIG, "argument list too long")                                                             \
     X(EMFILE, "too many open files")                                                               \
