@@ -27,7 +27,7 @@ endif
 UV_CFLAGS := $(shell pkg-config --cflags libuv 2>/dev/null)
 UV_LIBS := $(shell pkg-config --libs libuv 2>/dev/null || echo -luv)
 # Libraries besides libuv (Debian -dev packages; scripts/deps.sh installs them).
-DEP_PKGS := sqlite3 libssl libcrypto zlib libcjson libnghttp2
+DEP_PKGS := sqlite3 libssl libcrypto zlib libcjson libnghttp2 libpq
 DEP_CFLAGS := $(shell pkg-config --cflags $(DEP_PKGS) 2>/dev/null)
 DEP_LIBS := $(shell pkg-config --libs $(DEP_PKGS) 2>/dev/null)
 WARN := -Wall -Wextra -Wshadow -Wstrict-prototypes -Werror

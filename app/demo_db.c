@@ -875,7 +875,7 @@ static void on_list_rows(crest_req_t *req, int status, crest_db_query_t *q, void
 
 static int list_query(list_t *l) {
     demo_sql_t *s = &l->d->sql;
-    crest_db_query_t *q = crest_db_query(l->d->db, 0);
+    crest_db_query_t *q = crest_db_query(l->d->db, l->bounds_known ? 0 : CREST_DB_SNAPSHOT);
     if (q == NULL)
         return CREST_ENOMEM;
     int64_t end = l->end;

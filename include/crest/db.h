@@ -8,10 +8,12 @@
  *   turns them into `$N`, and `INTEGER PRIMARY KEY AUTOINCREMENT` into a 64-bit identity column.
  *   Beyond that, write SQL both engines accept (RETURNING instead of last-insert-id, coalesce,
  *   LIMIT/OFFSET, BIGINT for integers wider than 32 bits on PostgreSQL).
- * - A batch is one transaction: it succeeds or fails whole, and the rows of every statement in it
- *   come from one snapshot. A batch flagged CREST_DB_WRITE is committed durably before its
- *   callback runs (SQLite: synchronous=FULL; PostgreSQL: synchronous_commit=on), so a 2xx sent
- *   from the callback survives kill -9 and, on SQLite's default, power loss.
+ * - A batch is one transaction: it succeeds or fails whole. On PostgreSQL each statement sees
+ *   what was committed when it began (READ COMMITTED) unless the batch asks for one snapshot
+ *   (CREST_DB_SNAPSHOT); on SQLite a batch always reads one snapshot. A batch flagged
+ *   CREST_DB_WRITE is committed durably before its callback runs (SQLite: synchronous=FULL;
+ * PostgreSQL: synchronous_commit=on), so a 2xx sent from the callback survives kill -9 and, on
+ * SQLite's default, power loss.
  *
  * Where a batch runs:
  * - SQLite, read batch: at once, on the calling loop thread, from that thread's own connection and
@@ -88,6 +90,9 @@ enum {
      * schema and seeding). SQLite's write lock already does that; on PostgreSQL the transaction
      * first takes an advisory lock. */
     CREST_DB_EXCLUSIVE = 1 << 1,
+    /* A read batch whose statements must all see one snapshot (PostgreSQL: REPEATABLE READ, READ
+     * ONLY; SQLite's batches always do). */
+    CREST_DB_SNAPSHOT = 1 << 2,
 };
 
 /* A new, empty batch. Add statements with crest_db_add() and bind each one's parameters, in

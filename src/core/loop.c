@@ -184,6 +184,7 @@ static void close_any(uv_handle_t *h, void *arg) {
 
 void crest__loop_run(crest_loop_t *loop) {
     uv_run(&loop->uv, UV_RUN_DEFAULT);
+    loop->finished = 1;
     finish_exts(loop); /* normally done when the loop finished; not if it never drained */
     /* Whatever is left (only after a forced stop) is closed so that the loop can be freed. */
     uv_walk(&loop->uv, close_any, NULL);

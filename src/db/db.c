@@ -141,7 +141,8 @@ static int grow(void **arr, void *inline_mem, uint32_t *cap, size_t elem) {
 void crest_db_add(crest_db_query_t *q, const crest_db_sql_t *sql) {
     if (q->err)
         return;
-    if (q->nsteps > 0 && q->steps[q->nsteps - 1].nargs < (uint32_t)q->steps[q->nsteps - 1].sql->nparams) {
+    if (q->nsteps > 0 &&
+        q->steps[q->nsteps - 1].nargs < (uint32_t)q->steps[q->nsteps - 1].sql->nparams) {
         q->err = CREST_EINVAL; /* the previous statement lacks arguments */
         return;
     }

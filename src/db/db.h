@@ -46,6 +46,7 @@ typedef struct {
     int cut;
     size_t bytes; /* of the values kept, for limit */
     int64_t changes;
+    int prepare_sent; /* PostgreSQL: this batch carries the statement's Parse on its connection */
 } db_step_t;
 
 /* A batch. Owner: the application while it builds; then the backend until done runs (or the
@@ -68,11 +69,11 @@ struct crest_db_query_s {
     crest_db_done_cb done;
     void *arg;
     int status;
-    crest__msg_t msg; /* delivery to the loop from another thread (SQLite's writer) */
+    crest__msg_t msg;              /* delivery to the loop from another thread (SQLite's writer) */
     struct crest_db_query_s *next; /* in a backend's queue */
-    uint64_t deadline; /* PostgreSQL: uv_now() by which it must be answered */
-    int answered;      /* PostgreSQL: done already ran (timed out); results still to be read */
-    void *ext;         /* the backend's per-loop state this batch counts against */
+    uint64_t deadline;             /* PostgreSQL: uv_now() by which it must be answered */
+    int answered; /* PostgreSQL: done already ran (timed out); results still to be read */
+    void *ext;    /* the backend's per-loop state this batch counts against */
     db_step_t steps_mem[2];
     db_arg_t args_mem[4];
     db_cell_t cells_mem[4];

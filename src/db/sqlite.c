@@ -390,6 +390,8 @@ static void loop_finish(crest__loop_ext_t *ext, crest_loop_t *loop) {
 }
 
 static int queue_write(crest_db_query_t *q) {
+    if (q->loop->finished)
+        return CREST_ECANCELED;
     crest_db_t *db = q->db;
     sq_t *sq = db->impl;
     sq_loop_t *sl = (sq_loop_t *)crest__loop_ext_find(q->loop, db);
