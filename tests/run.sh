@@ -3,7 +3,8 @@
 #   1. builds with gcc and clang (-Werror), checks formatting
 #   2. unit tests (cmocka; parser, router, llhttp corpus)
 #   3. integration tests: the real binary against real clients (tests/it), and the chat page in
-#      headless Chromium (tests/e2e); most of them once more over TLS
+#      headless Chromium (tests/e2e); most of them once more over TLS, the database ones once
+#      more on a real PostgreSQL (started by the tests)
 #   4. each libFuzzer target for a bounded time (FUZZ_SECONDS, default 60)
 #   5. unit and integration tests again, built with AddressSanitizer + UBSan (HTTP and WebSocket
 #      over TLS too)
@@ -71,6 +72,14 @@ run_unit_and_it() {
 TLS_IT=(test_http test_app test_ws test_sse test_ws_node test_db test_limits test_tools test_work
     test_cli)
 
+# test_db's cases again on a real PostgreSQL (CREST_IT_DB=postgres: the file starts one on a free
+# loopback port), in every pass: both backends answer the same contract.
+run_it_pg() {
+    local build=$1 label=$2
+    suite "${label}postgres it test_db" env CREST_IT_DB=postgres CREST_BIN="$build/crest" \
+        CREST_IT_APP="$build/tests/it_app" "$PY" tests/it/test_db.py
+}
+
 run_it_tls() {
     local build=$1 label=$2 t
     shift 2
@@ -113,6 +122,7 @@ step "npm ws + playwright-core (tests/e2e)" e2e_deps
 
 if [ -x build/crest ]; then
     run_unit_and_it build ""
+    run_it_pg build ""
     run_it_tls build "" "${TLS_IT[@]}"
     suite "e2e chat in two headless Chromium pages" env CREST_BIN=build/crest \
         node tests/e2e/chat.test.js
@@ -134,6 +144,7 @@ if step "build (ASan + UBSan)" make -j"$JOBS" SAN=1 all unit; then
     export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:exitcode=86
     export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1:exitcode=87
     run_unit_and_it build-san "asan+ubsan"
+    run_it_pg build-san "asan+ubsan "
     # Over TLS only these two under the sanitizers: the record path with every HTTP/1.1 framing,
     # and WebSocket frames on it; the whole list would add minutes.
     run_it_tls build-san "asan+ubsan " test_http test_ws
@@ -143,6 +154,7 @@ fi
 if step "build (ThreadSanitizer)" make -j"$JOBS" TSAN=1 all unit; then
     export TSAN_OPTIONS="halt_on_error=1 exitcode=88"
     run_unit_and_it build-tsan "tsan" only_it
+    run_it_pg build-tsan "tsan "
     unset TSAN_OPTIONS
 fi
 

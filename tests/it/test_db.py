@@ -1,7 +1,9 @@
-"""The database endpoints of the demo app on SQLite: TechEmpower /db, /queries, /updates,
-/fortunes, the /api/todos REST API, and durability across restart and kill -9.
+"""The database endpoints of the demo app: TechEmpower /db, /queries, /updates, /fortunes, the
+/api/todos REST API, and durability across restart and kill -9, on either backend.
 
-Each server gets its own database file in a fresh temporary directory (--db sqlite:DIR/x.db).
+CREST_IT_DB=postgres runs every case against a real PostgreSQL (tests/it/pgserver.py: started by
+this file, on a free loopback port) instead of SQLite. Each case gets its own database: a file in
+a fresh temporary directory (--db sqlite:DIR/x.db), or a PostgreSQL database named after it.
 """
 
 import html
@@ -28,8 +30,31 @@ class TmpDir:
         return False
 
 
+BACKEND = os.environ.get("CREST_IT_DB", "sqlite")
+
+
+def db_url(tmp):
+    if BACKEND == "postgres":
+        import pgserver
+        return pgserver.shared().create_db("t_" + os.path.basename(tmp).replace("-", "_").lower())
+    return "sqlite:%s/x.db" % tmp
+
+
+def db_rows(tmp, sql):
+    """Rows of sql run directly on the case's database (integers as int)."""
+    if BACKEND == "postgres":
+        import pgserver
+        rows = pgserver.shared().psql(sql, "t_" + os.path.basename(tmp).replace("-", "_").lower())
+        return [tuple(int(v) if v.lstrip("-").isdigit() else v for v in r) for r in rows]
+    con = sqlite3.connect(os.path.join(tmp, "x.db"))
+    try:
+        return con.execute(sql).fetchall()
+    finally:
+        con.close()
+
+
 def db_server(tmp, *args):
-    return demo("--db", "sqlite:%s/x.db" % tmp, "--threads", "2", "--workers", "2", *args)
+    return demo("--db", db_url(tmp), "--threads", "2", "--workers", "2", *args)
 
 
 def get_json(c, method, target, body=None, status=200):
@@ -66,16 +91,13 @@ def _():
     with TmpDir() as tmp:
         with db_server(tmp):
             pass
-        con = sqlite3.connect(os.path.join(tmp, "x.db"))
-        try:
-            eq(con.execute("PRAGMA journal_mode").fetchone()[0], "wal", "journal mode")
-            eq(con.execute("SELECT count(*), min(id), max(id) FROM World").fetchone(),
-               (10000, 1, 10000), "World rows")
-            eq(con.execute("SELECT count(*) FROM World WHERE randomNumber NOT BETWEEN 1 AND "
-                           "10000").fetchone()[0], 0, "World numbers out of range")
-            eq(con.execute("SELECT count(*) FROM Fortune").fetchone()[0], 12, "Fortune rows")
-        finally:
-            con.close()
+        if BACKEND == "sqlite":
+            eq(db_rows(tmp, "PRAGMA journal_mode")[0][0], "wal", "journal mode")
+        eq(db_rows(tmp, "SELECT count(*), min(id), max(id) FROM World")[0], (10000, 1, 10000),
+           "World rows")
+        eq(db_rows(tmp, "SELECT count(*) FROM World WHERE randomNumber NOT BETWEEN 1 AND "
+                        "10000")[0][0], 0, "World numbers out of range")
+        eq(db_rows(tmp, "SELECT count(*) FROM Fortune")[0][0], 12, "Fortune rows")
 
 
 @T.case("/queries clamps N to 1..500; missing or non-numeric N means 1")
@@ -133,16 +155,12 @@ def _():
                     check_world(row)
                     written[row["id"]] = row["randomNumber"]
         # A row drawn twice keeps its last value; the last /updates wrote last.
-        con = sqlite3.connect(os.path.join(tmp, "x.db"))
-        try:
-            for row in rows:
-                written[row["id"]] = row["randomNumber"]
-            got = dict(con.execute("SELECT id, randomNumber FROM World WHERE id IN (%s)"
-                                   % ",".join(str(i) for i in rows_ids(rows))).fetchall())
-            for row in rows:
-                eq(got[row["id"]], written[row["id"]], "World %d after /updates" % row["id"])
-        finally:
-            con.close()
+        for row in rows:
+            written[row["id"]] = row["randomNumber"]
+        got = dict(db_rows(tmp, "SELECT id, randomNumber FROM World WHERE id IN (%s)"
+                                % ",".join(str(i) for i in rows_ids(rows))))
+        for row in rows:
+            eq(got[row["id"]], written[row["id"]], "World %d after /updates" % row["id"])
 
 
 def rows_ids(rows):
@@ -280,16 +298,10 @@ def _():
         with db_server(tmp) as srv, srv.connect() as c:
             _, g = get_json(c, "GET", "/api/todos/%d" % t["id"])
             eq(g, t, "todo after restart")
-        con = sqlite3.connect(os.path.join(tmp, "x.db"))
-        try:
-            for row in rows:
-                got = con.execute("SELECT randomNumber FROM World WHERE id=?",
-                                  (row["id"],)).fetchone()[0]
-                eq(got, row["randomNumber"], "World %d after restart" % row["id"])
-            eq(con.execute("SELECT count(*) FROM World").fetchone()[0], 10000,
-               "World not seeded twice")
-        finally:
-            con.close()
+        for row in rows:
+            got = db_rows(tmp, "SELECT randomNumber FROM World WHERE id=%d" % row["id"])[0][0]
+            eq(got, row["randomNumber"], "World %d after restart" % row["id"])
+        eq(db_rows(tmp, "SELECT count(*) FROM World")[0][0], 10000, "World not seeded twice")
 
 
 @T.case("a POST acknowledged with 201 survives kill -9 of the server")
@@ -322,7 +334,9 @@ def _():
 @T.case("a --db the server cannot use is refused at start with a message")
 def _():
     with TmpDir() as tmp:
-        for url, what in [("postgres://localhost/x", "not supported"),
+        for url, what in [("postgres://127.0.0.1:1/x", "connection refused"),
+                          ("postgres://no-such-host.invalid/x", "cannot resolve"),
+                          ("postgresql://[::1/x", "invalid"),
                           ("mysql://x", "invalid"),
                           ("sqlite:", "invalid"),
                           ("sqlite:%s/no/such/dir/x.db" % tmp, "x.db"),
@@ -331,8 +345,8 @@ def _():
             check(rc != 0, "--db %s: exit status %d" % (url, rc))
             check("crest: database" in err and what in err, "--db %s: stderr %r" % (url, err))
         rc, out, err = run_cli([CREST_BIN, "demo", "--port", "0"],
-                               env={"DATABASE_URL": "postgres://localhost/x"})
-        check(rc != 0 and "postgres://localhost/x" in err, "DATABASE_URL: %d %r" % (rc, err))
+                               env={"DATABASE_URL": "postgres://127.0.0.1:1/x"})
+        check(rc != 0 and "postgres://127.0.0.1:1/x" in err, "DATABASE_URL: %d %r" % (rc, err))
 
 
 if __name__ == "__main__":

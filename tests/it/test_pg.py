@@ -1,0 +1,132 @@
+"""The demo on PostgreSQL when the database misbehaves: stopped and started again, too slow, a
+full queue, a client that leaves while its query is in flight. A real PostgreSQL, started by this
+file (tests/it/pgserver.py) on a free loopback port; the TechEmpower and /api/todos behaviour on
+PostgreSQL is test_db.py with CREST_IT_DB=postgres."""
+
+import asyncio
+import json
+import time
+
+from harness import *
+import pgserver
+
+T = Suite()
+PG = None
+
+
+def pg():
+    global PG
+    if PG is None:
+        PG = pgserver.PgServer()
+    return PG
+
+
+def server(db, *args):
+    return demo("--db", pg().create_db(db), "--threads", "1", *args)
+
+
+def get(c, target):
+    c.send(build_request("GET", target))
+    return c.read_response()
+
+
+@T.case("PostgreSQL stopped: /db gets 503 with Retry-After within 2 s, /plaintext and WebSockets "
+        "carry on; started again: the next request succeeds without restarting crest")
+def _():
+    with server("outage") as srv, srv.connect() as c:
+        eq(get(c, "/db").status, 200, "before")
+        pg().stop("fast")
+        try:
+            for i in range(5):
+                t0 = time.monotonic()
+                r = get(c, "/db")
+                took = time.monotonic() - t0
+                eq(r.status, 503, "/db while down (%d)" % i)
+                eq(r.header("Retry-After"), "1", "Retry-After")
+                check(took < 2.0, "503 took %.2fs" % took)
+                eq(get(c, "/plaintext").status, 200, "/plaintext while down")
+
+            async def echo():
+                async with srv.ws_connect("/ws/echo") as ws:
+                    await ws.send("still here")
+                    return await asyncio.wait_for(ws.recv(), 5)
+            eq(asyncio.run(echo()), "still here", "WebSocket echo while down")
+        finally:
+            pg().start()
+        t0 = time.monotonic()
+        r = get(c, "/db")
+        eq(r.status, 200, "first request after the restart (%r)" % r.body[:200])
+        check(time.monotonic() - t0 < 2.0, "took %.2fs" % (time.monotonic() - t0))
+        r = get(c, "/api/todos")
+        eq(r.status, 200, "todos after the restart")
+        check("connection lost" in srv.stderr_text() or "cannot connect" in srv.stderr_text(),
+              "a log line says the database went away: %r" % srv.stderr_text()[-500:])
+
+
+@T.case("a batch the database does not answer within --db-timeout gets 503, and the connection "
+        "serves the next request once the database answers again")
+def _():
+    with server("slow", "--db-timeout", "400ms") as srv, srv.connect() as c:
+        eq(get(c, "/db").status, 200, "warm")
+        lock = pg().session("BEGIN; LOCK TABLE world IN ACCESS EXCLUSIVE MODE;", "slow")
+        try:
+            t0 = time.monotonic()
+            r = get(c, "/db")
+            took = time.monotonic() - t0
+            eq(r.status, 503, "/db behind the lock")
+            check(0.3 <= took < 2.0, "answered after %.2fs" % took)
+        finally:
+            lock.close()
+        r = get(c, "/db")
+        eq(r.status, 200, "after the lock (%r)" % r.body[:200])
+
+
+@T.case("a full queue of waiting batches (--db-queue) answers 503 at once; those queued "
+        "complete")
+def _():
+    with server("queue", "--db-queue", "2", "--db-timeout", "10s") as srv:
+        with srv.connect() as c:
+            eq(get(c, "/db").status, 200, "warm")
+        lock = pg().session("BEGIN; LOCK TABLE world IN ACCESS EXCLUSIVE MODE;", "queue")
+        waiting = [srv.connect(), srv.connect()]
+        try:
+            for w in waiting:
+                w.send(build_request("GET", "/db"))
+            time.sleep(0.2)  # let both reach the queue; nothing to wait on from outside
+            with srv.connect() as c:
+                t0 = time.monotonic()
+                r = get(c, "/db")
+                eq(r.status, 503, "third batch")
+                check(time.monotonic() - t0 < 1.0, "at once")
+                eq(get(c, "/plaintext").status, 200, "/plaintext meanwhile")
+        finally:
+            lock.close()
+        for w in waiting:
+            eq(w.read_response().status, 200, "queued batch")
+            w.close()
+
+
+@T.case("a client that leaves while its batch is in flight: the result is dropped and the "
+        "server goes on")
+def _():
+    with server("gone", "--db-timeout", "10s") as srv:
+        lock = pg().session("BEGIN; LOCK TABLE world IN ACCESS EXCLUSIVE MODE;", "gone")
+        try:
+            for target in ("/db", "/queries?queries=20", "/updates?queries=5", "/fortunes"):
+                c = srv.connect()
+                c.send(build_request("GET", target))
+                c.abort()
+            time.sleep(0.2)
+        finally:
+            lock.close()
+        with srv.connect() as c:
+            for target in ("/db", "/queries?queries=20", "/updates?queries=5"):
+                eq(get(c, target).status, 200, target)
+
+
+if __name__ == "__main__":
+    try:
+        T.main(needs=("crest",))
+    finally:
+        if PG is not None:
+            PG.close()
