@@ -128,7 +128,7 @@ static int seed(crest_db_t *db) {
 
     /* One transaction: 10,000 commits would be 10,000 fsyncs. Many rows per INSERT: 100 statements
      * instead of 10,000. */
-    char sql[64 + SEED_ROWS_PER_INSERT * 8];
+    char sql[96 + SEED_ROWS_PER_INSERT * 8];
     crest_buf_t b = CREST_BUF_ON(sql);
     crest_buf_puts(&b, "INSERT INTO World (id, randomNumber) VALUES (?, ?)");
     for (int i = 1; i < SEED_ROWS_PER_INSERT; i++)
@@ -136,7 +136,9 @@ static int seed(crest_db_t *db) {
     crest_buf_puts(&b, " ON CONFLICT DO NOTHING");
     crest_buf_append(&b, "", 1);
     crest_db_sql_t *world_add, *fortune_add;
-    if ((rc = crest_db_statement(db, b.ptr, &world_add)) != 0 ||
+    rc = b.err ? b.err : crest_db_statement(db, b.ptr, &world_add);
+    crest_buf_free(&b); /* the statement keeps its own copy */
+    if (rc != 0 ||
         (rc = crest_db_statement(db,
                                  "INSERT INTO Fortune (id, message) VALUES (?, ?) ON CONFLICT DO "
                                  "NOTHING",

@@ -1,5 +1,6 @@
 /* crest__sql_to_pg: placeholders, the identity column, quotes and comments left alone, and every
- * input also checked as an exact-size heap copy of each prefix (AddressSanitizer sees overreads). */
+ * input also checked as an exact-size heap copy of each prefix (AddressSanitizer sees overreads).
+ */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -79,8 +80,8 @@ static void test_identity(void **state) {
     /* Only the whole phrase, at word boundaries, outside quotes. */
     expect("CREATE TABLE t (id INTEGER PRIMARY KEY, b xINTEGER PRIMARY KEY AUTOINCREMENT)",
            "CREATE TABLE t (id INTEGER PRIMARY KEY, b xINTEGER PRIMARY KEY AUTOINCREMENT)", 0);
-    expect("SELECT 'INTEGER PRIMARY KEY AUTOINCREMENT'", "SELECT 'INTEGER PRIMARY KEY AUTOINCREMENT'",
-           0);
+    expect("SELECT 'INTEGER PRIMARY KEY AUTOINCREMENT'",
+           "SELECT 'INTEGER PRIMARY KEY AUTOINCREMENT'", 0);
     expect("INTEGER PRIMARY KEY AUTOINCREMENTS", "INTEGER PRIMARY KEY AUTOINCREMENTS", 0);
 }
 
