@@ -108,7 +108,8 @@ define fuzz_rule
 build-fuzz/fuzz_$(1): fuzz/$(1)/fuzz_$(1).c $(LIB_SRC)
 	@mkdir -p build-fuzz
 	clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude -Isrc \
-		$(UV_CFLAGS) -DCREST_VERSION_STRING='"$(VERSION)"' -o $$@ $$< $(LIB_SRC) $(LDLIBS_ALL)
+		$(UV_CFLAGS) $(DEP_CFLAGS) -DCREST_VERSION_STRING='"$(VERSION)"' -o $$@ $$< $(LIB_SRC) \
+		$(LDLIBS_ALL)
 endef
 $(foreach n,$(FUZZ_NAMES),$(eval $(call fuzz_rule,$(n))))
 

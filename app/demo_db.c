@@ -66,8 +66,8 @@ static const char SQL_TODO_DEL[] = "DELETE FROM todo WHERE id = ?";
 static const char *const SQL_SCHEMA[] = {
     "CREATE TABLE IF NOT EXISTS World (id INTEGER PRIMARY KEY, randomNumber INTEGER NOT NULL)",
     "CREATE TABLE IF NOT EXISTS Fortune (id INTEGER PRIMARY KEY, message TEXT NOT NULL)",
-    "CREATE TABLE IF NOT EXISTS todo (id INTEGER PRIMARY KEY AUTOINCREMENT, title TEXT NOT NULL,"
-    " done INTEGER NOT NULL)",
+    ("CREATE TABLE IF NOT EXISTS todo (id INTEGER PRIMARY KEY AUTOINCREMENT, title TEXT NOT NULL,"
+     " done INTEGER NOT NULL)"),
 };
 static const char SQL_COUNTS[] = "SELECT (SELECT count(*) FROM World), (SELECT count(*) FROM "
                                  "Fortune)";
