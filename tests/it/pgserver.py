@@ -29,7 +29,8 @@ def _free_port():
 
 
 class PgServer:
-    def __init__(self):
+    def __init__(self, tls=None):
+        """tls: (cert, key) files to serve TLS with (ssl=on); plain TCP otherwise."""
         self.bin = _bindir()
         self.root = tempfile.mkdtemp(prefix="crest-pg-")
         self.data = os.path.join(self.root, "data")
@@ -39,6 +40,16 @@ class PgServer:
             pw = pwd.getpwnam("postgres")
             os.chown(self.root, pw.pw_uid, pw.pw_gid)
         self.port = _free_port()
+        self.tls = None
+        if tls is not None:
+            # PostgreSQL wants its key readable by its own user only.
+            self.tls = (os.path.join(self.root, "server.crt"), os.path.join(self.root, "server.key"))
+            shutil.copyfile(tls[0], self.tls[0])
+            shutil.copyfile(tls[1], self.tls[1])
+            os.chmod(self.tls[1], 0o600)
+            if self.as_root:
+                for f in self.tls:
+                    os.chown(f, pw.pw_uid, pw.pw_gid)
         self._run([os.path.join(self.bin, "initdb"), "-D", self.data, "-A", "trust", "-U",
                    "postgres", "--no-sync", "-E", "UTF8"])
         self.start()
@@ -54,17 +65,19 @@ class PgServer:
         return p
 
     def start(self):
+        opts = ("-p %d -k %s -c listen_addresses=127.0.0.1 -c max_connections=200"
+                % (self.port, self.root))
+        if self.tls:
+            opts += " -c ssl=on -c ssl_cert_file=%s -c ssl_key_file=%s" % self.tls
         self._run([os.path.join(self.bin, "pg_ctl"), "-D", self.data, "-l", self.log, "-w",
-                   "-t", "30", "-o",
-                   "-p %d -k %s -c listen_addresses=127.0.0.1 -c max_connections=200"
-                   % (self.port, self.root), "start"])
+                   "-t", "30", "-o", opts, "start"])
 
     def stop(self, mode="fast"):
         self._run([os.path.join(self.bin, "pg_ctl"), "-D", self.data, "-m", mode, "-w", "-t",
                    "30", "stop"], check=False)
 
-    def url(self, db):
-        return "postgres://postgres@127.0.0.1:%d/%s" % (self.port, db)
+    def url(self, db, host="127.0.0.1"):
+        return "postgres://postgres@%s:%d/%s" % (host, self.port, db)
 
     def psql(self, sql, db="postgres"):
         """Run sql; rows as lists of strings."""

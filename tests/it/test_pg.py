@@ -5,6 +5,10 @@ PostgreSQL is test_db.py with CREST_IT_DB=postgres."""
 
 import asyncio
 import json
+import os
+import shutil
+import subprocess
+import tempfile
 import time
 
 from harness import *
@@ -97,6 +101,7 @@ def _():
                 t0 = time.monotonic()
                 r = get(c, "/db")
                 eq(r.status, 503, "third batch")
+                eq(r.header("Retry-After"), "1", "Retry-After")
                 check(time.monotonic() - t0 < 1.0, "at once")
                 eq(get(c, "/plaintext").status, 200, "/plaintext meanwhile")
         finally:
@@ -122,6 +127,62 @@ def _():
         with srv.connect() as c:
             for target in ("/db", "/queries?queries=20", "/updates?queries=5"):
                 eq(get(c, target).status, 200, target)
+
+
+@T.case("TLS to PostgreSQL where the URL asks for it (sslmode=verify-full: the server's "
+        "certificate checked against its name), and refused when the server's name is wrong")
+def _():
+    folder = tempfile.mkdtemp(prefix="crest-pg-tls.")
+    try:
+        cert, key = make_cert(folder)
+        tls_pg = pgserver.PgServer(tls=(cert, key))
+        try:
+            tls_pg.create_db("tls")
+            url = tls_pg.url("tls", host="localhost") + "?sslmode=verify-full&sslrootcert=" + cert
+            with demo("--db", url, "--threads", "1") as srv, srv.connect() as c:
+                for target in ("/db", "/queries?queries=5", "/fortunes"):
+                    eq(get(c, target).status, 200, target)
+                rows = tls_pg.psql("SELECT count(*) FROM pg_stat_ssl s JOIN pg_stat_activity a "
+                                   "USING (pid) WHERE a.application_name = 'crest' AND s.ssl",
+                                   "tls")
+                check(int(rows[0][0]) >= 1, "crest's connections use TLS: %r" % rows)
+            # The certificate is for localhost and 127.0.0.1, not for this name.
+            bad = tls_pg.url("tls", host="127.0.0.1").replace("127.0.0.1", "127.0.0.2")
+            rc, out, err = run_cli([CREST_BIN, "demo", "--port", "0", "--db",
+                                    bad + "?sslmode=verify-full&sslrootcert=" + cert])
+            check(rc != 0 and "crest: database" in err, "wrong name refused: %d %r" % (rc, err))
+        finally:
+            tls_pg.close()
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@T.case("/queries?queries=20 is one round trip: crest sends its 20 queries to PostgreSQL in one "
+        "write (strace counts the writes on the database's socket)")
+def _():
+    if shutil.which("strace") is None:
+        fail("strace is not installed (scripts/deps.sh test installs it)")
+    with server("trips") as srv, srv.connect() as c:
+        eq(get(c, "/queries?queries=20").status, 200, "warm: the connection is up, prepared")
+        log = os.path.join(tempfile.mkdtemp(prefix="crest-strace."), "trace")
+        tracer = subprocess.Popen(["strace", "-f", "-qq", "-e", "trace=sendto,sendmsg,write,writev",
+                                   "-o", log, "-p", str(srv.proc.pid)],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            time.sleep(0.5)  # strace attaches to every thread; no event to wait on
+            for _ in range(3):
+                r = get(c, "/queries?queries=20")
+                eq(r.status, 200, "/queries")
+                eq(len(json.loads(r.body)), 20, "rows")
+            time.sleep(0.2)
+        finally:
+            tracer.terminate()
+            tracer.wait(5)
+        lines = open(log).read().splitlines()
+        shutil.rmtree(os.path.dirname(log), ignore_errors=True)
+        # Writes that carry the extended protocol's Bind messages go to PostgreSQL.
+        to_pg = [l for l in lines if "sendto(" in l and '"B\\0' in l]
+        eq(len(to_pg), 3, "writes to PostgreSQL for 3 requests (%s)" % "\n".join(lines[:20]))
 
 
 if __name__ == "__main__":
