@@ -394,13 +394,13 @@ for ((rep = 1; rep <= REPEATS; rep++)); do
             c0=$(core_busy $SERVER_CPU)
             l0=$(core_busy $CLIENT_CPU)
             w0=$(date +%s.%N)
-            # wrk's own CPU time too (its rusage, from the Python that runs it): a busy CPU 1 is
-            # PostgreSQL's or the client's.
-            res=$($PY -c 'import resource, subprocess, sys
+            # wrk's own CPU time too (its rusage, from the Python that runs it, on CPU 1 as well):
+            # a busy CPU 1 is PostgreSQL's or the client's.
+            res=$(taskset -c $CLIENT_CPU "$PY" -c 'import resource, subprocess, sys
 out = subprocess.run(sys.argv[1:], stdout=subprocess.PIPE, text=True).stdout
 r = resource.getrusage(resource.RUSAGE_CHILDREN)
 print(out + "WRK_CPU_S %.3f" % (r.ru_utime + r.ru_stime))' \
-                taskset -c $CLIENT_CPU wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency "$url")
+                wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency "$url")
             w1=$(date +%s.%N)
             t1=$(cpu_ticks "$SPID")
             c1=$(core_busy $SERVER_CPU)
