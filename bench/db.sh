@@ -117,7 +117,7 @@ trap db_cleanup EXIT
 # ---------------------------------------------------------------- install -------------------
 log "installing what is missing"
 "$REPO/scripts/deps.sh" build
-want="wrk curl procps"
+want="wrk curl procps python3"
 [[ -n $PEERS ]] && want+=" postgresql"
 [[ " $PEERS " == *" fastapi "* ]] &&
     want+=" python3-fastapi python3-uvicorn python3-asyncpg python3-uvloop python3-httptools"
@@ -481,13 +481,17 @@ def rng(cfg, ep, key, fmt):
     return (fmt + " (" + fmt + "–" + fmt + ")") % (statistics.median(v), min(v), max(v))
 
 print("## TechEmpower database tests: crest on SQLite and PostgreSQL, Node.js, FastAPI, Java\n")
+pg_where = ("PostgreSQL on CPU %s" % pg_cpu if any(c[:7] != "sqlite-" for c in configs)
+            else "no PostgreSQL")
 print("`%s`: each server on CPU 0 and configured for one core, `wrk -t1 -c%s` on CPU 1, "
-      "PostgreSQL on CPU %s. %s repeats x %s s (after %s s of warm-up), median (min–max); "
+      "%s. %s repeats x %s s (after %s s of warm-up), median (min–max); "
       "CPU µs per request from /proc: the server's, PostgreSQL's (all its processes) and their "
       "sum. \"vs crest (PostgreSQL)\" is req/s over crest's on PostgreSQL. Where \"CPU 1 busy\" "
       "nears 100 %%, PostgreSQL and wrk share a saturated core: req/s is then PostgreSQL's "
-      "limit, and CPU per request compares the servers.\n"
-      % (cmdline, conns, pg_cpu, repeats, duration, warmup))
+      "limit, and CPU per request compares the servers. "
+      "\"Other load on CPU 0\": its busy time that the server did not spend (the kernel's "
+      "network work, other tenants of this shared machine).\n"
+      % (cmdline, conns, pg_where, repeats, duration, warmup))
 print("Versions: " + "; ".join(versions.split("\n")) + "\n")
 for ep in endpoints:
     print("### GET %s\n" % ep)
@@ -501,6 +505,8 @@ for ep in endpoints:
             why = failed.get(cfg, ["did not run"])[0]
             print("| %s | %s | | | | | | | | | |" % (name, why.replace("|", "/")))
             continue
+        if cfg in failed:
+            name += " (did not start in %d of %s repeats)" % (len(failed[cfg]), repeats)
         r = med(cfg, ep, "rps")
         ratio = "%.2f×" % (r / base) if base else "n/a"
         non2xx = sum(vals(cfg, ep, "non2xx"))
