@@ -699,7 +699,8 @@ typedef struct {
     int64_t cursor;   /* the last id rendered */
     int64_t end;      /* the page's last id (INT64_MAX while the page reaches the table's end) */
     int remaining;    /* rows the page may still have */
-    int slice_rows;   /* rows asked of the next slice (grows from a cut slice's size) */
+    int slice_rows;   /* rows to ask of the next slice (grows from a cut slice's size) */
+    int asked;        /* rows the slice in flight asked for */
     int rows;         /* rows rendered so far */
     int has_next;     /* rows remain after the page: send Link */
     int bounds_known; /* the first batch came back */
@@ -859,10 +860,13 @@ static void on_list_rows(crest_req_t *req, int status, crest_db_query_t *q, void
             todo_json(&l->out, l->cursor, crest_db_text(q, i, r, 1), (int)crest_db_int(q, i, r, 2));
         }
         l->remaining -= n;
+        int cut = crest_db_cut(q, i);
         /* Rows asked next time: twice what fitted this time when the slice was cut (so that few
          * rows are read past the cut and dropped), else as many as remain. */
-        l->slice_rows = crest_db_cut(q, i) ? 2 * (n > 0 ? n : 1) : l->remaining;
-        if (!crest_db_cut(q, i) || l->remaining <= 0) {
+        l->slice_rows = cut ? 2 * (n > 0 ? n : 1) : l->remaining;
+        /* Over when the page is full, or when a slice that was not cut brought fewer rows than
+         * asked: nothing is left up to the page's end. */
+        if (l->remaining <= 0 || (!cut && n < l->asked)) {
             crest_buf_puts(&l->out, "]");
             l->finished = 1;
         }
@@ -889,10 +893,11 @@ static int list_query(list_t *l) {
         end = INT64_MAX;
     }
     int ask = l->slice_rows < l->remaining ? l->slice_rows : l->remaining;
+    l->asked = ask > 0 ? ask : 1;
     crest_db_add(q, s->todo_slice);
     crest_db_arg_int(q, l->cursor);
     crest_db_arg_int(q, end);
-    crest_db_arg_int(q, ask > 0 ? ask : 1);
+    crest_db_arg_int(q, l->asked);
     crest_db_limit_bytes(q, SLICE_BYTES);
     return crest_db_run(q, l->req, on_list_rows, l);
 }

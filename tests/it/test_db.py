@@ -321,6 +321,32 @@ def _():
             eq(len(lst), 33, "todos kept")
 
 
+@T.case("todos: a page whose rows vary in size comes whole and in order, however its slices "
+        "are cut")
+def _():
+    with TmpDir() as tmp, db_server(tmp) as srv, srv.connect(timeout=20) as c:
+        want = []
+        for i in range(150):
+            # Three big rows first: the first slice is cut after them, the next asks twice as
+            # many rows and gets them all without a cut, and the page must go on after it.
+            title = ("big %d " % i) * 4000 if i < 3 or i % 50 == 0 else "small %d" % i
+            _, t = get_json(c, "POST", "/api/todos", json.dumps({"title": title, "done": False}),
+                            201)
+            want.append(t)
+        for limit in (150, 100, 37):
+            got, after = [], 0
+            while True:
+                r = c.request("GET", "/api/todos?limit=%d&after=%d" % (limit, after), timeout=20)
+                eq(r.status, 200, "page status")
+                page = json.loads(r.body)
+                got += page
+                if not r.header("Link"):
+                    break
+                after = page[-1]["id"]
+            eq([t["id"] for t in got], [t["id"] for t in want], "ids with limit %d" % limit)
+            eq(got, want, "rows with limit %d" % limit)
+
+
 # ---- durability ----
 
 @T.case("data survives a restart")
