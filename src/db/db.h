@@ -74,6 +74,9 @@ struct crest_db_query_s {
     uint64_t deadline;             /* PostgreSQL: uv_now() by which it must be answered */
     int answered; /* PostgreSQL: done already ran (timed out); results still to be read */
     void *ext;    /* the backend's per-loop state this batch counts against */
+    int seg_end;  /* PostgreSQL: a Sync follows this batch */
+    int victim;   /* PostgreSQL: aborted by a neighbour's error: to be sent again */
+    int resent;   /* PostgreSQL: times it was sent again */
     db_step_t steps_mem[2];
     db_arg_t args_mem[4];
     db_cell_t cells_mem[4];

@@ -8,18 +8,21 @@
  * stays set for TLS verification. GSSAPI encryption is off unless the URL asks for it, since
  * libpq's default ("prefer") can read Kerberos credentials synchronously.
  *
- * Pipelining. A batch goes out at once: for each statement its Parse the first time this
- * connection sees the statement (then it stays prepared, named "c<index>"), its Bind and Execute,
- * and one Sync at the end of the batch. PostgreSQL runs everything up to a Sync as one implicit
- * transaction: a write batch commits atomically at its Sync (synchronous_commit=on is set for the
- * session, so the answer to the Sync comes after the WAL is flushed), and an error aborts only the
- * rest of its own batch; the next batch starts clean at its own Sync. Results come back in the
- * order sent, so each connection keeps its batches in a FIFO and walks the expected results of
- * the head one by one (cursor_t).
- *
- * libpq 15 flushes at every PQpipelineSync, so each batch costs one send(2). Batches sent in one
- * turn of the loop are still corked together (TCP_CORK until the loop's check phase), so the
- * server receives a turn's batches in one segment and answers them in one round trip.
+ * Pipelining. Batches are sent at the end of the loop's turn (a uv_check): all of a turn's
+ * batches for one connection in one write. For each statement: its Parse the first time this
+ * connection sees the statement (then it stays prepared, named "c<index>"), its Bind and Execute.
+ * PostgreSQL runs everything up to a Sync as one implicit transaction and answers each Sync with
+ * a flush of its output, so Syncs cost: the read batches of one turn share one Sync (one
+ * transaction and one write each way for all the /db requests that came in that turn), while a
+ * batch that writes, takes a lock or wants one snapshot has a Sync before and after it, so that it
+ * commits alone and atomically (synchronous_commit=on is set for the session: the answer to its
+ * Sync comes after the WAL is flushed). An error aborts the rest of its segment: the batch that
+ * failed gets its error, and the read batches after it in the segment, which did nothing wrong,
+ * are sent again (a read has no effect to undo), so one failing query never fails its * neighbours
+ * (sent again, a batch has a Sync of its own, so it is aborted at most once). A read batch is
+ * complete once its last result is in, without waiting for the Sync. Results come back in the order
+ * sent, so each connection keeps its batches in a FIFO and walks the expected results of the head
+ * one by one (cursor_t).
  *
  * Failures. A batch is answered CREST_ETIMEDOUT once opts.timeout_ms passed (the server's own
  * statement_timeout is the same, so a slow statement is also cancelled there); its results are
@@ -33,7 +36,6 @@
 #include <libpq-fe.h>
 #include <netdb.h>
 #include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,7 +52,9 @@
 enum { C_DOWN, C_CONNECTING, C_READY };
 
 /* Where a connection is in the results of its head batch. */
-enum { OP_BEGIN, OP_LOCK, OP_PREP, OP_EXEC, OP_COMMIT, OP_SYNC };
+enum { OP_BEGIN, OP_LOCK, OP_PREP, OP_EXEC, OP_COMMIT, OP_SYNC, OP_NEXT };
+/* A read batch is sent again at most this often after neighbours' errors (then it fails). */
+#define MAX_RESENDS 3
 typedef struct {
     int op;
     int step;
@@ -66,11 +70,12 @@ typedef struct {
     int fd;
     int events; /* what poll waits for */
     int state;
-    int corked;
     unsigned char *prepared; /* per statement index: Parse sent on this connection */
     crest_db_query_t *head;  /* batches sent, oldest first */
     crest_db_query_t *tail;
-    size_t inflight;      /* batches in head..tail */
+    crest_db_query_t *pend_head; /* batches for the end of this turn, not sent yet */
+    crest_db_query_t *pend_tail;
+    size_t inflight;      /* batches sent or pending */
     cursor_t cur;         /* in head's results */
     int err;              /* head's first error */
     uint64_t retry_at;    /* C_DOWN: when to connect again */
@@ -88,11 +93,11 @@ struct pg_loop_s {
     int nconns;
     crest_db_query_t *wait_head; /* batches waiting for a connection */
     crest_db_query_t *wait_tail;
-    size_t queued;     /* waiting and in flight (opts.max_queue) */
-    uv_timer_t tick;   /* deadlines and reconnects, while anything needs them */
-    uv_check_t uncork; /* end of the loop's turn: uncork connections */
-    int closing;       /* handles left to close before the memory goes */
-    char **argbuf;     /* parameter values of the batch being sent */
+    size_t queued;    /* waiting and in flight (opts.max_queue) */
+    uv_timer_t tick;  /* deadlines and reconnects, while anything needs them */
+    uv_check_t flush; /* end of the loop's turn: send what is pending */
+    int closing;      /* handles left to close before the memory goes */
+    char **argbuf;    /* parameter values of the batch being sent */
     size_t argcap;
     crest__ratelimit_t log_rl;
     int was_down; /* logged "unreachable" since the last success */
@@ -184,9 +189,11 @@ static cursor_t next_op(const crest_db_query_t *q, cursor_t c) {
     case OP_EXEC:
         if (c.step + 1 < q->nsteps)
             return (cursor_t){q->steps[c.step + 1].prepare_sent ? OP_PREP : OP_EXEC, c.step + 1};
-        return (cursor_t){(q->flags & CREST_DB_SNAPSHOT) ? OP_COMMIT : OP_SYNC, 0};
+        if (q->flags & CREST_DB_SNAPSHOT)
+            return (cursor_t){OP_COMMIT, 0};
+        return (cursor_t){q->seg_end ? OP_SYNC : OP_NEXT, 0};
     default:
-        return (cursor_t){OP_SYNC, 0};
+        return (cursor_t){q->seg_end ? OP_SYNC : OP_NEXT, 0};
     }
 }
 
@@ -202,7 +209,14 @@ static void queue_drop(pg_loop_t *pl) {
     pl->queued--;
 }
 
-/* The head batch's Sync came: it is over. */
+static int is_read(const crest_db_query_t *q) {
+    return !(q->flags & (CREST_DB_WRITE | CREST_DB_EXCLUSIVE | CREST_DB_SNAPSHOT));
+}
+
+static void pend(pgc_t *c, crest_db_query_t *q);
+
+/* The head batch is over (its last result, or its Sync): answer it, or send it again when a
+ * neighbour's error aborted it. */
 static void head_done(pgc_t *c) {
     crest_db_query_t *q = c->head;
     c->head = q->next;
@@ -210,17 +224,25 @@ static void head_done(pgc_t *c) {
         c->tail = NULL;
     c->inflight--;
     c->stuck_since = 0;
-    queue_drop(c->pl);
     int err = c->err;
     c->err = 0;
     if (c->head != NULL) {
         c->cur = first_op(c->head);
         enter_op(c);
     }
+    if (q->victim && !q->answered && is_read(q) && q->resent < MAX_RESENDS) {
+        q->victim = 0;
+        q->resent++;
+        crest__db_clear_results(q);
+        crest__db_set_error(q, NULL);
+        pend(c, q);
+        return;
+    }
+    queue_drop(c->pl);
     if (q->answered)
         crest_db_query_free(q);
     else
-        crest__db_finish(q, err);
+        crest__db_finish(q, err ? err : q->victim ? CREST_EAGAIN : 0);
 }
 
 static void on_result(pgc_t *c, PGresult *r) {
@@ -229,13 +251,21 @@ static void on_result(pgc_t *c, PGresult *r) {
     if (s == PGRES_FATAL_ERROR) {
         if (c->cur.op == OP_PREP)
             c->prepared[q->steps[c->cur.step].sql->index] = 0; /* never made: Parse it again */
-        if (c->err == 0)
+        const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+        if (state != NULL && strcmp(state, "26000") == 0 && c->cur.op == OP_EXEC) {
+            /* Its Parse went out in a segment that a neighbour's error aborted: Parse again. */
+            c->prepared[q->steps[c->cur.step].sql->index] = 0;
+            q->victim = 1;
+        }
+        if (c->err == 0 && !q->victim)
             c->err = result_error(q, r);
         return;
     }
     if (s == PGRES_PIPELINE_ABORTED) {
         if (c->cur.op == OP_PREP)
             c->prepared[q->steps[c->cur.step].sql->index] = 0;
+        if (c->err == 0)
+            q->victim = 1; /* a batch before it in the segment failed, not this one */
         return;
     }
     if (c->cur.op == OP_EXEC && c->err == 0 && !q->answered &&
@@ -259,7 +289,10 @@ static void conn_read(pgc_t *c) {
         PGresult *r = PQgetResult(c->conn);
         if (r == NULL) { /* the current operation's results are over */
             c->cur = next_op(c->head, c->cur);
-            enter_op(c);
+            if (c->cur.op == OP_NEXT)
+                head_done(c); /* a read batch sharing the Sync after it: complete now */
+            else
+                enter_op(c);
             continue;
         }
         if (PQresultStatus(r) == PGRES_PIPELINE_SYNC) {
@@ -332,50 +365,64 @@ static int send_batch(pgc_t *c, crest_db_query_t *q) {
     if ((q->flags & CREST_DB_SNAPSHOT) &&
         !PQsendQueryParams(conn, "COMMIT", 0, NULL, NULL, NULL, NULL, 0))
         return CREST_ECONNRESET;
-    if (!PQpipelineSync(conn))
-        return CREST_ECONNRESET;
     return 0;
 }
 
-static void on_uncork(uv_check_t *h) {
-    pg_loop_t *pl = CREST__CONTAINER_OF(h, pg_loop_t, uncork);
-    int off = 0;
-    for (int i = 0; i < pl->nconns; i++) {
-        pgc_t *c = &pl->conns[i];
-        if (c->corked && c->state == C_READY)
-            setsockopt(c->fd, IPPROTO_TCP, TCP_CORK, &off, sizeof(off));
-        c->corked = 0;
-    }
-    uv_check_stop(h);
-}
-
-/* Send q on c (ready): it joins c's FIFO. On failure the connection is lost, and q with it. */
-static void conn_send(pgc_t *c, crest_db_query_t *q) {
-    pg_loop_t *pl = c->pl;
-    if (!c->corked) {
-        /* Until the end of this turn: see the top of the file. Not TCP (a Unix socket): no-op. */
-        int on = 1;
-        if (setsockopt(c->fd, IPPROTO_TCP, TCP_CORK, &on, sizeof(on)) == 0) {
-            c->corked = 1;
-            uv_check_start(&pl->uncork, on_uncork);
-        }
-    }
+/* Put q at the end of c's FIFO and send it, with a Sync after it unless `shared` (a read batch
+ * that the next one may share a Sync with). Returns 0, or an error: the connection is then
+ * unusable. */
+static int send_one(pgc_t *c, crest_db_query_t *q, int shared) {
     q->next = NULL;
+    q->seg_end = 0;
     int was_idle = c->head == NULL;
     if (c->tail)
         c->tail->next = q;
     else
         c->head = q;
     c->tail = q;
-    c->inflight++;
     int rc = send_batch(c, q);
     if (was_idle) {
         c->cur = first_op(q);
         c->err = 0;
         enter_op(c);
     }
+    if (rc == 0 && !shared) {
+        q->seg_end = 1;
+        if (!PQpipelineSync(c->conn))
+            rc = CREST_ECONNRESET;
+    }
+    return rc;
+}
+
+/* End the open read segment: the batch sent last gets the Sync. */
+static int close_segment(pgc_t *c) {
+    c->tail->seg_end = 1;
+    return PQpipelineSync(c->conn) ? 0 : CREST_ECONNRESET;
+}
+
+/* Send every batch pending on c: read batches share a Sync, the others have their own. */
+static void send_pending(pgc_t *c) {
+    int open = 0; /* read batches sent since the last Sync */
+    int rc = 0;
+    while (c->pend_head != NULL && rc == 0) {
+        crest_db_query_t *q = c->pend_head;
+        /* A batch sent again goes alone: whatever else fails cannot abort it a second time. */
+        int shared = is_read(q) && q->resent == 0;
+        if (!shared && open) {
+            open = 0;
+            if ((rc = close_segment(c)) != 0)
+                break; /* q is still pending: conn_lost moves it to the wait list */
+        }
+        c->pend_head = q->next;
+        if (c->pend_head == NULL)
+            c->pend_tail = NULL;
+        rc = send_one(c, q, shared);
+        open = shared;
+    }
+    if (rc == 0 && open)
+        rc = close_segment(c);
     if (rc == CREST_ENOMEM) {
-        /* Nothing of it can be taken back from libpq's buffer: the connection is unusable. */
+        /* What was sent cannot be taken back from libpq's buffer: the connection is unusable. */
         conn_lost(c, "out of memory while sending");
         return;
     }
@@ -384,6 +431,40 @@ static void conn_send(pgc_t *c, crest_db_query_t *q) {
         return;
     }
     watch(c);
+}
+
+/* The end of the loop's turn: send what the turn's handlers asked for. A callback run from here
+ * (a connection lost while sending) may add batches: go round again, since the check phase does
+ * not come back before the loop next waits for events. */
+static void on_flush(uv_check_t *h) {
+    pg_loop_t *pl = CREST__CONTAINER_OF(h, pg_loop_t, flush);
+    int left = 0;
+    for (int round = 0; round < 8; round++) {
+        left = 0;
+        for (int i = 0; i < pl->nconns; i++) {
+            pgc_t *c = &pl->conns[i];
+            if (c->pend_head != NULL && c->state == C_READY) {
+                send_pending(c);
+                left = 1;
+            }
+        }
+        if (!left)
+            break;
+    }
+    if (!left)
+        uv_check_stop(h);
+}
+
+/* Queue q on c (ready) for the end of this turn. */
+static void pend(pgc_t *c, crest_db_query_t *q) {
+    q->next = NULL;
+    if (c->pend_tail)
+        c->pend_tail->next = q;
+    else
+        c->pend_head = q;
+    c->pend_tail = q;
+    c->inflight++;
+    uv_check_start(&c->pl->flush, on_flush);
 }
 
 /* ---- connecting ---- */
@@ -422,7 +503,6 @@ static void conn_close(pgc_t *c) {
     if (c->conn != NULL)
         PQfinish(c->conn);
     c->conn = NULL;
-    c->corked = 0;
     memset(c->prepared, 0, CREST__DB_MAX_SQL);
 }
 
@@ -463,6 +543,14 @@ static void conn_lost(pgc_t *c, const char *why) {
     c->head = c->tail = NULL;
     c->inflight = 0;
     c->err = 0;
+    /* Batches not sent yet lose nothing: they wait for a connection like new ones. */
+    if (c->pend_head != NULL) {
+        c->pend_tail->next = pl->wait_head;
+        pl->wait_head = c->pend_head;
+        if (pl->wait_tail == NULL)
+            pl->wait_tail = c->pend_tail;
+        c->pend_head = c->pend_tail = NULL;
+    }
     c->stuck_since = 0;
     conn_close(c);
     schedule_retry(c);
@@ -608,7 +696,7 @@ static void flush_waiting(pg_loop_t *pl) {
         pl->wait_head = q->next;
         if (pl->wait_head == NULL)
             pl->wait_tail = NULL;
-        conn_send(c, q);
+        pend(c, q);
     }
 }
 
@@ -696,15 +784,18 @@ static void loop_finish(crest__loop_ext_t *ext, crest_loop_t *loop) {
         conn_close(c);
         c->state = C_DOWN;
         fail_queue(q, pl, CREST_ECANCELED, "the server is stopping");
+        q = c->pend_head;
+        c->pend_head = c->pend_tail = NULL;
+        fail_queue(q, pl, CREST_ECANCELED, "the server is stopping");
     }
     crest_db_query_t *w = pl->wait_head;
     pl->wait_head = pl->wait_tail = NULL;
     fail_queue(w, pl, CREST_ECANCELED, "the server is stopping");
     pl->closing = 2;
     pl->tick.data = pl;
-    pl->uncork.data = pl;
+    pl->flush.data = pl;
     uv_close((uv_handle_t *)&pl->tick, handle_closed);
-    uv_close((uv_handle_t *)&pl->uncork, handle_closed);
+    uv_close((uv_handle_t *)&pl->flush, handle_closed);
 }
 
 static pg_loop_t *loop_state(crest_db_t *db, crest_loop_t *loop) {
@@ -736,9 +827,7 @@ static pg_loop_t *loop_state(crest_db_t *db, crest_loop_t *loop) {
     pl->db = db;
     pl->loop = loop;
     uv_timer_init(&loop->uv, &pl->tick);
-    uv_check_init(&loop->uv, &pl->uncork);
-    /* Neither keeps the loop alive on its own: a loop drains and ends with connections up. */
-    uv_unref((uv_handle_t *)&pl->uncork);
+    uv_check_init(&loop->uv, &pl->flush);
     pl->ext.owner = db;
     pl->ext.finish = loop_finish;
     crest__loop_ext_add(loop, &pl->ext);
@@ -759,7 +848,7 @@ static int pg_run(crest_db_query_t *q) {
     start_tick(pl);
     pgc_t *c = pick(pl);
     if (c != NULL) {
-        conn_send(c, q);
+        pend(c, q);
         return 0;
     }
     q->next = NULL;

@@ -194,6 +194,34 @@ static int mw_auth(crest_req_t *req, void *data) {
     return crest_res_send(req, 401, "text/plain", "unauthorized", 12);
 }
 
+/* ---- the database API's failure paths (only with an explicit --db) ----
+ * GET /db/calc?d=N answers 42 / N from the database: 42 for d=1, and an error for d=0 (division
+ * by zero on PostgreSQL). Requests pipelined on one connection reach the database in one turn,
+ * so a failing one shares its Sync with good ones. */
+static crest_db_sql_t *sql_calc;
+
+static void on_calc_done(crest_req_t *req, int status, crest_db_query_t *q, void *arg) {
+    (void)arg;
+    if (status != 0) {
+        char msg[160];
+        int n = snprintf(msg, sizeof(msg), "%s", crest_strerror(status));
+        crest_res_send(req, crest_db_retryable(status) ? 503 : 500, "text/plain", msg, (size_t)n);
+        return;
+    }
+    crest_str_t v = crest_db_text(q, 0, 0, 0);
+    crest_res_send(req, 200, "text/plain", v.ptr, v.len);
+}
+
+static int on_calc(crest_req_t *req, void *data) {
+    crest_str_t d = crest_req_query_param(req, "d");
+    crest_db_query_t *q = crest_db_query(data, 0);
+    if (q == NULL)
+        return CREST_ENOMEM;
+    crest_db_add(q, sql_calc);
+    crest_db_arg_int(q, d.len == 1 && d.ptr[0] == '0' ? 0 : 1);
+    return crest_db_run(q, req, on_calc_done, NULL);
+}
+
 int main(int argc, char **argv) {
     cli_opts_t opts;
     int rc = cli_parse(argc, argv, 1, "it_app", &opts);
@@ -213,11 +241,21 @@ int main(int argc, char **argv) {
     rc = rc ? rc : crest_app_route(app, "GET", "/big", on_big, NULL);
     rc = rc ? rc : crest_app_route(app, "GET", "/flow", on_flow, NULL);
     rc = rc ? rc : crest_app_route(app, "GET", "/stats", on_stats, app);
+    crest_db_t *db = NULL;
+    int with_db = 0;
+    for (int i = 1; i < argc; i++)
+        with_db |= strncmp(argv[i], "--db", 4) == 0;
+    if (rc == 0 && with_db) {
+        rc = crest_db_open(opts.db_url, &opts.db, &db);
+        rc = rc ? rc : crest_db_statement(db, "SELECT 42 / ?", &sql_calc);
+        rc = rc ? rc : crest_app_route(app, "GET", "/db/calc", on_calc, db);
+    }
     if (rc != 0) {
         fprintf(stderr, "it_app: %s\n", crest_strerror(rc));
         return 1;
     }
     rc = cli_serve(app, &opts);
     crest_app_free(app);
+    crest_db_close(db);
     return rc;
 }

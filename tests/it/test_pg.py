@@ -185,6 +185,63 @@ def _():
         eq(len(to_pg), 3, "writes to PostgreSQL for 3 requests (%s)" % "\n".join(lines[:20]))
 
 
+def h2_requests(port, paths, timeout=10):
+    """Sends every path as a stream of one HTTP/2 connection (prior knowledge) in one write, so
+    the server handles them all in one turn of its loop; returns [(status, body)] in order."""
+    import socket
+    import h2.config
+    import h2.connection
+    import h2.events
+    sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    try:
+        conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+        conn.initiate_connection()
+        sids = []
+        for path in paths:
+            sid = conn.get_next_available_stream_id()
+            conn.send_headers(sid, [(":method", "GET"), (":path", path), (":scheme", "http"),
+                                    (":authority", "127.0.0.1")], end_stream=True)
+            sids.append(sid)
+        sock.sendall(conn.data_to_send())
+        status, body, ended = {}, {}, set()
+        deadline = time.monotonic() + timeout
+        while len(ended) < len(sids):
+            if time.monotonic() > deadline:
+                fail("HTTP/2 answers missing: %d of %d" % (len(ended), len(sids)))
+            data = sock.recv(65536)
+            if not data:
+                fail("connection closed with %d of %d answers" % (len(ended), len(sids)))
+            for ev in conn.receive_data(data):
+                if isinstance(ev, h2.events.ResponseReceived):
+                    status[ev.stream_id] = int(dict(ev.headers)[b":status"])
+                elif isinstance(ev, h2.events.DataReceived):
+                    body[ev.stream_id] = body.get(ev.stream_id, b"") + ev.data
+                    conn.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
+                elif isinstance(ev, h2.events.StreamEnded):
+                    ended.add(ev.stream_id)
+            sock.sendall(conn.data_to_send())
+        return [(status.get(sid), body.get(sid, b"")) for sid in sids]
+    finally:
+        sock.close()
+
+
+@T.case("a batch that fails shares its Sync with good ones (HTTP/2 streams handled in one "
+        "turn): it gets its error, its neighbours are sent again and succeed")
+def _():
+    with it_app("--db", pg().create_db("calc"), "--threads", "1") as srv:
+        with srv.connect() as c:
+            eq(get(c, "/db/calc?d=1").body, b"42", "warm")
+        pattern = [1, 0, 1, 1, 0, 1, 0, 0, 1, 1]
+        got = h2_requests(srv.port, ["/db/calc?d=%d" % d for d in pattern])
+        for i, (d, (status, body)) in enumerate(zip(pattern, got)):
+            if d:
+                eq((status, body), (200, b"42"), "stream %d (a good one)" % i)
+            else:
+                eq(status, 500, "stream %d (division by zero)" % i)
+        with srv.connect() as c:
+            eq(get(c, "/db/calc?d=1").body, b"42", "after")
+
+
 if __name__ == "__main__":
     try:
         T.main(needs=("crest",))
