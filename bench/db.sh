@@ -64,7 +64,7 @@ PY=/usr/bin/python3
 PGBIN=/usr/lib/postgresql/15/bin
 JDBC_JAR=/usr/share/java/postgresql.jar
 PEER_DIR=$BENCH/peers/db
-ENDPOINTS="/db /queries?queries=20 /fortunes /updates?queries=20"
+ENDPOINTS=${ENDPOINTS:-/db /queries?queries=20 /fortunes /updates?queries=20}
 
 # shellcheck source=bench/lib.sh
 source "$BENCH/lib.sh" # log, stop_pid, tree_pids, cpu_ticks, core_busy, apt_install, STARTED
