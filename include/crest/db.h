@@ -21,12 +21,13 @@
  *   more). The file is in WAL mode, so readers never wait for the writer.
  * - SQLite, write batch: on the database's writer thread. Writers queued while a commit is under
  *   way share the next one (group commit): one fsync for all of them, each batch still its own
- *   all-or-nothing unit (a savepoint), so one batch failing never fails another.
- * - PostgreSQL: on the loop thread's own connections (libpq, non-blocking, pipeline mode).
- *   Batches a loop thread sends in one turn of its loop go out together; each ends at its own
- *   sync point, so one failing never fails its neighbours; statements are prepared once per
- *   connection. A batch waits at most opts.timeout_ms; while PostgreSQL is unreachable batches
- *   fail fast (CREST_ECONNREFUSED) and crest reconnects by itself with backoff.
+ *   all-or-nothing unit (a savepoint), so one batch failing never fails another. * - PostgreSQL: on
+ * the loop thread's own connections (libpq, non-blocking, pipeline mode). Batches a loop thread
+ * sends in one turn of its loop go out together, in one write, at the end of the turn; read batches
+ * share one sync point and a batch that writes has its own, and a batch that fails never fails its
+ * neighbours (those it aborted are sent again). Statements are prepared once per connection. A
+ * batch waits at most opts.timeout_ms; while PostgreSQL is unreachable batches fail fast
+ * (CREST_ECONNREFUSED) and crest reconnects by itself with backoff.
  *
  * Errors are CREST_E* codes; crest_db_error() gives the backend's message. Those that mean "try
  * again later" (answer 503 with Retry-After) are listed by crest_db_retryable(). */

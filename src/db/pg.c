@@ -18,7 +18,7 @@
  * commits alone and atomically (synchronous_commit=on is set for the session: the answer to its
  * Sync comes after the WAL is flushed). An error aborts the rest of its segment: the batch that
  * failed gets its error, and the read batches after it in the segment, which did nothing wrong,
- * are sent again (a read has no effect to undo), so one failing query never fails its * neighbours
+ * are sent again (a read has no effect to undo), so one failing query never fails its neighbours
  * (sent again, a batch has a Sync of its own, so it is aborted at most once). A read batch is
  * complete once its last result is in, without waiting for the Sync. Results come back in the order
  * sent, so each connection keeps its batches in a FIFO and walks the expected results of the head
@@ -47,7 +47,7 @@
 #define RETRY_MAX_MS 2000
 #define TICK_MS 100
 /* The advisory lock CREST_DB_EXCLUSIVE batches take: "crest" in ASCII. */
-#define EXCLUSIVE_KEY "500152161140"
+#define EXCLUSIVE_KEY "427121013620"
 
 enum { C_DOWN, C_CONNECTING, C_READY };
 
