@@ -93,11 +93,11 @@ struct pg_loop_s {
     int nconns;
     crest_db_query_t *wait_head; /* batches waiting for a connection */
     crest_db_query_t *wait_tail;
-    size_t queued;    /* waiting and in flight (opts.max_queue) */
-    uv_timer_t tick;  /* deadlines and reconnects, while anything needs them */
-    uv_check_t flush; /* end of the loop's turn: send what is pending */
-    int closing;      /* handles left to close before the memory goes */
-    char **argbuf;    /* parameter values of the batch being sent */
+    size_t queued;       /* waiting and in flight (opts.max_queue) */
+    uv_timer_t tick;     /* deadlines and reconnects, while anything needs them */
+    uv_check_t flush;    /* end of the loop's turn: send what is pending */
+    int closing;         /* handles left to close before the memory goes */
+    const char **argbuf; /* parameter values of the statement being sent */
     size_t argcap;
     crest__ratelimit_t log_rl;
     int was_down; /* logged "unreachable" since the last success */
@@ -310,6 +310,22 @@ static void conn_read(pgc_t *c) {
 
 /* ---- sending ---- */
 
+/* Step st's parameters in libpq's text format: integers written in decimal into ints (INT_TEXT
+ * bytes each), text pointing into q's arena (NUL-terminated there), NULL for NULL. */
+#define INT_TEXT 24
+static void text_args(const crest_db_query_t *q, const db_step_t *st, const char **vals,
+                      char *ints) {
+    for (uint32_t a = 0; a < st->nargs; a++) {
+        const db_arg_t *arg = &q->args[st->first_arg + a];
+        if (arg->kind == ARG_INT) {
+            snprintf(ints + a * INT_TEXT, INT_TEXT, "%lld", (long long)arg->i);
+            vals[a] = ints + a * INT_TEXT;
+        } else {
+            vals[a] = arg->kind == ARG_TEXT ? crest__db_arg_text(q, arg) : NULL;
+        }
+    }
+}
+
 static int send_batch(pgc_t *c, crest_db_query_t *q) {
     pg_loop_t *pl = c->pl;
     PGconn *conn = c->conn;
@@ -333,30 +349,18 @@ static int send_batch(pgc_t *c, crest_db_query_t *q) {
             c->prepared[sql->index] = 1;
             st->prepare_sent = 1;
         }
-        /* Text parameters: integers in decimal, in one block per batch step. */
         if (st->nargs > pl->argcap) {
-            char **n = realloc(pl->argbuf, st->nargs * sizeof(*n));
+            const char **n = realloc(pl->argbuf, st->nargs * sizeof(*n));
             if (n == NULL)
                 return CREST_ENOMEM;
             pl->argbuf = n;
             pl->argcap = st->nargs;
         }
-        char small[8 * 24], *ints = small;
-        if (st->nargs > 8 && (ints = malloc((size_t)st->nargs * 24)) == NULL)
+        char small[8 * INT_TEXT], *ints = small;
+        if (st->nargs > 8 && (ints = malloc((size_t)st->nargs * INT_TEXT)) == NULL)
             return CREST_ENOMEM;
-        for (uint32_t a = 0; a < st->nargs; a++) {
-            const db_arg_t *arg = &q->args[st->first_arg + a];
-            if (arg->kind == ARG_INT) {
-                snprintf(ints + a * 24, 24, "%lld", (long long)arg->i);
-                pl->argbuf[a] = ints + a * 24;
-            } else if (arg->kind == ARG_TEXT) {
-                pl->argbuf[a] = (char *)crest__db_arg_text(q, arg);
-            } else {
-                pl->argbuf[a] = NULL;
-            }
-        }
-        int ok = PQsendQueryPrepared(conn, name, (int)st->nargs, (const char *const *)pl->argbuf,
-                                     NULL, NULL, 0);
+        text_args(q, st, pl->argbuf, ints);
+        int ok = PQsendQueryPrepared(conn, name, (int)st->nargs, pl->argbuf, NULL, NULL, 0);
         if (ints != small)
             free(ints);
         if (!ok)
@@ -907,22 +911,14 @@ static int pg_run_sync(crest_db_query_t *q) {
     for (int i = 0; i < q->nsteps && rc == 0; i++) {
         db_step_t *st = &q->steps[i];
         const char **vals = calloc(st->nargs ? st->nargs : 1, sizeof(*vals));
-        char *ints = malloc((size_t)(st->nargs ? st->nargs : 1) * 24);
+        char *ints = malloc((size_t)(st->nargs ? st->nargs : 1) * INT_TEXT);
         if (vals == NULL || ints == NULL) {
             free(vals);
             free(ints);
             rc = CREST_ENOMEM;
             break;
         }
-        for (uint32_t a = 0; a < st->nargs; a++) {
-            const db_arg_t *arg = &q->args[st->first_arg + a];
-            if (arg->kind == ARG_INT) {
-                snprintf(ints + a * 24, 24, "%lld", (long long)arg->i);
-                vals[a] = ints + a * 24;
-            } else if (arg->kind == ARG_TEXT) {
-                vals[a] = crest__db_arg_text(q, arg);
-            }
-        }
+        text_args(q, st, vals, ints);
         rc = sync_exec(conn, q, st->sql->pgtext, (int)st->nargs, vals, st);
         free(vals);
         free(ints);
