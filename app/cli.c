@@ -40,6 +40,8 @@ static const char usage_text[] =
     "  --db-timeout DUR          a database batch not answered by then fails: 503 (5s)\n"
     "  --db-queue N              batches waiting per loop thread (PostgreSQL) or for the\n"
     "                            SQLite writer before 503 (default 1024)\n"
+    "  --redis URL               redis://HOST:PORT: chat rooms and /events span every\n"
+    "                            instance on that Redis (default $REDIS_URL, or none)\n"
     "  --max-hash-rounds N       most PBKDF2 rounds /work/hash accepts (default 1000000)\n"
     "  --ws-max-message SIZE     largest WebSocket message (default 1m; larger -> close 1009)\n"
     "  --ws-max-buffered SIZE    output a WebSocket may queue before it is slow (default 1m)\n"
@@ -153,6 +155,9 @@ int cli_parse(int argc, char **argv, int first, const char *command, cli_opts_t 
     env = getenv("DATABASE_URL");
     if (env && *env)
         out->db_url = env;
+    env = getenv("REDIS_URL");
+    if (env && *env)
+        out->redis_url = env;
     for (int i = first; i < argc; i++) {
         const char *a = argv[i];
         if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
@@ -212,7 +217,8 @@ int cli_parse(int argc, char **argv, int first, const char *command, cli_opts_t 
                                             "--hsts",
                                             "--db-conns",
                                             "--db-timeout",
-                                            "--db-queue"};
+                                            "--db-queue",
+                                            "--redis"};
         int k = -1;
         for (size_t j = 0; j < sizeof(known) / sizeof(known[0]); j++)
             if (strcmp(name, known[j]) == 0)
@@ -356,6 +362,11 @@ int cli_parse(int argc, char **argv, int first, const char *command, cli_opts_t 
         case 34:
             rc = parse_int(name, val, 1, 1 << 24, &v);
             out->db.max_queue = (size_t)v;
+            break;
+        case 35:
+            if (strncmp(val, "redis://", 8) != 0)
+                rc = bad(name, "a URL such as redis://127.0.0.1:6379", val);
+            out->redis_url = val;
             break;
         }
         if (rc != 0)

@@ -6,12 +6,13 @@
 
 typedef struct {
     crest_app_opts_t app;
-    int quiet;            /* no log lines on stderr */
-    int workers;          /* CPU worker threads; 0: the number of CPUs */
-    size_t work_queue;    /* jobs waiting for a worker before 503; default 1024 */
-    const char *db_url;   /* "sqlite:PATH" (default sqlite:crest.db) or "postgres://..." */
-    crest_db_opts_t db;   /* --db-conns, --db-timeout, --db-queue */
-    long max_hash_rounds; /* /work/hash rounds above this -> 400; default 1000000 */
+    int quiet;             /* no log lines on stderr */
+    int workers;           /* CPU worker threads; 0: the number of CPUs */
+    size_t work_queue;     /* jobs waiting for a worker before 503; default 1024 */
+    const char *db_url;    /* "sqlite:PATH" (default sqlite:crest.db) or "postgres://..." */
+    crest_db_opts_t db;    /* --db-conns, --db-timeout, --db-queue */
+    const char *redis_url; /* --redis URL or $REDIS_URL: bridge chat rooms and /events; or NULL */
+    long max_hash_rounds;  /* /work/hash rounds above this -> 400; default 1000000 */
     /* WebSocket routes (0: the library's default). */
     size_t ws_max_message;
     size_t ws_max_buffered;

@@ -144,6 +144,31 @@ static int on_metrics(crest_req_t *req, void *data) {
                      "crest_pubsub_queued_bytes %llu\n",
                      (unsigned long long)ps.queue_dropped, (unsigned long long)ps.slow_skipped,
                      (unsigned long long)ps.queued_messages, (unsigned long long)ps.queued_bytes);
+    crest_buf_printf(&b,
+                     "# HELP crest_redis_up 1 while the Redis bridge is connected, 0 while it is "
+                     "down (or not configured).\n"
+                     "# TYPE crest_redis_up gauge\n"
+                     "crest_redis_up %llu\n"
+                     "# HELP crest_redis_sent_total Messages published to Redis.\n"
+                     "# TYPE crest_redis_sent_total counter\n"
+                     "crest_redis_sent_total %llu\n"
+                     "# HELP crest_redis_received_total Messages from other instances delivered "
+                     "here.\n"
+                     "# TYPE crest_redis_received_total counter\n"
+                     "crest_redis_received_total %llu\n"
+                     "# HELP crest_redis_dropped_total Messages not carried to other instances: "
+                     "Redis down, or the queue to it full.\n"
+                     "# TYPE crest_redis_dropped_total counter\n"
+                     "crest_redis_dropped_total %llu\n"
+                     "# HELP crest_redis_refused_total Messages from Redis over the size limit.\n"
+                     "# TYPE crest_redis_refused_total counter\n"
+                     "crest_redis_refused_total %llu\n"
+                     "# HELP crest_redis_reconnects_total Connections to Redis made again.\n"
+                     "# TYPE crest_redis_reconnects_total counter\n"
+                     "crest_redis_reconnects_total %llu\n",
+                     (unsigned long long)ps.redis_up, (unsigned long long)ps.redis_sent,
+                     (unsigned long long)ps.redis_received, (unsigned long long)ps.redis_dropped,
+                     (unsigned long long)ps.redis_refused, (unsigned long long)ps.redis_reconnects);
     return crest_res_send_buf(req, 200, "text/plain; version=0.0.4; charset=utf-8", &b);
 }
 

@@ -518,6 +518,18 @@ int demo_rt_routes(crest_app_t *app, const cli_opts_t *opts, demo_rt_t **out) {
     rt->presence_ms = opts->presence_interval_ms;
     rt->oldest = 1;
     rt->max_history = opts->sse_history_bytes;
+    if (opts->redis_url != NULL) {
+        crest_redis_opts_t ro;
+        crest_redis_opts_default(&ro);
+        if (opts->ws_max_message)
+            ro.max_message = opts->ws_max_message;
+        int rc = crest_pubsub_redis(rt->ps, opts->redis_url, &ro);
+        if (rc != 0) {
+            fprintf(stderr, "crest: --redis %s: %s\n", opts->redis_url, crest_strerror(rc));
+            demo_rt_free(rt);
+            return 1;
+        }
+    }
     crest_ws_opts_t base;
     crest_ws_opts_default(&base);
     if (opts->ws_max_message)

@@ -48,7 +48,14 @@ typedef struct {
                                  topic were all slow consumers (each would have dropped it) */
     uint64_t queued_messages; /* now: messages waiting for loop threads (one per thread) */
     uint64_t queued_bytes;    /* now: bytes of the distinct messages waiting, as
-                                 crest_pubsub_queued_bytes() */
+crest_pubsub_queued_bytes() */
+    /* With a Redis bridge (crest_pubsub_redis): */
+    uint64_t redis_up;         /* now: 1 while connected and subscribed, else 0 */
+    uint64_t redis_sent;       /* messages published to Redis */
+    uint64_t redis_received;   /* messages from other instances delivered here */
+    uint64_t redis_dropped;    /* messages not sent: Redis down, or the queue to it full */
+    uint64_t redis_refused;    /* messages from Redis over max_message, skipped */
+    uint64_t redis_reconnects; /* connections made again after a loss */
 } crest_pubsub_stats_t;
 
 /* Fill `opts` with the defaults above. */
@@ -83,6 +90,40 @@ CREST_API int crest_pubsub_publish_event(crest_pubsub_t *ps, const char *topic, 
 CREST_API int crest_ws_subscribe(crest_ws_t *ws, crest_pubsub_t *ps, const char *topic);
 /* Returns 0, or CREST_ENOENT when the socket was not subscribed. Socket's loop thread only. */
 CREST_API int crest_ws_unsubscribe(crest_ws_t *ws, crest_pubsub_t *ps, const char *topic);
+
+/* ---- the Redis bridge: topics that span every instance on one Redis ----
+ *
+ * With a bridge, a message published on this instance is also published to Redis (one PUBLISH per
+ * message, whatever the number of subscribers, threads or instances), and messages other
+ * instances publish reach this instance's subscribers. The instance subscribes in Redis only to
+ * topics it has local subscribers for, and unsubscribes when the last one leaves; its own
+ * messages coming back are recognised and not delivered twice. Messages of one publisher arrive
+ * everywhere in the order published.
+ *
+ * Redis down: local delivery goes on; messages published meanwhile are NOT carried to other
+ * instances (dropped and counted in redis_dropped, never delivered twice later); the bridge
+ * reconnects by itself (backoff 100 ms doubling to 2 s) and subscribes again to every topic. One
+ * log line says it went down, one that it is back. */
+typedef struct {
+    size_t max_queue_messages; /* published messages waiting to be written to Redis; past it they
+                                  are dropped and counted (default 10000) */
+    size_t max_queue_bytes;    /* their bytes (default 16 MiB) */
+    size_t max_message;        /* a message from Redis bigger than this is skipped as it arrives,
+                                  never held, and counted (default 1 MiB) */
+    const char *prefix;        /* Redis channel = prefix + topic (default "crest:") */
+} crest_redis_opts_t;
+
+/* Fill `opts` with the defaults above. */
+CREST_API void crest_redis_opts_default(crest_redis_opts_t *opts);
+
+/* Bridge the hub through the Redis at `url` ("redis://[:PASSWORD@]HOST[:PORT]"; NULL opts for
+ * the defaults). Call once, before crest_app_run(), from the thread that made the hub; the host
+ * is resolved here (it blocks), then a thread of the bridge's own connects in the background and
+ * keeps connecting: Redis need not be up yet. The hub owns the bridge: crest_pubsub_free() stops
+ * it. Returns 0, CREST_EINVAL for a malformed URL, CREST_ECONNREFUSED when the host does not
+ * resolve, CREST_EEXIST when the hub has a bridge, CREST_ENOMEM. */
+CREST_API int crest_pubsub_redis(crest_pubsub_t *ps, const char *url,
+                                 const crest_redis_opts_t *opts);
 
 /* Messages published so far, and deliveries to sockets and streams (summed over loop threads;
  * a moment's snapshot). Any thread. */

@@ -56,7 +56,8 @@ static int value_done(crest__resp_t *r, const crest__resp_val_t *v, size_t off) 
 
 /* The header line of type `t` (in buf from line_start) is complete. Returns 1 when the reply is
  * complete, 0 to go on, or CREST_EINVAL. */
-static int line_done(crest__resp_t *r) {    /* An empty first line never grew the buffer: its pointer is still NULL. */
+static int line_done(
+    crest__resp_t *r) { /* An empty first line never grew the buffer: its pointer is still NULL. */
     const char *p = r->buf.ptr ? r->buf.ptr + r->line_start : "";
     size_t n = r->buf.len - r->line_start;
     crest__resp_val_t v = {0};
@@ -84,7 +85,8 @@ static int line_done(crest__resp_t *r) {    /* An empty first line never grew th
             v.type = CREST__RESP_NIL;
             r->state = ST_TYPE;
             return value_done(r, &v, 0);
-        }        r->need = r->bulk_len = (size_t)num;
+        }
+        r->need = r->bulk_len = (size_t)num;
         r->skipping = (uint64_t)num > r->max_bulk;
         r->line_start = r->buf.len; /* where the bulk's bytes go */
         r->state = r->need ? ST_BULK : ST_BULK_CR;
@@ -109,7 +111,8 @@ static int line_done(crest__resp_t *r) {    /* An empty first line never grew th
 static int bulk_done(crest__resp_t *r) {
     crest__resp_val_t v = {0};
     v.type = CREST__RESP_BULK;
-    v.refused = r->skipping;    v.len = r->skipping ? r->bulk_len : r->buf.len - r->line_start;
+    v.refused = r->skipping;
+    v.len = r->skipping ? r->bulk_len : r->buf.len - r->line_start;
     r->state = ST_TYPE;
     return value_done(r, &v, r->line_start);
 }
@@ -120,7 +123,8 @@ static void emit(crest__resp_t *r, crest__resp_reply_t *out) {
     for (int i = 0; i < n; i++) {
         crest__resp_val_t *v = &out->elem[i];
         int text = v->type == CREST__RESP_SIMPLE || v->type == CREST__RESP_ERROR ||
-                   (v->type == CREST__RESP_BULK && !v->refused);        if (text) /* an empty reply may not have grown the buffer */
+                   (v->type == CREST__RESP_BULK && !v->refused);
+        if (text) /* an empty reply may not have grown the buffer */
             v->ptr = r->buf.ptr ? r->buf.ptr + r->offs[i] : "";
         else
             v->ptr = NULL;
@@ -190,7 +194,8 @@ int crest__resp_read(crest__resp_t *r, const char *data, size_t len, size_t *use
         default: /* ST_BULK_LF */
             if (c != '\n')
                 return CREST_EINVAL;
-            i++;            rc = bulk_done(r);
+            i++;
+            rc = bulk_done(r);
             break;
         }
         if (rc < 0)

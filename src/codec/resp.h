@@ -18,8 +18,14 @@
 
 #define CREST__RESP_MAX_ELEMS 8
 
-enum { CREST__RESP_SIMPLE, CREST__RESP_ERROR, CREST__RESP_INT, CREST__RESP_BULK,
-       CREST__RESP_NIL, CREST__RESP_ARRAY };
+enum {
+    CREST__RESP_SIMPLE,
+    CREST__RESP_ERROR,
+    CREST__RESP_INT,
+    CREST__RESP_BULK,
+    CREST__RESP_NIL,
+    CREST__RESP_ARRAY
+};
 
 /* One value. Text (simple, error, bulk) is `len` bytes at `ptr`, valid until the next call to
  * crest__resp_read; a bulk longer than the reader's max_bulk has refused set, its declared
@@ -46,12 +52,13 @@ typedef struct {
     size_t max_bulk;
     size_t max_line;
     /* private */
-    crest_buf_t buf;  /* the current reply's kept text */
+    crest_buf_t buf; /* the current reply's kept text */
     int state;
-    int in_array;     /* elements left in the array being read (-1: at top level) */    size_t need;      /* bytes of the bulk still to read or skip */
-    size_t bulk_len;  /* the declared length of the bulk being read */
+    int in_array;    /* elements left in the array being read (-1: at top level) */
+    size_t need;     /* bytes of the bulk still to read or skip */
+    size_t bulk_len; /* the declared length of the bulk being read */
     int skipping;
-    int line_type;    /* the type byte of the line being read */
+    int line_type; /* the type byte of the line being read */
     size_t line_start;
     crest__resp_reply_t cur;
     size_t offs[CREST__RESP_MAX_ELEMS]; /* text offsets into buf while the reply grows */

@@ -102,6 +102,7 @@ struct crest_pubsub_s {
     int nlocals;
     _Atomic uint64_t published;
     _Atomic uint64_t queued_bytes; /* distinct messages in at least one queue */
+    crest__ps_bridge_t *bridge;    /* set before the app runs, or NULL */
 };
 
 /* The share whose slice is running on this thread: deliver marks its subscribers dirty there. */
@@ -163,9 +164,23 @@ static void unqueue_list(local_t *l, crest__psmsg_t *m) {
     }
 }
 
+crest__rt_t *crest__ps_rt(crest_pubsub_t *ps) {
+    return ps->rt;
+}
+
+int crest__ps_set_bridge(crest_pubsub_t *ps, crest__ps_bridge_t *b) {
+    if (ps->bridge != NULL)
+        return CREST_EEXIST;
+    ps->bridge = b;
+    return 0;
+}
+
 void crest_pubsub_free(crest_pubsub_t *ps) {
     if (ps == NULL)
         return;
+    /* First: the bridge may still be handing messages to the hub. */
+    if (ps->bridge != NULL)
+        ps->bridge->stop(ps->bridge);
     local_t *locals = atomic_load(&ps->locals);
     for (int i = 0; locals && i < ps->nlocals; i++) {
         local_t *l = &locals[i];
@@ -308,6 +323,8 @@ static void topic_remove(local_t *l, topic_t *t) {
     *pp = t->chain;
     l->ntopics--;
     filter_add(l->topics, t->hash, -1);
+    if (l->ps->bridge != NULL)
+        l->ps->bridge->interest(l->ps->bridge, t->name, t->len, -1);
     free(t);
 }
 
@@ -354,6 +371,8 @@ int crest__ps_subscribe(crest_pubsub_t *ps, crest__psub_t *s, const char *name) 
         l->buckets[h & (l->nbuckets - 1)] = t;
         l->ntopics++;
         filter_add(l->topics, h, 1);
+        if (ps->bridge != NULL)
+            ps->bridge->interest(ps->bridge, name, len, 1);
     }
     psnode_t *n = malloc(sizeof(*n));
     if (n == NULL) {
@@ -603,11 +622,14 @@ static int wants(local_t *l, uint64_t h) {
 }
 
 static int publish(crest_pubsub_t *ps, const char *topic, const char *event, const char *id,
-                   const void *data, size_t len, int binary) {
+                   const void *data, size_t len, int binary, int local_only) {
     size_t tlen = topic ? strlen(topic) : 0;
     if (tlen == 0 || tlen > UINT32_MAX)
         return CREST_EINVAL;
     atomic_fetch_add_explicit(&ps->published, 1, memory_order_relaxed);
+    /* Other instances first: they may have subscribers when this one has none. */
+    if (ps->bridge != NULL && !local_only)
+        ps->bridge->publish(ps->bridge, topic, tlen, event, id, data, len, binary);
     local_t *locals = atomic_load_explicit(&ps->locals, memory_order_acquire);
     if (locals == NULL)
         return 0; /* not running yet, or nobody ever subscribed */
@@ -711,12 +733,17 @@ static int publish(crest_pubsub_t *ps, const char *topic, const char *event, con
 
 int crest_pubsub_publish(crest_pubsub_t *ps, const char *topic, const void *data, size_t len,
                          int binary) {
-    return publish(ps, topic, NULL, NULL, data, len, binary);
+    return publish(ps, topic, NULL, NULL, data, len, binary, 0);
 }
 
 int crest_pubsub_publish_event(crest_pubsub_t *ps, const char *topic, const char *event,
                                const char *id, const void *data, size_t len) {
-    return publish(ps, topic, event, id, data, len, 0);
+    return publish(ps, topic, event, id, data, len, 0, 0);
+}
+
+int crest__ps_publish_local(crest_pubsub_t *ps, const char *topic, const char *event,
+                            const char *id, const void *data, size_t len, int binary) {
+    return publish(ps, topic, event, id, data, len, binary, 1);
 }
 
 static uint64_t sum(const crest_pubsub_t *ps, size_t field) {
@@ -753,4 +780,8 @@ void crest_pubsub_stats(const crest_pubsub_t *ps, crest_pubsub_stats_t *out) {
     out->slow_skipped = sum(ps, offsetof(local_t, slow_skipped));
     out->queued_messages = sum(ps, offsetof(local_t, qcount));
     out->queued_bytes = crest_pubsub_queued_bytes(ps);
+    out->redis_up = out->redis_sent = out->redis_received = 0;
+    out->redis_dropped = out->redis_refused = out->redis_reconnects = 0;
+    if (ps->bridge != NULL)
+        ps->bridge->stats(ps->bridge, out);
 }

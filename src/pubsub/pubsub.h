@@ -55,4 +55,28 @@ void crest__ps_mark_dirty(crest__psub_t *s);
  * output has drained. Loop thread only. */
 void crest__ps_slow(crest__psub_t *s, int slow);
 
+/* Something that carries a hub's topics to other instances (src/redis: the Redis bridge). The hub
+ * calls it; it never calls back into the hub from these calls. */
+typedef struct crest__ps_bridge_s {
+    /* A message published on this instance (any thread): carry it to the others. */
+    void (*publish)(struct crest__ps_bridge_s *b, const char *topic, size_t topic_len,
+                    const char *event, const char *id, const void *data, size_t len, int binary);
+    /* A loop thread now has subscribers of `topic` (+1) or no longer has (-1). From that loop
+     * thread; in order for each loop. */
+    void (*interest)(struct crest__ps_bridge_s *b, const char *topic, size_t len,
+                     int delta); /* Add the bridge's counters to *out (any thread). */
+    void (*stats)(struct crest__ps_bridge_s *b, crest_pubsub_stats_t *out);
+    /* The hub is being freed: stop and free the bridge. */
+    void (*stop)(struct crest__ps_bridge_s *b);
+} crest__ps_bridge_t;
+
+/* Attach b to ps (before crest_app_run). Returns 0, or CREST_EEXIST when ps has one. */
+int crest__ps_set_bridge(crest_pubsub_t *ps, crest__ps_bridge_t *b);
+/* The runtime of the hub's app (for its log). */
+crest__rt_t *crest__ps_rt(crest_pubsub_t *ps);
+/* Deliver a message that came from another instance to this instance's subscribers only (it is
+ * not carried again). Any thread. As crest_pubsub_publish_event, with binary. */
+int crest__ps_publish_local(crest_pubsub_t *ps, const char *topic, const char *event,
+                            const char *id, const void *data, size_t len, int binary);
+
 #endif

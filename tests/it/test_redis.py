@@ -1,0 +1,267 @@
+"""The Redis bridge (--redis): chat rooms and /events spanning several crest instances on one real
+redis-server started by this file (tests/it/redisserver.py, a free loopback port): exactly once,
+in order per sender, one PUBLISH per message, subscriptions only for rooms with local members,
+Redis killed and restarted mid-test, an instance that joins late, oversized messages refused."""
+
+import asyncio
+import json
+import os
+import tempfile
+import time
+
+from harness import *
+import redisserver
+
+T = Suite()
+_TMP = tempfile.mkdtemp(prefix="crest-redis-")
+_R = None
+
+
+def redis():
+    global _R
+    if _R is None:
+        _R = redisserver.RedisServer()
+    return _R
+
+
+def instance(name, *args):
+    return demo("--db", "sqlite:" + os.path.join(_TMP, name + ".db"), "--threads", "2",
+                "--redis", redis().url(), *args)
+
+
+def metric(srv, name):
+    with srv.connect() as c:
+        r = c.request("GET", "/metrics")
+    for line in r.body.decode().splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    fail("metric %s missing" % name)
+
+
+def wait_until(pred, what, timeout=10):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return
+        time.sleep(0.05)
+    fail("timed out waiting for " + what)
+
+
+def wait_up(*servers):
+    for s in servers:
+        wait_until(lambda: metric(s, "crest_redis_up") == 1, "the bridge to come up")
+
+
+async def member(srv, room, name):
+    ws = await srv.ws_connect("/ws/chat?room=%s&name=%s" % (room, name), max_size=None)
+    return ws
+
+
+async def collect(ws, want, timeout=10):
+    """Chat messages (type message) until `want` of them or the time is up: [(name, text)]."""
+    got = []
+    deadline = time.monotonic() + timeout
+    while len(got) < want:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            break
+        try:
+            m = json.loads(await asyncio.wait_for(ws.recv(), left))
+        except asyncio.TimeoutError:
+            break
+        if m.get("type") == "message":
+            got.append((m["name"], m["text"]))
+    return got
+
+
+async def quiet(ws, seconds=0.5):
+    """Chat messages that arrive within `seconds` (to show that none does)."""
+    return await collect(ws, 1 << 30, timeout=seconds)
+
+
+@T.case("three instances: every message reaches every member on every instance exactly once, "
+        "each sender's in order, with one PUBLISH per message")
+def _():
+    with instance("a") as a, instance("b") as b, instance("c") as c:
+        wait_up(a, b, c)
+
+        async def go():
+            members = []
+            for srv, names in ((a, ("a1", "a2")), (b, ("b1", "b2")), (c, ("c1",))):
+                for n in names:
+                    members.append(await member(srv, "r1", n))
+            # Every instance is subscribed before anyone sends.
+            wait_until(lambda: redis().numsub("crest:room:r1") == 3, "three subscriptions")
+            with redis().monitor() as mon:
+                senders = [members[0], members[2]]  # a1 on a, b1 on b
+                for i in range(20):
+                    for s, who in zip(senders, ("a1", "b1")):
+                        await s.send(json.dumps({"text": "%s-%d" % (who, i)}))
+                results = [await collect(m, 40) for m in members]
+                wait_until(lambda: sum(1 for x in mon.seen("PUBLISH")
+                                       if x[1] == "crest:room:r1") >= 40, "40 PUBLISH commands")
+                time.sleep(0.3)  # a 41st would show up now
+                publishes = [x for x in mon.seen("PUBLISH") if x[1] == "crest:room:r1"]
+            for m in members:
+                await m.close()
+            return results, publishes
+
+        results, publishes = asyncio.run(asyncio.wait_for(go(), 60))
+        for k, got in enumerate(results):
+            eq(len(got), 40, "messages at member %d" % k)
+            eq(len(set(got)), 40, "no duplicates at member %d" % k)
+            for who in ("a1", "b1"):
+                eq([t for n, t in got if n == who], ["%s-%d" % (who, i) for i in range(20)],
+                   "%s's order at member %d" % (who, k))
+        eq(len(publishes), 40, "PUBLISH commands for 40 chat messages")
+
+
+@T.case("an event stream on one instance gets the chat messages sent on another")
+def _():
+    with instance("a") as a, instance("b") as b:
+        wait_up(a, b)
+        c = b.connect()
+        c.send(b"GET /events HTTP/1.1\r\nHost: t\r\nAccept: text/event-stream\r\n\r\n")
+        head = c.read_until(b"\r\n\r\n", what="SSE head")
+        check(head.startswith(b"HTTP/1.1 200 "), "status %r" % head[:60])
+        wait_until(lambda: redis().numsub("crest:events") >= 1, "b subscribed to events")
+
+        async def send():
+            ws = await member(a, "r2", "alice")
+            await ws.send(json.dumps({"text": "across"}))
+            await collect(ws, 1)
+            await ws.close()
+        asyncio.run(asyncio.wait_for(send(), 20))
+        data = c.read_until(b'"text":"across"', timeout=10, what="the event on b's stream")
+        check(b"event: message" in data, "an event: %r" % data[-300:])
+        c.close()
+
+
+@T.case("an instance subscribes in Redis only to rooms with local members, and unsubscribes "
+        "when the last one leaves")
+def _():
+    with instance("a") as a, instance("b") as b:
+        wait_up(a, b)
+        eq(redis().numsub("crest:room:r3"), 0, "nobody yet")
+
+        async def go():
+            with redis().monitor() as mon:
+                m1 = await member(a, "r3", "x")
+                wait_until(lambda: redis().numsub("crest:room:r3") == 1, "a subscribed")
+                m2 = await member(a, "r3", "y")
+                m3 = await member(b, "r3", "z")
+                wait_until(lambda: redis().numsub("crest:room:r3") == 2, "b subscribed")
+                await m1.close()
+                await m3.close()
+                wait_until(lambda: redis().numsub("crest:room:r3") == 1, "b unsubscribed")
+                await m2.close()
+                wait_until(lambda: redis().numsub("crest:room:r3") == 0, "a unsubscribed")
+                subs = [x for x in mon.seen("SUBSCRIBE") if "crest:room:r3" in x[1:]]
+                unsubs = [x for x in mon.seen("UNSUBSCRIBE") if "crest:room:r3" in x[1:]]
+            eq(len(subs), 2, "one SUBSCRIBE per instance")
+            eq(len(unsubs), 2, "one UNSUBSCRIBE per instance")
+        asyncio.run(asyncio.wait_for(go(), 30))
+
+
+@T.case("Redis killed mid-chat: each instance goes on delivering locally, /healthz stays 200, "
+        "the metric and one log line say so; restarted: every room is subscribed again and "
+        "messages cross again, none twice")
+def _():
+    with instance("a") as a, instance("b") as b:
+        wait_up(a, b)
+
+        async def go():
+            ma = await member(a, "r4", "ann")
+            mb = await member(b, "r4", "bob")
+            wait_until(lambda: redis().numsub("crest:room:r4") == 2, "both subscribed")
+            await ma.send(json.dumps({"text": "before"}))
+            eq(await collect(mb, 1), [("ann", "before")], "before, across")
+            eq(await collect(ma, 1), [("ann", "before")], "before, locally")
+            redis().kill()
+            wait_until(lambda: metric(a, "crest_redis_up") == 0, "a sees the bridge down")
+            with a.connect() as c:
+                eq(c.request("GET", "/healthz").status, 200, "/healthz while Redis is down")
+            await ma.send(json.dumps({"text": "during"}))
+            eq(await collect(ma, 1), [("ann", "during")], "during, locally")
+            redis().start()
+            wait_up(a, b)
+            wait_until(lambda: redis().numsub("crest:room:r4") == 2, "subscribed again")
+            await ma.send(json.dumps({"text": "after"}))
+            got_b = await collect(mb, 2, timeout=3)
+            got_a = await collect(ma, 2, timeout=1)
+            await ma.close()
+            await mb.close()
+            return got_a, got_b
+
+        got_a, got_b = asyncio.run(asyncio.wait_for(go(), 60))
+        eq(got_b, [("ann", "after")], "b after the restart: 'after' once, 'during' never")
+        eq(got_a, [("ann", "after")], "a after the restart: once")
+        check(metric(a, "crest_redis_reconnects_total") >= 1, "reconnect counted")
+        check(metric(a, "crest_redis_dropped_total") >= 1, "the message during the outage counted")
+        log = a.stderr_text()
+        eq(log.count("redis: bridge down"), 1, "one log line for the outage: %r" % log[-600:])
+        check("redis: bridge connected again" in log, "one when it is back: %r" % log[-600:])
+
+
+@T.case("an instance that joins late gets the messages published after it joined")
+def _():
+    with instance("a") as a:
+        wait_up(a)
+
+        async def go():
+            ma = await member(a, "r5", "early")
+            with instance("late") as late:
+                wait_up(late)
+                ml = await member(late, "r5", "late")
+                wait_until(lambda: redis().numsub("crest:room:r5") == 2, "late subscribed")
+                await ma.send(json.dumps({"text": "hello late"}))
+                got = await collect(ml, 1)
+                await ml.close()
+            await ma.close()
+            return got
+        eq(asyncio.run(asyncio.wait_for(go(), 40)), [("early", "hello late")], "late member")
+
+
+@T.case("a message from Redis over --ws-max-message is refused (skipped, counted), and the next "
+        "one is delivered")
+def _():
+    with instance("a", "--ws-max-message", "1k") as a:
+        wait_up(a)
+
+        def foreign(text):
+            # What another instance would publish: the bridge's header (another instance's id),
+            # then the chat JSON.
+            body = json.dumps({"type": "message", "room": "r6", "name": "far", "text": text,
+                               "ts": 1}).encode()
+            return b"c1" + b"\x07" * 8 + b"\x00" + b"\xff\xff\xff\xff" + body
+
+        async def go():
+            m = await member(a, "r6", "near")
+            wait_until(lambda: redis().numsub("crest:room:r6") == 1, "subscribed")
+            redis().cmd("PUBLISH", "crest:room:r6", foreign("x" * 100000))
+            redis().cmd("PUBLISH", "crest:room:r6", foreign("small"))
+            got = await collect(m, 2, timeout=2)
+            await m.close()
+            return got
+        eq(asyncio.run(asyncio.wait_for(go(), 30)), [("far", "small")], "only the small one")
+        eq(metric(a, "crest_redis_refused_total"), 1, "refused counted")
+
+
+@T.case("--redis with a malformed URL is refused at start with a message")
+def _():
+    rc, out, err = run_cli([CREST_BIN, "demo", "--port", "0", "--redis", "http://x"])
+    check(rc == 2 and "--redis" in err, "bad scheme: %d %r" % (rc, err))
+    rc, out, err = run_cli([CREST_BIN, "demo", "--port", "0", "--db",
+                            "sqlite:" + os.path.join(_TMP, "u.db"), "--redis",
+                            "redis://no-such-host.invalid:6379"])
+    check(rc != 0 and "--redis" in err, "unresolvable host: %d %r" % (rc, err))
+
+
+if __name__ == "__main__":
+    try:
+        T.main(needs=("crest",))
+    finally:
+        if _R is not None:
+            _R.close()
+        import shutil
+        shutil.rmtree(_TMP, ignore_errors=True)
