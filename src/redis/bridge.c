@@ -93,10 +93,12 @@ struct bridge_s {
     rconn_t sub, pub;
     int up;
     uint32_t backoff;
-    int was_up;
+    int was_up;      /* it was connected once: a later connection is a reconnect */
+    int said_down;   /* the "down" log line is written for this outage */
     btopic_t *topics;
     char rbuf[READ_SIZE];
     crest__ratelimit_t log_rl;
+    _Atomic size_t unwritten; /* bytes handed to libuv for Redis and not written yet */
     /* counters: any thread reads (relaxed) */
     _Atomic uint64_t n_up, n_sent, n_received, n_dropped, n_refused, n_reconnects;
 };
@@ -149,7 +151,8 @@ static void b_publish(crest__ps_bridge_t *iface, const char *topic, size_t topic
     it->len = (size_t)(p + 2 - it->data);
     it->next = NULL;
     pthread_mutex_lock(&b->lock);
-    size_t waiting = b->pub_bytes;
+    /* A slow Redis leaves bytes in libuv's write queue: they count against the limit too. */
+    size_t waiting = b->pub_bytes + atomic_load_explicit(&b->unwritten, memory_order_relaxed);
     if (b->stopping || b->pub_n >= b->opts.max_queue_messages ||
         waiting + it->len > b->opts.max_queue_bytes) {
         pthread_mutex_unlock(&b->lock);
@@ -204,6 +207,9 @@ static void b_stats(crest__ps_bridge_t *iface, crest_pubsub_stats_t *out) {
 
 static void write_done(uv_write_t *w, int status) {
     (void)status; /* a failed write shows up as a read error too */
+    bridge_t *b = w->handle->loop->data;
+    atomic_store_explicit(&b->unwritten, uv_stream_get_write_queue_size(w->handle),
+                          memory_order_relaxed);
     free(w->data);
     free(w);
 }
@@ -351,6 +357,7 @@ static void go_up(bridge_t *b) {
     free(all);
     b->up = 1;
     b->backoff = 0;
+    b->said_down = 0;
     atomic_store_explicit(&b->n_up, 1, memory_order_relaxed);
     if (b->was_up)
         count(&b->n_reconnects);
@@ -411,10 +418,13 @@ static void on_retry(uv_timer_t *t) {
 static void go_down(bridge_t *b, const char *why) {
     if (uv_is_active((uv_handle_t *)&b->retry))
         return; /* already down and waiting */
-    if (b->up || !b->was_up)
-        crest__log(b->rt, CREST_LOG_WARN, "redis: bridge down (%s); messages are not carried to "
-                                          "other instances until it is back",
+    if (!b->said_down)
+        crest__log(b->rt, CREST_LOG_WARN,
+                   "redis: bridge down (%s); messages are not carried to other instances until "
+                   "it is back",
                    why);
+    b->said_down = 1;
+    atomic_store_explicit(&b->unwritten, 0, memory_order_relaxed);
     b->up = 0;
     atomic_store_explicit(&b->n_up, 0, memory_order_relaxed);
     conn_close(&b->sub);
@@ -484,6 +494,10 @@ static void on_wake(uv_async_t *a) {
         }
         if (conn_write(&b->pub, buf, total) != 0)
             buf = NULL;
+        else
+            atomic_store_explicit(&b->unwritten,
+                                  uv_stream_get_write_queue_size((uv_stream_t *)&b->pub.tcp),
+                                  memory_order_relaxed);
     }
     while (pubs != NULL) {
         item_t *it = pubs;
@@ -630,6 +644,7 @@ int crest_pubsub_redis(crest_pubsub_t *ps, const char *url, const crest_redis_op
     b->rt = crest__ps_rt(ps);
     pthread_mutex_init(&b->lock, NULL);
     uv_loop_init(&b->loop);
+    b->loop.data = b;
     uv_async_init(&b->loop, &b->wake, on_wake);
     uv_timer_init(&b->loop, &b->retry);
     /* The thread starts with every signal blocked: SIGTERM and SIGINT belong to crest's signal

@@ -38,7 +38,9 @@ static int read_all(const char *in, size_t len, const size_t *cuts, int ncuts, s
             off += used;
             if (rc == 0)
                 break;
-            int count = rep.type == CREST__RESP_ARRAY ? rep.n : rep.type == CREST__RESP_NIL && rep.n == 0 ? 0 : 1;
+            int count = rep.type == CREST__RESP_ARRAY               ? rep.n
+                        : rep.type == CREST__RESP_NIL && rep.n == 0 ? 0
+                                                                    : 1;
             if (rep.type == CREST__RESP_ARRAY)
                 o += (size_t)snprintf(out + o, cap - o, "A[");
             if (rep.type == CREST__RESP_NIL && rep.n == 0)
@@ -89,9 +91,8 @@ static void expect(const char *in, size_t max_bulk, const char *want) {
     size_t *cuts = malloc((len + 1) * sizeof(*cuts));
     for (size_t i = 0; i < len; i++)
         cuts[i] = i + 1;
-    assert_int_equal(read_all(in, len, cuts, len > 0 ? (int)len - 1 : 0, max_bulk, got,
-                              sizeof(got)),
-                     0);
+    assert_int_equal(
+        read_all(in, len, cuts, len > 0 ? (int)len - 1 : 0, max_bulk, got, sizeof(got)), 0);
     assert_string_equal(got, want);
     for (size_t k = 0; k <= len; k++) {
         cuts[0] = k;
@@ -199,9 +200,9 @@ static void test_command(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_scalars),  cmocka_unit_test(test_arrays),
-        cmocka_unit_test(test_refused),  cmocka_unit_test(test_held_bytes),
-        cmocka_unit_test(test_errors),   cmocka_unit_test(test_command),
+        cmocka_unit_test(test_scalars), cmocka_unit_test(test_arrays),
+        cmocka_unit_test(test_refused), cmocka_unit_test(test_held_bytes),
+        cmocka_unit_test(test_errors),  cmocka_unit_test(test_command),
     };
     return cmocka_run_group_tests_name("resp", tests, NULL, NULL);
 }
