@@ -116,6 +116,39 @@ def _():
         eq(len(publishes), 40, "PUBLISH commands for 40 chat messages")
 
 
+@T.case("Node.js ws members on one instance get every message sent by a Python member on "
+        "another, once each, in order")
+def _():
+    import subprocess
+    here = os.path.dirname(os.path.abspath(__file__))
+    env = dict(os.environ, NODE_PATH=os.path.join(here, "..", "e2e", "node_modules"))
+    with instance("a") as a, instance("b") as b:
+        wait_up(a, b)
+        node = subprocess.Popen(["node", os.path.join(here, "redis_node_member.js"),
+                                 b.ws_url("/ws/chat?room=r7&name=node#"), "3", "30"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+        try:
+            eq(node.stdout.readline().strip(), b"ready", "node members connected")
+            wait_until(lambda: redis().numsub("crest:room:r7") == 1, "b subscribed")
+
+            async def send():
+                ws = await member(a, "r7", "py")
+                for i in range(30):
+                    await ws.send(json.dumps({"text": "m%d" % i}))
+                await collect(ws, 30)
+                await ws.close()
+            asyncio.run(asyncio.wait_for(send(), 30))
+            out, err = node.communicate(timeout=20)
+        finally:
+            if node.poll() is None:
+                node.kill()
+                node.wait()
+        lines = [json.loads(l) for l in out.decode().splitlines() if l.strip()]
+        eq(len(lines), 3, "three members reported (stderr %r)" % err[-300:])
+        for k, got in enumerate(lines):
+            eq(got, [["py", "m%d" % i] for i in range(30)], "member %d" % k)
+
+
 @T.case("an event stream on one instance gets the chat messages sent on another")
 def _():
     with instance("a") as a, instance("b") as b:
