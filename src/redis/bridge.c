@@ -65,6 +65,7 @@ typedef struct {
     crest__resp_t reader;
     int open;      /* the handle is initialised and not closed yet */
     int connected; /* connect succeeded */
+    int ready;     /* connected, and AUTH accepted when there is a password */
     uv_connect_t req;
 } rconn_t;
 
@@ -85,7 +86,8 @@ struct bridge_s {
     pthread_mutex_t lock;
     item_t *pub_head, *pub_tail; /* guarded by lock */
     size_t pub_n, pub_bytes;
-    item_t *int_head, *int_tail;    _Atomic int stopping;
+    item_t *int_head, *int_tail;
+    _Atomic int stopping;
     /* bridge thread */
     uv_loop_t loop;
     uv_async_t wake;
@@ -93,8 +95,8 @@ struct bridge_s {
     rconn_t sub, pub;
     int up;
     uint32_t backoff;
-    int was_up;      /* it was connected once: a later connection is a reconnect */
-    int said_down;   /* the "down" log line is written for this outage */
+    int was_up;    /* it was connected once: a later connection is a reconnect */
+    int said_down; /* the "down" log line is written for this outage */
     btopic_t *topics;
     char rbuf[READ_SIZE];
     crest__ratelimit_t log_rl;
@@ -110,8 +112,7 @@ static void count(_Atomic uint64_t *c) {
 /* ---- from any thread ---- */
 
 static void b_publish(crest__ps_bridge_t *iface, const char *topic, size_t topic_len,
-                      const char *event, const char *id, const void *data, size_t len,
-                      int binary) {
+                      const char *event, const char *id, const void *data, size_t len, int binary) {
     bridge_t *b = (bridge_t *)iface;
     size_t elen = event ? strlen(event) : 0, ilen = id ? strlen(id) : 0;
     if (elen > 0xfffe || ilen > 0xfffe || !atomic_load_explicit(&b->n_up, memory_order_relaxed)) {
@@ -250,6 +251,7 @@ static void send_sub(bridge_t *b, const char *verb, btopic_t **topics, int n) {
 }
 
 static void go_down(bridge_t *b, const char *why);
+static void go_up(bridge_t *b);
 
 static void conn_closed(uv_handle_t *h) {
     rconn_t *c = h->data;
@@ -260,6 +262,7 @@ static void conn_close(rconn_t *c) {
     if (c->open && !uv_is_closing((uv_handle_t *)&c->tcp))
         uv_close((uv_handle_t *)&c->tcp, conn_closed);
     c->connected = 0;
+    c->ready = 0;
     crest__resp_free(&c->reader);
 }
 
@@ -322,9 +325,19 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
         }
         if (rc == 0)
             break;
-        if (r.type == CREST__RESP_ERROR || (r.n > 0 && r.elem[0].type == CREST__RESP_ERROR)) {
-            crest__log_limited(b->rt, &b->log_rl, CREST_LOG_WARN, "redis: %.*s",
-                               (int)r.elem[0].len, r.elem[0].ptr);
+        if (r.type == CREST__RESP_ERROR) {
+            /* A refused AUTH, or a Redis that refuses our commands (a read-only replica, out of
+             * memory): the bridge is not working; say so and try again later. */
+            char why[160];
+            snprintf(why, sizeof(why), "%.*s", (int)(r.elem[0].len < 150 ? r.elem[0].len : 150),
+                     r.elem[0].ptr);
+            go_down(b, why);
+            return;
+        }
+        if (!c->ready) { /* the answer to AUTH */
+            c->ready = 1;
+            if (b->sub.ready && b->pub.ready)
+                go_up(b);
             continue;
         }
         if (c == &b->pub) {
@@ -375,6 +388,7 @@ static void on_connect(uv_connect_t *req, int status) {
         return;
     }
     c->connected = 1;
+    c->ready = b->password == NULL;
     uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
     if (b->password != NULL) {
         const char *argv[] = {"AUTH", b->password};
@@ -385,7 +399,7 @@ static void on_connect(uv_connect_t *req, int status) {
         else
             crest_buf_free(&cmd);
     }
-    if (b->sub.connected && b->pub.connected)
+    if (b->sub.ready && b->pub.ready)
         go_up(b);
 }
 
@@ -527,7 +541,8 @@ static void b_stop(crest__ps_bridge_t *iface) {
     bridge_t *b = (bridge_t *)iface;
     pthread_mutex_lock(&b->lock);
     b->stopping = 1;
-    pthread_mutex_unlock(&b->lock);    if (b->started) {
+    pthread_mutex_unlock(&b->lock);
+    if (b->started) {
         uv_async_send(&b->wake);
         pthread_join(b->thread, NULL);
     } else { /* the thread never ran: close its handles here */

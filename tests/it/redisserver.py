@@ -222,8 +222,9 @@ class Monitor:
 
 
 class RedisServer:
-    def __init__(self, port=None):
+    def __init__(self, port=None, password=None):
         self.bin = _binary()
+        self.password = password
         self.root = tempfile.mkdtemp(prefix="crest-redis-")
         self.log = os.path.join(self.root, "redis.log")
         self.port = port or _free_port()
@@ -241,6 +242,8 @@ class RedisServer:
         argv = [self.bin, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
                 "--appendonly", "no", "--dir", self.root, "--daemonize", "no",
                 "--logfile", self.log, "--protected-mode", "yes"]
+        if self.password:
+            argv += ["--requirepass", self.password]
         self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.STDOUT, cwd=self.root)
         deadline = time.monotonic() + timeout
@@ -285,6 +288,9 @@ class RedisServer:
     def cmd(self, *args):
         """One command on a fresh connection; its reply (see _Reader) or RedisError."""
         with socket.create_connection(("127.0.0.1", self.port), timeout=IO_TIMEOUT) as s:
+            if self.password:
+                s.sendall(_encode(["AUTH", self.password]))
+                _Reader(s).reply()
             s.sendall(_encode(args))
             return _Reader(s).reply()
 

@@ -280,6 +280,31 @@ def _():
         eq(metric(a, "crest_redis_refused_total"), 1, "refused counted")
 
 
+@T.case("a Redis with a password: the right one in the URL bridges, a wrong one leaves the "
+        "bridge down (metric 0, one log line naming the refusal) and delivery local")
+def _():
+    locked = redisserver.RedisServer(password="s3cret")
+    try:
+        base = "redis://:%s@127.0.0.1:%d"
+        with demo("--db", "sqlite:" + os.path.join(_TMP, "p.db"), "--redis",
+                  base % ("s3cret", locked.port)) as good, \
+                demo("--db", "sqlite:" + os.path.join(_TMP, "q.db"), "--redis",
+                     base % ("wrong", locked.port)) as bad:
+            wait_until(lambda: metric(good, "crest_redis_up") == 1, "the right password")
+
+            async def go():
+                m = await member(good, "r8", "g")
+                wait_until(lambda: locked.numsub("crest:room:r8") == 1, "subscribed with AUTH")
+                await m.close()
+            asyncio.run(asyncio.wait_for(go(), 20))
+            wait_until(lambda: "WRONGPASS" in bad.stderr_text(), "the refusal logged")
+            eq(metric(bad, "crest_redis_up"), 0, "a wrong password: down")
+            check("bridge connected" not in bad.stderr_text(),
+                  "never claims to be connected: %r" % bad.stderr_text()[-400:])
+    finally:
+        locked.close()
+
+
 @T.case("--redis with a malformed URL is refused at start with a message")
 def _():
     rc, out, err = run_cli([CREST_BIN, "demo", "--port", "0", "--redis", "http://x"])
