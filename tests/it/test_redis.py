@@ -280,6 +280,53 @@ def _():
         eq(metric(a, "crest_redis_refused_total"), 1, "refused counted")
 
 
+@T.case("a Redis that stops reading (SIGSTOP): the queue to it stays bounded, the excess is "
+        "dropped and counted, local delivery goes on; resumed (SIGCONT), the bridge carries on")
+def _():
+    import signal as sig
+    with instance("a") as a, instance("b") as b:
+        wait_up(a, b)
+
+        async def go():
+            ma = await member(a, "r9", "ann")
+            mb = await member(b, "r9", "bob")
+            wait_until(lambda: redis().numsub("crest:room:r9") == 2, "both subscribed")
+            os.kill(redis().proc.pid, sig.SIGSTOP)
+            try:
+                big = "x" * 60000
+                last = []
+
+                async def read_own():  # the sender reads as it sends (else crest pauses it)
+                    while True:
+                        m = json.loads(await ma.recv())
+                        if m.get("type") == "message" and m["text"].startswith("799 "):
+                            last.append(m)
+                            return
+
+                reader = asyncio.ensure_future(read_own())
+                for i in range(800):  # 48 MB against a 16 MiB queue and the socket buffers
+                    await ma.send(json.dumps({"text": "%d %s" % (i, big)}))
+                await asyncio.wait_for(reader, 30)
+                eq(len(last), 1, "local delivery while Redis does not read")
+                dropped = metric(a, "crest_redis_dropped_total")
+                check(dropped > 0, "dropped and counted: %r" % dropped)
+                rss = 0
+                for line in open("/proc/%d/status" % a.proc.pid):
+                    if line.startswith("VmRSS:"):
+                        rss = int(line.split()[1]) * 1024
+                check(rss < 200 * 1024 * 1024, "RSS %d MB" % (rss >> 20))
+            finally:
+                os.kill(redis().proc.pid, sig.SIGCONT)
+            await quiet(mb, 3)  # what Redis got before it stopped reaching b is fine
+            await ma.send(json.dumps({"text": "resumed"}))
+            got = await collect(mb, 1, timeout=10)
+            await ma.close()
+            await mb.close()
+            return got
+        got = asyncio.run(asyncio.wait_for(go(), 90))
+        eq(got, [("ann", "resumed")], "after SIGCONT")
+
+
 @T.case("a Redis with a password: the right one in the URL bridges, a wrong one leaves the "
         "bridge down (metric 0, one log line naming the refusal) and delivery local")
 def _():
