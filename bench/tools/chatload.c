@@ -54,7 +54,15 @@
 
 #include "codec/ws_frame.h"
 
-enum { ST_CONNECTING, ST_HANDSHAKE, ST_EIO_OPEN, ST_SIO_CONNECT, ST_SIO_JOIN, ST_JOINED, ST_CLOSED };
+enum {
+    ST_CONNECTING,
+    ST_HANDSHAKE,
+    ST_EIO_OPEN,
+    ST_SIO_CONNECT,
+    ST_SIO_JOIN,
+    ST_JOINED,
+    ST_CLOSED
+};
 enum { PH_CONNECT, PH_SYNC, PH_WARMUP, PH_MEASURE, PH_DRAIN };
 enum { MAX_PORTS = 8, STALL_NS = 2000000000 };
 
@@ -209,14 +217,17 @@ static void send_frame(conn_t *c, int opcode, const void *payload, size_t n) {
     crest__ws_mask((uint8_t *)c->out + at, n, key, 0);
 }
 
-static void send_text(conn_t *c, const char *text, size_t n) { send_frame(c, CREST__WS_TEXT, text, n); }
+static void send_text(conn_t *c, const char *text, size_t n) {
+    send_frame(c, CREST__WS_TEXT, text, n);
+}
 
 /* A chat message with this text, in the peer's protocol. */
 static void send_chat(conn_t *c, const char *text) {
     char buf[70000];
     int n;
     if (sio)
-        n = snprintf(buf, sizeof(buf), "42[\"chat\",{\"room\":\"%s\",\"text\":\"%s\"}]", room, text);
+        n = snprintf(buf, sizeof(buf), "42[\"chat\",{\"room\":\"%s\",\"text\":\"%s\"}]", room,
+                     text);
     else
         n = snprintf(buf, sizeof(buf), "{\"text\":\"%s\"}", text);
     send_text(c, buf, (size_t)n);
@@ -505,10 +516,11 @@ static void start_conn(conn_t *c) {
         n = snprintf(req, sizeof(req), "GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\n");
     else
         n = snprintf(req, sizeof(req), "GET /ws/chat?room=%s&name=m%d HTTP/1.1\r\n", room, c->id);
-    n += snprintf(req + n, sizeof(req) - (size_t)n,
-                  "Host: 127.0.0.1:%d\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                  "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
-                  ports[c->inst]);
+    n +=
+        snprintf(req + n, sizeof(req) - (size_t)n,
+                 "Host: 127.0.0.1:%d\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                 "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+                 ports[c->inst]);
     queue_bytes(c, req, (size_t)n);
     struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT, .data.ptr = c};
     epoll_ctl(ep, EPOLL_CTL_ADD, c->fd, &ev);
@@ -669,31 +681,59 @@ int main(int argc, char **argv) {
     char portlist[256] = "";
     while ((opt = getopt(argc, argv, "x:p:n:S:w:R:s:d:W:D:r:P:Q:")) != -1) {
         switch (opt) {
-        case 'x': proto = optarg; break;
-        case 'p': snprintf(portlist, sizeof(portlist), "%s", optarg); break;
-        case 'n': nmembers = atoi(optarg); break;
-        case 'S': nsenders = atoi(optarg); break;
-        case 'w': window = atoi(optarg); break;
-        case 'R': rate = atof(optarg); break;
-        case 's': size = atoi(optarg); break;
-        case 'd': secs = atoi(optarg); break;
-        case 'W': warmup = atoi(optarg); break;
-        case 'D': drain = atoi(optarg); break;
-        case 'r': room = optarg; break;
-        case 'P': snprintf(server_pids, sizeof(server_pids), "%s", optarg); break;
-        case 'Q': redis_pid = atoi(optarg); break;
+        case 'x':
+            proto = optarg;
+            break;
+        case 'p':
+            snprintf(portlist, sizeof(portlist), "%s", optarg);
+            break;
+        case 'n':
+            nmembers = atoi(optarg);
+            break;
+        case 'S':
+            nsenders = atoi(optarg);
+            break;
+        case 'w':
+            window = atoi(optarg);
+            break;
+        case 'R':
+            rate = atof(optarg);
+            break;
+        case 's':
+            size = atoi(optarg);
+            break;
+        case 'd':
+            secs = atoi(optarg);
+            break;
+        case 'W':
+            warmup = atoi(optarg);
+            break;
+        case 'D':
+            drain = atoi(optarg);
+            break;
+        case 'r':
+            room = optarg;
+            break;
+        case 'P':
+            snprintf(server_pids, sizeof(server_pids), "%s", optarg);
+            break;
+        case 'Q':
+            redis_pid = atoi(optarg);
+            break;
         default:
             fprintf(stderr, "usage: see the comment at the top of bench/tools/chatload.c\n");
             return 2;
         }
     }
-    for (char *tok = strtok(portlist, ","); tok != NULL && nports < MAX_PORTS; tok = strtok(NULL, ","))
+    for (char *tok = strtok(portlist, ","); tok != NULL && nports < MAX_PORTS;
+         tok = strtok(NULL, ","))
         ports[nports++] = atoi(tok);
     sio = strcmp(proto, "sio") == 0;
     if ((!sio && strcmp(proto, "crest") != 0) || nports == 0 || nmembers < 1 || nsenders < 1 ||
         nsenders > nmembers || window < 1 || size < 0 || size > 65000 || secs < 1 || warmup < 0 ||
         drain < 0 || strlen(room) > 200) {
-        fprintf(stderr, "chatload: bad arguments (see the comment at the top of bench/tools/chatload.c)\n");
+        fprintf(stderr,
+                "chatload: bad arguments (see the comment at the top of bench/tools/chatload.c)\n");
         return 2;
     }
     signal(SIGTERM, on_signal);
@@ -802,9 +842,8 @@ int main(int argc, char **argv) {
            "\"unsynced_members\":%d,\"seconds\":%.3f,\"sent_measured\":%llu,"
            "\"msgs_per_s\":%.1f,\"deliveries\":%llu,\"deliveries_per_s\":%.0f",
            proto, nmembers, nports, nsenders, window, rate, size, join_s,
-           synced_ok ? "true" : "false", sync_s, unsynced, el,
-           (unsigned long long)sent_measured, (double)sent_measured / el,
-           (unsigned long long)measured, (double)measured / el);
+           synced_ok ? "true" : "false", sync_s, unsynced, el, (unsigned long long)sent_measured,
+           (double)sent_measured / el, (unsigned long long)measured, (double)measured / el);
     print_hist("latency", &h_all);
     print_hist("latency_same_instance", &h_local);
     print_hist("latency_other_instance", &h_remote);
