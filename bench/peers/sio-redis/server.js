@@ -1,0 +1,75 @@
+// Node.js Socket.IO 4 peer for bench/redis.sh: the chat of crest's Socket.IO contract
+// (/work/shared/CONTRACT.md, "Socket.IO") in one process, rooms spanning every process on the
+// same Redis through @socket.io/redis-adapter, as its documentation sets it up: an ioredis
+// publisher and its duplicate() as subscriber, createAdapter() with its defaults (key prefix
+// "socket.io", so crest instances on that Redis could join the same rooms).
+//
+//   PORT=8080 REDIS_URL=redis://127.0.0.1:6379 node server.js
+//
+// Handshake auth {name}; `join` (room, ack) -> ack {room, ok: true}; `leave` (room); `chat`
+// ({room, text}) -> every member of the room on every process, the sender too, gets `chat`
+// {room, name, text, ts}. Socket.IO's defaults otherwise (both transports, no
+// permessage-deflate, ping every 25 s); nothing tuned. GET /healthz answers "ok" for the
+// script's start check.
+"use strict";
+const http = require("http");
+const { Server } = require("socket.io");
+const { createAdapter } = require("@socket.io/redis-adapter");
+const Redis = require("ioredis");
+
+const port = Number(process.env.PORT || 8080);
+const redisUrl = process.env.REDIS_URL || "redis://127.0.0.1:6379";
+
+const httpServer = http.createServer((req, res) => {
+  if (req.url === "/healthz") {
+    res.writeHead(200, { "Content-Type": "text/plain", "Content-Length": 3 });
+    res.end("ok\n");
+    return;
+  }
+  // Socket.IO answers its own path (/socket.io/) before this handler; anything else is unknown.
+  if (!req.url.startsWith("/socket.io/")) {
+    res.writeHead(404);
+    res.end();
+  }
+});
+
+async function main() {
+  const pubClient = new Redis(redisUrl);
+  const subClient = pubClient.duplicate();
+  for (const c of [pubClient, subClient]) c.on("error", (e) => console.error("redis: " + e.message));
+  await Promise.all([pubClient.ping(), subClient.ping()]);
+
+  const io = new Server(httpServer, { adapter: createAdapter(pubClient, subClient) });
+  io.on("connection", (socket) => {
+    const auth = socket.handshake.auth || {};
+    const name = typeof auth.name === "string" && auth.name ? auth.name : "anonymous";
+    socket.on("join", (room, ack) => {
+      if (typeof room !== "string" || !room) return;
+      socket.join(room);
+      if (typeof ack === "function") ack({ room, ok: true });
+    });
+    socket.on("leave", (room) => {
+      if (typeof room === "string") socket.leave(room);
+    });
+    socket.on("chat", (m) => {
+      if (!m || typeof m.room !== "string" || typeof m.text !== "string") return;
+      if (!socket.rooms.has(m.room)) return; // members only
+      io.to(m.room).emit("chat", { room: m.room, name, text: m.text, ts: Date.now() });
+    });
+  });
+  httpServer.listen(port, "127.0.0.1", () => console.log("listening on " + port));
+
+  const stop = () => {
+    io.close();
+    pubClient.disconnect();
+    subClient.disconnect();
+    process.exit(0);
+  };
+  process.on("SIGTERM", stop);
+  process.on("SIGINT", stop);
+}
+
+main().catch((e) => {
+  console.error(e);
+  process.exit(1);
+});
