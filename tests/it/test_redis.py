@@ -236,6 +236,38 @@ def _():
         check("redis: bridge connected again" in log, "one when it is back: %r" % log[-600:])
 
 
+@T.case("three Redis restarts in a row: still one subscription per instance, and a message "
+        "reaches each member once")
+def _():
+    with instance("a") as a, instance("b") as b:
+        wait_up(a, b)
+
+        async def go():
+            ma = await member(a, "r10", "ann")
+            mb = await member(b, "r10", "bob")
+            for i in range(3):
+                wait_until(lambda: redis().numsub("crest:room:r10") == 2, "subscribed (%d)" % i)
+                if i % 2:
+                    redis().kill()
+                else:
+                    redis().stop()
+                redis().start()
+                wait_up(a, b)
+            wait_until(lambda: redis().numsub("crest:room:r10") == 2, "subscribed at the end")
+            time.sleep(0.3)
+            eq(redis().numsub("crest:room:r10"), 2, "one subscription per instance")
+            await ma.send(json.dumps({"text": "once"}))
+            got_b = await collect(mb, 2, timeout=2)
+            got_a = await collect(ma, 2, timeout=1)
+            await ma.close()
+            await mb.close()
+            return got_a, got_b
+        got_a, got_b = asyncio.run(asyncio.wait_for(go(), 60))
+        eq(got_b, [("ann", "once")], "bob")
+        eq(got_a, [("ann", "once")], "ann")
+        check(metric(a, "crest_redis_reconnects_total") >= 3, "three reconnects counted")
+
+
 @T.case("an instance that joins late gets the messages published after it joined")
 def _():
     with instance("a") as a:
