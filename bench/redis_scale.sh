@@ -169,6 +169,22 @@ snap() { # LABEL: the machine-wide figures, into S[LABEL_*] and logs/sockstat.lo
     S[$1_slab_kib]=$(slab_kib)
     { echo "== $1"; grep -E '^(sockets|TCP):' /proc/net/sockstat; grep -E '^(Slab|SReclaimable|SUnreclaim):' /proc/meminfo; } \
         >>"$OUT/logs/sockstat.log"
+    # Per slab cache: name, objects in use, bytes of its slabs (root only; else empty).
+    awk -v pg="$(getconf PAGESIZE)" 'NR > 2 {print $1, $2, $15 * $6 * pg}' /proc/slabinfo \
+        >"$OUT/logs/slabinfo-$1.txt" 2>/dev/null || true
+}
+cpu_split() { # the crests' user and system CPU time, clock ticks: "U S"
+    local u=0 s=0 i p stat rest
+    local -a f
+    for ((i = 1; i <= INSTANCES; i++)); do
+        for p in $(tree_pids "${CPID[$i]}"); do
+            stat=$(cat /proc/"$p"/stat 2>/dev/null) || continue
+            rest=${stat##*) }
+            read -ra f <<<"$rest"
+            u=$((u + f[11])) s=$((s + f[12]))
+        done
+    done
+    echo "$u $s"
 }
 
 # ---------------------------------------------------------------- servers -------------------
@@ -225,6 +241,7 @@ S[redis_used_memory_before]=$(rcli info memory | tr -d '\r' | awk -F: '$1 == "us
 snap before
 REDIS_T0=$(cpu_ticks "$RPID")
 CREST_T0=$(cpu_all)
+read -r CU_C0 CS_C0 < <(cpu_split)
 log "baseline: crests ${S[rss_before_kib]} KiB RSS in all; TCP inuse ${S[before_tcp_inuse]}, mem ${S[before_tcp_mem_pages]} pages; Slab ${S[before_slab_kib]} KiB"
 
 log "connecting $INSTANCES x $MEMBERS members of room '$ROOM' (from 127.0.0.1-$SOURCES, CPU $CLIENT_CPU; at most $CONNECT_TIMEOUT s)"
@@ -251,6 +268,9 @@ done
 ((ready >= INSTANCES)) || die "only $ready of $INSTANCES member processes ready after $CONNECT_TIMEOUT s"
 T_CONN1=$(date +%s.%N)
 CREST_T1=$(cpu_all)
+read -r CU_C1 CS_C1 < <(cpu_split)
+S[connect_crest_user_s]=$(calc "($CU_C1 - $CU_C0) / $CLK_TCK")
+S[connect_crest_sys_s]=$(calc "($CS_C1 - $CS_C0) / $CLK_TCK")
 BUSY0_C1=$(core_busy "$SERVER_CPU") BUSY1_C1=$(core_busy "$CLIENT_CPU")
 S[connect_members_cpu_s]=$(calc "$(cpu_members) / $CLK_TCK")
 S[connect_server_core_busy_s]=$(calc "($BUSY0_C1 - $BUSY0_C0) / $CLK_TCK")
@@ -278,6 +298,7 @@ log "with members: crests ${S[rss_after_kib]} KiB RSS; TCP inuse ${S[after_tcp_i
 log "probes: $PROBES messages from one more member on instance 1, $GAP_MS ms apart"
 REDIS_P0=$(cpu_ticks "$RPID")
 CREST_P0=$(cpu_all)
+read -r CU_P0 CS_P0 < <(cpu_split)
 MEMBERS_P0=$(cpu_members)
 BUSY0_P0=$(core_busy "$SERVER_CPU") BUSY1_P0=$(core_busy "$CLIENT_CPU")
 STEAL0_P0=$(steal "$SERVER_CPU") STEAL1_P0=$(steal "$CLIENT_CPU")
@@ -293,7 +314,10 @@ for ((t = 0; t < 50; t++)); do
 done
 sleep 1 # a late second copy would still be counted
 CREST_P1=$(cpu_all)
+read -r CU_P1 CS_P1 < <(cpu_split)
 REDIS_P1=$(cpu_ticks "$RPID")
+S[probe_crest_user_s]=$(calc "($CU_P1 - $CU_P0) / $CLK_TCK")
+S[probe_crest_sys_s]=$(calc "($CS_P1 - $CS_P0) / $CLK_TCK")
 MEMBERS_P1=$(cpu_members)
 BUSY0_P1=$(core_busy "$SERVER_CPU") BUSY1_P1=$(core_busy "$CLIENT_CPU")
 STEAL0_P1=$(steal "$SERVER_CPU") STEAL1_P1=$(steal "$CLIENT_CPU")
@@ -368,7 +392,8 @@ for i in range(1, n_inst + 1):
             xs = sorted(float(x) for x in f[2:])
             k = int(f[1])
             lat[k].extend(xs)
-            per.setdefault(k, {}).update({"p50_ms": pct(xs, 50) / 1e3, "p99_ms": pct(xs, 99) / 1e3,
+            per.setdefault(k, {}).update({"first_ms": xs[0] / 1e3 if xs else float("nan"),
+                                          "p50_ms": pct(xs, 50) / 1e3, "p99_ms": pct(xs, 99) / 1e3,
                                           "max_ms": xs[-1] / 1e3 if xs else float("nan")})
     d["probes"] = per
     inst.append(d)
@@ -405,13 +430,27 @@ mnames = ["crest_pubsub_dropped_total", "crest_pubsub_queue_dropped_total",
           "crest_redis_received_total", "crest_redis_reconnects_total"]
 metrics = {i: {m: metric(i, m) for m in mnames} for i in range(1, n_inst + 1)}
 
+def slabs(label):
+    d = {}
+    try:
+        for line in open(os.path.join(out, "logs", "slabinfo-%s.txt" % label)):
+            name, objs, size = line.split()
+            d[name] = (int(objs), int(size))
+    except (OSError, ValueError):
+        pass
+    return d
+sb, sa = slabs("before"), slabs("after")
+growth = sorted(((sa[n][1] - sb.get(n, (0, 0))[1], sa[n][0] - sb.get(n, (0, 0))[0], n) for n in sa),
+                reverse=True)[:10]
+proc_inode_d = sa.get("proc_inode_cache", (0, 0))[1] - sb.get("proc_inode_cache", (0, 0))[1]
+
 rss_d = (S["rss_after_kib"] - S["rss_before_kib"]) * 1024
 user_per = rss_d / total
 tcp_mem_d = (S["after_tcp_mem_pages"] - S["before_tcp_mem_pages"]) * page
 tcp_mem_per = tcp_mem_d / total
 slab_d = (S["after_slab_kib"] - S["before_slab_kib"]) * 1024
 slab_per_conn = slab_d / total       # both ends of each loopback connection
-slab_per_server = slab_per_conn / 2  # about one end: the server's socket
+slab_per_server = (slab_d - max(proc_inode_d, 0)) / total / 2  # one end, without /proc inodes
 base_per_inst = S["rss_before_kib"] * 1024 / n_inst
 M = 1_000_000
 inst_needed = math.ceil(M / members)
@@ -434,10 +473,10 @@ md += ["```", versions, "```", ""]
 md += ["Command: `%s`. %d crest processes (`--threads 1`, `--max-connections %s`, else defaults) and "
        "redis-server on CPU %s; the load tools (`bench/tools/wsmembers.c`, one process per instance, "
        "%s members each from 127.0.0.1-%s) and the sender on CPU %s. Run took %d s; connecting all "
-       "members took %.1f s (CPU time meanwhile: crests %.1f s, member processes %.1f s; server "
-       "core busy %.1f s, client core %.1f s)."
+       "members took %.1f s (CPU time meanwhile: crests %.1f s, %.1f s of it in the kernel; member "
+       "processes %.1f s; server core busy %.1f s, client core %.1f s)."
        % (cmdline, n_inst, maxconn, scpu, format(members, ","), nsrc, ccpu, S["run_s"], S["connect_s"],
-          S["connect_crest_cpu_s"], S["connect_members_cpu_s"], S["connect_server_core_busy_s"],
+          S["connect_crest_cpu_s"], S["connect_crest_sys_s"], S["connect_members_cpu_s"], S["connect_server_core_busy_s"],
           S["connect_client_core_busy_s"]), ""]
 md += ["## Time from send to arrival, per probe (all %s members)" % format(total, ","), "",
        "One member on instance 1 sends `{\"text\":\"probe K <ns>\"}`; every member stamps arrival "
@@ -453,14 +492,16 @@ md.append("Every member got every probe exactly once: **%s**. Members closed by 
           "held: %d." % ("yes" if ok else "NO", closed))
 md.append("")
 md += ["Per instance (instance 1 holds the sender: its members get the message from crest "
-       "directly, the others through Redis), p50 / max in ms per probe:", "",
+       "directly, the others through Redis: the first arrival shows Redis's hop), first / p50 / "
+       "max arrival in ms per probe:", "",
        "| instance | members | " + " | ".join("probe %d" % k for k in range(1, probes + 1)) + " |",
        "|---|---|" + "---|" * probes]
 for d in inst:
     cells = []
     for k in range(1, probes + 1):
         p = d["probes"].get(k, {})
-        cells.append("%.1f / %.1f" % (p.get("p50_ms", float("nan")), p.get("max_ms", float("nan"))))
+        cells.append("%.2f / %.0f / %.0f" % (p.get("first_ms", float("nan")), p.get("p50_ms", float("nan")),
+                                             p.get("max_ms", float("nan"))))
     md.append("| %d | %s | %s |" % (d["instance"], format(d.get("open", 0), ","), " | ".join(cells)))
 md.append("")
 deliv = (probes + 1) * total
@@ -469,6 +510,8 @@ md += ["CPU over the probe phase (%.1f s: the sender's join, whose presence coun
            S["probe_phase_s"], probes, probes + 1, format(total, ","), format(deliv, ",")), "",
        "| | CPU time (s) | per delivery (us) |", "|---|---|---|",
        "| crests (%d processes) | %.2f | %.2f |" % (n_inst, S["probe_crest_cpu_s"], S["probe_crest_cpu_s"] * 1e6 / deliv),
+       "| of which user space | %.2f | %.2f |" % (S["probe_crest_user_s"], S["probe_crest_user_s"] * 1e6 / deliv),
+       "| of which kernel (system calls) | %.2f | %.2f |" % (S["probe_crest_sys_s"], S["probe_crest_sys_s"] * 1e6 / deliv),
        "| redis-server | %.2f | |" % S["probe_redis_cpu_s"],
        "| member processes (load tools) | %.2f | %.2f |" % (S["probe_members_cpu_s"], S["probe_members_cpu_s"] * 1e6 / deliv),
        "| server core (CPU %s) busy, all tenants (steal %.2f) | %.2f | |" % (scpu, S["probe_server_core_steal_s"], S["probe_server_core_busy_s"]),
@@ -485,7 +528,7 @@ md += ["## Memory", "",
            mib(rss_d), user_per),
        "| kernel TCP buffers (sockstat TCP mem, pages x %d) | %d pages | %d pages | %s | %.0f bytes |" % (
            page, S["before_tcp_mem_pages"], S["after_tcp_mem_pages"], mib(tcp_mem_d), tcp_mem_per),
-       "| kernel slab (/proc/meminfo Slab; both ends) | %s KiB | %s KiB | %s | %.0f bytes (one end: ~%.0f) |" % (
+       "| kernel slab (/proc/meminfo Slab; both ends) | %s KiB | %s KiB | %s | %.0f bytes (one end, without proc_inode_cache: ~%.0f) |" % (
            format(int(S["before_slab_kib"]), ","), format(int(S["after_slab_kib"]), ","), mib(slab_d),
            slab_per_conn, slab_per_server),
        "| TCP sockets in use (sockstat TCP inuse) | %d | %d | %d | |" % (
@@ -513,6 +556,16 @@ md.append("sockstat's TCP `mem` counts only pages in socket buffers, which idle 
           "loopback connection (the members' sockets live in this kernel too) and for whatever "
           "else the machine did meanwhile.")
 md.append("")
+if growth and growth[0][0] > 0:
+    md += ["Slab caches that grew most (/proc/slabinfo; objects and bytes per connection count "
+           "both ends):", "", "| cache | objects added | per connection | bytes added | per connection |",
+           "|---|---|---|---|---|"]
+    for b, o, n in growth:
+        md.append("| %s | %s | %.2f | %s | %.0f |" % (n, format(o, ","), o / total, mib(b), b / total))
+    md.append("")
+    md.append("proc_inode_cache is not the sockets' cost: it grows when something lists "
+              "/proc/PID/fd (here not this script), so the server-end figure leaves it out.")
+    md.append("")
 md += ["## 1,000,000 members across instances (computed)", "",
        "At %s members per instance: %d instances." % (format(members, ","), inst_needed), "",
        "| part | computed |", "|---|---|",
