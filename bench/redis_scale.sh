@@ -32,9 +32,11 @@
 #     bounds this phase. Waits SETTLE (3 s) for the trailing presence messages, then reads the
 #     same figures again, plus Redis's INFO memory (used_memory, used_memory_rss), its VmRSS
 #     and PUBSUB NUMSUB of the room's channel (one subscription per instance is expected).
-#  4. One extra member (wsmembers -m send) joins the room on instance 1, waits 2.5 s (its own
-#     join schedules a presence count 1 s later, to everyone), then sends PROBES (5) messages
-#     GAP_MS (2000 ms) apart: {"text":"probe K <CLOCK_MONOTONIC ns just before send()>"}. Every
+#  4. One extra member (wsmembers -m send) joins the room on instance 1, waits DELAY_MS (4000:
+#     its own join makes a presence count 1 s later, sent to every member, which itself takes
+#     about 1.5 s to fan out at 95,000), then sends PROBES (5) messages GAP_MS (3000 ms) apart
+#     (one fan-out takes about 1.6 s here; the report says if a probe's last arrival came after
+#     the next probe was sent): {"text":"probe K <CLOCK_MONOTONIC ns just before send()>"}. Every
 #     member stamps its arrival with CLOCK_MONOTONIC when the bytes are read (one machine, one
 #     clock); the report gives, per probe, p50/p99/max over all members, how many did not get
 #     it (must be 0) and how many got it twice (must be 0), and the same per instance (instance
@@ -53,7 +55,7 @@
 # Output: the report on stdout and in bench/results/<date>-redis-scale/ (report.md,
 # samples.json, versions.txt, logs/: crest, redis and tool logs, /metrics after the run,
 # sockstat lines, the members' raw arrival files). Settings (environment): SMALL, INSTANCES,
-# MEMBERS, PROBES, GAP_MS, ROOM, SETTLE, CONNECT_TIMEOUT, TIME_LIMIT, SERVER_CPU (0),
+# MEMBERS, PROBES, GAP_MS, DELAY_MS, ROOM, SETTLE, CONNECT_TIMEOUT, TIME_LIMIT, SERVER_CPU (0),
 # CLIENT_CPU (1), SOURCES (8), CREST_BIN (build/crest; set it to skip the build).
 set -euo pipefail
 
@@ -63,7 +65,8 @@ SMALL=${SMALL:-0}
 INSTANCES=${INSTANCES:-5}
 if [[ $SMALL == 1 ]]; then MEMBERS=${MEMBERS:-2000}; else MEMBERS=${MEMBERS:-19000}; fi
 PROBES=${PROBES:-5}
-GAP_MS=${GAP_MS:-2000}
+GAP_MS=${GAP_MS:-3000}
+DELAY_MS=${DELAY_MS:-4000}
 ROOM=${ROOM:-scale}
 SETTLE=${SETTLE:-3}
 CONNECT_TIMEOUT=${CONNECT_TIMEOUT:-150}
@@ -303,8 +306,8 @@ MEMBERS_P0=$(cpu_members)
 BUSY0_P0=$(core_busy "$SERVER_CPU") BUSY1_P0=$(core_busy "$CLIENT_CPU")
 STEAL0_P0=$(steal "$SERVER_CPU") STEAL1_P0=$(steal "$CLIENT_CPU")
 T_P0=$(date +%s.%N)
-taskset -c "$CLIENT_CPU" timeout $((CONNECT_TIMEOUT + 5 + PROBES * (GAP_MS / 1000 + 1))) \
-    "$WSM" -m send -p "${CPORT[1]}" -r "$ROOM" -i sender -N "$PROBES" -D 2500 -g "$GAP_MS" \
+taskset -c "$CLIENT_CPU" timeout $((35 + DELAY_MS / 1000 + PROBES * (GAP_MS / 1000 + 1))) \
+    "$WSM" -m send -p "${CPORT[1]}" -r "$ROOM" -i sender -N "$PROBES" -D "$DELAY_MS" -g "$GAP_MS" \
     -t 30 >"$OUT/logs/sender.txt" 2>>"$OUT/logs/wsmembers.log" || die "the sender failed (see $OUT/logs/sender.txt)"
 # Every member process says `probe K complete` once all its members have probe K.
 for ((t = 0; t < 50; t++)); do
@@ -353,7 +356,7 @@ S[run_s]=$(elapsed)
     for k in "${!S[@]}"; do printf '%s %s\n' "$k" "${S[$k]}"; done
     for ((i = 1; i <= INSTANCES; i++)); do printf 'port%d %s\n' "$i" "${CPORT[$i]}"; done
 } >"$WORK/samples.txt"
-CMDLINE="SMALL=$SMALL INSTANCES=$INSTANCES MEMBERS=$MEMBERS PROBES=$PROBES GAP_MS=$GAP_MS bench/redis_scale.sh"
+CMDLINE="SMALL=$SMALL INSTANCES=$INSTANCES MEMBERS=$MEMBERS PROBES=$PROBES GAP_MS=$GAP_MS DELAY_MS=$DELAY_MS bench/redis_scale.sh"
 rc=0
 "$PY" - "$OUT" "$WORK/samples.txt" "$INSTANCES" "$MEMBERS" "$PROBES" "$GAP_MS" "$CLK_TCK" \
     "$(getconf PAGESIZE)" "$CMDLINE" "$MAXCONN" "$SERVER_CPU" "$CLIENT_CPU" "$SOURCES" <<'EOF' || rc=$?
@@ -488,6 +491,11 @@ for r in rows:
         r["probe"], format(r["got"], ","), r["missing"], r["dup"], r["p50_ms"], r["p99_ms"], r["max_ms"],
         r["min_ms"], "%.2f" % sender["self_ms"][r["probe"]] if r["probe"] in sender["self_ms"] else "n/a"))
 md.append("")
+over = [r["probe"] for r in rows if r["max_ms"] > gap_ms]
+if over:
+    md.append("Note: the last arrival of probe(s) %s came after the next probe was sent (GAP_MS "
+              "%d): their fan-outs overlapped; raise GAP_MS." % (", ".join(map(str, over)), gap_ms))
+    md.append("")
 md.append("Every member got every probe exactly once: **%s**. Members closed by a server while "
           "held: %d." % ("yes" if ok else "NO", closed))
 md.append("")
