@@ -56,7 +56,9 @@
 # samples.json, versions.txt, logs/: crest, redis and tool logs, /metrics after the run,
 # sockstat lines, the members' raw arrival files). Settings (environment): SMALL, INSTANCES,
 # MEMBERS, PROBES, GAP_MS, DELAY_MS, ROOM, SETTLE, CONNECT_TIMEOUT, TIME_LIMIT, SERVER_CPU (0),
-# CLIENT_CPU (1), SOURCES (8), CREST_BIN (build/crest; set it to skip the build).
+# CLIENT_CPU (1), SOURCES (8), CREST_BIN (build/crest; set it to skip the build), CREST_ARGS
+# (more crest flags, split on spaces; e.g. "--presence-interval 10s", which then wants SETTLE and
+# DELAY_MS above 10 s, or its trailing presence counts land among the probes).
 set -euo pipefail
 
 BENCH=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -75,6 +77,7 @@ SERVER_CPU=${SERVER_CPU:-0}
 CLIENT_CPU=${CLIENT_CPU:-1}
 SOURCES=${SOURCES:-8}
 CREST_BIN=${CREST_BIN:-}
+CREST_ARGS=${CREST_ARGS:-}
 PY=/usr/bin/python3
 
 # Shared helpers: STARTED/WORK cleanup on exit (by PID), log/die, rss_kib, cpu_ticks.
@@ -205,11 +208,13 @@ for ((i = 0; i < 100; i++)); do
 done
 [[ $(rcli ping 2>/dev/null) == PONG ]] || die "redis-server does not answer"
 
-declare -a CPID=() CPORT=()
+declare -a CPID=() CPORT=() EXTRA=()
+read -ra EXTRA <<<"$CREST_ARGS"
 for ((i = 1; i <= INSTANCES; i++)); do
     CPORT[i]=$(free_port)
     (cd "$WORK" && exec taskset -c "$SERVER_CPU" "$CREST_BIN" demo --threads 1 --port "${CPORT[$i]}" \
-        --db "sqlite:$WORK/crest-$i.db" --redis "redis://127.0.0.1:$RPORT" --max-connections "$MAXCONN") \
+        --db "sqlite:$WORK/crest-$i.db" --redis "redis://127.0.0.1:$RPORT" --max-connections "$MAXCONN" \
+        "${EXTRA[@]}") \
         >"$OUT/logs/crest-$i.log" 2>&1 &
     CPID[i]=$!
     STARTED+=("$!")
@@ -356,9 +361,9 @@ S[run_s]=$(elapsed)
     for k in "${!S[@]}"; do printf '%s %s\n' "$k" "${S[$k]}"; done
     for ((i = 1; i <= INSTANCES; i++)); do printf 'port%d %s\n' "$i" "${CPORT[$i]}"; done
 } >"$WORK/samples.txt"
-CMDLINE="SMALL=$SMALL INSTANCES=$INSTANCES MEMBERS=$MEMBERS PROBES=$PROBES GAP_MS=$GAP_MS DELAY_MS=$DELAY_MS bench/redis_scale.sh"
+CMDLINE="${CREST_ARGS:+CREST_ARGS=\"$CREST_ARGS\" }SMALL=$SMALL INSTANCES=$INSTANCES MEMBERS=$MEMBERS PROBES=$PROBES GAP_MS=$GAP_MS DELAY_MS=$DELAY_MS bench/redis_scale.sh"
 rc=0
-"$PY" - "$OUT" "$WORK/samples.txt" "$INSTANCES" "$MEMBERS" "$PROBES" "$GAP_MS" "$CLK_TCK" \
+CREST_ARGS="$CREST_ARGS" "$PY" - "$OUT" "$WORK/samples.txt" "$INSTANCES" "$MEMBERS" "$PROBES" "$GAP_MS" "$CLK_TCK" \
     "$(getconf PAGESIZE)" "$CMDLINE" "$MAXCONN" "$SERVER_CPU" "$CLIENT_CPU" "$SOURCES" <<'EOF' || rc=$?
 import json, math, os, sys
 
@@ -473,12 +478,12 @@ versions = open(os.path.join(out, "versions.txt")).read().strip()
 md = []
 md += ["# One room across %d crest instances bridged by Redis: %s members" % (n_inst, format(total, ",")), ""]
 md += ["```", versions, "```", ""]
-md += ["Command: `%s`. %d crest processes (`--threads 1`, `--max-connections %s`, else defaults) and "
+md += ["Command: `%s`. %d crest processes (`--threads 1`, `--max-connections %s`%s, else defaults) and "
        "redis-server on CPU %s; the load tools (`bench/tools/wsmembers.c`, one process per instance, "
        "%s members each from 127.0.0.1-%s) and the sender on CPU %s. Run took %d s; connecting all "
        "members took %.1f s (CPU time meanwhile: crests %.1f s, %.1f s of it in the kernel; member "
        "processes %.1f s; server core busy %.1f s, client core %.1f s)."
-       % (cmdline, n_inst, maxconn, scpu, format(members, ","), nsrc, ccpu, S["run_s"], S["connect_s"],
+       % (cmdline, n_inst, maxconn, (" `" + os.environ.get("CREST_ARGS", "") + "`") if os.environ.get("CREST_ARGS") else "", scpu, format(members, ","), nsrc, ccpu, S["run_s"], S["connect_s"],
           S["connect_crest_cpu_s"], S["connect_crest_sys_s"], S["connect_members_cpu_s"], S["connect_server_core_busy_s"],
           S["connect_client_core_busy_s"]), ""]
 md += ["## Time from send to arrival, per probe (all %s members)" % format(total, ","), "",
