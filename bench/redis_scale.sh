@@ -86,6 +86,15 @@ source "$BENCH/lib.sh"
 # shellcheck disable=SC2317 # called by lib.sh's cleanup
 save_logs() { cp "$WORK"/redis.log "$OUT/logs/" 2>/dev/null || true; }
 
+# Long commands run in the background and are waited for, so that the time limit's SIGTERM (or
+# Ctrl-C) is acted on at once rather than when they end; they are stopped with the rest.
+bg_wait() {
+    "$@" &
+    local p=$!
+    STARTED+=("$p")
+    wait "$p"
+}
+
 T_START=$(date +%s)
 TOTAL=$((INSTANCES * MEMBERS))
 
@@ -127,7 +136,7 @@ STARTED+=("$!")
 
 if [[ -z $CREST_BIN ]]; then
     log "building crest (make -j2 all)"
-    make -C "$REPO" -s -j2 all >"$OUT/logs/build.log" 2>&1 || die "make failed (see $OUT/logs/build.log)"
+    bg_wait make -C "$REPO" -s -j2 all >"$OUT/logs/build.log" 2>&1 || die "make failed (see $OUT/logs/build.log)"
     CREST_BIN=$REPO/build/crest
 fi
 [[ -x $CREST_BIN ]] || die "$CREST_BIN not found"
@@ -236,7 +245,7 @@ log "$INSTANCES crest instances up, bridged (ports ${CPORT[*]}; CPU $SERVER_CPU;
 # Warm-up: a few members per instance in another room, so that one-time allocations (the
 # loop's buffers, the large-room path) are not charged to the measured members.
 for ((i = 1; i <= INSTANCES; i++)); do
-    taskset -c "$CLIENT_CPU" "$WSM" -x -p "${CPORT[$i]}" -n 200 -r warmup -i w$i -t 30 >/dev/null \
+    bg_wait taskset -c "$CLIENT_CPU" "$WSM" -x -p "${CPORT[$i]}" -n 200 -r warmup -i w$i -t 30 >/dev/null \
         2>>"$OUT/logs/wsmembers.log" || die "warm-up of instance $i failed (see $OUT/logs/wsmembers.log)"
 done
 sleep 2 # their leaves' presence timers fire
@@ -311,7 +320,7 @@ MEMBERS_P0=$(cpu_members)
 BUSY0_P0=$(core_busy "$SERVER_CPU") BUSY1_P0=$(core_busy "$CLIENT_CPU")
 STEAL0_P0=$(steal "$SERVER_CPU") STEAL1_P0=$(steal "$CLIENT_CPU")
 T_P0=$(date +%s.%N)
-taskset -c "$CLIENT_CPU" timeout $((35 + DELAY_MS / 1000 + PROBES * (GAP_MS / 1000 + 1))) \
+bg_wait taskset -c "$CLIENT_CPU" timeout $((35 + DELAY_MS / 1000 + PROBES * (GAP_MS / 1000 + 1))) \
     "$WSM" -m send -p "${CPORT[1]}" -r "$ROOM" -i sender -N "$PROBES" -D "$DELAY_MS" -g "$GAP_MS" \
     -t 30 >"$OUT/logs/sender.txt" 2>>"$OUT/logs/wsmembers.log" || die "the sender failed (see $OUT/logs/sender.txt)"
 # Every member process says `probe K complete` once all its members have probe K.
