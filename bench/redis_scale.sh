@@ -13,13 +13,17 @@
 #     redis-server with apt if missing, starts redis-server on a free loopback port (no RDB, no
 #     AOF, stopped at exit) and INSTANCES (5) crest processes,
 #       crest demo --threads 1 --port P --db sqlite:WORK/crest-I.db --redis redis://127.0.0.1:RP
-#                  --max-connections NOFILE-100
+#                  --max-connections NOFILE-100 --ws-ping-interval PING_INTERVAL
 #     and waits until each says crest_redis_up 1 on /metrics. Why --threads 1: this machine has
 #     two cores; the servers (the crests and redis-server) share CPU 0 and the load tools have
 #     CPU 1 (BENCH.md), so a second loop thread per instance would add a cross-thread pub/sub hop
 #     and memory and no CPU. Why --max-connections: its default is the open-file limit less an
-#     eighth (17,500 of 20,000), below the 19,000 members an instance holds here.
-#     All else is crest's default: --ws-ping-interval 30s (the members answer pings),
+#     eighth (17,500 of 20,000), below the 19,000 members an instance holds here. Why
+#     PING_INTERVAL (10m, as bench/ws.sh): with crest's default of 30 s, every member that
+#     connected in the same few seconds is pinged in the same few seconds, a wave of 95,000
+#     pings (and pongs) about 30 s after the connect phase, which met the fifth probe and
+#     slowed it by half; PING_INTERVAL=30s shows that (the members answer pings, and the report
+#     says when a ping wave overlapped a probe). All else is crest's default:
 #     --chat-announce-max 100 and --presence-interval 1s (the room is far above 100 members, so
 #     joins only send presence counts).
 #  2. Warms each instance up with 200 members of another room (joined and gone), then reads the
@@ -55,7 +59,7 @@
 # Output: the report on stdout and in bench/results/<date>-redis-scale/ (report.md,
 # samples.json, versions.txt, logs/: crest, redis and tool logs, /metrics after the run,
 # sockstat lines, the members' raw arrival files). Settings (environment): SMALL, INSTANCES,
-# MEMBERS, PROBES, GAP_MS, DELAY_MS, ROOM, SETTLE, CONNECT_TIMEOUT, TIME_LIMIT, SERVER_CPU (0),
+# MEMBERS, PROBES, GAP_MS, DELAY_MS, PING_INTERVAL, ROOM, SETTLE, CONNECT_TIMEOUT, TIME_LIMIT, SERVER_CPU (0),
 # CLIENT_CPU (1), SOURCES (8), CREST_BIN (build/crest; set it to skip the build), CREST_ARGS
 # (more crest flags, split on spaces; e.g. "--presence-interval 10s", which then wants SETTLE and
 # DELAY_MS above 10 s, or its trailing presence counts land among the probes).
@@ -78,6 +82,7 @@ CLIENT_CPU=${CLIENT_CPU:-1}
 SOURCES=${SOURCES:-8}
 CREST_BIN=${CREST_BIN:-}
 CREST_ARGS=${CREST_ARGS:-}
+PING_INTERVAL=${PING_INTERVAL:-10m}
 PY=/usr/bin/python3
 
 # Shared helpers: STARTED/WORK cleanup on exit (by PID), log/die, rss_kib, cpu_ticks.
@@ -223,7 +228,7 @@ for ((i = 1; i <= INSTANCES; i++)); do
     CPORT[i]=$(free_port)
     (cd "$WORK" && exec taskset -c "$SERVER_CPU" "$CREST_BIN" demo --threads 1 --port "${CPORT[$i]}" \
         --db "sqlite:$WORK/crest-$i.db" --redis "redis://127.0.0.1:$RPORT" --max-connections "$MAXCONN" \
-        "${EXTRA[@]}") \
+        --ws-ping-interval "$PING_INTERVAL" "${EXTRA[@]}") \
         >"$OUT/logs/crest-$i.log" 2>&1 &
     CPID[i]=$!
     STARTED+=("$!")
@@ -370,9 +375,9 @@ S[run_s]=$(elapsed)
     for k in "${!S[@]}"; do printf '%s %s\n' "$k" "${S[$k]}"; done
     for ((i = 1; i <= INSTANCES; i++)); do printf 'port%d %s\n' "$i" "${CPORT[$i]}"; done
 } >"$WORK/samples.txt"
-CMDLINE="${CREST_ARGS:+CREST_ARGS=\"$CREST_ARGS\" }SMALL=$SMALL INSTANCES=$INSTANCES MEMBERS=$MEMBERS PROBES=$PROBES GAP_MS=$GAP_MS DELAY_MS=$DELAY_MS bench/redis_scale.sh"
+CMDLINE="${CREST_ARGS:+CREST_ARGS=\"$CREST_ARGS\" }PING_INTERVAL=$PING_INTERVAL SMALL=$SMALL INSTANCES=$INSTANCES MEMBERS=$MEMBERS PROBES=$PROBES GAP_MS=$GAP_MS DELAY_MS=$DELAY_MS bench/redis_scale.sh"
 rc=0
-CREST_ARGS="$CREST_ARGS" "$PY" - "$OUT" "$WORK/samples.txt" "$INSTANCES" "$MEMBERS" "$PROBES" "$GAP_MS" "$CLK_TCK" \
+CREST_ARGS="$CREST_ARGS" PING_INTERVAL="$PING_INTERVAL" "$PY" - "$OUT" "$WORK/samples.txt" "$INSTANCES" "$MEMBERS" "$PROBES" "$GAP_MS" "$CLK_TCK" \
     "$(getconf PAGESIZE)" "$CMDLINE" "$MAXCONN" "$SERVER_CPU" "$CLIENT_CPU" "$SOURCES" <<'EOF' || rc=$?
 import json, math, os, sys
 
@@ -487,12 +492,12 @@ versions = open(os.path.join(out, "versions.txt")).read().strip()
 md = []
 md += ["# One room across %d crest instances bridged by Redis: %s members" % (n_inst, format(total, ",")), ""]
 md += ["```", versions, "```", ""]
-md += ["Command: `%s`. %d crest processes (`--threads 1`, `--max-connections %s`%s, else defaults) and "
+md += ["Command: `%s`. %d crest processes (`--threads 1`, `--max-connections %s`, `--ws-ping-interval %s`%s, else defaults) and "
        "redis-server on CPU %s; the load tools (`bench/tools/wsmembers.c`, one process per instance, "
        "%s members each from 127.0.0.1-%s) and the sender on CPU %s. Run took %d s; connecting all "
        "members took %.1f s (CPU time meanwhile: crests %.1f s, %.1f s of it in the kernel; member "
        "processes %.1f s; server core busy %.1f s, client core %.1f s)."
-       % (cmdline, n_inst, maxconn, (" `" + os.environ.get("CREST_ARGS", "") + "`") if os.environ.get("CREST_ARGS") else "", scpu, format(members, ","), nsrc, ccpu, S["run_s"], S["connect_s"],
+       % (cmdline, n_inst, maxconn, os.environ.get("PING_INTERVAL", "?"), (" `" + os.environ.get("CREST_ARGS", "") + "`") if os.environ.get("CREST_ARGS") else "", scpu, format(members, ","), nsrc, ccpu, S["run_s"], S["connect_s"],
           S["connect_crest_cpu_s"], S["connect_crest_sys_s"], S["connect_members_cpu_s"], S["connect_server_core_busy_s"],
           S["connect_client_core_busy_s"]), ""]
 md += ["## Time from send to arrival, per probe (all %s members)" % format(total, ","), "",
@@ -505,6 +510,22 @@ for r in rows:
         r["probe"], format(r["got"], ","), r["missing"], r["dup"], r["p50_ms"], r["p99_ms"], r["max_ms"],
         r["min_ms"], "%.2f" % sender["self_ms"][r["probe"]] if r["probe"] in sender["self_ms"] else "n/a"))
 md.append("")
+pinged = []
+for r in rows:
+    t0 = sender["sent"].get(r["probe"])
+    if t0 is None or r["max_ms"] != r["max_ms"]:
+        continue
+    t1 = t0 + r["max_ms"] * 1e6
+    for d in inst:
+        a, b = d.get("first_ping_ns", 0), d.get("last_ping_ns", 0)
+        if d.get("pings", 0) and a <= t1 and b >= t0:
+            pinged.append(r["probe"])
+            break
+if pinged:
+    md.append("Note: crest's pings (a wave to every member, --ws-ping-interval after they "
+              "connected) were arriving while probe(s) %s fanned out, and slowed them."
+              % ", ".join(map(str, pinged)))
+    md.append("")
 over = [r["probe"] for r in rows if r["max_ms"] > gap_ms]
 if over:
     md.append("Note: the last arrival of probe(s) %s came after the next probe was sent (GAP_MS "
@@ -605,13 +626,13 @@ md += ["## crest counters after the probes (/metrics)", "",
 for i in range(1, n_inst + 1):
     md.append("| %d | %s |" % (i, " | ".join("%.0f" % metrics[i][m] for m in mnames)))
 md.append("")
-md.append("Members' other traffic over the whole hold (presence counts, join/leave, errors), per "
-          "instance: " + ", ".join("%d: %s/%s/%s" % (d["instance"], format(d.get("presence", 0), ","),
-                                                     format(d.get("other", 0), ","), d.get("errors", 0))
-                                   for d in inst) + ".")
+md.append("Members' other traffic over the whole hold (presence counts / join and leave / errors "
+          "/ pings), per instance: " + ", ".join("%d: %s / %s / %s / %s" % (
+              d["instance"], format(d.get("presence", 0), ","), format(d.get("other", 0), ","),
+              d.get("errors", 0), format(d.get("pings", 0), ",")) for d in inst) + ".")
 md.append("")
 open(os.path.join(out, "report.md"), "w").write("\n".join(md) + "\n")
-json.dump({"settings": {"instances": n_inst, "members_per_instance": members, "probes": probes,
+json.dump({"settings": {"ping_interval": os.environ.get("PING_INTERVAL"), "crest_args": os.environ.get("CREST_ARGS"), "instances": n_inst, "members_per_instance": members, "probes": probes,
                         "gap_ms": gap_ms, "command": cmdline},
            "samples": S, "probes": rows, "instances": inst, "sender": sender, "metrics": metrics,
            "per_connection": {"user_bytes": user_per, "kernel_tcp_mem_bytes": tcp_mem_per,

@@ -16,10 +16,13 @@
  * CLOCK_MONOTONIC now minus <ns>, the sender's CLOCK_MONOTONIC just before its send() (one
  * machine, one clock). Prints `probe K complete` once every member has probe K. At the end,
  * writes FILE (default stdout):
- *   members N open X closed_by_server C presence P other O errors E
+ *   members N open X closed_by_server C presence P other O errors E pings G first_ping_ns T0
+ *   last_ping_ns T1
  *   probe K got G missing M dup D
  *   lat K <microseconds of each member that got it, space-separated>
- * `dup` counts members that got probe K more than once; `other` any other chat message.
+ * `dup` counts members that got probe K more than once; `other` any other chat message (joins
+ * and leaves); `pings` the server's pings (each answered), the first and last read at T0 and T1
+ * (CLOCK_MONOTONIC ns, 0 without pings).
  *
  * Sender (-m send): one member of ROOM; once open it waits DELAY_MS (1500: let the server's
  * presence timer for its own join fire first), then sends PROBES (5) messages
@@ -79,7 +82,7 @@ static int ep;
 static int open_count, failed, closed_by_server, setting_up = 1;
 static uint64_t *arrival;                  /* [member * nprobes + k-1]: latency ns + 1, or 0 */
 static uint64_t got[MAX_PROBES + 1], dups[MAX_PROBES + 1];
-static uint64_t n_presence, n_other, n_errors;
+static uint64_t n_presence, n_other, n_errors, n_pings, first_ping, last_ping;
 static uint8_t rbuf[RBUF];
 static uint64_t sent_ns[MAX_PROBES + 1];
 
@@ -243,6 +246,12 @@ static void on_message(conn_t *c, const uint8_t *p, size_t n, uint64_t now) {
     }
 }
 
+static void count_ping(uint64_t now) {
+    if (n_pings++ == 0)
+        first_ping = now;
+    last_ping = now;
+}
+
 static void on_frames(conn_t *c, uint8_t *data, size_t len, uint64_t now) {
     size_t pos = 0;
     while (pos < len) {
@@ -266,9 +275,10 @@ static void on_frames(conn_t *c, uint8_t *data, size_t len, uint64_t now) {
         int control = ch.msg_opcode & 0x08;
         int whole = ch.first && ch.last && (control || (ch.fin && ch.opcode != CREST__WS_CONT));
         if (whole) {
-            if (ch.msg_opcode == CREST__WS_PING)
+            if (ch.msg_opcode == CREST__WS_PING) {
+                count_ping(now);
                 send_frame(c, CREST__WS_PONG, ch.data, ch.len);
-            else if (ch.msg_opcode == CREST__WS_TEXT)
+            } else if (ch.msg_opcode == CREST__WS_TEXT)
                 on_message(c, ch.data, ch.len, now);
             if (c->state != ST_OPEN)
                 return;
@@ -280,9 +290,10 @@ static void on_frames(conn_t *c, uint8_t *data, size_t len, uint64_t now) {
         memcpy(c->msg + c->msg_len, ch.data, ch.len);
         c->msg_len += ch.len;
         if (ch.last && (ch.fin || control)) {
-            if (ch.msg_opcode == CREST__WS_PING)
+            if (ch.msg_opcode == CREST__WS_PING) {
+                count_ping(now);
                 send_frame(c, CREST__WS_PONG, c->msg, c->msg_len);
-            else if (ch.msg_opcode == CREST__WS_TEXT)
+            } else if (ch.msg_opcode == CREST__WS_TEXT)
                 on_message(c, (uint8_t *)c->msg, c->msg_len, now);
             free(c->msg);
             c->msg = NULL;
@@ -461,9 +472,13 @@ static int write_results(void) {
         fprintf(stderr, "wsmembers %s: %s: %s\n", tag, outfile, strerror(errno));
         return 1;
     }
-    fprintf(f, "members %d open %d closed_by_server %d presence %llu other %llu errors %llu\n",
+    fprintf(f,
+            "members %d open %d closed_by_server %d presence %llu other %llu errors %llu "
+            "pings %llu first_ping_ns %llu last_ping_ns %llu\n",
             nconns, open_count, closed_by_server, (unsigned long long)n_presence,
-            (unsigned long long)n_other, (unsigned long long)n_errors);
+            (unsigned long long)n_other, (unsigned long long)n_errors,
+            (unsigned long long)n_pings, (unsigned long long)first_ping,
+            (unsigned long long)last_ping);
     for (int k = 1; k <= nprobes; k++)
         fprintf(f, "probe %d got %llu missing %llu dup %llu\n", k, (unsigned long long)got[k],
                 (unsigned long long)((uint64_t)nconns - got[k]), (unsigned long long)dups[k]);
