@@ -3,9 +3,10 @@
 # instances bridged by one Redis; how long one message takes to reach every member, and what
 # the connections cost in memory (user space and kernel). crest alone: there is no peer here.
 #
-#   bench/redis_scale.sh                  # 5 instances x 19,000 members, 5 probes: ~2-3 minutes
+#   bench/redis_scale.sh                  # 5 instances x 19,000 members, 5 probes: ~45 s here
 #   SMALL=1 bench/redis_scale.sh          # 5 x 2,000 members: a quick check (~30 s)
-#   INSTANCES=3 MEMBERS=10000 PROBES=10 GAP_MS=1000 bench/redis_scale.sh
+#   INSTANCES=3 MEMBERS=10000 PROBES=10 GAP_MS=1500 bench/redis_scale.sh
+#   PING_INTERVAL=30s bench/redis_scale.sh   # crest's default ping interval: see 1. below
 #
 # What it does (every process is capped at the machine's 20,000 open files, the hard limit; the
 # script raises each one's soft limit to it with `ulimit -n`):
@@ -21,8 +22,8 @@
 #     eighth (17,500 of 20,000), below the 19,000 members an instance holds here. Why
 #     PING_INTERVAL (10m, as bench/ws.sh): with crest's default of 30 s, every member that
 #     connected in the same few seconds is pinged in the same few seconds, a wave of 95,000
-#     pings (and pongs) about 30 s after the connect phase, which met the fifth probe and
-#     slowed it by half; PING_INTERVAL=30s shows that (the members answer pings, and the report
+#     pings (and pongs) about 30 s after the connect phase, which met the last probes and
+#     made them 30-50 % slower; PING_INTERVAL=30s shows that (the members answer pings, and the report
 #     says when a ping wave overlapped a probe). All else is crest's default:
 #     --chat-announce-max 100 and --presence-interval 1s (the room is far above 100 members, so
 #     joins only send presence counts).
@@ -44,7 +45,8 @@
 #     member stamps its arrival with CLOCK_MONOTONIC when the bytes are read (one machine, one
 #     clock); the report gives, per probe, p50/p99/max over all members, how many did not get
 #     it (must be 0) and how many got it twice (must be 0), and the same per instance (instance
-#     1's members get it from crest directly, the others through Redis).
+#     1's members get it from crest directly, the others through Redis), with the CPU time
+#     of the crests (user and kernel), redis-server and the load tools over the probe phase.
 #  5. Stops everything (members, then crests, then redis-server: SIGTERM, 5 s grace, SIGKILL, by
 #     PID, also on errors and Ctrl-C); TIME_LIMIT (420 s) bounds the whole run.
 #
@@ -58,11 +60,13 @@
 #
 # Output: the report on stdout and in bench/results/<date>-redis-scale/ (report.md,
 # samples.json, versions.txt, logs/: crest, redis and tool logs, /metrics after the run,
-# sockstat lines, the members' raw arrival files). Settings (environment): SMALL, INSTANCES,
-# MEMBERS, PROBES, GAP_MS, DELAY_MS, PING_INTERVAL, ROOM, SETTLE, CONNECT_TIMEOUT, TIME_LIMIT, SERVER_CPU (0),
-# CLIENT_CPU (1), SOURCES (8), CREST_BIN (build/crest; set it to skip the build), CREST_ARGS
-# (more crest flags, split on spaces; e.g. "--presence-interval 10s", which then wants SETTLE and
-# DELAY_MS above 10 s, or its trailing presence counts land among the probes).
+# sockstat lines and /proc/slabinfo before and after, the members' raw arrival files). Exits 3
+# when a member missed a probe or got one twice, 1 on errors, 130 at the time limit or Ctrl-C.
+# Settings (environment): SMALL, INSTANCES, MEMBERS, PROBES, GAP_MS, DELAY_MS, PING_INTERVAL,
+# ROOM, SETTLE, CONNECT_TIMEOUT, TIME_LIMIT, SERVER_CPU (0), CLIENT_CPU (1), SOURCES (8),
+# CREST_BIN (build/crest; set it to skip the build), CREST_ARGS (more crest flags, split on
+# spaces; e.g. "--presence-interval 10s", which then wants SETTLE and DELAY_MS above 10 s, or its
+# trailing presence counts land among the probes).
 set -euo pipefail
 
 BENCH=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
