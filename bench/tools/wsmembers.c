@@ -80,7 +80,7 @@ static volatile sig_atomic_t stop_flag;
 static conn_t *conns;
 static int ep;
 static int open_count, failed, closed_by_server, setting_up = 1;
-static uint64_t *arrival;                  /* [member * nprobes + k-1]: latency ns + 1, or 0 */
+static uint64_t *arrival; /* [member * nprobes + k-1]: latency ns + 1, or 0 */
 static uint64_t got[MAX_PROBES + 1], dups[MAX_PROBES + 1];
 static uint64_t n_presence, n_other, n_errors, n_pings, first_ping, last_ping;
 static uint8_t rbuf[RBUF];
@@ -423,8 +423,7 @@ static void poll_once(int timeout_ms) {
             conn_fail(c, "connection error");
             continue;
         }
-        if ((e & EPOLLOUT) && c->out_len > 0 &&
-            (c->state == ST_OPEN || c->state == ST_HANDSHAKE))
+        if ((e & EPOLLOUT) && c->out_len > 0 && (c->state == ST_OPEN || c->state == ST_HANDSHAKE))
             send_bytes(c, NULL, 0);
     }
 }
@@ -450,8 +449,8 @@ static int open_all(void) {
         }
     }
     if (open_count < nconns) {
-        fprintf(stderr, "wsmembers %s: only %d of %d members opened in %.1f s (%d failed)\n",
-                tag, open_count, nconns, elapsed_s(t0), failed);
+        fprintf(stderr, "wsmembers %s: only %d of %d members opened in %.1f s (%d failed)\n", tag,
+                open_count, nconns, elapsed_s(t0), failed);
         return -1;
     }
     setting_up = 0;
@@ -476,9 +475,8 @@ static int write_results(void) {
             "members %d open %d closed_by_server %d presence %llu other %llu errors %llu "
             "pings %llu first_ping_ns %llu last_ping_ns %llu\n",
             nconns, open_count, closed_by_server, (unsigned long long)n_presence,
-            (unsigned long long)n_other, (unsigned long long)n_errors,
-            (unsigned long long)n_pings, (unsigned long long)first_ping,
-            (unsigned long long)last_ping);
+            (unsigned long long)n_other, (unsigned long long)n_errors, (unsigned long long)n_pings,
+            (unsigned long long)first_ping, (unsigned long long)last_ping);
     for (int k = 1; k <= nprobes; k++)
         fprintf(f, "probe %d got %llu missing %llu dup %llu\n", k, (unsigned long long)got[k],
                 (unsigned long long)((uint64_t)nconns - got[k]), (unsigned long long)dups[k]);
@@ -588,10 +586,10 @@ int main(int argc, char **argv) {
     }
     if (sender_mode)
         nconns = 1;
-    if (optind != argc || port <= 0 || port > 65535 || nconns <= 0 || first_src < 1 ||
-        nsrc < 1 || first_src + nsrc - 1 > 254 || inflight_max < 1 || nprobes < 1 ||
-        nprobes > MAX_PROBES || connect_timeout < 1 || hold < 1 || delay_ms < 0 || gap_ms < 0 ||
-        strlen(room) > 64 || strlen(tag) > 32) {
+    if (optind != argc || port <= 0 || port > 65535 || nconns <= 0 || first_src < 1 || nsrc < 1 ||
+        first_src + nsrc - 1 > 254 || inflight_max < 1 || nprobes < 1 || nprobes > MAX_PROBES ||
+        connect_timeout < 1 || hold < 1 || delay_ms < 0 || gap_ms < 0 || strlen(room) > 64 ||
+        strlen(tag) > 32) {
         fprintf(stderr, "wsmembers: bad arguments\n");
         return 2;
     }
