@@ -49,7 +49,9 @@ typedef struct {
     size_t max_buffered; /* output a socket may queue before it is slow; default 1 MiB */
     int slow_policy;     /* crest_ws_slow_policy_t; default CREST_WS_SLOW_DROP */
     uint32_t ping_interval_ms; /* idle ping period, and the time to answer it; default 30 s,
-                                  0 = never */
+                                  0 = never. The first ping comes up to a quarter of it early,
+                                  spread over sockets, so that sockets opened together are not
+                                  pinged together */
     uint32_t close_timeout_ms; /* wait for the peer's close frame; default 5 s */
     int deflate;               /* accept permessage-deflate offers; default 0 (off) */
     /* With permessage-deflate: inflated bytes one socket may produce per second (a quarter

@@ -1113,6 +1113,15 @@ int crest_ws_upgrade(crest_req_t *req, const crest_ws_opts_t *opts) {
         return 0;
     }
     uint32_t ms = ws->flags & WS_CLOSE_SENT ? opts->close_timeout_ms : opts->ping_interval_ms;
+    if (ms && !(ws->flags & WS_CLOSE_SENT)) {
+        /* The first ping comes up to a quarter of the interval early, differently for each
+         * socket (its address, hashed): sockets that connected together (a page reload of a whole
+         * audience, a reconnect after a restart) would otherwise be pinged together forever, a
+         * wave of pings and pongs every interval. Later pings keep the interval. */
+        uint32_t spread = ms / 4;
+        if (spread > 0)
+            ms -= (uint32_t)(((uint64_t)(uintptr_t)c * 0x9e3779b97f4a7c15ull) >> 40) % spread;
+    }
     if (ms)
         crest__wheel_arm(&loop->wheel, &c->timer, ms);
     return 0;
