@@ -165,10 +165,14 @@ static int on_metrics(crest_req_t *req, void *data) {
                      "crest_redis_refused_total %llu\n"
                      "# HELP crest_redis_reconnects_total Connections to Redis made again.\n"
                      "# TYPE crest_redis_reconnects_total counter\n"
-                     "crest_redis_reconnects_total %llu\n",
+                     "crest_redis_reconnects_total %llu\n"
+                     "# HELP crest_redis_queued_bytes Bytes waiting to be written to Redis.\n"
+                     "# TYPE crest_redis_queued_bytes gauge\n"
+                     "crest_redis_queued_bytes %llu\n",
                      (unsigned long long)ps.redis_up, (unsigned long long)ps.redis_sent,
                      (unsigned long long)ps.redis_received, (unsigned long long)ps.redis_dropped,
-                     (unsigned long long)ps.redis_refused, (unsigned long long)ps.redis_reconnects);
+                     (unsigned long long)ps.redis_refused, (unsigned long long)ps.redis_reconnects,
+                     (unsigned long long)ps.redis_queued_bytes);
     return crest_res_send_buf(req, 200, "text/plain; version=0.0.4; charset=utf-8", &b);
 }
 

@@ -50,12 +50,15 @@ typedef struct {
     uint64_t queued_bytes;    /* now: bytes of the distinct messages waiting, as
 crest_pubsub_queued_bytes() */
     /* With a Redis bridge (crest_pubsub_redis): */
-    uint64_t redis_up;         /* now: 1 while connected and subscribed, else 0 */
-    uint64_t redis_sent;       /* messages published to Redis */
-    uint64_t redis_received;   /* messages from other instances delivered here */
-    uint64_t redis_dropped;    /* messages not sent: Redis down, or the queue to it full */
-    uint64_t redis_refused;    /* messages from Redis over max_message, skipped */
-    uint64_t redis_reconnects; /* connections made again after a loss */
+    uint64_t redis_up;           /* now: 1 while connected and subscribed, else 0 */
+    uint64_t redis_sent;         /* messages published to Redis */
+    uint64_t redis_received;     /* messages from other instances delivered here */
+    uint64_t redis_dropped;      /* messages not sent: Redis down, or the queue to it full */
+    uint64_t redis_refused;      /* messages from Redis over max_message, skipped */
+    uint64_t redis_reconnects;   /* connections made again after a loss */
+    uint64_t redis_queued_bytes; /* now: bytes waiting to be written to Redis (the queue and what
+                                    the socket has not taken), at most max_queue_bytes + one
+                                    message */
 } crest_pubsub_stats_t;
 
 /* Fill `opts` with the defaults above. */

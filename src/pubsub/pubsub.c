@@ -782,6 +782,7 @@ void crest_pubsub_stats(const crest_pubsub_t *ps, crest_pubsub_stats_t *out) {
     out->queued_bytes = crest_pubsub_queued_bytes(ps);
     out->redis_up = out->redis_sent = out->redis_received = 0;
     out->redis_dropped = out->redis_refused = out->redis_reconnects = 0;
+    out->redis_queued_bytes = 0;
     if (ps->bridge != NULL)
         ps->bridge->stats(ps->bridge, out);
 }

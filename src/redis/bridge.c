@@ -202,6 +202,10 @@ static void b_stats(crest__ps_bridge_t *iface, crest_pubsub_stats_t *out) {
     out->redis_dropped = atomic_load_explicit(&b->n_dropped, memory_order_relaxed);
     out->redis_refused = atomic_load_explicit(&b->n_refused, memory_order_relaxed);
     out->redis_reconnects = atomic_load_explicit(&b->n_reconnects, memory_order_relaxed);
+    pthread_mutex_lock(&b->lock);
+    out->redis_queued_bytes =
+        b->pub_bytes + atomic_load_explicit(&b->unwritten, memory_order_relaxed);
+    pthread_mutex_unlock(&b->lock);
 }
 
 /* ---- the bridge thread ---- */
