@@ -981,8 +981,6 @@ static void on_hash_done(crest_req_t *req, int status, void *arg) {
     job_free(j);
 }
 
-/* ---- /work/hash ---- */
-
 /* POST /work/hash?rounds=N[&salt=S]: PBKDF2-HMAC-SHA256 of the body, 32-byte key, hex.
  * rounds: default 1000, 1..--max-hash-rounds, else 400. salt: default "crest-work-hash", at most
  * 64 printable ASCII bytes, taken as sent (not percent-decoded). */

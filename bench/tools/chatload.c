@@ -53,6 +53,7 @@
 #include <unistd.h>
 
 #include "codec/ws_frame.h"
+#include "wsmini.h"
 
 enum {
     ST_CONNECTING,
@@ -73,14 +74,11 @@ typedef struct {
     int inst; /* which port */
     int want_out;
     int retries;
-    int synced; /* senders whose sync message this member has seen */
-    char *in;   /* the HTTP response while the handshake is read */
-    size_t in_len, in_cap;
-    char *out; /* unsent output */
-    size_t out_len, out_cap;
+    int synced;   /* senders whose sync message this member has seen */
+    wm_buf_t in;  /* the HTTP response while the handshake is read */
+    wm_buf_t out; /* unsent output */
     crest__ws_parser_t parser;
-    char *msg; /* a message being assembled from chunks */
-    size_t msg_len, msg_cap;
+    wm_buf_t msg; /* a message being assembled from chunks */
 } conn_t;
 
 typedef struct { /* one in-flight message of a sender (closed loop) */
@@ -118,12 +116,6 @@ static uint64_t received, lost_gaps, duplicates, reordered, stale, stalls, measu
 static hist_t h_all, h_local, h_remote;
 static uint64_t recv_by_inst[MAX_PORTS];
 
-static uint64_t now_ns(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 static void on_signal(int s) {
     (void)s;
     stop_flag = 1;
@@ -136,21 +128,6 @@ static void *xalloc(size_t n) {
         exit(1);
     }
     return p;
-}
-
-static void grow(char **buf, size_t *cap, size_t need) {
-    if (need <= *cap)
-        return;
-    size_t c = *cap ? *cap : 4096;
-    while (c < need)
-        c *= 2;
-    char *p = realloc(*buf, c);
-    if (p == NULL) {
-        fprintf(stderr, "chatload: out of memory\n");
-        exit(1);
-    }
-    *buf = p;
-    *cap = c;
 }
 
 static void watch(conn_t *c, int want_out) {
@@ -170,7 +147,7 @@ static void conn_fail(conn_t *c, const char *why) {
     close(c->fd);
     if (setting_up && c->state != ST_JOINED && c->retries < 10 && !stop_flag) {
         /* A full accept queue resets a few handshakes under a burst: try again. */
-        c->out_len = c->in_len = c->msg_len = 0;
+        c->out.len = c->in.len = c->msg.len = 0;
         c->retries++;
         start_conn(c);
         return;
@@ -184,41 +161,15 @@ static void conn_fail(conn_t *c, const char *why) {
 }
 
 static void flush_out(conn_t *c) {
-    size_t done = 0;
-    while (done < c->out_len) {
-        ssize_t n = send(c->fd, c->out + done, c->out_len - done, MSG_NOSIGNAL);
-        if (n < 0) {
-            if (errno == EAGAIN)
-                break;
-            conn_fail(c, strerror(errno));
-            return;
-        }
-        done += (size_t)n;
-    }
-    memmove(c->out, c->out + done, c->out_len - done);
-    c->out_len -= done;
-    watch(c, c->out_len > 0);
-}
-
-static void queue_bytes(conn_t *c, const void *p, size_t n) {
-    grow(&c->out, &c->out_cap, c->out_len + n);
-    memcpy(c->out + c->out_len, p, n);
-    c->out_len += n;
-}
-
-static void send_frame(conn_t *c, int opcode, const void *payload, size_t n) {
-    uint8_t hdr[CREST__WS_MAX_HEADER];
-    uint32_t r = (uint32_t)rand();
-    uint8_t key[4] = {(uint8_t)r, (uint8_t)(r >> 8), (uint8_t)(r >> 16), (uint8_t)(r >> 24)};
-    size_t h = crest__ws_header(hdr, opcode, 1, 0, n, key);
-    queue_bytes(c, hdr, h);
-    size_t at = c->out_len;
-    queue_bytes(c, payload, n);
-    crest__ws_mask((uint8_t *)c->out + at, n, key, 0);
+    int rc = wm_flush(c->fd, &c->out);
+    if (rc < 0)
+        conn_fail(c, strerror(-rc));
+    else
+        watch(c, rc);
 }
 
 static void send_text(conn_t *c, const char *text, size_t n) {
-    send_frame(c, CREST__WS_TEXT, text, n);
+    wm_frame(&c->out, CREST__WS_TEXT, text, n);
 }
 
 /* A chat message with this text, in the peer's protocol. */
@@ -335,7 +286,7 @@ static void on_counted(conn_t *c, int s, uint64_t seq, uint64_t t) {
     if (rate <= 0)
         slot_reached(s, seq);
     if (phase == PH_MEASURE) {
-        uint64_t now = now_ns(), d = now > t ? now - t : 0;
+        uint64_t now = wm_now_ns(), d = now > t ? now - t : 0;
         measured++;
         hist_add(&h_all, d);
         hist_add(conns[s].inst == c->inst ? &h_local : &h_remote, d);
@@ -442,7 +393,7 @@ static void feed_frames(conn_t *c, uint8_t *data, size_t len) {
         pos += used;
         if (ch.msg_opcode == CREST__WS_PING) {
             if (ch.first && ch.last)
-                send_frame(c, CREST__WS_PONG, ch.data, ch.len);
+                wm_frame(&c->out, CREST__WS_PONG, ch.data, ch.len);
             continue;
         }
         if (ch.msg_opcode == CREST__WS_CLOSE) {
@@ -451,16 +402,16 @@ static void feed_frames(conn_t *c, uint8_t *data, size_t len) {
         }
         if (ch.msg_opcode & 0x08)
             continue;
-        if (ch.first && ch.last && ch.fin && ch.opcode != CREST__WS_CONT && c->msg_len == 0) {
+        if (ch.first && ch.last && ch.fin && ch.opcode != CREST__WS_CONT && c->msg.len == 0) {
             on_message(c, ch.data, ch.len);
             continue;
         }
-        grow(&c->msg, &c->msg_cap, c->msg_len + ch.len + 1);
-        memcpy(c->msg + c->msg_len, ch.data, ch.len);
-        c->msg_len += ch.len;
+        wm_reserve(&c->msg, c->msg.len + ch.len + 1);
+        memcpy(c->msg.ptr + c->msg.len, ch.data, ch.len);
+        c->msg.len += ch.len;
         if (ch.last && ch.fin) {
-            on_message(c, (uint8_t *)c->msg, c->msg_len);
-            c->msg_len = 0;
+            on_message(c, (uint8_t *)c->msg.ptr, c->msg.len);
+            c->msg.len = 0;
         }
     }
 }
@@ -470,18 +421,18 @@ static void on_input(conn_t *c, uint8_t *data, size_t len) {
         feed_frames(c, data, len);
         return;
     }
-    grow(&c->in, &c->in_cap, c->in_len + len);
-    memcpy(c->in + c->in_len, data, len);
-    c->in_len += len;
-    char *end = memmem(c->in, c->in_len, "\r\n\r\n", 4);
+    wm_reserve(&c->in, c->in.len + len);
+    memcpy(c->in.ptr + c->in.len, data, len);
+    c->in.len += len;
+    char *end = memmem(c->in.ptr, c->in.len, "\r\n\r\n", 4);
     if (end == NULL)
         return;
-    if (c->in_len < 12 || memcmp(c->in, "HTTP/1.1 101", 12) != 0) {
+    if (c->in.len < 12 || memcmp(c->in.ptr, "HTTP/1.1 101", 12) != 0) {
         conn_fail(c, "no 101 Switching Protocols");
         return;
     }
-    size_t hl = (size_t)(end + 4 - c->in), rest = c->in_len - hl;
-    c->in_len = 0;
+    size_t hl = (size_t)(end + 4 - c->in.ptr), rest = c->in.len - hl;
+    c->in.len = 0;
     if (sio) {
         c->state = ST_EIO_OPEN;
     } else {
@@ -489,7 +440,7 @@ static void on_input(conn_t *c, uint8_t *data, size_t len) {
         joined++;
     }
     if (rest > 0)
-        feed_frames(c, (uint8_t *)c->in + hl, rest);
+        feed_frames(c, (uint8_t *)c->in.ptr + hl, rest);
 }
 
 static void start_conn(conn_t *c) {
@@ -521,7 +472,7 @@ static void start_conn(conn_t *c) {
                  "Host: 127.0.0.1:%d\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                  "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
                  ports[c->inst]);
-    queue_bytes(c, req, (size_t)n);
+    wm_append(&c->out, req, (size_t)n);
     struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT, .data.ptr = c};
     epoll_ctl(ep, EPOLL_CTL_ADD, c->fd, &ev);
 }
@@ -555,7 +506,7 @@ static void poll_once(int timeout_ms) {
                 break;
             }
         }
-        if (c->state != ST_CLOSED && (c->out_len > 0 || c->want_out))
+        if (c->state != ST_CLOSED && (c->out.len > 0 || c->want_out))
             flush_out(c);
     }
 }
@@ -564,7 +515,7 @@ static void poll_once(int timeout_ms) {
 static void pump(void) {
     if (phase != PH_WARMUP && phase != PH_MEASURE)
         return;
-    uint64_t now = now_ns();
+    uint64_t now = wm_now_ns();
     for (int s = 0; s < nsenders; s++) {
         sender_t *sd = &senders[s];
         conn_t *c = &conns[s];
@@ -599,7 +550,7 @@ static void pump(void) {
 }
 
 static void run_until(uint64_t deadline) {
-    while (!stop_flag && now_ns() < deadline) {
+    while (!stop_flag && wm_now_ns() < deadline) {
         poll_once(rate > 0 ? 1 : 5);
         pump();
     }
@@ -739,7 +690,7 @@ int main(int argc, char **argv) {
     signal(SIGTERM, on_signal);
     signal(SIGINT, on_signal);
     signal(SIGPIPE, SIG_IGN);
-    srand((unsigned)now_ns());
+    srand((unsigned)wm_now_ns());
     ep = epoll_create1(EPOLL_CLOEXEC);
     conns = xalloc((size_t)nmembers * sizeof(*conns));
     senders = xalloc((size_t)nsenders * sizeof(*senders));
@@ -749,17 +700,17 @@ int main(int argc, char **argv) {
     seen_bits = xalloc((size_t)nmembers * (size_t)nsenders * sizeof(*seen_bits));
 
     /* Connect and join, 64 handshakes in flight at most. */
-    uint64_t t0 = now_ns(), limit = t0 + 120ull * 1000000000ull;
+    uint64_t t0 = wm_now_ns(), limit = t0 + 120ull * 1000000000ull;
     for (int i = 0; i < nmembers && !stop_flag; i++) {
         conns[i].id = i;
         conns[i].inst = i % nports;
         start_conn(&conns[i]);
-        while (i + 1 - joined - failed >= 64 && now_ns() < limit && !stop_flag)
+        while (i + 1 - joined - failed >= 64 && wm_now_ns() < limit && !stop_flag)
             poll_once(10);
     }
-    while (joined + failed < nmembers && now_ns() < limit && !stop_flag)
+    while (joined + failed < nmembers && wm_now_ns() < limit && !stop_flag)
         poll_once(10);
-    double join_s = (double)(now_ns() - t0) / 1e9;
+    double join_s = (double)(wm_now_ns() - t0) / 1e9;
     if (joined < nmembers) {
         fprintf(stderr, "chatload: only %d of %d members joined\n", joined, nmembers);
         printf("CHATLOAD {\"error\":\"only %d of %d members joined\"}\n", joined, nmembers);
@@ -770,39 +721,39 @@ int main(int argc, char **argv) {
 
     /* Sync: every member sees a message from every sender (30 s at most). */
     phase = PH_SYNC;
-    uint64_t ts = now_ns(), sync_limit = ts + 30ull * 1000000000ull, next_sync = 0;
-    while (!stop_flag && !all_synced() && now_ns() < sync_limit) {
-        if (now_ns() >= next_sync) {
+    uint64_t ts = wm_now_ns(), sync_limit = ts + 30ull * 1000000000ull, next_sync = 0;
+    while (!stop_flag && !all_synced() && wm_now_ns() < sync_limit) {
+        if (wm_now_ns() >= next_sync) {
             for (int s = 0; s < nsenders; s++) {
                 char text[32];
                 snprintf(text, sizeof(text), "sync %d", s);
                 send_chat(&conns[s], text);
                 flush_out(&conns[s]);
             }
-            next_sync = now_ns() + 200000000ull;
+            next_sync = wm_now_ns() + 200000000ull;
         }
         poll_once(5);
     }
     int synced_ok = all_synced();
-    double sync_s = (double)(now_ns() - ts) / 1e9;
+    double sync_s = (double)(wm_now_ns() - ts) / 1e9;
     int unsynced = 0;
     for (int i = 0; i < nmembers; i++)
         unsynced += conns[i].synced < nsenders;
     fprintf(stderr, "chatload: sync %s in %.2f s (%d members missing a sender)\n",
             synced_ok ? "done" : "NOT done", sync_s, unsynced);
     /* Late sync messages still in flight are told apart by their text; let them land. */
-    run_until(now_ns() + 300000000ull);
+    run_until(wm_now_ns() + 300000000ull);
     memset(seen_bits, 0, (size_t)nmembers * (size_t)nsenders * sizeof(*seen_bits));
 
     /* Load: warm-up, then the measured interval. */
-    uint64_t w0 = now_ns();
+    uint64_t w0 = wm_now_ns();
     for (int s = 0; s < nsenders; s++) /* open loop: the senders' schedules spread evenly */
         senders[s].next_due = w0 + (uint64_t)(rate > 0 ? (double)s / rate * 1e9 : 0);
     phase = PH_WARMUP;
     pump();
     run_until(w0 + (uint64_t)warmup * 1000000000ull);
     phase = PH_MEASURE;
-    uint64_t m0 = now_ns();
+    uint64_t m0 = wm_now_ns();
     double cpu0 = cpu_of(server_pids), r0 = 0, self0 = self_cpu();
     double busy0 = core_busy(0), busy1 = core_busy(1);
     char rp[32];
@@ -811,7 +762,7 @@ int main(int argc, char **argv) {
         r0 = cpu_of(rp);
     uint64_t sent0 = expected_total() / (uint64_t)nmembers;
     run_until(m0 + (uint64_t)secs * 1000000000ull);
-    uint64_t m1 = now_ns();
+    uint64_t m1 = wm_now_ns();
     double cpu = cpu_of(server_pids) - cpu0, selfc = self_cpu() - self0;
     busy0 = core_busy(0) - busy0;
     busy1 = core_busy(1) - busy1;
@@ -820,11 +771,11 @@ int main(int argc, char **argv) {
     phase = PH_DRAIN;
 
     /* Drain: no more sends; wait for the last deliveries (DRAIN s at most). */
-    uint64_t d0 = now_ns(), dl = d0 + (uint64_t)drain * 1000000000ull;
+    uint64_t d0 = wm_now_ns(), dl = d0 + (uint64_t)drain * 1000000000ull;
     uint64_t want = expected_total();
-    while (!stop_flag && now_ns() < dl && received < want)
+    while (!stop_flag && wm_now_ns() < dl && received < want)
         poll_once(5);
-    double drain_s = (double)(now_ns() - d0) / 1e9;
+    double drain_s = (double)(wm_now_ns() - d0) / 1e9;
 
     uint64_t lost_tail = 0;
     for (int i = 0; i < nmembers; i++)

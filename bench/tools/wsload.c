@@ -35,6 +35,7 @@
 #include <unistd.h>
 
 #include "codec/ws_frame.h"
+#include "wsmini.h"
 
 #ifndef IP_BIND_ADDRESS_NO_PORT
 #define IP_BIND_ADDRESS_NO_PORT 24
@@ -50,13 +51,10 @@ typedef struct {
     uint64_t seq;
     int inflight;
     int retries;
-    char *in; /* unparsed input */
-    size_t in_len, in_cap;
-    char *out; /* unsent output */
-    size_t out_len, out_cap;
+    wm_buf_t in;  /* unparsed input */
+    wm_buf_t out; /* unsent output */
     crest__ws_parser_t parser;
-    char *msg; /* message being assembled from chunks */
-    size_t msg_len, msg_cap;
+    wm_buf_t msg; /* message being assembled from chunks */
 } conn_t;
 
 static const char *mode = "echo", *addr = "127.0.0.1", *room = "bench";
@@ -71,30 +69,9 @@ static size_t nlat, lat_cap;
 static int open_count, failed;
 static int setting_up = 1; /* connections that fail while being opened are retried */
 
-static uint64_t now_ns(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 static void on_signal(int s) {
     (void)s;
     stop_flag = 1;
-}
-
-static void grow(char **buf, size_t *cap, size_t need) {
-    if (need <= *cap)
-        return;
-    size_t c = *cap ? *cap : 4096;
-    while (c < need)
-        c *= 2;
-    char *p = realloc(*buf, c);
-    if (p == NULL) {
-        fprintf(stderr, "wsload: out of memory\n");
-        exit(1);
-    }
-    *buf = p;
-    *cap = c;
 }
 
 static void watch(conn_t *c, int want_out) {
@@ -111,7 +88,7 @@ static void conn_fail(conn_t *c, const char *why) {
         /* A full accept queue resets a few handshakes under a burst: try again. */
         epoll_ctl(ep, EPOLL_CTL_DEL, c->fd, NULL);
         close(c->fd);
-        c->out_len = c->in_len = 0;
+        c->out.len = c->in.len = 0;
         c->retries++;
         start_conn(c, c->id);
         return;
@@ -127,51 +104,25 @@ static void conn_fail(conn_t *c, const char *why) {
 }
 
 static void flush_out(conn_t *c) {
-    while (c->out_len > 0) {
-        ssize_t n = send(c->fd, c->out, c->out_len, MSG_NOSIGNAL);
-        if (n < 0) {
-            if (errno == EAGAIN) {
-                watch(c, 1);
-                return;
-            }
-            conn_fail(c, strerror(errno));
-            return;
-        }
-        memmove(c->out, c->out + n, c->out_len - (size_t)n);
-        c->out_len -= (size_t)n;
-    }
-    watch(c, 0);
-}
-
-static void queue(conn_t *c, const void *p, size_t n) {
-    grow(&c->out, &c->out_cap, c->out_len + n);
-    memcpy(c->out + c->out_len, p, n);
-    c->out_len += n;
-}
-
-static void send_msg(conn_t *c, int opcode, const void *payload, size_t n) {
-    uint8_t hdr[CREST__WS_MAX_HEADER];
-    uint32_t r = (uint32_t)rand();
-    uint8_t key[4] = {(uint8_t)r, (uint8_t)(r >> 8), (uint8_t)(r >> 16), (uint8_t)(r >> 24)};
-    size_t h = crest__ws_header(hdr, opcode, 1, 0, n, key);
-    queue(c, hdr, h);
-    size_t at = c->out_len;
-    queue(c, payload, n);
-    crest__ws_mask((uint8_t *)c->out + at, n, key, 0);
+    int rc = wm_flush(c->fd, &c->out);
+    if (rc < 0)
+        conn_fail(c, strerror(-rc));
+    else
+        watch(c, rc);
 }
 
 static void send_next(conn_t *c) {
     if (strcmp(mode, "echo") == 0) {
         char buf[65536];
-        uint64_t t = now_ns();
+        uint64_t t = wm_now_ns();
         memset(buf, 'e', (size_t)size);
         memcpy(buf, &t, sizeof(t));
-        send_msg(c, CREST__WS_BINARY, buf, (size_t)size);
+        wm_frame(&c->out, CREST__WS_BINARY, buf, (size_t)size);
     } else {
         char buf[128];
         int n = snprintf(buf, sizeof(buf), "{\"text\":\"%d %llu %llu\"}", c->id,
-                         (unsigned long long)c->seq++, (unsigned long long)now_ns());
-        send_msg(c, CREST__WS_TEXT, buf, (size_t)n);
+                         (unsigned long long)c->seq++, (unsigned long long)wm_now_ns());
+        wm_frame(&c->out, CREST__WS_TEXT, buf, (size_t)n);
     }
     c->inflight++;
 }
@@ -180,7 +131,7 @@ static void record(uint64_t sent) {
     if (!measuring)
         return;
     count++;
-    uint64_t d = now_ns() - sent;
+    uint64_t d = wm_now_ns() - sent;
     if (nlat == lat_cap) {
         lat_cap = lat_cap ? lat_cap * 2 : 1 << 20;
         lat = realloc(lat, lat_cap * sizeof(*lat));
@@ -232,24 +183,25 @@ static void on_message(conn_t *c, const uint8_t *p, size_t n) {
 
 static void on_input(conn_t *c) {
     if (c->state == ST_HANDSHAKE) {
-        char *end = memmem(c->in, c->in_len, "\r\n\r\n", 4);
+        char *end = memmem(c->in.ptr, c->in.len, "\r\n\r\n", 4);
         if (end == NULL)
             return;
-        if (c->in_len < 12 || memcmp(c->in, "HTTP/1.1 101", 12) != 0) {
+        if (c->in.len < 12 || memcmp(c->in.ptr, "HTTP/1.1 101", 12) != 0) {
             conn_fail(c, "no 101");
             return;
         }
-        size_t hl = (size_t)(end + 4 - c->in);
-        memmove(c->in, c->in + hl, c->in_len - hl);
-        c->in_len -= hl;
+        size_t hl = (size_t)(end + 4 - c->in.ptr);
+        memmove(c->in.ptr, c->in.ptr + hl, c->in.len - hl);
+        c->in.len -= hl;
         c->state = ST_OPEN;
         open_count++;
     }
     size_t pos = 0;
-    while (pos < c->in_len) {
+    while (pos < c->in.len) {
         crest__ws_chunk_t ch;
         size_t used = 0;
-        int rc = crest__ws_parse(&c->parser, (uint8_t *)c->in + pos, c->in_len - pos, &used, &ch);
+        int rc =
+            crest__ws_parse(&c->parser, (uint8_t *)c->in.ptr + pos, c->in.len - pos, &used, &ch);
         if (rc < 0) {
             conn_fail(c, "bad frame from server");
             return;
@@ -258,7 +210,7 @@ static void on_input(conn_t *c) {
             break;
         pos += used;
         if (ch.msg_opcode == CREST__WS_PING && ch.last) {
-            send_msg(c, CREST__WS_PONG, ch.data, ch.len);
+            wm_frame(&c->out, CREST__WS_PONG, ch.data, ch.len);
             continue;
         }
         if (ch.msg_opcode == CREST__WS_CLOSE) {
@@ -271,16 +223,16 @@ static void on_input(conn_t *c) {
             on_message(c, ch.data, ch.len);
             continue;
         }
-        grow(&c->msg, &c->msg_cap, c->msg_len + ch.len + 1);
-        memcpy(c->msg + c->msg_len, ch.data, ch.len);
-        c->msg_len += ch.len;
+        wm_reserve(&c->msg, c->msg.len + ch.len + 1);
+        memcpy(c->msg.ptr + c->msg.len, ch.data, ch.len);
+        c->msg.len += ch.len;
         if (ch.last && ch.fin) {
-            on_message(c, (uint8_t *)c->msg, c->msg_len);
-            c->msg_len = 0;
+            on_message(c, (uint8_t *)c->msg.ptr, c->msg.len);
+            c->msg.len = 0;
         }
     }
     /* Keep only the unparsed tail (the parser holds partial headers itself). */
-    c->in_len = 0;
+    c->in.len = 0;
 }
 
 static void start_conn(conn_t *c, int i) {
@@ -325,7 +277,7 @@ static void start_conn(conn_t *c, int i) {
                  "Host: %s:%d\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                  "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
                  addr, port);
-    queue(c, req, (size_t)n);
+    wm_append(&c->out, req, (size_t)n);
     struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT, .data.ptr = c};
     epoll_ctl(ep, EPOLL_CTL_ADD, c->fd, &ev);
 }
@@ -345,10 +297,10 @@ static void poll_once(int timeout_ms) {
             c->state = ST_HANDSHAKE;
         if (evs[i].events & EPOLLIN) {
             for (;;) {
-                grow(&c->in, &c->in_cap, c->in_len + 65536);
-                ssize_t r = recv(c->fd, c->in + c->in_len, c->in_cap - c->in_len, 0);
+                wm_reserve(&c->in, c->in.len + 65536);
+                ssize_t r = recv(c->fd, c->in.ptr + c->in.len, c->in.cap - c->in.len, 0);
                 if (r > 0) {
-                    c->in_len += (size_t)r;
+                    c->in.len += (size_t)r;
                     on_input(c);
                     if (c->state == ST_CLOSED || (size_t)r < 65536)
                         break;
@@ -390,7 +342,7 @@ static int cmp_u64(const void *a, const void *b) {
 }
 
 static void run_until(uint64_t deadline) {
-    while (!stop_flag && now_ns() < deadline)
+    while (!stop_flag && wm_now_ns() < deadline)
         poll_once(10);
 }
 
@@ -451,34 +403,34 @@ int main(int argc, char **argv) {
     }
     signal(SIGTERM, on_signal);
     signal(SIGINT, on_signal);
-    srand((unsigned)now_ns());
+    srand((unsigned)wm_now_ns());
     ep = epoll_create1(EPOLL_CLOEXEC);
     conns = calloc((size_t)nconns, sizeof(*conns));
     /* Open the connections in waves, so that the server's backlog never overflows. */
-    uint64_t t0 = now_ns(), limit = t0 + 120ull * 1000000000ull;
+    uint64_t t0 = wm_now_ns(), limit = t0 + 120ull * 1000000000ull;
     for (int i = 0; i < nconns && !stop_flag; i++) {
         start_conn(&conns[i], i);
-        while (i + 1 - open_count - failed >= 64 && now_ns() < limit && !stop_flag)
+        while (i + 1 - open_count - failed >= 64 && wm_now_ns() < limit && !stop_flag)
             poll_once(10);
     }
-    while (open_count + failed < nconns && now_ns() < limit && !stop_flag)
+    while (open_count + failed < nconns && wm_now_ns() < limit && !stop_flag)
         poll_once(10);
     if (failed || open_count < nconns) {
         fprintf(stderr, "wsload: only %d of %d connections opened\n", open_count, nconns);
         return 1;
     }
-    double connect_s = (double)(now_ns() - t0) / 1e9;
+    double connect_s = (double)(wm_now_ns() - t0) / 1e9;
     setting_up = 0;
     if (strcmp(mode, "idle") == 0) {
         printf("ready %d connect_s=%.2f\n", open_count, connect_s);
         fflush(stdout);
-        run_until(now_ns() + (uint64_t)hold * 1000000000ull);
+        run_until(wm_now_ns() + (uint64_t)hold * 1000000000ull);
         printf("done open=%d\n", open_count);
         return 0;
     }
     if (strcmp(mode, "fanout") == 0) {
         /* Let the join announcements settle before sending. */
-        run_until(now_ns() + 1000000000ull);
+        run_until(wm_now_ns() + 1000000000ull);
         for (int i = 0; i < nsenders && i < nconns; i++)
             conns[i * (nconns / nsenders)].sender = 1;
     }
@@ -489,14 +441,14 @@ int main(int argc, char **argv) {
                 send_next(c);
         flush_out(c);
     }
-    run_until(now_ns() + (uint64_t)warmup * 1000000000ull);
+    run_until(wm_now_ns() + (uint64_t)warmup * 1000000000ull);
     measuring = 1;
-    uint64_t m0 = now_ns();
+    uint64_t m0 = wm_now_ns();
     double cpu0 = server_cpu();
     run_until(m0 + (uint64_t)secs * 1000000000ull);
     measuring = 0;
     double cpu = server_cpu() - cpu0;
-    double el = (double)(now_ns() - m0) / 1e9;
+    double el = (double)(wm_now_ns() - m0) / 1e9;
     qsort(lat, nlat, sizeof(*lat), cmp_u64);
     double p50 = nlat ? (double)lat[nlat / 2] / 1e3 : 0;
     double p99 = nlat ? (double)lat[nlat * 99 / 100] / 1e3 : 0;

@@ -48,6 +48,7 @@
 #include <unistd.h>
 
 #include "codec/ws_frame.h"
+#include "wsmini.h"
 
 #ifndef IP_BIND_ADDRESS_NO_PORT
 #define IP_BIND_ADDRESS_NO_PORT 24
@@ -65,9 +66,8 @@ typedef struct {
     uint8_t retries;
     char *hs; /* the response head, while the handshake lasts */
     size_t hs_len;
-    char *out; /* unsent output (rare: the request, a pong) */
-    size_t out_len;
-    char *msg; /* a message arriving in pieces */
+    wm_buf_t out; /* unsent output (rare: the request, a pong), freed once written */
+    char *msg;    /* a message arriving in pieces */
     size_t msg_len;
     crest__ws_parser_t parser;
 } conn_t;
@@ -85,12 +85,6 @@ static uint64_t got[MAX_PROBES + 1], dups[MAX_PROBES + 1];
 static uint64_t n_presence, n_other, n_errors, n_pings, first_ping, last_ping;
 static uint8_t rbuf[RBUF];
 static uint64_t sent_ns[MAX_PROBES + 1];
-
-static uint64_t now_ns(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
 
 static void on_signal(int s) {
     (void)s;
@@ -117,10 +111,10 @@ static void conn_close(conn_t *c) {
     epoll_ctl(ep, EPOLL_CTL_DEL, c->fd, NULL);
     close(c->fd);
     free(c->hs);
-    free(c->out);
+    wm_free(&c->out);
     free(c->msg);
-    c->hs = c->out = c->msg = NULL;
-    c->hs_len = c->out_len = c->msg_len = 0;
+    c->hs = c->msg = NULL;
+    c->hs_len = c->msg_len = 0;
 }
 
 static void conn_fail(conn_t *c, const char *why) {
@@ -145,44 +139,30 @@ static void conn_fail(conn_t *c, const char *why) {
         fprintf(stderr, "wsmembers %s: member %ld: %s\n", tag, (long)(c - conns), why);
 }
 
-/* Send what is queued, then `extra`; keep the rest for EPOLLOUT. */
-static void send_bytes(conn_t *c, const void *extra, size_t n) {
-    if (n > 0) {
-        c->out = xrealloc(c->out, c->out_len + n);
-        memcpy(c->out + c->out_len, extra, n);
-        c->out_len += n;
+/* Write what is queued; keep the rest for EPOLLOUT. An idle member holds no buffer. */
+static void flush_out(conn_t *c) {
+    int rc = wm_flush(c->fd, &c->out);
+    if (rc < 0) {
+        conn_fail(c, strerror(-rc));
+        return;
     }
-    while (c->out_len > 0) {
-        ssize_t w = send(c->fd, c->out, c->out_len, MSG_NOSIGNAL);
-        if (w < 0) {
-            if (errno == EAGAIN) {
-                watch(c, EPOLLIN | EPOLLOUT);
-                return;
-            }
-            if (errno == EINTR)
-                continue;
-            conn_fail(c, strerror(errno));
-            return;
-        }
-        memmove(c->out, c->out + w, c->out_len - (size_t)w);
-        c->out_len -= (size_t)w;
+    if (rc > 0) {
+        watch(c, EPOLLIN | EPOLLOUT);
+        return;
     }
-    free(c->out);
-    c->out = NULL;
+    wm_free(&c->out);
     if (c->state == ST_OPEN || c->state == ST_HANDSHAKE)
         watch(c, EPOLLIN);
 }
 
+static void send_bytes(conn_t *c, const void *p, size_t n) {
+    wm_append(&c->out, p, n);
+    flush_out(c);
+}
+
 static void send_frame(conn_t *c, int opcode, const void *payload, size_t n) {
-    uint8_t frame[CREST__WS_MAX_HEADER + 256];
-    if (n > 256)
-        return;
-    uint32_t r = (uint32_t)rand();
-    uint8_t key[4] = {(uint8_t)r, (uint8_t)(r >> 8), (uint8_t)(r >> 16), (uint8_t)(r >> 24)};
-    size_t h = crest__ws_header(frame, opcode, 1, 0, n, key);
-    memcpy(frame + h, payload, n);
-    crest__ws_mask(frame + h, n, key, 0);
-    send_bytes(c, frame, h + n);
+    wm_frame(&c->out, opcode, payload, n);
+    flush_out(c);
 }
 
 static int has_prefix(const uint8_t *p, size_t n, const char *s) {
@@ -402,7 +382,7 @@ static void poll_once(int timeout_ms) {
             for (int reads = 0; reads < 16; reads++) {
                 ssize_t r = recv(c->fd, rbuf, sizeof(rbuf), 0);
                 if (r > 0) {
-                    uint64_t now = now_ns(); /* arrival: when the bytes are read */
+                    uint64_t now = wm_now_ns(); /* arrival: when the bytes are read */
                     if (c->state == ST_HANDSHAKE)
                         on_handshake(c, rbuf, (size_t)r, now);
                     else
@@ -423,26 +403,26 @@ static void poll_once(int timeout_ms) {
             conn_fail(c, "connection error");
             continue;
         }
-        if ((e & EPOLLOUT) && c->out_len > 0 && (c->state == ST_OPEN || c->state == ST_HANDSHAKE))
-            send_bytes(c, NULL, 0);
+        if ((e & EPOLLOUT) && c->out.len > 0 && (c->state == ST_OPEN || c->state == ST_HANDSHAKE))
+            flush_out(c);
     }
 }
 
 static double elapsed_s(uint64_t t0) {
-    return (double)(now_ns() - t0) / 1e9;
+    return (double)(wm_now_ns() - t0) / 1e9;
 }
 
 static int open_all(void) {
-    uint64_t t0 = now_ns(), limit = t0 + (uint64_t)connect_timeout * 1000000000ull;
+    uint64_t t0 = wm_now_ns(), limit = t0 + (uint64_t)connect_timeout * 1000000000ull;
     uint64_t next_report = t0 + 5000000000ull;
     int started = 0;
     while (open_count + failed < nconns) {
-        if (stop_flag || now_ns() >= limit)
+        if (stop_flag || wm_now_ns() >= limit)
             break;
         while (started < nconns && started - open_count - failed < inflight_max)
             start_conn(&conns[started++]);
         poll_once(10);
-        if (now_ns() >= next_report) {
+        if (wm_now_ns() >= next_report) {
             fprintf(stderr, "wsmembers %s: %d of %d open after %.0f s\n", tag, open_count, nconns,
                     elapsed_s(t0));
             next_report += 5000000000ull;
@@ -460,8 +440,8 @@ static int open_all(void) {
 }
 
 static void run_for(uint64_t ns) {
-    uint64_t end = now_ns() + ns;
-    while (!stop_flag && now_ns() < end && open_count > 0)
+    uint64_t end = wm_now_ns() + ns;
+    while (!stop_flag && wm_now_ns() < end && open_count > 0)
         poll_once(10);
 }
 
@@ -499,9 +479,9 @@ static int write_results(void) {
 
 static int run_sender(void) {
     conn_t *c = &conns[0];
-    uint64_t deadline = now_ns() + (uint64_t)connect_timeout * 1000000000ull;
+    uint64_t deadline = wm_now_ns() + (uint64_t)connect_timeout * 1000000000ull;
     start_conn(c);
-    while (c->state != ST_OPEN && c->state != ST_CLOSED && !stop_flag && now_ns() < deadline)
+    while (c->state != ST_OPEN && c->state != ST_CLOSED && !stop_flag && wm_now_ns() < deadline)
         poll_once(10);
     if (c->state != ST_OPEN) {
         fprintf(stderr, "wsmembers send: could not join the room\n");
@@ -514,7 +494,7 @@ static int run_sender(void) {
     for (int k = 1; k <= nprobes && !stop_flag && c->state == ST_OPEN; k++) {
         char text[96];
         int n = snprintf(text, sizeof(text), "{\"text\":\"probe %d %llu\"}", k,
-                         (unsigned long long)(sent_ns[k] = now_ns()));
+                         (unsigned long long)(sent_ns[k] = wm_now_ns()));
         send_frame(c, CREST__WS_TEXT, text, (size_t)n);
         printf("sent %d %llu\n", k, (unsigned long long)sent_ns[k]);
         fflush(stdout);
@@ -610,7 +590,7 @@ int main(int argc, char **argv) {
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
-    srand((unsigned)now_ns());
+    srand((unsigned)wm_now_ns());
     ep = epoll_create1(EPOLL_CLOEXEC);
     conns = calloc((size_t)nconns, sizeof(*conns));
     arrival = calloc((size_t)nconns * (size_t)nprobes, sizeof(*arrival));

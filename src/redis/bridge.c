@@ -178,7 +178,8 @@ static void b_interest(crest__ps_bridge_t *iface, const char *topic, size_t len,
     bridge_t *b = (bridge_t *)iface;
     item_t *it = malloc(sizeof(*it) + len + 1);
     if (it == NULL)
-        return; /* the topic's count drifts: see the note at resubscribe */
+        return; /* out of memory: this change is lost, so the topic may stay subscribed (or
+                   unsubscribed) in Redis until its count next changes */
     it->next = NULL;
     it->delta = delta;
     it->len = len;

@@ -1,5 +1,5 @@
 // Node.js Socket.IO 4 peer for bench/redis.sh: the chat of crest's Socket.IO contract
-// (/work/shared/CONTRACT.md, "Socket.IO") in one process, rooms spanning every process on the
+// (the contract's "Socket.IO" section) in one process, rooms spanning every process on the
 // same Redis through @socket.io/redis-adapter, as its documentation sets it up: an ioredis
 // publisher and its duplicate() as subscriber, createAdapter() with its defaults (key prefix
 // "socket.io", so crest instances on that Redis could join the same rooms).
