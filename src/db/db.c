@@ -100,6 +100,7 @@ int crest_db_statement(crest_db_t *db, const char *sql, crest_db_sql_t **out) {
         return rc;
     }
     s->index = db->nsqls;
+    snprintf(s->pgname, sizeof(s->pgname), "c%d", s->index);
     db->sqls[db->nsqls++] = s;
     *out = s;
     return 0;

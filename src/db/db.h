@@ -12,10 +12,11 @@
 #define CREST__DB_MAX_SQL 256
 
 struct crest_db_sql_s {
-    int index;    /* in db->sqls, and in each connection's table of prepared statements */
-    int nparams;  /* the largest parameter number */
-    char *text;   /* as the application wrote it (SQLite runs it) */
-    char *pgtext; /* PostgreSQL's form (sql.h); NULL on SQLite */
+    int index;       /* in db->sqls, and in each connection's table of prepared statements */
+    int nparams;     /* the largest parameter number */
+    char *text;      /* as the application wrote it (SQLite runs it) */
+    char *pgtext;    /* PostgreSQL's form (sql.h); NULL on SQLite */
+    char pgname[16]; /* its prepared statement's name on every PostgreSQL connection */
 };
 
 enum { ARG_NULL, ARG_INT, ARG_TEXT };

@@ -340,8 +340,7 @@ static int send_batch(pgc_t *c, crest_db_query_t *q) {
     for (int i = 0; i < q->nsteps; i++) {
         db_step_t *st = &q->steps[i];
         const crest_db_sql_t *sql = st->sql;
-        char name[16];
-        snprintf(name, sizeof(name), "c%d", sql->index);
+        const char *name = sql->pgname;
         st->prepare_sent = 0;
         if (!c->prepared[sql->index]) {
             if (!PQsendPrepare(conn, name, sql->pgtext, 0, NULL))

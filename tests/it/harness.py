@@ -763,6 +763,18 @@ class Conn:
                 return r
 
 
+def metric(srv, name):
+    """The value of `name` in the server's /metrics (Prometheus text), as a number."""
+    with srv.connect() as c:
+        r = c.request("GET", "/metrics")
+    eq(r.status, 200, "/metrics status")
+    for line in r.body.decode().splitlines():
+        if line.startswith(name + " "):
+            v = float(line.split()[1])
+            return int(v) if v.is_integer() else v
+    fail("metric %s missing from /metrics" % name)
+
+
 def build_request(method, target, headers=None, body=None, version="HTTP/1.1", host="test"):
     """Builds request bytes. Adds Host (unless host is None) and Content-Length for a body
     unless the headers already frame it."""

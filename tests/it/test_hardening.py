@@ -40,15 +40,6 @@ def limited(nofile, *args):
                    "--host", "127.0.0.1", "--port", "0", *args])
 
 
-def metric(srv, name):
-    with srv.connect() as c:
-        r = c.request("GET", "/metrics")
-    for line in r.body.decode().splitlines():
-        if line.startswith(name + " "):
-            return float(line.split()[1])
-    fail("metric %s missing" % name)
-
-
 def metric_of(srv, name):
     """A counter of it_app's /stats."""
     with srv.connect() as c:

@@ -341,15 +341,6 @@ def read_chat(c, timeout=10):
     return json.loads(payload)
 
 
-def metric(srv, name):
-    with srv.connect() as c:
-        r = c.request("GET", "/metrics")
-        eq(r.status, 200, "metrics status")
-        for line in r.body.decode().splitlines():
-            if line.startswith(name + " "):
-                return int(line.split()[1])
-    fail("%s missing from /metrics" % name)
-
 
 @T.case("presence: 300 members joining one room cost O(N) announcements, not N^2/2")
 def _():

@@ -29,15 +29,6 @@ def instance(name, *args):
                 "--redis", redis().url(), *args)
 
 
-def metric(srv, name):
-    with srv.connect() as c:
-        r = c.request("GET", "/metrics")
-    for line in r.body.decode().splitlines():
-        if line.startswith(name + " "):
-            return float(line.split()[1])
-    fail("metric %s missing" % name)
-
-
 def wait_until(pred, what, timeout=10):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
