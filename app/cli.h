@@ -4,6 +4,9 @@
 
 #include "crest.h"
 
+/* Most values a repeatable flag takes. */
+#define CLI_MAX_LIST 16
+
 typedef struct {
     crest_app_opts_t app;
     int quiet;             /* no log lines on stderr */
@@ -24,6 +27,18 @@ typedef struct {
     size_t sse_history_bytes; /* --sse-history: bytes of events kept for Last-Event-ID (1 MiB) */
     long chat_announce_max;   /* --chat-announce-max: rooms up to this size get join/leave (100) */
     uint32_t presence_interval_ms; /* --presence-interval: presence per large room at most (1 s) */
+    /* Production serving (the features of include/crest/static.h, middleware.h, observe.h). */
+    const char *static_cache_control; /* --static-cache-control: Cache-Control of public files */
+    int compress;                     /* --compress: gzip compressible responses */
+    const char *cors_origins[CLI_MAX_LIST]; /* --cors-origin ORIGIN, repeatable ("*" allowed) */
+    size_t ncors_origins;
+    int cors_credentials; /* --cors-credentials: allow credentials for the listed origins */
+    double rate_limit;    /* --rate-limit N: requests/s per client address; 0: no limit */
+    uint32_t rate_burst;  /* --rate-burst N: requests at once (default: the rate) */
+    const char *trusted_proxies[CLI_MAX_LIST]; /* --trusted-proxy ADDR|CIDR, repeatable */
+    size_t ntrusted_proxies;
+    const char *access_log;  /* --access-log PATH|-: JSON lines; NULL: none */
+    int no_security_headers; /* --no-security-headers: the demo sends none */
 } cli_opts_t;
 
 enum { CLI_RUN = 0, CLI_EXIT_OK = 1, CLI_EXIT_USAGE = 2 };

@@ -297,6 +297,20 @@ enum {
     CONN_CLOSE_AFTER_WRITE = 1 << 5, /* the output queued is the last: linger once it is out */
 };
 
+/* An IP address in 17 bytes: kept per connection (from accept, no getpeername per request) for
+ * rate limits and logs. IPv4 is stored as an IPv4-mapped IPv6 address, so one comparison fits
+ * both families. */
+typedef struct {
+    uint8_t family; /* 0 (unknown: not an IP socket), 4 or 6 */
+    uint8_t ip[16];
+} crest__addr_t;
+
+/* Fill a from a socket address (AF_INET or AF_INET6; family 0 for any other). */
+void crest__addr_from_sockaddr(crest__addr_t *a, const void *sockaddr);
+/* Write a as text ("127.0.0.1", "::1"); returns the length, 0 for an unknown address. cap must be
+ * at least 46 (INET6_ADDRSTRLEN). */
+size_t crest__addr_format(const crest__addr_t *a, char *buf, size_t cap);
+
 /* One client connection; lives on one loop thread. About 350 bytes when idle, with the
  * protocol state behind it (rt->hooks->conn_extra bytes, see crest__conn_extra). */
 struct crest__conn_s {
@@ -309,6 +323,7 @@ struct crest__conn_s {
     crest__conn_t *parked_next; /* in loop->parked */
     uint32_t flags;             /* CONN_* */
     uint32_t pflags;            /* the protocol's own flags */
+    crest__addr_t peer;         /* the client's address, from accept */
 };
 
 static inline void *crest__conn_extra(crest__conn_t *c) {

@@ -84,6 +84,14 @@ CREST_API crest_str_t crest_req_param(const crest_req_t *req, const char *name);
 CREST_API crest_str_t crest_req_body(const crest_req_t *req);
 /* HTTP minor version: 0 for HTTP/1.0, 1 for HTTP/1.1. */
 CREST_API int crest_req_version(const crest_req_t *req);
+/* The template of the route that matched ("/api/todos/:id"; a static-file mount's is its prefix
+ * followed by "*"); NULL when no route matched (404, 405) or before routing (middleware).
+ * Valid for the request's whole life. */
+CREST_API const char *crest_req_route(const crest_req_t *req);
+/* The address of the connection's peer as text ("127.0.0.1", "::1") into buf (cap at least 46);
+ * returns its length, 0 when unknown. This is the proxy's address behind a reverse proxy:
+ * crest_req_client() (crest/middleware.h) honours the trusted proxies' headers. */
+CREST_API size_t crest_req_peer(const crest_req_t *req, char *buf, size_t cap);
 /* The loop thread that owns the request, for crest_loop_post() from other threads. */
 CREST_API crest_loop_t *crest_req_loop(const crest_req_t *req);
 /* Memory that lives until the request is finished and freed with it; NULL when out of memory. */

@@ -6,8 +6,10 @@
  * the protocol parses in place. Output of one read batch goes to the loop's batch queue and out
  * in one uv_try_write (a writev) when the batch is flushed; only what the kernel does not take
  * at once is moved to the connection's own tx. */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -524,7 +526,36 @@ static void accept_shed(crest_loop_t *loop) {
     loop->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 }
 
-static void conn_new(crest_loop_t *loop, int fd) {
+void crest__addr_from_sockaddr(crest__addr_t *a, const void *sockaddr) {
+    const struct sockaddr *sa = sockaddr;
+    memset(a, 0, sizeof(*a));
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *in = sockaddr;
+        a->family = 4;
+        a->ip[10] = a->ip[11] = 0xff;
+        memcpy(a->ip + 12, &in->sin_addr, 4);
+    } else if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = sockaddr;
+        a->family = 6;
+        memcpy(a->ip, &in6->sin6_addr, 16);
+    }
+}
+
+size_t crest__addr_format(const crest__addr_t *a, char *buf, size_t cap) {
+    const char *s = NULL;
+    if (a->family == 4)
+        s = inet_ntop(AF_INET, a->ip + 12, buf, (socklen_t)cap);
+    else if (a->family == 6)
+        s = inet_ntop(AF_INET6, a->ip, buf, (socklen_t)cap);
+    if (s == NULL) {
+        if (cap)
+            buf[0] = '\0';
+        return 0;
+    }
+    return strlen(buf);
+}
+
+static void conn_new(crest_loop_t *loop, int fd, const struct sockaddr_storage *peer) {
     crest__conn_t *c = calloc(1, sizeof(*c) + loop->rt->hooks->conn_extra);
     if (c == NULL) {
         crest__log_limited(loop->rt, &loop->log_accept, CREST_LOG_ERROR, "accept: out of memory");
@@ -536,6 +567,7 @@ static void conn_new(crest_loop_t *loop, int fd) {
     crest__count(&loop->accepted, 1);
     atomic_fetch_add_explicit(&loop->rt->conns, 1, memory_order_relaxed);
     c->timer.cb = on_conn_timer;
+    crest__addr_from_sockaddr(&c->peer, peer);
     if (uv_tcp_open(&c->tcp, fd) != 0) {
         close(fd);
         c->flags |= CONN_CLOSING;
@@ -572,10 +604,14 @@ static void on_listener(uv_poll_t *p, int status, int events) {
             accept_pause(loop, ACCEPT_RETRY_MS);
             return;
         }
-        int fd = accept4(loop->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        struct sockaddr_storage peer;
+        socklen_t peer_len = sizeof(peer);
+        peer.ss_family = AF_UNSPEC;
+        int fd = accept4(loop->listen_fd, (struct sockaddr *)&peer, &peer_len,
+                         SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd >= 0) {
             loop->accept_backoff = 0;
-            conn_new(loop, fd);
+            conn_new(loop, fd, &peer);
             continue;
         }
         int err = errno;

@@ -248,8 +248,10 @@ void crest__http_dispatch(crest_req_t *req, crest_req_t *const *slot) {
     if (rc == CREST_NEXT && *slot == req) {
         int found = crest__router_match(app->router, head->method_id, head->path.ptr,
                                         head->path.len, &match);
-        if (found == 200)
+        if (found == 200) {
+            req->route = match.route->pattern;
             rc = match.route->cb(req, match.route->data);
+        }
         if (rc == CREST_NEXT && *slot == req) {
             if (found == 405) {
                 char allow[128];

@@ -40,6 +40,8 @@ struct crest_req_s {
     crest__http_head_t *head; /* valid only during the handler call */
     crest_str_t body;
     crest__match_t *match;   /* valid only during the handler call */
+    const char *route;       /* the matched route's template (the app owns it), or NULL */
+    crest__addr_t peer;      /* the connection's peer, kept after the client has gone */
     crest_buf_t res_headers; /* extra response header lines, "Name: value\r\n" each */
     void *arena;             /* crest_req_alloc blocks */
     crest_abort_cb abort_cb;

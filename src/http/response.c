@@ -28,6 +28,8 @@ crest_req_t *crest__req_new(crest_loop_t *loop, crest__conn_t *c, const crest__w
     req->loop = loop;
     req->conn = c;
     req->w = w;
+    if (c != NULL)
+        req->peer = c->peer;
     return req;
 }
 
@@ -149,6 +151,14 @@ crest_str_t crest_req_body(const crest_req_t *req) {
 
 int crest_req_version(const crest_req_t *req) {
     return req->version_minor;
+}
+
+const char *crest_req_route(const crest_req_t *req) {
+    return req->route;
+}
+
+size_t crest_req_peer(const crest_req_t *req, char *buf, size_t cap) {
+    return crest__addr_format(&req->peer, buf, cap);
 }
 
 crest_loop_t *crest_req_loop(const crest_req_t *req) {

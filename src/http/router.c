@@ -49,6 +49,8 @@ static void node_free(node_t *n, int self) {
         node_free(n->param, 1);
     if (n->wild)
         node_free(n->wild, 1);
+    for (int m = 0; m < CREST_METHOD__COUNT; m++)
+        free(n->routes[m].pattern);
     free(n->label);
     if (self)
         free(n);
@@ -173,6 +175,10 @@ int crest__router_add(crest__router_t *r, int method_id, const char *pattern, cr
     }
     if (n->methods & (1u << method_id))
         return CREST_EEXIST;
+    char *copy = strdup(pattern);
+    if (copy == NULL)
+        return CREST_ENOMEM;
+    n->routes[method_id].pattern = copy;
     n->routes[method_id].cb = cb;
     n->routes[method_id].data = data;
     n->methods |= 1u << method_id;

@@ -14,6 +14,7 @@ typedef struct crest__router_s crest__router_t;
 typedef struct {
     crest_handler_cb cb;
     void *data;
+    char *pattern; /* the route's template as added ("/api/todos/:id"), for logs and metrics */
 } crest__route_t;
 
 typedef struct {
