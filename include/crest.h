@@ -14,8 +14,11 @@ extern "C" {
 #include "crest/errno.h"
 #include "crest/export.h"
 #include "crest/http.h"
+#include "crest/middleware.h"
+#include "crest/observe.h"
 #include "crest/pubsub.h"
 #include "crest/sse.h"
+#include "crest/static.h"
 #include "crest/work.h"
 #include "crest/ws.h"
 
