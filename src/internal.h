@@ -356,6 +356,11 @@ void crest__conn_flush(crest__conn_t *c);
 /* The same below TLS: the bytes that go on the wire as they are (TLS records). */
 crest__outq_t *crest__conn_raw_out(crest__conn_t *c);
 void crest__conn_raw_flush(crest__conn_t *c);
+/* Send up to len bytes of file fd from *off to the client with sendfile(2), advancing *off; only
+ * with nothing queued (crest__conn_buffered 0) and no TLS. Returns the bytes sent, 0 when the
+ * socket takes none now, CREST_EIO when the file ended early, or another negative error (the
+ * connection is closed then). */
+int64_t crest__conn_sendfile(crest__conn_t *c, int fd, uint64_t *off, uint64_t len);
 /* Bytes queued on the connection and not yet taken by the kernel. */
 size_t crest__conn_buffered(const crest__conn_t *c);
 /* (Re)arm the write deadline of c's write in progress (c->tx). */
