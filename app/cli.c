@@ -49,7 +49,9 @@ static const char usage_text[] =
     "  --ws-ping-interval DUR    ping idle WebSockets, close those that stop answering (30s)\n"
     "  --ws-deflate              accept permessage-deflate (off by default)\n"
     "  --sse-keepalive DUR       keep-alive comment on a quiet event stream (default 15s)\n"
-    "  --public DIR              folder of the chat page index.html (default app/public)\n"
+    "  --public DIR              folder of static files served at / below the routes: the\n"
+    "                            chat page index.html and its assets (default app/public)\n"
+    "  --static-cache-control S  Cache-Control of those files (default no-cache)\n"
     "  --sse-history SIZE        events kept for Last-Event-ID replay, in bytes (default 1m;\n"
     "                            at most the last 256 events either way)\n"
     "  --chat-announce-max N     chat rooms up to N members announce each join and leave;\n"
@@ -218,7 +220,8 @@ int cli_parse(int argc, char **argv, int first, const char *command, cli_opts_t 
                                             "--db-conns",
                                             "--db-timeout",
                                             "--db-queue",
-                                            "--redis"};
+                                            "--redis",
+                                            "--static-cache-control"};
         int k = -1;
         for (size_t j = 0; j < sizeof(known) / sizeof(known[0]); j++)
             if (strcmp(name, known[j]) == 0)
@@ -367,6 +370,9 @@ int cli_parse(int argc, char **argv, int first, const char *command, cli_opts_t 
             if (strncmp(val, "redis://", 8) != 0)
                 rc = bad(name, "a URL such as redis://127.0.0.1:6379", val);
             out->redis_url = val;
+            break;
+        case 36:
+            out->static_cache_control = val;
             break;
         }
         if (rc != 0)
