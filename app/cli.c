@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include "cli.h"
 
@@ -563,6 +564,10 @@ void cli_log(void *data, crest_log_level_t level, const char *msg) {
 
 int cli_serve(crest_app_t *app, const cli_opts_t *opts) {
     const crest_app_opts_t *o = &opts->app;
+    /* crest_app_listen() takes the service manager's sockets (and removes the variables). */
+    const char *lpid = getenv("LISTEN_PID");
+    int activated = o->systemd && getenv("LISTEN_FDS") != NULL && lpid != NULL &&
+                    strtol(lpid, NULL, 10) == (long)getpid();
     int rc = crest_app_listen(app);
     int v6 = strchr(o->host, ':') != NULL;
     if (rc != 0 && o->tls_cert != NULL && rc == CREST_EINVAL) {
@@ -576,8 +581,13 @@ int cli_serve(crest_app_t *app, const cli_opts_t *opts) {
                 v6 ? "]" : "", o->port, crest_strerror(rc));
         return 1;
     }
-    printf("crest listening on %s://%s%s%s:%d (%d threads)\n", o->tls_cert ? "https" : "http",
-           v6 ? "[" : "", o->host, v6 ? "]" : "", crest_app_port(app), crest_app_threads(app));
+    if (activated)
+        printf("crest listening on the sockets passed by the service manager, %s port %d (%d "
+               "threads)\n",
+               o->tls_cert ? "https" : "http", crest_app_port(app), crest_app_threads(app));
+    else
+        printf("crest listening on %s://%s%s%s:%d (%d threads)\n", o->tls_cert ? "https" : "http",
+               v6 ? "[" : "", o->host, v6 ? "]" : "", crest_app_port(app), crest_app_threads(app));
     fflush(stdout);
     rc = crest_app_run(app);
     if (rc != 0) {
