@@ -562,12 +562,15 @@ void cli_log(void *data, crest_log_level_t level, const char *msg) {
     fprintf(stderr, "crest: %s: %s\n", names[level], msg);
 }
 
-int cli_serve(crest_app_t *app, const cli_opts_t *opts) {
+/* Listening on the service manager's sockets: the listening line names no address of ours. */
+static int activated;
+
+int cli_listen(crest_app_t *app, const cli_opts_t *opts) {
     const crest_app_opts_t *o = &opts->app;
     /* crest_app_listen() takes the service manager's sockets (and removes the variables). */
     const char *lpid = getenv("LISTEN_PID");
-    int activated = o->systemd && getenv("LISTEN_FDS") != NULL && lpid != NULL &&
-                    strtol(lpid, NULL, 10) == (long)getpid();
+    activated = o->systemd && getenv("LISTEN_FDS") != NULL && lpid != NULL &&
+                strtol(lpid, NULL, 10) == (long)getpid();
     int rc = crest_app_listen(app);
     int v6 = strchr(o->host, ':') != NULL;
     if (rc != 0 && o->tls_cert != NULL && rc == CREST_EINVAL) {
@@ -581,6 +584,12 @@ int cli_serve(crest_app_t *app, const cli_opts_t *opts) {
                 v6 ? "]" : "", o->port, crest_strerror(rc));
         return 1;
     }
+    return 0;
+}
+
+void cli_announce(crest_app_t *app, const cli_opts_t *opts) {
+    const crest_app_opts_t *o = &opts->app;
+    int v6 = strchr(o->host, ':') != NULL;
     if (activated)
         printf("crest listening on the sockets passed by the service manager, %s port %d (%d "
                "threads)\n",
@@ -589,10 +598,21 @@ int cli_serve(crest_app_t *app, const cli_opts_t *opts) {
         printf("crest listening on %s://%s%s%s:%d (%d threads)\n", o->tls_cert ? "https" : "http",
                v6 ? "[" : "", o->host, v6 ? "]" : "", crest_app_port(app), crest_app_threads(app));
     fflush(stdout);
-    rc = crest_app_run(app);
+}
+
+int cli_run(crest_app_t *app) {
+    int rc = crest_app_run(app);
     if (rc != 0) {
         fprintf(stderr, "crest: %s\n", crest_strerror(rc));
         return 1;
     }
     return 0;
+}
+
+int cli_serve(crest_app_t *app, const cli_opts_t *opts) {
+    int rc = cli_listen(app, opts);
+    if (rc != 0)
+        return rc;
+    cli_announce(app, opts);
+    return cli_run(app);
 }
