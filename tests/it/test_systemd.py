@@ -106,6 +106,10 @@ class Activated:
         line, _, self.stdout = self.stdout.partition(b"\n")
         return line.decode()
 
+    def out_ready(self):
+        return not self.out.closed and bool(select.select([self.out], [], [], 0)[0]) and \
+            bool(self.out.read(4096))
+
     def connect(self):
         return Conn(self.port)
 
@@ -253,6 +257,33 @@ def _():
     srv.kill()
     eq(rc, 1, "exit status (stderr %r)" % err)
     check("not a listening TCP socket" in err, "stderr %r" % err)
+
+
+@T.case("the demo serves before its database is open: /plaintext 200, /db 503 + Retry-After, "
+        "then a database that fails stops it with exit 1")
+def _():
+    # A PostgreSQL "server" that takes the connection and never answers holds the open back.
+    mute = listener()
+    lsock = listener()
+    url = "postgres://crest@127.0.0.1:%d/crest?connect_timeout=10" % mute.getsockname()[1]
+    srv = Activated(lsock, ("--threads", "1", "--db", url))
+    lsock.close()
+    try:
+        with srv.connect() as c:
+            r = c.request("GET", "/plaintext")
+            eq((r.status, r.body), (200, b"Hello, World!"), "/plaintext while the database opens")
+            r = c.request("GET", "/db")
+            eq(r.status, 503, "/db while the database opens")
+            eq(r.headers.get("retry-after"), "1", "Retry-After")
+    finally:
+        mute.close()  # the open fails now
+    rc = srv.wait_exit(5)
+    err = srv.stderr_tail().decode()
+    _live_servers.remove(srv)
+    srv.kill()
+    eq(rc, 1, "exit status (stderr %r)" % err)
+    check("crest: database" in err, "stderr %r" % err)
+    check(srv.stdout == b"" and not srv.out_ready(), "a listening line was printed")
 
 
 if __name__ == "__main__":
