@@ -192,6 +192,16 @@ static int demo_static(crest_app_t *app, const cli_opts_t *opts) {
     return 1;
 }
 
+typedef struct {
+    crest_app_t *app;
+    const cli_opts_t *opts;
+} announce_t;
+
+static void on_db_ready(void *arg) {
+    const announce_t *an = arg;
+    cli_announce(an->app, an->opts);
+}
+
 int demo_main(int argc, char **argv, int first) {
     cli_opts_t opts;
     int rc = cli_parse(argc, argv, first, "demo", &opts);
@@ -244,7 +254,18 @@ int demo_main(int argc, char **argv, int first) {
         demo_db_free(db);
         return 1;
     }
-    rc = cli_serve(app, &opts);
+    /* Listen first and open the database meanwhile (app/demo_db.c says why); the listening line
+     * comes once the database is open too. */
+    rc = cli_listen(app, &opts);
+    if (rc == 0) {
+        announce_t an = {app, &opts};
+        rc = demo_db_open_start(db, on_db_ready, &an);
+        if (rc == 0) {
+            rc = cli_run(app);
+            if (demo_db_open_wait(db) != 0)
+                rc = 1;
+        }
+    }
     /* The hub's messages are charged to the app's budget: it goes first. */
     demo_rt_free(rt);
     crest_app_free(app);

@@ -29,6 +29,7 @@ void crest_app_opts_default(crest_app_opts_t *o) {
     o->shutdown_timeout_ms = 10000;
     o->server_name = "crest";
     o->handle_signals = 1;
+    o->systemd = 1;
 }
 
 /* ---- each loop's HTTP state ---- */
