@@ -240,6 +240,9 @@ struct crest__rt_s {
     _Atomic int threads_done;
     int stops_seen;
     crest__rt_ext_t *work; /* the worker pool (work/work.c), or NULL */
+    /* With handle_signals: SIGUSR1 is taken too and this runs on the signal thread (the layer
+     * above reopens its access log); set before crest__rt_listen. NULL: SIGUSR1 is left alone. */
+    void (*on_usr1)(crest__rt_t *rt);
     crest__tls_ctx_t *tls; /* with opts.tls_cert: the listeners speak TLS */
     _Atomic int64_t conns; /* open client connections on every loop (max_connections) */
     crest__budget_t mem;
