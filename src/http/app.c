@@ -55,6 +55,7 @@ void crest__http_date_refresh(crest_loop_t *loop) {
 static int http_loop_start(crest_loop_t *loop) {
     loop->upper = &crest__app_of(loop)->hloops[loop->index];
     crest__http_date_refresh(loop);
+    crest__obs_loop_start(loop);
     return 0;
 }
 
@@ -164,7 +165,8 @@ crest_app_t *crest_app_new(const crest_app_opts_t *opts) {
     }
     app->router = crest__router_new();
     app->not_found = not_found_default;
-    if (app->host == NULL || app->server_name == NULL || app->router == NULL || copies_failed) {
+    if (app->host == NULL || app->server_name == NULL || app->router == NULL || copies_failed ||
+        crest__obs_new(app) != 0) {
         crest_app_free(app);
         return NULL;
     }
@@ -177,6 +179,7 @@ void crest_app_free(crest_app_t *app) {
     if (app == NULL)
         return;
     crest__rt_free(&app->rt);
+    crest__obs_free(app);
     free(app->hloops);
     for (size_t i = 0; i < app->nmws; i++)
         free(app->mws[i].prefix);
@@ -250,6 +253,7 @@ void crest__http_dispatch(crest_req_t *req, crest_req_t *const *slot) {
                                         head->path.len, &match);
         if (found == 200) {
             req->route = match.route->pattern;
+            req->route_slot = match.route->slot;
             rc = match.route->cb(req, match.route->data);
         }
         if (rc == CREST_NEXT && *slot == req) {
@@ -268,6 +272,7 @@ void crest__http_dispatch(crest_req_t *req, crest_req_t *const *slot) {
     if (*slot != req)
         return; /* answered, or the connection closed (req then lives on detached) */
     /* Still open: answered later. The views into the read buffer end here. */
+    crest__obs_keep(req);
     req->head = NULL;
     req->match = NULL;
     req->body = (crest_str_t){NULL, 0};
@@ -311,7 +316,12 @@ int crest_app_run(crest_app_t *app) {
     app->hloops = calloc((size_t)app->rt.nthreads, sizeof(*app->hloops));
     if (app->hloops == NULL)
         return CREST_ENOMEM;
-    return crest__rt_run(&app->rt);
+    rc = crest__obs_run_start(app);
+    if (rc != 0)
+        return rc;
+    rc = crest__rt_run(&app->rt);
+    crest__obs_run_end(app);
+    return rc;
 }
 
 void crest_app_stop(crest_app_t *app) {
