@@ -59,6 +59,8 @@ static const char usage_text[] =
     "                            SIGHUP loads both files again\n"
     "  --tls-key FILE            the certificate's private key (PEM)\n"
     "  --hsts SECONDS            with TLS, send Strict-Transport-Security: max-age=SECONDS\n"
+    "  --access-log PATH|-       one JSON line per request to PATH (- for stdout); SIGUSR1\n"
+    "                            reopens it\n"
     "  --quiet                   no log lines on stderr\n"
     "  -h, --help                this text\n"
     "SIZE is bytes with an optional k or m suffix (KiB, MiB); DUR is a number with ms, s or m\n"
@@ -218,7 +220,8 @@ int cli_parse(int argc, char **argv, int first, const char *command, cli_opts_t 
                                             "--db-conns",
                                             "--db-timeout",
                                             "--db-queue",
-                                            "--redis"};
+                                            "--redis",
+                                            "--access-log"};
         int k = -1;
         for (size_t j = 0; j < sizeof(known) / sizeof(known[0]); j++)
             if (strcmp(name, known[j]) == 0)
@@ -362,6 +365,11 @@ int cli_parse(int argc, char **argv, int first, const char *command, cli_opts_t 
         case 34:
             rc = parse_int(name, val, 1, 1 << 24, &v);
             out->db.max_queue = (size_t)v;
+            break;
+        case 36:
+            if (*val == '\0')
+                rc = bad(name, "a file or -", val);
+            out->access_log = val;
             break;
         case 35:
             if (strncmp(val, "redis://", 8) != 0)
