@@ -49,12 +49,12 @@ struct crest_req_s {
     crest_str_t log_method; /* with an access log, for a request answered later: copies (arena) */
     crest_str_t log_path;
     crest_str_t log_ua;
-    uint32_t route_slot; /* the matched route's slot (crest__router_slot), 0 when none */
-    uint8_t rid_len;     /* the request id (crest_req_id), 0 when none */
-    char rid[CREST__RID_MAX];
-    crest__addr_t peer;      /* the connection's peer, kept after the client has gone */
-    crest_buf_t res_headers; /* extra response header lines, "Name: value\r\n" each */
-    void *arena;             /* crest_req_alloc blocks */
+    uint32_t route_slot;          /* the matched route's slot (crest__router_slot), 0 when none */
+    uint8_t rid_len;              /* the request id (crest_req_id), 0 when none */
+    char rid[CREST__RID_MAX + 1]; /* NUL-terminated (a header value) */
+    crest__addr_t peer;           /* the connection's peer, kept after the client has gone */
+    crest_buf_t res_headers;      /* extra response header lines, "Name: value\r\n" each */
+    void *arena;                  /* crest_req_alloc blocks */
     crest_abort_cb abort_cb;
     void *abort_arg;
     crest_drain_cb drain_cb; /* armed by crest_res_on_drain: runs once, then disarms */
