@@ -100,6 +100,7 @@ enum {
     CREST__MOD_WORK_HIST, /* job time, submit to done: a histogram */
     CREST__MOD_DB_HIST = CREST__MOD_WORK_HIST + CREST__HIST_SLOTS, /* query time */
     CREST__MOD_DB_LISTED = CREST__MOD_DB_HIST + CREST__HIST_SLOTS, /* db's source is listed */
+    CREST__MOD_DB_BUSY, /* batches run and not finished yet: a gauge */
     CREST__MOD_COUNT
 };
 
