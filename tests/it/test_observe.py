@@ -278,6 +278,8 @@ def _():
                 eq(c.request("GET", "/api/todos/7").status, 404, "unknown todo")
             eq(c.request("GET", "/plaintext").status, 200, "plaintext")
             eq(c.request("GET", "/no/such/path/42").status, 404, "unmatched")
+            eq(c.request("GET", "/db").status, 200, "/db")
+            eq(c.request("POST", "/work/hash?rounds=10", body=b"x").status, 200, "/work/hash")
             text0 = c.request("GET", "/metrics").body.decode()
         _, s0, _ = check_prom(text0)
 
@@ -313,6 +315,10 @@ def _():
             before = value(s0, name) or 0
             check(value(samples, name) >= before + 5, "%s moved by 5: %r -> %r"
                   % (name, before, value(samples, name)))
+        check(value(samples, "crest_db_query_duration_seconds_count") >= 1, "a database batch")
+        eq(value(samples, "crest_db_queries_in_flight"), 0.0, "no batch in flight")
+        eq(value(samples, "crest_work_jobs_total"), 1.0, "one worker job")
+        eq(value(samples, "crest_work_job_duration_seconds_count"), 1.0, "its time")
         for name in ("crest_requests_total", "crest_open_connections", "crest_redis_up",
                      "crest_pubsub_delivered_total", "crest_work_queued_jobs"):
             check(name in types, "%s listed" % name)
