@@ -71,12 +71,12 @@ def check_line(e):
           "duration_ms in %r" % e)
 
 
-def burst(port, n_conns, per_conn, paths, headers=None):
+def burst(srv, n_conns, per_conn, paths, headers=None):
     """per_conn requests on each of n_conns keep-alive connections (pipelined two at a time);
     returns [(path, response)]."""
     def one(i):
         out = []
-        with Conn(port) as c:
+        with srv.connect() as c:
             for k in range(0, per_conn, 2):
                 batch = [paths[(i + k + j) % len(paths)] for j in range(min(2, per_conn - k))]
                 hdrs = list(headers or []) + [("User-Agent", "obs-test/%d" % i)]
@@ -100,8 +100,8 @@ def _():
         log = os.path.join(tmp, "access.log")
         with obs_demo(tmp, "--access-log", log) as srv:
             paths = ["/plaintext", "/api/todos/7", "/nope?x=1", "/json"]
-            got = burst(srv.port, 4, 25, paths)
-            with Conn(srv.port) as c:  # rejected by the parser: 400, logged without a head
+            got = burst(srv, 4, 25, paths)
+            with srv.connect() as c:  # rejected by the parser: 400, logged without a head
                 c.send(b"GET /x HTTP/1.1\r\nHost: a\r\nBad Header\r\n\r\n")
                 r = c.read_response("GET")
                 eq(r.status, 400, "bad request")
@@ -147,7 +147,7 @@ def _():
         log = os.path.join(tmp, "access.log")
         srv = obs_demo(tmp, "--access-log", log)
         try:
-            got = burst(srv.port, 4, 100, ["/plaintext", "/json"])
+            got = burst(srv, 4, 100, ["/plaintext", "/json"])
             srv.stop(signal.SIGTERM)  # at once: most lines are still in the loops' blocks
         finally:
             srv.kill()
@@ -161,12 +161,12 @@ def _():
     with TmpDir() as tmp:
         log = os.path.join(tmp, "access.log")
         with obs_demo(tmp, "--access-log", log) as srv:
-            burst(srv.port, 2, 10, ["/plaintext"])
+            burst(srv, 2, 10, ["/plaintext"])
             wait_lines(log, 20)
             os.rename(log, log + ".1")
             srv.send_signal(signal.SIGUSR1)
             wait_until(lambda: os.path.exists(log), 5, "the log reopened at its path")
-            burst(srv.port, 1, 6, ["/json"])
+            burst(srv, 1, 6, ["/json"])
             new = wait_lines(log, 6)
             check(all(e["path"] == "/json" for e in new), "only new lines in the new file")
             eq(len(read_lines(log + ".1")), 20, "lines in the renamed file")
@@ -176,7 +176,7 @@ def _():
 def _():
     with TmpDir() as tmp:
         with obs_demo(tmp, "--access-log", "-") as srv:
-            burst(srv.port, 1, 3, ["/plaintext"])
+            burst(srv, 1, 3, ["/plaintext"])
 
             def lines():
                 out = []
