@@ -244,6 +244,8 @@ void crest__http_dispatch(crest_req_t *req, crest_req_t *const *slot) {
     crest__match_t match;
     match.nparams = 0;
     req->match = &match;
+    crest__http_loop_t *hl = crest__http_loop(loop);
+    hl->dispatching = req; /* its head is valid until the handlers return (observe.c) */
     int rc = CREST_NEXT;
     for (size_t i = 0; i < app->nmws && rc == CREST_NEXT && *slot == req; i++)
         if (mw_matches(&app->mws[i], head->path))
@@ -269,6 +271,7 @@ void crest__http_dispatch(crest_req_t *req, crest_req_t *const *slot) {
                 rc = crest_res_status(req, 404);
         }
     }
+    hl->dispatching = NULL;
     if (*slot != req)
         return; /* answered, or the connection closed (req then lives on detached) */
     /* Still open: answered later. The views into the read buffer end here. */

@@ -123,6 +123,7 @@ typedef struct {
     _Atomic uint64_t status_counts[600];
     _Atomic uint64_t rejected;
     struct crest__obs_loop_s *obs; /* observation: the access log's block, the lag timer */
+    crest_req_t *dispatching;      /* the request whose handlers run now (its head is valid) */
     /* Request durations (http/observe.c): per (route slot, method), CREST__HIST_SLOTS counters
      * each (the buckets, then the sum in ns), made before the loop starts. */
     _Atomic uint64_t *hist;

@@ -29,11 +29,11 @@
 
 #include "http/http.h"
 
-#define LOG_BLOCK (64 * 1024)        /* a loop's block of lines */
-#define LOG_QUEUE (8 * 1024 * 1024)  /* bytes waiting for the writer before lines are dropped */
-#define LOG_FLUSH_MS 50              /* a block with lines goes to the writer this soon at most */
-#define LAG_INTERVAL_MS 100          /* the loop-lag timer */
-#define LAG_WINDOW 50                /* samples of the lag maximum's window (5 s) */
+#define LOG_BLOCK (64 * 1024)       /* a loop's block of lines */
+#define LOG_QUEUE (8 * 1024 * 1024) /* bytes waiting for the writer before lines are dropped */
+#define LOG_FLUSH_MS 50             /* a block with lines goes to the writer this soon at most */
+#define LAG_INTERVAL_MS 100         /* the loop-lag timer */
+#define LAG_WINDOW 50               /* samples of the lag maximum's window (5 s) */
 #define MAX_SOURCES 16
 
 typedef struct log_blk_s {
@@ -516,7 +516,10 @@ static char *put_u64(char *o, uint64_t v) {
 
 static void log_line(crest_req_t *req, crest__obs_loop_t *ol, uint64_t ns) {
     crest_str_t method = req->log_method, path = req->log_path, ua = req->log_ua;
-    if (req->head != NULL) {
+    /* The head is read only while the request's handlers run: a request whose connection closed
+     * under its handler lives on detached with a head that no longer holds (its copies were not
+     * made; the line has nulls). */
+    if (req->head != NULL && crest__http_loop(req->loop)->dispatching == req) {
         method = req->head->method;
         path = req->head->path;
         ua = crest_req_header(req, "User-Agent");
@@ -547,8 +550,8 @@ static void log_line(crest_req_t *req, crest__obs_loop_t *ol, uint64_t ns) {
     if (ts.tv_sec != ol->stamp_sec) {
         struct tm tm;
         gmtime_r(&ts.tv_sec, &tm);
-        snprintf(ol->stamp, sizeof(ol->stamp), "%04d-%02d-%02dT%02d:%02d:%02d",
-                 tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+        snprintf(ol->stamp, sizeof(ol->stamp), "%04d-%02d-%02dT%02d:%02d:%02d", tm.tm_year + 1900,
+                 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
         ol->stamp_sec = ts.tv_sec;
     }
     char *start = b->data + b->len, *o = start;
@@ -571,7 +574,7 @@ static void log_line(crest_req_t *req, crest__obs_loop_t *ol, uint64_t ns) {
     o = put_json_or_null(o, path);
     o = put(o, ",\"route\":", 9);
     o = put_json_or_null(o, req->route ? (crest_str_t){req->route, strlen(req->route)}
-                                        : (crest_str_t){NULL, 0});
+                                       : (crest_str_t){NULL, 0});
     o = put(o, ",\"status\":", 10);
     o = put_u64(o, (uint64_t)req->status);
     o = put(o, ",\"bytes\":", 9);
