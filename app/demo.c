@@ -49,130 +49,12 @@ static int on_healthz(crest_req_t *req, void *data) {
     return crest_res_send(req, 200, "text/plain", "ok\n", 3);
 }
 
-typedef struct {
-    crest_app_t *app;
-    crest_pubsub_t *ps; /* the chat rooms' and /events' hub */
-} metrics_ctx_t;
-
+/* What the library measures (crest_app_metrics): statuses, connections, durations by route,
+ * loop lag, WebSocket messages, the worker pool, the database, pub/sub and the Redis bridge. */
 static int on_metrics(crest_req_t *req, void *data) {
-    const metrics_ctx_t *ctx = data;
-    crest_app_t *app = ctx->app;
+    crest_app_t *app = data;
     crest_buf_t b = CREST_BUF_INIT;
-    int codes[128];
-    uint64_t counts[128];
-    size_t n = crest_app_status_counts(app, codes, counts, 128);
-    crest_stats_t s;
-    crest_app_stats(app, &s);
-    crest_buf_puts(&b, "# HELP crest_requests_total Responses sent, by status code.\n"
-                       "# TYPE crest_requests_total counter\n");
-    for (size_t i = 0; i < n && i < 128; i++)
-        crest_buf_printf(&b, "crest_requests_total{status=\"%d\"} %llu\n", codes[i],
-                         (unsigned long long)counts[i]);
-    crest_buf_printf(&b,
-                     "# HELP crest_open_connections Client connections open now.\n"
-                     "# TYPE crest_open_connections gauge\n"
-                     "crest_open_connections %llu\n"
-                     "# HELP crest_connections_accepted_total Client connections accepted.\n"
-                     "# TYPE crest_connections_accepted_total counter\n"
-                     "crest_connections_accepted_total %llu\n"
-                     "# HELP crest_rejected_requests_total Requests rejected as malformed or "
-                     "over a limit.\n"
-                     "# TYPE crest_rejected_requests_total counter\n"
-                     "crest_rejected_requests_total %llu\n",
-                     (unsigned long long)s.open_connections,
-                     (unsigned long long)s.accepted_connections,
-                     (unsigned long long)s.rejected_requests);
-    crest_buf_printf(&b,
-                     "# HELP crest_accept_pauses_total Times accepting paused: the connection cap "
-                     "or no file descriptors left.\n"
-                     "# TYPE crest_accept_pauses_total counter\n"
-                     "crest_accept_pauses_total %llu\n"
-                     "# HELP crest_write_timeouts_total Connections closed for taking none of "
-                     "their output within the write timeout.\n"
-                     "# TYPE crest_write_timeouts_total counter\n"
-                     "crest_write_timeouts_total %llu\n"
-                     "# HELP crest_buffered_bytes Bytes held for clients now: request bodies, "
-                     "unsent output, messages between threads.\n"
-                     "# TYPE crest_buffered_bytes gauge\n"
-                     "crest_buffered_bytes %llu\n"
-                     "# HELP crest_buffered_peak_bytes The most held since memory was last "
-                     "returned to the system.\n"
-                     "# TYPE crest_buffered_peak_bytes gauge\n"
-                     "crest_buffered_peak_bytes %llu\n"
-                     "# HELP crest_buffer_limit_bytes The budget (--max-buffer-memory).\n"
-                     "# TYPE crest_buffer_limit_bytes gauge\n"
-                     "crest_buffer_limit_bytes %llu\n"
-                     "# HELP crest_buffer_refusals_total Work refused for the budget.\n"
-                     "# TYPE crest_buffer_refusals_total counter\n"
-                     "crest_buffer_refusals_total %llu\n",
-                     (unsigned long long)s.refused_connections,
-                     (unsigned long long)s.write_timeouts, (unsigned long long)s.buffered_bytes,
-                     (unsigned long long)s.buffered_peak, (unsigned long long)s.buffer_limit,
-                     (unsigned long long)s.buffer_refusals);
-    crest_buf_printf(&b,
-                     "# HELP crest_pubsub_published_total Messages published to chat rooms and "
-                     "event streams.\n"
-                     "# TYPE crest_pubsub_published_total counter\n"
-                     "crest_pubsub_published_total %llu\n"
-                     "# HELP crest_pubsub_delivered_total Published messages queued to a WebSocket "
-                     "or an event stream.\n"
-                     "# TYPE crest_pubsub_delivered_total counter\n"
-                     "crest_pubsub_delivered_total %llu\n"
-                     "# HELP crest_pubsub_dropped_total Deliveries dropped for slow consumers.\n"
-                     "# TYPE crest_pubsub_dropped_total counter\n"
-                     "crest_pubsub_dropped_total %llu\n",
-                     (unsigned long long)crest_pubsub_published(ctx->ps),
-                     (unsigned long long)crest_pubsub_delivered(ctx->ps),
-                     (unsigned long long)crest_pubsub_dropped(ctx->ps));
-    crest_pubsub_stats_t ps;
-    crest_pubsub_stats(ctx->ps, &ps);
-    crest_buf_printf(&b,
-                     "# HELP crest_pubsub_queue_dropped_total Messages dropped for a loop thread "
-                     "whose pub/sub queue was full.\n"
-                     "# TYPE crest_pubsub_queue_dropped_total counter\n"
-                     "crest_pubsub_queue_dropped_total %llu\n"
-                     "# HELP crest_pubsub_slow_skipped_total Messages not sent to a loop thread "
-                     "whose subscribers of the topic were all slow consumers.\n"
-                     "# TYPE crest_pubsub_slow_skipped_total counter\n"
-                     "crest_pubsub_slow_skipped_total %llu\n"
-                     "# HELP crest_pubsub_queued_messages Messages waiting for loop threads.\n"
-                     "# TYPE crest_pubsub_queued_messages gauge\n"
-                     "crest_pubsub_queued_messages %llu\n"
-                     "# HELP crest_pubsub_queued_bytes Bytes of the messages waiting for loop "
-                     "threads.\n"
-                     "# TYPE crest_pubsub_queued_bytes gauge\n"
-                     "crest_pubsub_queued_bytes %llu\n",
-                     (unsigned long long)ps.queue_dropped, (unsigned long long)ps.slow_skipped,
-                     (unsigned long long)ps.queued_messages, (unsigned long long)ps.queued_bytes);
-    crest_buf_printf(&b,
-                     "# HELP crest_redis_up 1 while the Redis bridge is connected, 0 while it is "
-                     "down (or not configured).\n"
-                     "# TYPE crest_redis_up gauge\n"
-                     "crest_redis_up %llu\n"
-                     "# HELP crest_redis_sent_total Messages published to Redis.\n"
-                     "# TYPE crest_redis_sent_total counter\n"
-                     "crest_redis_sent_total %llu\n"
-                     "# HELP crest_redis_received_total Messages from other instances delivered "
-                     "here.\n"
-                     "# TYPE crest_redis_received_total counter\n"
-                     "crest_redis_received_total %llu\n"
-                     "# HELP crest_redis_dropped_total Messages not carried to other instances: "
-                     "Redis down, or the queue to it full.\n"
-                     "# TYPE crest_redis_dropped_total counter\n"
-                     "crest_redis_dropped_total %llu\n"
-                     "# HELP crest_redis_refused_total Messages from Redis over the size limit.\n"
-                     "# TYPE crest_redis_refused_total counter\n"
-                     "crest_redis_refused_total %llu\n"
-                     "# HELP crest_redis_reconnects_total Connections to Redis made again.\n"
-                     "# TYPE crest_redis_reconnects_total counter\n"
-                     "crest_redis_reconnects_total %llu\n"
-                     "# HELP crest_redis_queued_bytes Bytes waiting to be written to Redis.\n"
-                     "# TYPE crest_redis_queued_bytes gauge\n"
-                     "crest_redis_queued_bytes %llu\n",
-                     (unsigned long long)ps.redis_up, (unsigned long long)ps.redis_sent,
-                     (unsigned long long)ps.redis_received, (unsigned long long)ps.redis_dropped,
-                     (unsigned long long)ps.redis_refused, (unsigned long long)ps.redis_reconnects,
-                     (unsigned long long)ps.redis_queued_bytes);
+    crest_app_metrics(app, &b);
     return crest_res_send_buf(req, 200, "text/plain; version=0.0.4; charset=utf-8", &b);
 }
 
@@ -212,6 +94,14 @@ int demo_main(int argc, char **argv, int first) {
         fprintf(stderr, "crest: out of memory\n");
         return 1;
     }
+    /* First, so that every answer carries its id. */
+    rc = crest_app_request_id(app);
+    if (rc == 0 && opts.access_log != NULL && (rc = crest_app_access_log(app, opts.access_log)))
+        fprintf(stderr, "crest: --access-log %s: %s\n", opts.access_log, crest_strerror(rc));
+    if (rc != 0) {
+        crest_app_free(app);
+        return 1;
+    }
     struct {
         const char *method, *path;
         crest_handler_cb cb;
@@ -245,8 +135,7 @@ int demo_main(int argc, char **argv, int first) {
         demo_db_free(db);
         return 1;
     }
-    metrics_ctx_t metrics = {app, demo_rt_pubsub(rt)}; /* lives until cli_serve returns */
-    rc = crest_app_route(app, "GET", "/metrics", on_metrics, &metrics);
+    rc = crest_app_route(app, "GET", "/metrics", on_metrics, app);
     if (rc != 0) {
         fprintf(stderr, "crest: route GET /metrics: %s\n", crest_strerror(rc));
         demo_rt_free(rt);

@@ -279,6 +279,9 @@ struct crest__rt_s {
     uv_timer_t watchdog_timer; /* with sd.watchdog_ms: WATCHDOG=1 while every loop answers */
     uint64_t watchdog_round;
     crest__ratelimit_t log_watchdog;
+    /* With handle_signals: SIGUSR1 is taken too and this runs on the signal thread (the layer
+     * above reopens its access log); set before crest__rt_listen. NULL: SIGUSR1 is left alone. */
+    void (*on_usr1)(crest__rt_t *rt);
     crest__tls_ctx_t *tls; /* with opts.tls_cert: the listeners speak TLS */
     _Atomic int64_t conns; /* open client connections on every loop (max_connections) */
     crest__budget_t mem;

@@ -96,6 +96,8 @@ static void handled_signals(const crest__rt_t *rt, sigset_t *set) {
     sigaddset(set, SIGTERM);
     if (rt->tls != NULL)
         sigaddset(set, SIGHUP);
+    if (rt->on_usr1 != NULL)
+        sigaddset(set, SIGUSR1);
 }
 
 static void block_signals(crest__rt_t *rt) {
@@ -358,6 +360,8 @@ static void signal_thread(void *arg) {
             return;
         if (sig == SIGHUP)
             crest__tls_reload(rt);
+        else if (sig == SIGUSR1)
+            rt->on_usr1(rt);
         else
             crest__rt_stop(rt);
     }

@@ -230,14 +230,39 @@ static int ready(crest_db_query_t *q) {
     return 0;
 }
 
+/* The database lines of crest_app_metrics: batch times, kept per loop thread (where each batch's
+ * completion runs) in crest__http_loop_t.mod. A database is opened without an app, so it is
+ * listed on the app of the first loop that runs a batch. */
+static void write_metrics(const crest_app_t *app, void *arg, crest_buf_t *b) {
+    (void)arg;
+    crest_buf_puts(b, "# HELP crest_db_query_duration_seconds Time from running a batch of "
+                      "statements to its completion, queue included.\n"
+                      "# TYPE crest_db_query_duration_seconds histogram\n");
+    crest__mod_hist_write(app, b, "crest_db_query_duration_seconds", "", CREST__MOD_DB_HIST);
+    crest_buf_printf(b,
+                     "# HELP crest_db_queries_in_flight Batches run and not finished yet: waiting "
+                     "for a connection or answered by the database now.\n"
+                     "# TYPE crest_db_queries_in_flight gauge\n"
+                     "crest_db_queries_in_flight %lld\n",
+                     (long long)crest__mod_sum(app, CREST__MOD_DB_BUSY));
+}
+
 int crest_db_run(crest_db_query_t *q, crest_req_t *req, crest_db_done_cb done, void *arg) {
     int rc = ready(q);
     if (rc == 0) {
         q->req = req;
         q->loop = crest_req_loop(req);
+        q->started = uv_hrtime();
+        crest__http_loop_t *hl = crest__http_loop(q->loop);
+        crest__count(&hl->mod[CREST__MOD_DB_BUSY], 1);
+        if (!atomic_load_explicit(&hl->mod[CREST__MOD_DB_LISTED], memory_order_relaxed) &&
+            crest__metrics_add(crest__app_of(q->loop), write_metrics, NULL) == 0)
+            atomic_store_explicit(&hl->mod[CREST__MOD_DB_LISTED], 1, memory_order_relaxed);
         q->done = done;
         q->arg = arg;
         rc = q->db->backend->run(q);
+        if (rc != 0) /* done will not run */
+            crest__count(&hl->mod[CREST__MOD_DB_BUSY], -1);
     }
     if (rc != 0)
         crest_db_query_free(q);
@@ -253,6 +278,9 @@ int crest_db_run_sync(crest_db_query_t *q) {
 
 void crest__db_finish(crest_db_query_t *q, int status) {
     crest_req_t *req = q->req;
+    crest__http_loop_t *hl = crest__http_loop(q->loop);
+    crest__hist_add(&hl->mod[CREST__MOD_DB_HIST], uv_hrtime() - q->started);
+    crest__count(&hl->mod[CREST__MOD_DB_BUSY], -1);
     if (crest_req_aborted(req))
         status = CREST_ECANCELED;
     q->done(req, status, q, q->arg);

@@ -70,6 +70,7 @@ struct crest_db_query_s {
     crest_db_done_cb done;
     void *arg;
     int status;
+    uint64_t started;              /* uv_hrtime() when run: the query time in /metrics */
     crest__msg_t msg;              /* delivery to the loop from another thread (SQLite's writer) */
     struct crest_db_query_s *next; /* in a backend's queue */
     uint64_t deadline;             /* PostgreSQL: uv_now() by which it must be answered */

@@ -56,6 +56,7 @@ void crest__http_date_refresh(crest_loop_t *loop) {
 static int http_loop_start(crest_loop_t *loop) {
     loop->upper = &crest__app_of(loop)->hloops[loop->index];
     crest__http_date_refresh(loop);
+    crest__obs_loop_start(loop);
     return 0;
 }
 
@@ -167,7 +168,8 @@ crest_app_t *crest_app_new(const crest_app_opts_t *opts) {
     }
     app->router = crest__router_new();
     app->not_found = not_found_default;
-    if (app->host == NULL || app->server_name == NULL || app->router == NULL || copies_failed) {
+    if (app->host == NULL || app->server_name == NULL || app->router == NULL || copies_failed ||
+        crest__obs_new(app) != 0) {
         crest_app_free(app);
         return NULL;
     }
@@ -180,6 +182,7 @@ void crest_app_free(crest_app_t *app) {
     if (app == NULL)
         return;
     crest__rt_free(&app->rt);
+    crest__obs_free(app);
     free(app->hloops);
     crest__static_free(app);
     for (size_t i = 0; i < app->nmws; i++)
@@ -245,6 +248,8 @@ void crest__http_dispatch(crest_req_t *req, crest_req_t *const *slot) {
     crest__match_t match;
     match.nparams = 0;
     req->match = &match;
+    crest__http_loop_t *hl = crest__http_loop(loop);
+    hl->dispatching = req; /* its head is valid until the handlers return (observe.c) */
     int rc = CREST_NEXT;
     for (size_t i = 0; i < app->nmws && rc == CREST_NEXT && *slot == req; i++)
         if (mw_matches(&app->mws[i], head->path))
@@ -254,6 +259,7 @@ void crest__http_dispatch(crest_req_t *req, crest_req_t *const *slot) {
                                         head->path.len, &match);
         if (found == 200) {
             req->route = match.route->pattern;
+            req->route_slot = match.route->slot;
             rc = match.route->cb(req, match.route->data);
         }
         if (rc == CREST_NEXT && *slot == req) {
@@ -273,9 +279,11 @@ void crest__http_dispatch(crest_req_t *req, crest_req_t *const *slot) {
                 rc = crest_res_status(req, 404);
         }
     }
+    hl->dispatching = NULL;
     if (*slot != req)
         return; /* answered, or the connection closed (req then lives on detached) */
     /* Still open: answered later. The views into the read buffer end here. */
+    crest__obs_keep(req);
     req->head = NULL;
     req->match = NULL;
     req->body = (crest_str_t){NULL, 0};
@@ -319,7 +327,12 @@ int crest_app_run(crest_app_t *app) {
     app->hloops = calloc((size_t)app->rt.nthreads, sizeof(*app->hloops));
     if (app->hloops == NULL)
         return CREST_ENOMEM;
-    return crest__rt_run(&app->rt);
+    rc = crest__obs_run_start(app);
+    if (rc != 0)
+        return rc;
+    rc = crest__rt_run(&app->rt);
+    crest__obs_run_end(app);
+    return rc;
 }
 
 void crest_app_stop(crest_app_t *app) {

@@ -36,6 +36,9 @@ typedef struct {
     int64_t (*sendfile)(crest_req_t *req, int fd, uint64_t *off, uint64_t len);
 } crest__writer_t;
 
+/* A request id is at most this long (crest/observe.h). */
+#define CREST__RID_MAX 128
+
 struct crest_req_s {
     void *data;
     crest__conn_t *conn; /* NULL once the client has gone */
@@ -44,11 +47,19 @@ struct crest_req_s {
     void *stream; /* the protocol's state of this request (HTTP/2: its stream), or NULL */
     crest__http_head_t *head; /* valid only during the handler call */
     crest_str_t body;
-    crest__match_t *match;   /* valid only during the handler call */
-    const char *route;       /* the matched route's template (the app owns it), or NULL */
-    crest__addr_t peer;      /* the connection's peer, kept after the client has gone */
-    crest_buf_t res_headers; /* extra response header lines, "Name: value\r\n" each */
-    void *arena;             /* crest_req_alloc blocks */
+    crest__match_t *match;  /* valid only during the handler call */
+    const char *route;      /* the matched route's template (the app owns it), or NULL */
+    uint64_t start_ns;      /* uv_hrtime() when the request was made (durations, http/observe.c) */
+    uint64_t body_sent;     /* response body bytes handed to the writer */
+    crest_str_t log_method; /* with an access log, for a request answered later: copies (arena) */
+    crest_str_t log_path;
+    crest_str_t log_ua;
+    uint32_t route_slot;          /* the matched route's slot (crest__router_slot), 0 when none */
+    uint8_t rid_len;              /* the request id (crest_req_id), 0 when none */
+    char rid[CREST__RID_MAX + 1]; /* NUL-terminated (a header value) */
+    crest__addr_t peer;           /* the connection's peer, kept after the client has gone */
+    crest_buf_t res_headers;      /* extra response header lines, "Name: value\r\n" each */
+    void *arena;                  /* crest_req_alloc blocks */
     crest_abort_cb abort_cb;
     void *abort_arg;
     crest_drain_cb drain_cb; /* armed by crest_res_on_drain: runs once, then disarms */
@@ -72,6 +83,39 @@ typedef struct crest__drain_node_s {
     void (*cb)(struct crest__drain_node_s *node);
 } crest__drain_node_t;
 
+/* Duration histograms: the OpenTelemetry http.server.request.duration bounds (seconds), then
+ * +Inf, then the sum (ns). Counts are per bucket, made cumulative when read. */
+#define CREST__HIST_BOUNDS 14
+#define CREST__HIST_SLOTS (CREST__HIST_BOUNDS + 2)
+extern const uint64_t crest__hist_bounds_ns[CREST__HIST_BOUNDS];
+/* Add one observation of `ns` to the histogram at h (CREST__HIST_SLOTS counters). Single writer. */
+void crest__hist_add(_Atomic uint64_t *h, uint64_t ns);
+/* Append the lines of the histogram at mod[idx] summed over the loops: name_bucket{labels,le=..},
+ * name_sum, name_count. labels: `a="b"` or "". Any thread. */
+void crest__mod_hist_write(const crest_app_t *app, crest_buf_t *out, const char *name,
+                           const char *labels, int idx);
+/* The counter mod[idx] summed over the loops. Any thread. */
+uint64_t crest__mod_sum(const crest_app_t *app, int idx);
+
+/* The per-loop counters of the modules above http (see crest__http_loop_t.mod). */
+enum {
+    CREST__MOD_WS_IN,  /* WebSocket messages received */
+    CREST__MOD_WS_OUT, /* WebSocket messages queued to send */
+    CREST__MOD_WORK_JOBS,
+    CREST__MOD_WORK_HIST, /* job time, submit to done: a histogram */
+    CREST__MOD_DB_HIST = CREST__MOD_WORK_HIST + CREST__HIST_SLOTS, /* query time */
+    CREST__MOD_DB_LISTED = CREST__MOD_DB_HIST + CREST__HIST_SLOTS, /* db's source is listed */
+    CREST__MOD_DB_BUSY, /* batches run and not finished yet: a gauge */
+    CREST__MOD_COUNT
+};
+
+/* A module's metrics (ws/, work/, db/, pubsub/): write appends its lines to out, from any thread.
+ * Registered on the app so that crest_app_metrics() reaches modules http must not call. */
+typedef void (*crest__metrics_cb)(const crest_app_t *app, void *arg, crest_buf_t *out);
+/* Register (once per cb and arg; again is a no-op) or remove. Any thread. 0 or CREST_ENOMEM. */
+int crest__metrics_add(crest_app_t *app, crest__metrics_cb cb, void *arg);
+void crest__metrics_remove(crest_app_t *app, crest__metrics_cb cb, void *arg);
+
 /* Each loop's HTTP state (loop->upper). Owner: its loop thread; the counters are written by it
  * only and read by any (relaxed atomics), so they exist before any loop thread starts. */
 typedef struct {
@@ -84,6 +128,15 @@ typedef struct {
     struct crest__fcache_s *fcache; /* open files of static mounts (static.c), or NULL */
     _Atomic uint64_t status_counts[600];
     _Atomic uint64_t rejected;
+    struct crest__obs_loop_s *obs; /* observation: the access log's block, the lag timer */
+    crest_req_t *dispatching;      /* the request whose handlers run now (its head is valid) */
+    /* Request durations (http/observe.c): per (route slot, method), CREST__HIST_SLOTS counters
+     * each (the buckets, then the sum in ns), made before the loop starts. */
+    _Atomic uint64_t *hist;
+    /* Counters of the modules above http (ws/, work/, db/), stored here because this state lives
+     * as long as the app and exists per loop before any loop starts; http keeps them and knows
+     * nothing of their meaning: each module writes its own metrics (crest__metrics_src_t). */
+    _Atomic uint64_t mod[CREST__MOD_COUNT];
 } crest__http_loop_t;
 
 static inline crest__http_loop_t *crest__http_loop(const crest_loop_t *loop) {
@@ -115,6 +168,7 @@ struct crest_app_s {
     size_t nmounts;
     char hsts[64]; /* "Strict-Transport-Security: max-age=N\r\n", or empty */
     size_t hsts_len;
+    struct crest__obs_s *obs; /* request ids, the access log, metrics sources (http/observe.c) */
     crest__rt_t rt;
 };
 
@@ -187,6 +241,22 @@ typedef struct crest__static_mount_s crest__static_mount_t;
 int crest__static_serve(crest_req_t *req);
 void crest__static_free(crest_app_t *app);
 void crest__static_cache_free(struct crest__fcache_s *fc);
+
+/* observe.c */
+/* With the app: the list of metrics sources. 0 or CREST_ENOMEM. */
+int crest__obs_new(crest_app_t *app);
+/* The app starts running (after crest_app_listen, before the loop threads): the histograms and
+ * the access log's writer thread. 0 or CREST_ENOMEM. */
+int crest__obs_run_start(crest_app_t *app);
+/* Every loop thread has ended: what is queued for the access log is written, its writer ends. */
+void crest__obs_run_end(crest_app_t *app);
+void crest__obs_free(crest_app_t *app);
+/* On the loop's thread, before it runs: the lag timer. */
+void crest__obs_loop_start(crest_loop_t *loop);
+/* A request is about to be answered later: keep what the access log needs of its head. */
+void crest__obs_keep(crest_req_t *req);
+/* A request ends (crest__req_free): its duration, and its access log line. */
+void crest__obs_finish(crest_req_t *req);
 
 /* response.c */
 crest_req_t *crest__req_new(crest_loop_t *loop, crest__conn_t *c, const crest__writer_t *w);

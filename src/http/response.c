@@ -28,12 +28,16 @@ crest_req_t *crest__req_new(crest_loop_t *loop, crest__conn_t *c, const crest__w
     req->loop = loop;
     req->conn = c;
     req->w = w;
+    req->start_ns = uv_hrtime(); /* a vDSO clock read: the request's duration (observe.c) */
     if (c != NULL)
         req->peer = c->peer;
     return req;
 }
 
+/* Every request ends here, whichever protocol carried it and however it ended (answered at once
+ * or later, rejected by the parser, upgraded, its client gone): the one place it is observed. */
 void crest__req_free(crest_req_t *req) {
+    crest__obs_finish(req);
     arena_blk_t *b = req->arena;
     while (b != NULL) {
         arena_blk_t *next = b->next;
@@ -272,8 +276,10 @@ void crest__http_count(crest_loop_t *loop, int status) {
 
 int crest__res_head(crest_req_t *req, int status, const char *ctype, int64_t body_len) {
     int rc = req->w->head(req, status, ctype, body_len);
-    if (rc == 0)
+    if (rc == 0) {
+        req->status = status;
         crest__http_count(req->loop, status);
+    }
     return rc;
 }
 
@@ -309,6 +315,7 @@ static int send_full(crest_req_t *req, int status, const char *ctype, const void
          * go out from where they are. */
         int lend = borrowed && len >= 1024;
         rc = req->w->body(req, body, len, lend ? release : NULL, arg);
+        req->body_sent += len;
         if (lend)
             borrowed = 0; /* the writer owns the release now */
     }
@@ -397,6 +404,7 @@ int crest_res_write(crest_req_t *req, const void *data, size_t len) {
         req->w->abort(req);
         return rc;
     }
+    req->body_sent += len;
     req->w->push(req);
     return 0;
 }

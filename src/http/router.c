@@ -23,6 +23,8 @@ typedef struct node_s {
 
 struct crest__router_s {
     node_t root;
+    const crest__route_t **slots; /* by slot - 1: the routes in the nodes (which never move) */
+    size_t nslots;
 };
 
 static node_t *node_new(int kind, const char *label, size_t len) {
@@ -64,6 +66,7 @@ void crest__router_free(crest__router_t *r) {
     if (r == NULL)
         return;
     node_free(&r->root, 0);
+    free(r->slots);
     free(r);
 }
 
@@ -176,8 +179,15 @@ int crest__router_add(crest__router_t *r, int method_id, const char *pattern, cr
     if (n->methods & (1u << method_id))
         return CREST_EEXIST;
     char *copy = strdup(pattern);
-    if (copy == NULL)
+    const crest__route_t **slots =
+        copy ? realloc(r->slots, (r->nslots + 1) * sizeof(*slots)) : NULL;
+    if (slots == NULL) {
+        free(copy);
         return CREST_ENOMEM;
+    }
+    r->slots = slots;
+    r->slots[r->nslots++] = &n->routes[method_id];
+    n->routes[method_id].slot = (uint32_t)r->nslots;
     n->routes[method_id].pattern = copy;
     n->routes[method_id].cb = cb;
     n->routes[method_id].data = data;
@@ -244,6 +254,14 @@ int crest__router_match(const crest__router_t *r, int method_id, const char *pat
     if (m->allowed & (1u << CREST_METHOD_GET))
         m->allowed |= 1u << CREST_METHOD_HEAD;
     return 405;
+}
+
+size_t crest__router_routes(const crest__router_t *r) {
+    return r->nslots;
+}
+
+const char *crest__router_slot(const crest__router_t *r, uint32_t slot) {
+    return slot == 0 || slot > r->nslots ? NULL : r->slots[slot - 1]->pattern;
 }
 
 size_t crest__router_allow(unsigned allowed, char *buf, size_t size) {

@@ -4,6 +4,7 @@
 #define CREST_HTTP_ROUTER_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "crest/http.h"
 
@@ -15,6 +16,7 @@ typedef struct {
     crest_handler_cb cb;
     void *data;
     char *pattern; /* the route's template as added ("/api/todos/:id"), for logs and metrics */
+    uint32_t slot; /* 1, 2, ... in the order routes were added: indexes per-route metrics */
 } crest__route_t;
 
 typedef struct {
@@ -35,6 +37,10 @@ int crest__router_add(crest__router_t *r, int method_id, const char *pattern, cr
  * Parameter values point into `path`. Static segments win over parameters, parameters over `*`. */
 int crest__router_match(const crest__router_t *r, int method_id, const char *path, size_t len,
                         crest__match_t *m);
+/* Routes added so far; slots run from 1 to this. */
+size_t crest__router_routes(const crest__router_t *r);
+/* The template of the route in `slot` (1 .. crest__router_routes); NULL for another slot. */
+const char *crest__router_slot(const crest__router_t *r, uint32_t slot);
 /* Write "GET, HEAD, POST" for an allowed mask into buf; returns the length. */
 size_t crest__router_allow(unsigned allowed, char *buf, size_t size);
 

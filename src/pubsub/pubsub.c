@@ -96,6 +96,7 @@ typedef struct local_s {
 
 struct crest_pubsub_s {
     crest__rt_t *rt;
+    crest_app_t *app; /* its metrics source is listed there (crest_app_metrics) */
     crest_pubsub_opts_t opts;
     pthread_mutex_t init_lock;
     _Atomic(local_t *) locals; /* one per loop thread, made when the first loop subscribes */
@@ -116,13 +117,21 @@ void crest_pubsub_opts_default(crest_pubsub_opts_t *o) {
     o->slice_us = 1000;
 }
 
+static void write_metrics(const crest_app_t *app, void *arg, crest_buf_t *b);
+
 crest_pubsub_t *crest_pubsub_new(crest_app_t *app) {
     crest_pubsub_t *ps = calloc(1, sizeof(*ps));
     if (ps == NULL)
         return NULL;
     ps->rt = &app->rt;
+    ps->app = app;
     crest_pubsub_opts_default(&ps->opts);
     pthread_mutex_init(&ps->init_lock, NULL);
+    if (crest__metrics_add(app, write_metrics, ps) != 0) {
+        pthread_mutex_destroy(&ps->init_lock);
+        free(ps);
+        return NULL;
+    }
     return ps;
 }
 
@@ -178,6 +187,7 @@ int crest__ps_set_bridge(crest_pubsub_t *ps, crest__ps_bridge_t *b) {
 void crest_pubsub_free(crest_pubsub_t *ps) {
     if (ps == NULL)
         return;
+    crest__metrics_remove(ps->app, write_metrics, ps); /* /metrics reads no more of it */
     /* First: the bridge may still be handing messages to the hub. */
     if (ps->bridge != NULL)
         ps->bridge->stop(ps->bridge);
@@ -785,4 +795,51 @@ void crest_pubsub_stats(const crest_pubsub_t *ps, crest_pubsub_stats_t *out) {
     out->redis_queued_bytes = 0;
     if (ps->bridge != NULL)
         ps->bridge->stats(ps->bridge, out);
+}
+
+/* The hub's and its bridge's lines of crest_app_metrics (a source registered with the app). */
+static void write_metrics(const crest_app_t *app, void *arg, crest_buf_t *b) {
+    (void)app;
+    const crest_pubsub_t *ps = arg;
+    crest_pubsub_stats_t s;
+    crest_pubsub_stats(ps, &s);
+    struct {
+        const char *name, *type, *help;
+        uint64_t v;
+    } g[] = {
+        {"crest_pubsub_published_total", "counter",
+         "Messages published to chat rooms and event streams.", s.published},
+        {"crest_pubsub_delivered_total", "counter",
+         "Published messages queued to a WebSocket or an event stream.", s.delivered},
+        {"crest_pubsub_dropped_total", "counter", "Deliveries dropped for slow consumers.",
+         s.dropped},
+        {"crest_pubsub_queue_dropped_total", "counter",
+         "Messages dropped for a loop thread whose pub/sub queue was full.", s.queue_dropped},
+        {"crest_pubsub_slow_skipped_total", "counter",
+         "Messages not sent to a loop thread whose subscribers of the topic were all slow "
+         "consumers.",
+         s.slow_skipped},
+        {"crest_pubsub_queued_messages", "gauge", "Messages waiting for loop threads.",
+         s.queued_messages},
+        {"crest_pubsub_queued_bytes", "gauge", "Bytes of the messages waiting for loop threads.",
+         s.queued_bytes},
+        {"crest_redis_up", "gauge",
+         "1 while the Redis bridge is connected, 0 while it is down (or not configured).",
+         s.redis_up},
+        {"crest_redis_sent_total", "counter", "Messages published to Redis.", s.redis_sent},
+        {"crest_redis_received_total", "counter", "Messages from other instances delivered here.",
+         s.redis_received},
+        {"crest_redis_dropped_total", "counter",
+         "Messages not carried to other instances: Redis down, or the queue to it full.",
+         s.redis_dropped},
+        {"crest_redis_refused_total", "counter", "Messages from Redis over the size limit.",
+         s.redis_refused},
+        {"crest_redis_reconnects_total", "counter", "Connections to Redis made again.",
+         s.redis_reconnects},
+        {"crest_redis_queued_bytes", "gauge", "Bytes waiting to be written to Redis.",
+         s.redis_queued_bytes},
+    };
+    for (size_t i = 0; i < sizeof(g) / sizeof(g[0]); i++)
+        crest_buf_printf(b, "# HELP %s %s\n# TYPE %s %s\n%s %llu\n", g[i].name, g[i].help,
+                         g[i].name, g[i].type, g[i].name, (unsigned long long)g[i].v);
 }

@@ -30,6 +30,7 @@ typedef struct req_job_s {
     void *arg;
     atomic_int gone; /* set on the loop thread when the client left; read by the worker */
     int status;
+    uint64_t submitted; /* uv_hrtime(): the job's time, queue included, for /metrics */
     struct req_job_s *next_orphan;
 } req_job_t;
 
@@ -37,6 +38,7 @@ typedef struct req_job_s {
 struct work_pool_s {
     crest__rt_ext_t ext; /* first: app->rt.work points here */
     crest__pool_t *pool;
+    crest_app_t *app; /* the pool's metrics source is listed there */
     int workers;
     pthread_mutex_t orphans_lock;
     req_job_t *orphans; /* guarded by orphans_lock: completions no loop could take */
@@ -57,8 +59,10 @@ static void park(req_job_t *j, int status) {
 }
 
 static void on_done(crest_loop_t *loop, void *arg) {
-    (void)loop;
     req_job_t *j = arg;
+    crest__http_loop_t *hl = crest__http_loop(loop);
+    crest__count(&hl->mod[CREST__MOD_WORK_JOBS], 1);
+    crest__hist_add(&hl->mod[CREST__MOD_WORK_HIST], uv_hrtime() - j->submitted);
     crest_req_t *req = j->req;
     int status = j->status;
     if (status == 0 && crest_req_aborted(req))
@@ -90,8 +94,31 @@ static void on_abort(crest_req_t *req, void *arg) {
     atomic_store_explicit(&j->gone, 1, memory_order_relaxed);
 }
 
+/* The pool's lines of crest_app_metrics; job counts and times are kept per loop thread (in
+ * crest__http_loop_t.mod), where each job's completion runs. */
+static void write_metrics(const crest_app_t *app, void *arg, crest_buf_t *b) {
+    work_pool_t *wp = arg;
+    crest_buf_printf(b,
+                     "# HELP crest_work_workers Worker threads of the CPU pool.\n"
+                     "# TYPE crest_work_workers gauge\n"
+                     "crest_work_workers %d\n"
+                     "# HELP crest_work_queued_jobs Jobs waiting for a worker now.\n"
+                     "# TYPE crest_work_queued_jobs gauge\n"
+                     "crest_work_queued_jobs %zu\n"
+                     "# HELP crest_work_jobs_total Jobs completed (or cancelled) and handed back.\n"
+                     "# TYPE crest_work_jobs_total counter\n"
+                     "crest_work_jobs_total %llu\n"
+                     "# HELP crest_work_job_duration_seconds Time from a job's submission to its "
+                     "completion on the loop, queue included.\n"
+                     "# TYPE crest_work_job_duration_seconds histogram\n",
+                     wp->workers, crest__pool_queued(wp->pool),
+                     (unsigned long long)crest__mod_sum(app, CREST__MOD_WORK_JOBS));
+    crest__mod_hist_write(app, b, "crest_work_job_duration_seconds", "", CREST__MOD_WORK_HIST);
+}
+
 static void pool_stop(crest__rt_ext_t *ext) {
     work_pool_t *wp = (work_pool_t *)ext;
+    crest__metrics_remove(wp->app, write_metrics, wp);
     crest__pool_free(wp->pool); /* running jobs finish; queued ones are parked */
     /* Only this thread is left to deliver them: the loop threads have ended. */
     req_job_t *j = wp->orphans;
@@ -132,6 +159,8 @@ int crest_app_workers(crest_app_t *app, const crest_work_opts_t *opts) {
     }
     pthread_mutex_init(&wp->orphans_lock, NULL);
     wp->workers = workers;
+    wp->app = app;
+    crest__metrics_add(app, write_metrics, wp); /* ENOMEM only past 16 sources: then unlisted */
     wp->ext.stop = pool_stop;
     app->rt.work = &wp->ext;
     return 0;
@@ -157,6 +186,7 @@ int crest_work_submit(crest_req_t *req, crest_work_cb work, crest_work_done_cb d
     j->work = work;
     j->done = done;
     j->arg = arg;
+    j->submitted = uv_hrtime();
     /* Set before the submit: a worker may finish the job and post done before submit returns,
      * but done cannot run before this handler returns to the loop, so the order is safe. */
     crest_req_on_abort(req, on_abort, j);

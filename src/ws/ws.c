@@ -233,6 +233,7 @@ static int send_data(crest_ws_t *ws, int opcode, const void *data, size_t len) {
     }
     if (rc != 0)
         return rc;
+    crest__count(&crest__http_loop(ws_loop(ws))->mod[CREST__MOD_WS_OUT], 1);
     ws_flush(ws);
     return 0;
 }
@@ -330,6 +331,7 @@ static void msg_reset(crest_ws_t *ws) {
 }
 
 static void deliver(crest_ws_t *ws, const uint8_t *p, size_t n, int binary) {
+    crest__count(&crest__http_loop(ws_loop(ws))->mod[CREST__MOD_WS_IN], 1);
     if (ws->opts->on_message && !(ws->flags & (WS_CLOSE_RCVD | WS_KILL)))
         ws->opts->on_message(ws, p, n, binary);
 }
@@ -885,6 +887,8 @@ static int ws_deliver(crest__psub_t *s, crest__psmsg_t *m) {
     crest__psmsg_ref(m);
     if (crest__outq_share(q, m->ws, m->ws_len, crest__psmsg_unref, m) != 0)
         ws->flags |= WS_KILL; /* the borrow released the reference */
+    else
+        crest__count(&crest__http_loop(ws_loop(ws))->mod[CREST__MOD_WS_OUT], 1);
     crest__ps_mark_dirty(s);
     return 1;
 }
@@ -1028,7 +1032,26 @@ static int reject(crest_req_t *req, int status) {
     return CREST_EINVAL;
 }
 
+/* The WebSocket lines of crest_app_metrics (counted per loop in crest__http_loop_t.mod). */
+static void write_metrics(const crest_app_t *app, void *arg, crest_buf_t *b) {
+    (void)arg;
+    crest_buf_printf(b,
+                     "# HELP crest_ws_messages_received_total WebSocket messages received.\n"
+                     "# TYPE crest_ws_messages_received_total counter\n"
+                     "crest_ws_messages_received_total %llu\n"
+                     "# HELP crest_ws_messages_sent_total WebSocket messages queued to send "
+                     "(published ones included).\n"
+                     "# TYPE crest_ws_messages_sent_total counter\n"
+                     "crest_ws_messages_sent_total %llu\n",
+                     (unsigned long long)crest__mod_sum(app, CREST__MOD_WS_IN),
+                     (unsigned long long)crest__mod_sum(app, CREST__MOD_WS_OUT));
+}
+
 int crest_ws_upgrade(crest_req_t *req, const crest_ws_opts_t *opts) {
+    /* Listed once per app (a second add is a no-op): an app that upgrades from its own handler,
+     * without crest_ws_route, is counted too. Not per message: once per upgrade, off the
+     * request path. */
+    crest__metrics_add(crest__app_of(req->loop), write_metrics, NULL);
     crest__conn_t *c = req->conn;
     if (c == NULL) {
         crest_res_status(req, 503); /* only frees it: the client is gone */
@@ -1135,5 +1158,6 @@ static int on_upgrade(crest_req_t *req, void *data) {
 int crest_ws_route(crest_app_t *app, const char *pattern, const crest_ws_opts_t *opts) {
     if (opts == NULL)
         return CREST_EINVAL;
-    return crest_app_route(app, "GET", pattern, on_upgrade, (void *)opts);
+    int rc = crest__metrics_add(app, write_metrics, NULL);
+    return rc ? rc : crest_app_route(app, "GET", pattern, on_upgrade, (void *)opts);
 }

@@ -153,11 +153,33 @@ static void test_many_routes(void **state) {
     crest__router_free(r);
 }
 
+/* Each route has a slot (1, 2, ... in the order added) that survives the splits of later routes,
+ * and a match hands it back: per-route metrics index by it instead of hashing the template. */
+static void test_slots(void **state) {
+    (void)state;
+    crest__router_t *r = build();
+    size_t n = crest__router_routes(r);
+    assert_int_equal(n, 10);
+    assert_null(crest__router_slot(r, 0));
+    assert_null(crest__router_slot(r, (uint32_t)n + 1));
+    assert_string_equal(crest__router_slot(r, 1), "/");
+    assert_string_equal(crest__router_slot(r, 3), "/users/:id");
+    assert_string_equal(crest__router_slot(r, 8), "/users/:id");
+    crest__match_t m;
+    assert_int_equal(crest__router_match(r, CREST_METHOD_GET, "/users/7", 8, &m), 200);
+    assert_int_equal(m.route->slot, 3);
+    assert_int_equal(crest__router_match(r, CREST_METHOD_POST, "/users/7", 8, &m), 200);
+    assert_int_equal(m.route->slot, 8);
+    assert_int_equal(crest__router_match(r, CREST_METHOD_GET, "/users/new", 10, &m), 200);
+    assert_int_equal(m.route->slot, 4);
+    crest__router_free(r);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_static_and_params), cmocka_unit_test(test_wildcard),
         cmocka_unit_test(test_methods),           cmocka_unit_test(test_bad_patterns),
-        cmocka_unit_test(test_many_routes),
+        cmocka_unit_test(test_many_routes),       cmocka_unit_test(test_slots),
     };
     return cmocka_run_group_tests_name("router", tests, NULL, NULL);
 }
