@@ -59,6 +59,17 @@ static const char usage_text[] =
     "                            SIGHUP loads both files again\n"
     "  --tls-key FILE            the certificate's private key (PEM)\n"
     "  --hsts SECONDS            with TLS, send Strict-Transport-Security: max-age=SECONDS\n"
+    "  --no-security-headers     leave out X-Content-Type-Options, Referrer-Policy,\n"
+    "                            Content-Security-Policy (frame-ancestors), X-Frame-Options\n"
+    "                            and Cross-Origin-Opener-Policy (sent by default)\n"
+    "  --cors-origin ORIGIN      allow cross-origin requests from ORIGIN (https://app.example,\n"
+    "                            or * for any); repeatable\n"
+    "  --cors-credentials        allow credentials (cookies) for the listed origins (never *)\n"
+    "  --rate-limit N            requests per second per client address (may be fractional);\n"
+    "                            over it -> 429 with Retry-After (default: no limit)\n"
+    "  --rate-burst N            requests a client may make at once (default: the rate)\n"
+    "  --trusted-proxy ADDR      a reverse proxy (address or CIDR block, 10.0.0.0/8) whose\n"
+    "                            Forwarded / X-Forwarded-For names the client; repeatable\n"
     "  --quiet                   no log lines on stderr\n"
     "  -h, --help                this text\n"
     "SIZE is bytes with an optional k or m suffix (KiB, MiB); DUR is a number with ms, s or m\n"
@@ -172,6 +183,14 @@ int cli_parse(int argc, char **argv, int first, const char *command, cli_opts_t 
             out->ws_deflate = 1;
             continue;
         }
+        if (strcmp(a, "--cors-credentials") == 0) {
+            out->cors_credentials = 1;
+            continue;
+        }
+        if (strcmp(a, "--no-security-headers") == 0) {
+            out->no_security_headers = 1;
+            continue;
+        }
         /* Every other flag takes a value: "--flag value" or "--flag=value". */
         char name[64];
         const char *val = NULL;
@@ -218,7 +237,11 @@ int cli_parse(int argc, char **argv, int first, const char *command, cli_opts_t 
                                             "--db-conns",
                                             "--db-timeout",
                                             "--db-queue",
-                                            "--redis"};
+                                            "--redis",
+                                            "--cors-origin",
+                                            "--rate-limit",
+                                            "--rate-burst",
+                                            "--trusted-proxy"};
         int k = -1;
         for (size_t j = 0; j < sizeof(known) / sizeof(known[0]); j++)
             if (strcmp(name, known[j]) == 0)
@@ -367,6 +390,33 @@ int cli_parse(int argc, char **argv, int first, const char *command, cli_opts_t 
             if (strncmp(val, "redis://", 8) != 0)
                 rc = bad(name, "a URL such as redis://127.0.0.1:6379", val);
             out->redis_url = val;
+            break;
+        case 36:
+            if (out->ncors_origins == CLI_MAX_LIST)
+                rc = bad(name, "at most 16 origins", val);
+            else if (*val == '\0' || strpbrk(val, " \t,") != NULL)
+                rc = bad(name, "an origin such as https://app.example, or *", val);
+            else
+                out->cors_origins[out->ncors_origins++] = val;
+            break;
+        case 37: {
+            char *end;
+            errno = 0;
+            double r = strtod(val, &end);
+            if (errno != 0 || end == val || *end != '\0' || !(r > 0) || r > 1e9)
+                rc = bad(name, "a number of requests per second above 0, such as 10 or 0.5", val);
+            out->rate_limit = r;
+            break;
+        }
+        case 38:
+            rc = parse_int(name, val, 1, 1000000000, &v);
+            out->rate_burst = (uint32_t)v;
+            break;
+        case 39:
+            if (out->ntrusted_proxies == CLI_MAX_LIST)
+                rc = bad(name, "at most 16 proxies", val);
+            else
+                out->trusted_proxies[out->ntrusted_proxies++] = val;
             break;
         }
         if (rc != 0)
