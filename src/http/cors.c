@@ -152,8 +152,8 @@ int crest_app_cors(crest_app_t *app, const char *prefix, const crest_cors_opts_t
             return CREST_EINVAL;
     }
     cors_t *c = calloc(1, sizeof(*c));
-    if (c == NULL || (opts->norigins && (c->origins = calloc(opts->norigins, sizeof(char *))) ==
-                                            NULL)) {
+    if (c == NULL ||
+        (opts->norigins && (c->origins = calloc(opts->norigins, sizeof(char *))) == NULL)) {
         free(c);
         return CREST_ENOMEM;
     }
@@ -173,8 +173,8 @@ int crest_app_cors(crest_app_t *app, const char *prefix, const crest_cors_opts_t
     }
     c->credentials = opts->credentials;
     if (opts->allow_headers && *opts->allow_headers)
-        failed |= (c->allow_headers = line("Access-Control-Allow-Headers", opts->allow_headers)) ==
-                  NULL;
+        failed |=
+            (c->allow_headers = line("Access-Control-Allow-Headers", opts->allow_headers)) == NULL;
     if (opts->expose_headers && *opts->expose_headers)
         failed |= (c->expose_headers =
                        line("Access-Control-Expose-Headers", opts->expose_headers)) == NULL;

@@ -66,9 +66,9 @@ int crest_app_security(crest_app_t *app, const char *prefix, const crest_securit
         len += strlen(fields[i].name) + 2 + strlen(v) + 2;
     }
     if (opts->hsts_max_age) {
-        int n = snprintf(app->hsts, sizeof(app->hsts), "Strict-Transport-Security: max-age=%u%s\r\n",
-                         (unsigned)opts->hsts_max_age,
-                         opts->hsts_subdomains ? "; includeSubDomains" : "");
+        int n = snprintf(
+            app->hsts, sizeof(app->hsts), "Strict-Transport-Security: max-age=%u%s\r\n",
+            (unsigned)opts->hsts_max_age, opts->hsts_subdomains ? "; includeSubDomains" : "");
         app->hsts_len = n > 0 && (size_t)n < sizeof(app->hsts) ? (size_t)n : 0;
     }
     if (len == 0)

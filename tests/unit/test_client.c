@@ -51,10 +51,23 @@ static void test_parse(void **state) {
         expect_addr(&a, good[i].out);
     }
     static const char *const bad[] = {
-        "",          "unknown",       "_hidden",       "192.0.2.1:",  "192.0.2.1:x",
-        "192.0.2",   "192.0.2.256",   "[192.0.2.1]",   "[::1",        "[::1]x",
-        "[::1]:",    "::1:80:x:y:z",  "1.2.3.4:123456", " 192.0.2.1", "2001:db8::1::2",
-        "192.0.2.1 ", "aaaa:bbbb:cccc:dddd:eeee:ffff:0000:1111:2222:3333:4444:5555",
+        "",
+        "unknown",
+        "_hidden",
+        "192.0.2.1:",
+        "192.0.2.1:x",
+        "192.0.2",
+        "192.0.2.256",
+        "[192.0.2.1]",
+        "[::1",
+        "[::1]x",
+        "[::1]:",
+        "::1:80:x:y:z",
+        "1.2.3.4:123456",
+        " 192.0.2.1",
+        "2001:db8::1::2",
+        "192.0.2.1 ",
+        "aaaa:bbbb:cccc:dddd:eeee:ffff:0000:1111:2222:3333:4444:5555",
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         crest__addr_t a;
@@ -75,9 +88,9 @@ static void test_trust_proxy(void **state) {
     (void)state;
     crest_app_t *app = crest_app_new(NULL);
     assert_non_null(app);
-    static const char *const bad[] = {"",           "10.0.0.0/33", "::/129",  "10.0.0.0/",
-                                      "10.0.0.0/x", "[::1]",       "1.2.3.4:80", "host.example",
-                                      "10.0.0.0/8/8", "10.0.0.0/-1", "10.0.0.0/0008"};
+    static const char *const bad[] = {
+        "",           "10.0.0.0/33",  "::/129",       "10.0.0.0/",   "10.0.0.0/x",   "[::1]",
+        "1.2.3.4:80", "host.example", "10.0.0.0/8/8", "10.0.0.0/-1", "10.0.0.0/0008"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
         assert_int_equal(crest_app_trust_proxy(app, bad[i]), CREST_EINVAL);
     assert_int_equal(crest_app_trust_proxy(app, NULL), CREST_EINVAL);
@@ -152,13 +165,11 @@ static void test_pick(void **state) {
     /* A trusted peer without the headers is the client itself. */
     expect_pick(lo, 1, "127.0.0.1", "127.0.0.1", NULL);
     /* Right-most untrusted: what the client wrote on the left cannot be believed. */
-    expect_pick(lo, 1, "127.0.0.1", "203.0.113.5", "X-Forwarded-For", "6.6.6.6, 203.0.113.5",
-                NULL);
+    expect_pick(lo, 1, "127.0.0.1", "203.0.113.5", "X-Forwarded-For", "6.6.6.6, 203.0.113.5", NULL);
     expect_pick(lo_net, 2, "127.0.0.1", "203.0.113.5", "X-Forwarded-For",
                 "6.6.6.6,203.0.113.5 ,10.0.0.7, 10.9.9.9", NULL);
     /* Every hop trusted: the left-most is the client as far as anyone knows. */
-    expect_pick(lo_net, 2, "127.0.0.1", "10.0.0.1", "X-Forwarded-For", "10.0.0.1, 10.0.0.2",
-                NULL);
+    expect_pick(lo_net, 2, "127.0.0.1", "10.0.0.1", "X-Forwarded-For", "10.0.0.1, 10.0.0.2", NULL);
     /* Not an address: the walk ends at the trusted hop that wrote it. */
     expect_pick(lo_net, 2, "127.0.0.1", "10.0.0.2", "X-Forwarded-For",
                 "203.0.113.5, unknown, 10.0.0.2", NULL);
@@ -176,8 +187,7 @@ static void test_pick(void **state) {
     expect_pick(lo_net, 2, "127.0.0.1", "192.0.2.60", "Forwarded",
                 "for=192.0.2.60;proto=http, for=\"10.0.0.3\";by=\"_proxy\"", NULL);
     /* A Forwarded element without for= ends the walk at the hop that sent it. */
-    expect_pick(lo, 1, "127.0.0.1", "127.0.0.1", "Forwarded", "for=192.0.2.60, proto=https",
-                NULL);
+    expect_pick(lo, 1, "127.0.0.1", "127.0.0.1", "Forwarded", "for=192.0.2.60, proto=https", NULL);
     /* A Forwarded that names nobody: X-Forwarded-For is used. */
     expect_pick(lo, 1, "127.0.0.1", "198.51.100.9", "Forwarded", "proto=https;host=a.example",
                 "X-Forwarded-For", "198.51.100.9", NULL);
