@@ -84,6 +84,55 @@ static void on_db_ready(void *arg) {
     cli_announce(an->app, an->opts);
 }
 
+/* Security headers, CORS, rate limits and trusted proxies from the flags. Returns 0, or the exit
+ * status after printing why. */
+static int demo_middleware(crest_app_t *app, const cli_opts_t *opts) {
+    for (size_t i = 0; i < opts->ntrusted_proxies; i++) {
+        int rc = crest_app_trust_proxy(app, opts->trusted_proxies[i]);
+        if (rc == CREST_EINVAL) {
+            fprintf(stderr,
+                    "crest: --trusted-proxy: expected an address or a CIDR block such as "
+                    "10.0.0.0/8 or ::1, got '%s'\n",
+                    opts->trusted_proxies[i]);
+            return 2;
+        }
+        if (rc != 0) {
+            fprintf(stderr, "crest: --trusted-proxy: %s\n", crest_strerror(rc));
+            return 1;
+        }
+    }
+    int rc = 0;
+    /* In this order: every answer carries the security headers, and a 429 carries CORS headers
+     * so that a page can read it; preflights are answered before the limit counts them. */
+    if (!opts->no_security_headers) {
+        crest_security_opts_t s;
+        crest_security_opts_default(&s);
+        s.hsts_max_age = opts->app.hsts_max_age; /* HSTS only with --hsts (a demo on localhost) */
+        rc = crest_app_security(app, "/", &s);
+    }
+    if (rc == 0 && opts->ncors_origins > 0) {
+        crest_cors_opts_t c;
+        crest_cors_opts_default(&c);
+        c.origins = opts->cors_origins;
+        c.norigins = opts->ncors_origins;
+        c.credentials = opts->cors_credentials;
+        c.expose_headers = "RateLimit, RateLimit-Policy, Retry-After";
+        rc = crest_app_cors(app, "/", &c);
+    }
+    if (rc == 0 && opts->rate_limit > 0) {
+        crest_ratelimit_opts_t r;
+        crest_ratelimit_opts_default(&r);
+        r.rate = opts->rate_limit;
+        r.burst = opts->rate_burst;
+        rc = crest_app_ratelimit(app, "/", &r);
+    }
+    if (rc != 0) {
+        fprintf(stderr, "crest: middleware: %s\n", crest_strerror(rc));
+        return 1;
+    }
+    return 0;
+}
+
 int demo_main(int argc, char **argv, int first) {
     cli_opts_t opts;
     int rc = cli_parse(argc, argv, first, "demo", &opts);
@@ -142,6 +191,13 @@ int demo_main(int argc, char **argv, int first) {
         crest_app_free(app);
         demo_db_free(db);
         return 1;
+    }
+    rc = demo_middleware(app, &opts);
+    if (rc != 0) {
+        demo_rt_free(rt);
+        crest_app_free(app);
+        demo_db_free(db);
+        return rc;
     }
     /* Listen first and open the database meanwhile (app/demo_db.c says why); the listening line
      * comes once the database is open too. */

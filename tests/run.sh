@@ -70,7 +70,7 @@ run_unit_and_it() {
 # bytes of each write with strace) nor the test_hardening* attacks (raw cleartext sockets, and
 # memory and CPU bounds measured without TLS); test_tls holds the cases of TLS itself.
 TLS_IT=(test_http test_app test_ws test_sse test_ws_node test_db test_limits test_tools test_work
-    test_cli test_static)
+    test_cli test_static test_security)
 
 # test_db's cases again on a real PostgreSQL (CREST_IT_DB=postgres: the file starts one on a free
 # loopback port), in every pass: both backends answer the same contract.
@@ -128,6 +128,8 @@ if [ -x build/crest ]; then
         node tests/e2e/chat.test.js
     suite "e2e chat in two headless Chromium pages over HTTPS" env CREST_BIN=build/crest \
         CREST_E2E_TLS=1 node tests/e2e/chat.test.js
+    suite "e2e CORS: a page on one crest fetches another in headless Chromium" \
+        env CREST_BIN=build/crest node tests/e2e/cors.test.js
 fi
 
 step "build fuzz targets" make -j"$JOBS" fuzz

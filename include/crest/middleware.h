@@ -24,7 +24,10 @@
 CREST_API int crest_app_trust_proxy(crest_app_t *app, const char *proxy);
 
 /* The client's address as text into buf (cap at least 46): the peer's (crest_req_peer()), or the
- * one a trusted proxy names (above). Returns its length, 0 when unknown. */
+ * one a trusted proxy names (above). The headers are read during the handler call (middleware
+ * included); the answer is kept with the request, so a call after the handler returned (an access
+ * log at the end) gives the same one if a call was made during it, else the peer's. Returns its
+ * length, 0 when unknown. */
 CREST_API size_t crest_req_client(const crest_req_t *req, char *buf, size_t cap);
 
 /* ---- security headers ---- */
@@ -36,7 +39,10 @@ typedef struct {
     const char *opener_policy;           /* Cross-Origin-Opener-Policy; default "same-origin" */
     int nosniff;                         /* X-Content-Type-Options: nosniff; default 1 */
     uint32_t hsts_max_age;               /* Strict-Transport-Security, over TLS only; default
-                                            15552000 (180 days); 0: none */
+                                            15552000 (180 days); 0: none from here (the app's
+                                            opts.hsts_max_age still applies). Nonzero replaces
+                                            that option: HSTS is one policy for the whole host,
+                                            so it goes on every HTTPS answer, whatever `prefix` */
     int hsts_subdomains;                 /* "; includeSubDomains"; default 0 */
 } crest_security_opts_t;
 

@@ -183,6 +183,13 @@ void crest_app_free(crest_app_t *app) {
         return;
     crest__rt_free(&app->rt);
     crest__obs_free(app);
+    while (app->owned != NULL) {
+        crest__owned_t *o = app->owned;
+        app->owned = o->next;
+        o->free(o->ptr);
+        free(o);
+    }
+    free(app->proxies);
     free(app->hloops);
     crest__static_free(app);
     for (size_t i = 0; i < app->nmws; i++)
@@ -194,6 +201,17 @@ void crest_app_free(crest_app_t *app) {
     free(app->tls_key);
     free(app->server_name);
     free(app);
+}
+
+int crest__app_own(crest_app_t *app, void *ptr, void (*free_fn)(void *)) {
+    crest__owned_t *o = malloc(sizeof(*o));
+    if (o == NULL) {
+        free_fn(ptr);
+        return CREST_ENOMEM;
+    }
+    *o = (crest__owned_t){app->owned, ptr, free_fn};
+    app->owned = o;
+    return 0;
 }
 
 void **crest_app_data(crest_app_t *app) {

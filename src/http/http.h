@@ -58,6 +58,7 @@ struct crest_req_s {
     uint8_t rid_len;              /* the request id (crest_req_id), 0 when none */
     char rid[CREST__RID_MAX + 1]; /* NUL-terminated (a header value) */
     crest__addr_t peer;           /* the connection's peer, kept after the client has gone */
+    crest__addr_t client;         /* crest_req_client()'s answer, once asked (client_known) */
     crest_buf_t res_headers;      /* extra response header lines, "Name: value\r\n" each */
     void *arena;                  /* crest_req_alloc blocks */
     crest_abort_cb abort_cb;
@@ -74,6 +75,7 @@ struct crest_req_s {
     unsigned started : 1;   /* a streamed response is under way */
     unsigned chunked : 1;   /* the streamed response uses chunked framing (HTTP/1.1) */
     unsigned aborted : 1;
+    unsigned client_known : 1; /* `client` is set */
 };
 
 /* Something of a loop that must be ended when the server stops, while its connection stays (an
@@ -143,6 +145,19 @@ static inline crest__http_loop_t *crest__http_loop(const crest_loop_t *loop) {
     return loop->upper;
 }
 
+/* A trusted proxy (crest_app_trust_proxy): an address block, IPv4 as IPv4-mapped IPv6. */
+typedef struct {
+    uint8_t ip[16]; /* host bits cleared */
+    uint8_t bits;   /* prefix length over the 16 bytes (an IPv4 /8 is 104) */
+} crest__cidr_t;
+
+/* Memory the app frees with itself (the state of middleware crest ships). */
+typedef struct crest__owned_s {
+    struct crest__owned_s *next;
+    void *ptr;
+    void (*free)(void *ptr);
+} crest__owned_t;
+
 /* The app: options, routes and middleware over the runtime that runs them. */
 typedef struct crest__mw_s {
     char *prefix;
@@ -166,9 +181,14 @@ struct crest_app_s {
     char *tls_key;
     struct crest__static_mount_s *mounts; /* crest_app_static folders */
     size_t nmounts;
-    char hsts[64]; /* "Strict-Transport-Security: max-age=N\r\n", or empty */
-    size_t hsts_len;
     struct crest__obs_s *obs; /* request ids, the access log, metrics sources (http/observe.c) */
+    /* "Strict-Transport-Security: max-age=N[; includeSubDomains]\r\n", or empty: from
+     * opts.hsts_max_age, or crest_app_security() */
+    char hsts[96];
+    size_t hsts_len;
+    crest__cidr_t *proxies; /* trusted proxies (crest_app_trust_proxy) */
+    size_t nproxies;
+    crest__owned_t *owned; /* freed with the app */
     crest__rt_t rt;
 };
 
@@ -181,6 +201,9 @@ static inline crest_app_t *crest__app_of(const crest_loop_t *loop) {
  * where its protocol keeps the request while it is open: the chain stops once a step answered
  * (then *slot no longer points to req). */
 void crest__http_dispatch(crest_req_t *req, crest_req_t *const *slot);
+/* The app frees ptr with free_fn(ptr) when it is freed; on failure (CREST_ENOMEM) it frees it at
+ * once. */
+int crest__app_own(crest_app_t *app, void *ptr, void (*free_fn)(void *));
 /* Refresh the loop's Date line (once a second at most). */
 void crest__http_date_refresh(crest_loop_t *loop);
 /* Add n to / take it off the loop's list of things to end at shutdown. */
@@ -239,6 +262,9 @@ typedef struct crest__static_mount_s crest__static_mount_t;
  * CREST_NEXT when no mount covers it or there is no such file (the not-found handler answers),
  * or a negative error. During the handler call only. */
 int crest__static_serve(crest_req_t *req);
+/* Nonzero when a static mount has a file at path (it answers GET and HEAD there). On the
+ * loop's thread. */
+int crest__static_covers(crest_loop_t *loop, crest_str_t path);
 void crest__static_free(crest_app_t *app);
 void crest__static_cache_free(struct crest__fcache_s *fc);
 
@@ -257,8 +283,24 @@ void crest__obs_loop_start(crest_loop_t *loop);
 void crest__obs_keep(crest_req_t *req);
 /* A request ends (crest__req_free): its duration, and its access log line. */
 void crest__obs_finish(crest_req_t *req);
+/* client.c */
+/* Parse an IP address as it appears in a header: "192.0.2.1", "2001:db8::1", either with a port
+ * ("192.0.2.1:80", "[2001:db8::1]:80") or IPv6 in brackets. An IPv4-mapped IPv6 address counts
+ * as IPv4. Returns 0 or CREST_EINVAL. No libuv: unit-tested on plain memory. */
+int crest__addr_parse(const char *s, size_t len, crest__addr_t *out);
+/* Nonzero when a lies in one of the n blocks. */
+int crest__cidr_match(const crest__cidr_t *blocks, size_t n, const crest__addr_t *a);
+/* The client behind the trusted proxies, from the peer's address and the request's headers
+ * (Forwarded for=, else X-Forwarded-For): the right-most address that is not trusted. */
+void crest__client_pick(const crest__cidr_t *blocks, size_t n, const crest__addr_t *peer,
+                        const crest_header_t *headers, size_t nheaders, crest__addr_t *out);
+/* crest_req_client() as an address, kept with the request once found. */
+const crest__addr_t *crest__req_client_addr(crest_req_t *req);
 
 /* response.c */
+/* Append ready-made header lines ("Name: value\r\n" each, checked by the caller once) to the
+ * response: one copy, no per-byte validation. Returns as crest_res_header(). */
+int crest__res_header_block(crest_req_t *req, const char *text, size_t len);
 crest_req_t *crest__req_new(crest_loop_t *loop, crest__conn_t *c, const crest__writer_t *w);
 void crest__req_free(crest_req_t *req);
 /* Answer a request its protocol rejected (400, 408, 413, 431, 503...) before any handler ran:

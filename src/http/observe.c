@@ -516,6 +516,7 @@ static char *put_u64(char *o, uint64_t v) {
 
 static void log_line(crest_req_t *req, crest__obs_loop_t *ol, uint64_t ns) {
     crest_str_t method = req->log_method, path = req->log_path, ua = req->log_ua;
+    const crest__addr_t *remote = req->client_known ? &req->client : &req->peer;
     /* The head is read only while the request's handlers run: a request whose connection closed
      * under its handler lives on detached with a head that no longer holds (its copies were not
      * made; the line has nulls). */
@@ -523,6 +524,7 @@ static void log_line(crest_req_t *req, crest__obs_loop_t *ol, uint64_t ns) {
         method = req->head->method;
         path = req->head->path;
         ua = crest_req_header(req, "User-Agent");
+        remote = crest__req_client_addr(req);
     }
     size_t need = 256 + 46 + 6 * (method.len + path.len + ua.len) + req->rid_len +
                   (req->route ? 6 * strlen(req->route) : 0);
@@ -563,10 +565,8 @@ static void log_line(crest_req_t *req, crest__obs_loop_t *ol, uint64_t ns) {
     *o++ = (char)('0' + ms / 10 % 10);
     *o++ = (char)('0' + ms % 10);
     o = put(o, "Z\",\"remote\":", 12);
-    /* TODO(production serving): crest_req_client() (the trusted proxies' view) once
-     * src/http/client.c lands; the connection's peer meanwhile. */
     char addr[64];
-    size_t alen = crest__addr_format(&req->peer, addr, sizeof(addr));
+    size_t alen = crest__addr_format(remote, addr, sizeof(addr));
     o = put_json_or_null(o, alen ? (crest_str_t){addr, alen} : (crest_str_t){NULL, 0});
     o = put(o, ",\"method\":", 10);
     o = put_json_or_null(o, method);
@@ -603,6 +603,7 @@ void crest__obs_keep(crest_req_t *req) {
     crest__obs_loop_t *ol = crest__http_loop(req->loop)->obs;
     if (ol == NULL || ol->log == NULL || req->head == NULL)
         return;
+    crest__req_client_addr(req); /* kept with the request: the headers end here */
     crest_str_t m = req->head->method, p = req->head->path;
     crest_str_t ua = crest_req_header(req, "User-Agent");
     char *mem = crest_req_alloc(req, m.len + p.len + ua.len + 1);

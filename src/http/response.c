@@ -263,6 +263,12 @@ int crest_res_header(crest_req_t *req, const char *name, const char *value) {
     return crest_buf_append(b, "\r\n", 2);
 }
 
+int crest__res_header_block(crest_req_t *req, const char *text, size_t len) {
+    if (req->started)
+        return CREST_EALREADY;
+    return crest_buf_append(&req->res_headers, text, len);
+}
+
 void crest__res_reject(crest_req_t *req, int status) {
     crest__count(&crest__http_loop(req->loop)->rejected, 1);
     if (status == 503)

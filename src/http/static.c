@@ -54,8 +54,8 @@ struct crest__static_mount_s {
 /* One representation of a file: the file itself or a precompressed sibling. */
 typedef struct {
     int present;
-    int fd;         /* -1 when content holds the bytes (or the variant is absent) */
-    char *content;  /* the whole file, when it is small */
+    int fd;        /* -1 when content holds the bytes (or the variant is absent) */
+    char *content; /* the whole file, when it is small */
     uint64_t size;
     uint64_t dev;
     uint64_t ino;
@@ -212,8 +212,8 @@ static int open_beneath(int dirfd, const char *path, int flags) {
         }
         memcpy(name, p, n);
         name[n] = '\0';
-        int next = openat(cur, name,
-                          (slash ? O_PATH | O_DIRECTORY : flags) | O_NOFOLLOW | O_CLOEXEC);
+        int next =
+            openat(cur, name, (slash ? O_PATH | O_DIRECTORY : flags) | O_NOFOLLOW | O_CLOEXEC);
         close(cur);
         cur = next;
         p = slash ? slash + 1 : p + n;
@@ -630,33 +630,49 @@ static const crest__static_mount_t *mount_for(const crest_app_t *app, crest_str_
     return best;
 }
 
-int crest__static_serve(crest_req_t *req) {
-    crest_loop_t *loop = req->loop;
-    const crest_app_t *app = crest__app_of(loop);
-    crest_str_t path = crest_req_path(req);
-    const crest__static_mount_t *m = mount_for(app, path);
+/* The mount and cache entry for a request path: NULL with *err 0 when there is none (no mount
+ * covers it, the path is refused, no such file), or with *err set when memory ran out. */
+static entry_t *lookup(crest_loop_t *loop, crest_str_t path, const crest__static_mount_t **mp,
+                       int *dir_slash, int *err) {
+    const crest__static_mount_t *m = mount_for(crest__app_of(loop), path);
+    *err = 0;
+    *dir_slash = 0;
     if (m == NULL)
-        return CREST_NEXT;
+        return NULL;
+    *mp = m;
     char clean[PATH_MAX];
-    int dir_slash = 0;
-    int n = crest__path_clean(path.ptr + m->len, path.len - m->len, clean, sizeof(clean),
-                              &dir_slash);
+    int n =
+        crest__path_clean(path.ptr + m->len, path.len - m->len, clean, sizeof(clean), dir_slash);
     if (n < 0)
-        return CREST_NEXT; /* refused: the same 404 as a missing file, nothing looked up */
+        return NULL; /* refused: the same 404 as a missing file, nothing looked up */
     size_t len = (size_t)n;
-    if (dir_slash || len == 0) {
+    if (*dir_slash || len == 0) {
         if (m->index == NULL)
-            return CREST_NEXT;
+            return NULL;
         size_t ilen = strlen(m->index);
         if (len + 1 + ilen >= sizeof(clean))
-            return CREST_NEXT;
+            return NULL;
         if (len > 0)
             clean[len++] = '/';
         memcpy(clean + len, m->index, ilen + 1);
         len += ilen;
     }
-    int err;
-    entry_t *e = cache_get(loop, m, clean, len, &err);
+    return cache_get(loop, m, clean, len, err);
+}
+
+int crest__static_covers(crest_loop_t *loop, crest_str_t path) {
+    const crest__static_mount_t *m;
+    int dir_slash, err;
+    entry_t *e = lookup(loop, path, &m, &dir_slash, &err);
+    return e != NULL && !e->is_dir;
+}
+
+int crest__static_serve(crest_req_t *req) {
+    crest_loop_t *loop = req->loop;
+    crest_str_t path = crest_req_path(req);
+    const crest__static_mount_t *m = NULL;
+    int dir_slash, err;
+    entry_t *e = lookup(loop, path, &m, &dir_slash, &err);
     if (e == NULL)
         return err ? err : CREST_NEXT;
     if (e->is_dir) {
@@ -706,16 +722,16 @@ int crest__static_serve(crest_req_t *req) {
     uint64_t first = 0, last = v->size ? v->size - 1 : 0, count = v->size;
     if (range.ptr != NULL) {
         crest_str_t if_range = crest_req_header(req, "If-Range");
-        int r = if_range.ptr == NULL || crest__if_range(if_range, v->etag, v->etag_len,
-                                                        v->mtime_ns / 1000000000)
+        int r = if_range.ptr == NULL ||
+                        crest__if_range(if_range, v->etag, v->etag_len, v->mtime_ns / 1000000000)
                     ? crest__range_parse(range, v->size, &first, &last)
                     : 0;
         char cr[80];
         if (r < 0) {
             int crlen = snprintf(cr, sizeof(cr), "bytes */%llu", (unsigned long long)v->size);
             put_header(req, "Content-Range", cr, (size_t)crlen);
-            return crest_res_send(req, 416, "text/plain; charset=utf-8",
-                                  "Range Not Satisfiable\n", 22);
+            return crest_res_send(req, 416, "text/plain; charset=utf-8", "Range Not Satisfiable\n",
+                                  22);
         }
         if (r > 0) {
             status = 206;
