@@ -48,6 +48,8 @@ static const char usage_text[] =
     "  --ws-slow-policy drop|close  what happens to a slow WebSocket's messages (default drop)\n"
     "  --ws-ping-interval DUR    ping idle WebSockets, close those that stop answering (30s)\n"
     "  --ws-deflate              accept permessage-deflate (off by default)\n"
+    "  --compress                gzip text, JSON, JavaScript, SVG... answers for clients that\n"
+    "                            accept it (off by default)\n"
     "  --sse-keepalive DUR       keep-alive comment on a quiet event stream (default 15s)\n"
     "  --public DIR              folder of the chat page index.html (default app/public)\n"
     "  --sse-history SIZE        events kept for Last-Event-ID replay, in bytes (default 1m;\n"
@@ -170,6 +172,10 @@ int cli_parse(int argc, char **argv, int first, const char *command, cli_opts_t 
         }
         if (strcmp(a, "--ws-deflate") == 0) {
             out->ws_deflate = 1;
+            continue;
+        }
+        if (strcmp(a, "--compress") == 0) {
+            out->compress = 1;
             continue;
         }
         /* Every other flag takes a value: "--flag value" or "--flag=value". */
