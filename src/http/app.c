@@ -178,8 +178,11 @@ void crest_app_free(crest_app_t *app) {
         return;
     crest__rt_free(&app->rt);
     free(app->hloops);
-    for (size_t i = 0; i < app->nmws; i++)
+    for (size_t i = 0; i < app->nmws; i++) {
         free(app->mws[i].prefix);
+        if (app->mws[i].free_data != NULL)
+            app->mws[i].free_data(app->mws[i].data);
+    }
     free(app->mws);
     crest__router_free(app->router);
     free(app->host);
@@ -203,7 +206,8 @@ int crest_app_route(crest_app_t *app, const char *method, const char *pattern,
     return crest__router_add(app->router, id, pattern, handler, data);
 }
 
-int crest_app_use(crest_app_t *app, const char *prefix, crest_handler_cb mw, void *data) {
+static int app_use(crest_app_t *app, const char *prefix, crest_handler_cb mw, void *data,
+                   void (*free_data)(void *data)) {
     if (app->rt.running)
         return CREST_EBUSY;
     if (mw == NULL || (prefix && prefix[0] != '/' && prefix[0] != '\0'))
@@ -220,8 +224,20 @@ int crest_app_use(crest_app_t *app, const char *prefix, crest_handler_cb mw, voi
     size_t len = strlen(copy);
     if (len > 1 && copy[len - 1] == '/')
         copy[--len] = '\0'; /* "/api/" and "/api" mean the same subtree */
-    m[app->nmws++] = (crest__mw_t){copy, len, mw, data};
+    m[app->nmws++] = (crest__mw_t){copy, len, mw, data, free_data};
     return 0;
+}
+
+int crest__app_use(crest_app_t *app, const char *prefix, crest_handler_cb mw, void *data,
+                   void (*free_data)(void *data)) {
+    int rc = app_use(app, prefix, mw, data, free_data);
+    if (rc != 0 && free_data != NULL)
+        free_data(data);
+    return rc;
+}
+
+int crest_app_use(crest_app_t *app, const char *prefix, crest_handler_cb mw, void *data) {
+    return app_use(app, prefix, mw, data, NULL);
 }
 
 /* ---- dispatch ---- */
