@@ -182,6 +182,26 @@ static void add_vary(crest_req_t *req) {
     crest_res_header(req, "Vary", "Accept-Encoding");
 }
 
+/* The gzip'd answer is another representation, whose bytes differ from those a strong ETag
+ * names: make it weak ("W/" in front), as a weak comparison (If-None-Match) still matches it. */
+static void weaken_etag(crest_req_t *req) {
+    crest_str_t v = res_header(req, "ETag");
+    if (v.ptr == NULL || (v.len >= 2 && v.ptr[0] == 'W' && v.ptr[1] == '/'))
+        return;
+    crest_buf_t *b = &req->res_headers;
+    size_t at = (size_t)(v.ptr - b->ptr);
+    if (crest_buf_append(b, "W/", 2) != 0)
+        return;
+    memmove(b->ptr + at + 2, b->ptr + at, b->len - 2 - at);
+    memcpy(b->ptr + at, "W/", 2);
+}
+
+/* The headers of a gzip'd answer. Returns 0 or CREST_ENOMEM. */
+static int mark_gzip(crest_req_t *req) {
+    weaken_etag(req);
+    return crest_res_header(req, "Content-Encoding", "gzip");
+}
+
 /* Whether this answer may be compressed, its type aside. */
 static int eligible(const crest_req_t *req, int status) {
     if (!req->gz_accept || status < 200 || status == 204 || status == 206 || status == 304)
@@ -195,23 +215,37 @@ static int eligible(const crest_req_t *req, int status) {
 
 /* ---- the loop's z_stream ---- */
 
+typedef struct gz_req_s gz_req_t;
+
 typedef struct {
     crest__loop_ext_t ext;
     z_stream z;
     int level;
     unsigned char *out; /* room for a SMALL_MAX body compressed in one call */
     size_t out_cap;
+    /* Sliced bodies whose next slice is due: each gets one per turn of the loop, from `idle`
+     * (active only while the list is not empty), which runs once before each poll. */
+    uv_idle_t idle;
+    gz_req_t *ready;
+    gz_req_t *doing; /* the list being stepped by on_idle */
 } gz_loop_t;
 
 static const char loop_owner; /* the extension's key */
 
+static void on_idle_closed(uv_handle_t *h) {
+    free(h->data);
+}
+
 static void loop_finish(crest__loop_ext_t *ext, crest_loop_t *loop) {
     (void)loop;
     gz_loop_t *gl = (gz_loop_t *)ext;
+    /* No sliced body is left: each held a connection, and the loop ends after the last. */
     deflateEnd(&gl->z);
     free(gl->out);
-    free(gl);
+    uv_close((uv_handle_t *)&gl->idle, on_idle_closed); /* frees gl */
 }
+
+static void on_idle(uv_idle_t *idle);
 
 /* The loop's compression state, made at first use (at `level`); NULL when memory ran out. Its
  * z_stream is kept reset between uses; its buffer also serves the requests' own streams. */
@@ -232,6 +266,8 @@ static gz_loop_t *loop_state(crest_loop_t *loop, int level) {
         free(gl);
         return NULL;
     }
+    uv_idle_init(&loop->uv, &gl->idle);
+    gl->idle.data = gl;
     gl->ext.owner = &loop_owner;
     gl->ext.finish = loop_finish;
     crest__loop_ext_add(loop, &gl->ext);
@@ -266,9 +302,10 @@ static size_t compress_small(gz_loop_t *gl, int level, const void *body, size_t 
 
 /* ---- a request's own z_stream ---- */
 
-typedef struct {
+struct gz_req_s {
     z_stream z;
     crest_loop_t *loop;
+    crest_req_t *req;
     size_t charged; /* bytes charged to the budget: zlib's allocations, this struct, the input */
     /* A complete body sent in slices: its bytes and their owner. */
     const unsigned char *in;
@@ -276,7 +313,29 @@ typedef struct {
     size_t in_off;
     crest_release_cb release;
     void *arg;
-} gz_req_t;
+    gz_req_t *next; /* in the loop's ready (or doing) list, when pprev is not NULL */
+    gz_req_t **pprev;
+};
+
+static void ready_unlink(gz_req_t *g) {
+    if (g->pprev == NULL)
+        return;
+    *g->pprev = g->next;
+    if (g->next)
+        g->next->pprev = g->pprev;
+    g->next = NULL;
+    g->pprev = NULL;
+}
+
+static void ready_push(gz_loop_t *gl, gz_req_t *g) {
+    g->next = gl->ready;
+    if (g->next)
+        g->next->pprev = &g->next;
+    gl->ready = g;
+    g->pprev = &gl->ready;
+    if (!uv_is_active((uv_handle_t *)&gl->idle))
+        uv_idle_start(&gl->idle, on_idle);
+}
 
 /* zlib's allocations, counted so that the budget is charged what it really took. */
 static voidpf z_alloc(voidpf opaque, uInt items, uInt size) {
@@ -301,6 +360,7 @@ static gz_req_t *req_state_new(crest_req_t *req, int level, int wbits, int memle
     if (g == NULL)
         return NULL;
     g->loop = req->loop;
+    g->req = req;
     g->z.zalloc = z_alloc;
     g->z.zfree = z_free;
     g->z.opaque = g;
@@ -320,6 +380,7 @@ void crest__compress_free(crest_req_t *req) {
     if (g == NULL)
         return;
     req->gz_state = NULL;
+    ready_unlink(g);
     deflateEnd(&g->z);
     if (g->release)
         g->release(g->arg);
@@ -351,22 +412,47 @@ static int deflate_out(crest_req_t *req, gz_req_t *g, gz_loop_t *gl, int flush, 
 
 /* ---- a large complete body, in slices ---- */
 
-static void slice_step(crest_req_t *req, void *arg);
+static void slice_step(crest_req_t *req, gz_req_t *g);
 
-/* The client left: the drain callback will not come, the request ends here. */
+/* The client left: the drain callback will not come, the request ends here (unlisted from the
+ * ready list with its state). */
 static void slice_abort(crest_req_t *req, void *arg) {
     (void)arg;
     req->w->finish(req); /* frees the request, and its state with it (crest__req_free) */
 }
 
-static void slice_step(crest_req_t *req, void *arg) {
+/* The previous slice's output was taken (half of it, or it is all out): the next slice is due at
+ * the loop's next turn. Not at once: libuv runs write completions (where this is called from)
+ * up to eight rounds after each poll, so going on from here would compress up to nine slices per
+ * poll, and a small request waiting on the same loop would wait for all of them. */
+static void slice_drained(crest_req_t *req, void *arg) {
     gz_req_t *g = arg;
+    gz_loop_t *gl = (gz_loop_t *)crest__loop_ext_find(req->loop, &loop_owner);
+    ready_push(gl, g); /* gl exists: it was made for the first slice */
+}
+
+static void on_idle(uv_idle_t *idle) {
+    gz_loop_t *gl = idle->data;
+    /* Step the ones due now; those a step makes due again wait for the next turn. A step may end
+     * other requests (an HTTP/2 connection failing), which unlists them from `doing`. */
+    gl->doing = gl->ready;
+    if (gl->doing)
+        gl->doing->pprev = &gl->doing;
+    gl->ready = NULL;
+    while (gl->doing != NULL) {
+        gz_req_t *g = gl->doing;
+        ready_unlink(g);
+        slice_step(g->req, g);
+    }
+    if (gl->ready == NULL)
+        uv_idle_stop(&gl->idle);
+}
+
+/* Compress one slice of the body and queue its output; then wait for it to be taken. */
+static void slice_step(crest_req_t *req, gz_req_t *g) {
     gz_loop_t *gl = loop_state(req->loop, req->gz->level);
     int rc = gl != NULL ? 0 : CREST_ENOMEM;
-    /* Each step compresses one slice and waits for its output to be taken: one slice per turn
-     * of the loop at most. A slice that made no output (highly repetitive input) is flushed, so
-     * that there is always output to wait for and the loop is never held for more than two. */
-    while (rc == 0) {
+    if (rc == 0) {
         size_t left = g->in_len - g->in_off;
         size_t take = left < SLICE ? left : SLICE;
         int last = take == left;
@@ -375,23 +461,27 @@ static void slice_step(crest_req_t *req, void *arg) {
         g->z.avail_in = (uInt)take;
         rc = deflate_out(req, g, gl, last ? Z_FINISH : Z_NO_FLUSH, &made);
         g->in_off += take - g->z.avail_in;
+        /* A slice that made no output (highly repetitive input) is flushed, so that there is
+         * output to wait for. */
         if (rc == 0 && !last && made == 0)
             rc = deflate_out(req, g, gl, Z_SYNC_FLUSH, &made);
-        if (rc != 0)
-            break;
-        if (last) {
+        if (rc == 0 && last) {
             crest_req_on_abort(req, NULL, NULL);
             rc = req->w->end(req);
-            if (rc != 0)
-                break;
-            req->w->finish(req);
-            return;
+            if (rc == 0) {
+                req->w->finish(req);
+                return;
+            }
         }
-        rc = crest_res_on_drain(req, slice_step, g);
+    }
+    if (rc == 0) {
+        rc = crest_res_on_drain(req, slice_drained, g);
         if (rc == 0)
             return; /* goes on once the client has taken half of it */
-        if (rc == CREST_EALREADY)
-            rc = 0; /* all written already: on with the next slice */
+        if (rc == CREST_EALREADY) {
+            ready_push(gl, g); /* all written already: the next slice at the next turn */
+            return;
+        }
     }
     crest_req_on_abort(req, NULL, NULL);
     if (!crest__req_gone(req))
@@ -409,7 +499,7 @@ static int send_sliced(crest_req_t *req, int status, const char *ctype, const vo
     const crest_compress_opts_t *o = req->gz;
     if (req->head_only) {
         /* The head a GET gets (gzip, streamed), without doing the compression. */
-        crest_res_header(req, "Content-Encoding", "gzip");
+        mark_gzip(req);
         int rc = crest__res_head(req, status, ctype, -1);
         if (borrowed && release)
             release(arg);
@@ -441,7 +531,7 @@ static int send_sliced(crest_req_t *req, int status, const char *ctype, const vo
     g->in_len = len;
     g->release = release; /* from here on the state releases the body */
     g->arg = arg;
-    int rc = crest_res_header(req, "Content-Encoding", "gzip");
+    int rc = mark_gzip(req);
     if (rc == 0)
         rc = crest__res_head(req, status, ctype, -1);
     if (rc != 0) {
@@ -470,7 +560,7 @@ int crest__compress_full(crest_req_t *req, int status, const char *ctype, const 
         return send_sliced(req, status, ctype, body, len, borrowed, release, arg);
     gz_loop_t *gl = loop_state(req->loop, o->level);
     size_t n = gl != NULL ? compress_small(gl, o->level, body, len) : 0;
-    if (n == 0 || crest_res_header(req, "Content-Encoding", "gzip") != 0)
+    if (n == 0 || mark_gzip(req) != 0)
         return CREST_NEXT;
     if (borrowed && release)
         release(arg); /* the compressed copy is what goes out */
@@ -493,7 +583,7 @@ void crest__compress_start(crest_req_t *req, int status, const char *ctype) {
     if (!req->head_only &&
         req_state_new(req, req->gz->level, STREAM_WBITS, STREAM_MEMLEVEL) == NULL)
         return;
-    if (crest_res_header(req, "Content-Encoding", "gzip") != 0)
+    if (mark_gzip(req) != 0)
         crest__compress_free(req); /* out of memory: plain then */
 }
 
