@@ -231,7 +231,8 @@ static int on_big(crest_req_t *req, void *data) {
 }
 
 /* /text?kb=N: N KiB of varied lines of text (text/plain), borrowed from static memory;
- * &part=1: as a 206 with its Content-Range; &enc=1: with a Content-Encoding of the handler's. */
+ * &part=1: as a 206 with its Content-Range; &enc=1: with a Content-Encoding of the handler's;
+ * &etag=1: with a strong ETag. */
 static char text[1024 * 1024];
 static size_t text_len;
 
@@ -255,6 +256,8 @@ static int on_text(crest_req_t *req, void *data) {
     }
     if (query_long(req, "enc", 0, 1))
         crest_res_header(req, "Content-Encoding", "x-mine");
+    if (query_long(req, "etag", 0, 1))
+        crest_res_header(req, "ETag", "\"text-v1\"");
     return crest_res_send_borrowed(req, status, "text/plain", text, len, NULL, NULL);
 }
 
