@@ -9,10 +9,11 @@
  *   z_stream, reset between bodies (deflateInit allocates ~270 KiB and builds tables: too dear
  *   per request), and goes out with its Content-Length.
  * - A larger complete body would hold the loop for milliseconds (a 1 MiB page is ~10 ms at level
- *   5): it goes out streamed instead, SLICE bytes of input per step, each step run from the
- *   connection's drain callback, i.e. after the previous slice's output was written, so other
- *   connections are served between slices and a slow client holds back the compression
- *   (backpressure) instead of the output piling up. It has a z_stream of its own for the time.
+ *   5): it goes out streamed instead, SLICE bytes of input per step (~0.6 ms). The next step is
+ *   due once the previous slice's output was taken (the drain callback), so a slow client holds
+ *   back the compression (backpressure) instead of the output piling up; and it runs at the
+ *   loop's next turn (a uv_idle), so each body in progress gets one slice per turn and the loop
+ *   polls the other connections between. It has a z_stream of its own for the time.
  * - A streamed response (crest_res_start) gets a z_stream of its own, made small (windowBits
  *   STREAM_WBITS, memLevel STREAM_MEMLEVEL: ~30 KiB instead of ~270 KiB) because such streams can
  *   be many and long-lived, and each write is followed by Z_SYNC_FLUSH so that what the
