@@ -511,7 +511,8 @@ static int send_sliced(crest_req_t *req, int status, const char *ctype, const vo
         req->w->finish(req);
         return rc;
     }
-    gz_req_t *g = req_state_new(req, o->level, 15, 8);
+    /* The loop's buffer takes each slice's output: made now, or the body goes out plain. */
+    gz_req_t *g = loop_state(req->loop, o->level) ? req_state_new(req, o->level, 15, 8) : NULL;
     if (g == NULL)
         return CREST_NEXT;
     if (!borrowed) {
@@ -581,8 +582,10 @@ void crest__compress_start(crest_req_t *req, int status, const char *ctype) {
     add_vary(req);
     if (!eligible(req, status))
         return;
+    /* The loop's buffer takes each write's output: made now, or the stream goes out plain. */
     if (!req->head_only &&
-        req_state_new(req, req->gz->level, STREAM_WBITS, STREAM_MEMLEVEL) == NULL)
+        (loop_state(req->loop, req->gz->level) == NULL ||
+         req_state_new(req, req->gz->level, STREAM_WBITS, STREAM_MEMLEVEL) == NULL))
         return;
     if (mark_gzip(req) != 0)
         crest__compress_free(req); /* out of memory: plain then */
