@@ -79,8 +79,9 @@ def seed_todos(srv, n):
     words = "buy milk call mom write report fix bug review walk dog pay rent book flight".split()
     out = bytearray()
     for i in range(n):
-        title = " ".join(words[(i * k) % len(words)] for k in range(1, 2 + i % 4))
-        body = json.dumps({"title": "%s %d" % (title, i), "done": i % 3 == 0}).encode()
+        title = " ".join(words[(i * k) % len(words)] for k in range(1, 6 + i % 8))
+        body = json.dumps({"title": "%s, item %d of the list, %s" % (title, i, title),
+                           "done": i % 3 == 0}).encode()
         out += build_request("POST", "/api/todos", [("Content-Type", "application/json")], body)
     with srv.connect(timeout=20) as c:
         c.send(bytes(out))
@@ -95,13 +96,16 @@ def seed_todos(srv, n):
         "to the uncompressed answer byte for byte")
 def _():
     with TmpDir() as tmp, gz_demo(tmp) as srv:
-        seed_todos(srv, 300)
-        with srv.connect() as c:
-            for path in ("/api/todos?limit=300", "/api/todos", "/"):
+        seed_todos(srv, 1000)
+        with srv.connect(timeout=10) as c:
+            # limit=1000 is over 64 KiB: the demo streams it (crest_res_write per slice of rows).
+            for path in ("/api/todos?limit=1000", "/api/todos?limit=300", "/api/todos", "/"):
                 plain = c.request("GET", path)
                 eq(plain.status, 200, "%s plain status" % path)
                 check(len(plain.body) > 1024, "%s: %d bytes" % (path, len(plain.body)))
                 check_plain(plain, plain.body, path)
+                eq(plain.chunked, path == "/api/todos?limit=1000", "%s streamed (%d bytes)"
+                   % (path, len(plain.body)))
                 z = c.request("GET", path, GZ)
                 check_gzip(z, plain.body, path)
                 if path == "/":
