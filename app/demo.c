@@ -151,6 +151,11 @@ int demo_main(int argc, char **argv, int first) {
         crest_app_free(app);
         return 1;
     }
+    if (opts.compress && (rc = crest_app_compress(app, "/", NULL)) != 0) {
+        fprintf(stderr, "crest: --compress: %s\n", crest_strerror(rc));
+        crest_app_free(app);
+        return 1;
+    }
     struct {
         const char *method, *path;
         crest_handler_cb cb;

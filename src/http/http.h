@@ -65,7 +65,9 @@ struct crest_req_s {
     void *abort_arg;
     crest_drain_cb drain_cb; /* armed by crest_res_on_drain: runs once, then disarms */
     void *drain_arg;
-    size_t drain_mark; /* drain_cb runs once the queued output is at or below this */
+    size_t drain_mark;               /* drain_cb runs once the queued output is at or below this */
+    const crest_compress_opts_t *gz; /* set by crest_app_compress's middleware, or NULL */
+    void *gz_state; /* compress.c's state of a body being compressed; owner: the request */
     crest_req_t *next_free;
     int method;
     int status;
@@ -76,6 +78,7 @@ struct crest_req_s {
     unsigned chunked : 1;   /* the streamed response uses chunked framing (HTTP/1.1) */
     unsigned aborted : 1;
     unsigned client_known : 1; /* `client` is set */
+    unsigned gz_accept : 1;    /* the client accepts gzip (with gz set) */
 };
 
 /* Something of a loop that must be ended when the server stops, while its connection stays (an
@@ -314,5 +317,18 @@ void crest__http_count(crest_loop_t *loop, int status);
  * CREST__BODY_UNTIL_CLOSE for a 101 or a body that runs until the connection closes. */
 #define CREST__BODY_UNTIL_CLOSE (-2)
 int crest__res_head(crest_req_t *req, int status, const char *ctype, int64_t body_len);
+
+/* compress.c: gzip of responses whose request went through crest_app_compress (req->gz) */
+/* A complete response: CREST_NEXT when it goes out as it is (the calls may have added Vary),
+ * else it was sent compressed (release called, request finished) with this result. */
+int crest__compress_full(crest_req_t *req, int status, const char *ctype, const void *body,
+                         size_t len, int borrowed, crest_release_cb release, void *arg);
+/* A streamed response is starting: sets req->gz_state (and the headers) when it is compressed. */
+void crest__compress_start(crest_req_t *req, int status, const char *ctype);
+/* With req->gz_state: queue a piece compressed and flushed, and the end of the stream. */
+int crest__compress_write(crest_req_t *req, const void *data, size_t len);
+int crest__compress_end(crest_req_t *req);
+/* Free req->gz_state, if any (crest__req_free does). */
+void crest__compress_free(crest_req_t *req);
 
 #endif

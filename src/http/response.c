@@ -38,6 +38,8 @@ crest_req_t *crest__req_new(crest_loop_t *loop, crest__conn_t *c, const crest__w
  * or later, rejected by the parser, upgraded, its client gone): the one place it is observed. */
 void crest__req_free(crest_req_t *req) {
     crest__obs_finish(req);
+    if (req->gz_state != NULL)
+        crest__compress_free(req); /* a compressed body cut short */
     arena_blk_t *b = req->arena;
     while (b != NULL) {
         arena_blk_t *next = b->next;
@@ -314,6 +316,11 @@ static int send_full(crest_req_t *req, int status, const char *ctype, const void
         req->w->finish(req);
         return CREST_ECANCELED;
     }
+    if (req->gz != NULL) {
+        int zrc = crest__compress_full(req, status, ctype, body, len, borrowed, release, arg);
+        if (zrc != CREST_NEXT)
+            return zrc; /* sent compressed (or failed trying) */
+    }
     int no_body = req->head_only || status == 204 || status == 304 || status < 200;
     int rc = crest__res_head(req, status, ctype, (int64_t)len);
     if (rc == 0 && !no_body && len > 0) {
@@ -384,6 +391,8 @@ int crest_res_start(crest_req_t *req, int status, const char *content_type) {
         return CREST_EINVAL;
     if (crest__req_gone(req))
         return CREST_ECANCELED;
+    if (req->gz != NULL)
+        crest__compress_start(req, status, content_type);
     req->started = 1;
     if (crest__res_head(req, status, content_type, -1) != 0) {
         req->w->abort(req);
@@ -405,7 +414,8 @@ int crest_res_write(crest_req_t *req, const void *data, size_t len) {
     const crest__rt_t *rt = req->loop->rt;
     if (crest__mem_over(rt) && req->w->buffered(req) > rt->opts->max_output / 2)
         return CREST_ENOBUFS;
-    int rc = req->w->body(req, data, len, NULL, NULL);
+    int rc = req->gz_state != NULL ? crest__compress_write(req, data, len)
+                                   : req->w->body(req, data, len, NULL, NULL);
     if (rc != 0) {
         req->w->abort(req);
         return rc;
@@ -446,7 +456,9 @@ int crest_res_end(crest_req_t *req) {
         req->w->finish(req);
         return CREST_ECANCELED;
     }
-    int rc = req->w->end(req);
+    int rc = req->gz_state != NULL ? crest__compress_end(req) : 0;
+    if (rc == 0)
+        rc = req->w->end(req);
     if (rc != 0)
         req->w->abort(req);
     req->w->finish(req);

@@ -131,6 +131,56 @@ static int on_flow(crest_req_t *req, void *data) {
     return 0;
 }
 
+/* /drip?n=N&ms=M: N lines of text streamed one every M ms (a timer between writes), so that a
+ * client sees whether each write reaches it at once (compressed too: --compress). */
+typedef struct {
+    crest_req_t *req;
+    long left;
+    long ms;
+    long i;
+    int gone;
+} drip_t;
+
+static void drip_abort(crest_req_t *req, void *arg) {
+    (void)req;
+    drip_t *d = arg;
+    d->gone = 1; /* the timer pending ends the request */
+}
+
+static void drip_next(crest_loop_t *loop, void *arg) {
+    drip_t *d = arg;
+    crest_req_t *req = d->req;
+    if (!d->gone && d->left > 0) {
+        char line[64];
+        int n = snprintf(line, sizeof(line), "line %ld of the drip\n", d->i++);
+        d->left--;
+        if (crest_res_write(req, line, (size_t)n) == 0 && d->left > 0 &&
+            crest_loop_after(loop, (uint64_t)d->ms, drip_next, d) == 0)
+            return;
+    }
+    crest_req_on_abort(req, NULL, NULL);
+    crest_res_end(req); /* only frees it when the client left */
+    free(d);
+}
+
+static int on_drip(crest_req_t *req, void *data) {
+    (void)data;
+    drip_t *d = calloc(1, sizeof(*d));
+    if (d == NULL)
+        return CREST_ENOMEM;
+    d->req = req;
+    d->left = query_long(req, "n", 3, 1000);
+    d->ms = query_long(req, "ms", 10, 10000);
+    int rc = crest_res_start(req, 200, "text/plain; charset=utf-8");
+    if (rc != 0) {
+        free(d);
+        return rc;
+    }
+    crest_req_on_abort(req, drip_abort, d);
+    drip_next(crest_req_loop(req), d);
+    return 0;
+}
+
 /* /stats: the counters a test needs, one "name value" per line. */
 static int on_stats(crest_req_t *req, void *data) {
     crest_stats_t st;
@@ -178,6 +228,37 @@ static int on_big(crest_req_t *req, void *data) {
         memset(big, 'x', sizeof(big));
     return crest_res_send_borrowed(req, 200, "application/octet-stream", big, (size_t)kb * 1024,
                                    NULL, NULL);
+}
+
+/* /text?kb=N: N KiB of varied lines of text (text/plain), borrowed from static memory;
+ * &part=1: as a 206 with its Content-Range; &enc=1: with a Content-Encoding of the handler's;
+ * &etag=1: with a strong ETag. */
+static char text[1024 * 1024];
+static size_t text_len;
+
+static int on_text(crest_req_t *req, void *data) {
+    (void)data;
+    if (text_len == 0) { /* made on first use, so that an idle it_app stays small */
+        for (long i = 0; text_len + 80 < sizeof(text); i++)
+            text_len += (size_t)snprintf(text + text_len, sizeof(text) - text_len,
+                                         "line %ld: the quick brown fox jumps %ld times\n", i,
+                                         i * 7919 % 1000);
+    }
+    size_t len = (size_t)query_long(req, "kb", 4, 1024) * 1024;
+    if (len > text_len)
+        len = text_len;
+    int status = 200;
+    if (query_long(req, "part", 0, 1)) {
+        char range[64];
+        snprintf(range, sizeof(range), "bytes 0-%zu/%zu", len - 1, text_len);
+        crest_res_header(req, "Content-Range", range);
+        status = 206;
+    }
+    if (query_long(req, "enc", 0, 1))
+        crest_res_header(req, "Content-Encoding", "x-mine");
+    if (query_long(req, "etag", 0, 1))
+        crest_res_header(req, "ETag", "\"text-v1\"");
+    return crest_res_send_borrowed(req, status, "text/plain", text, len, NULL, NULL);
 }
 
 static int mw_tag(crest_req_t *req, void *data) {
@@ -231,6 +312,8 @@ int main(int argc, char **argv) {
     if (app == NULL)
         return 1;
     rc = crest_app_use(app, "/", mw_tag, NULL);
+    if (rc == 0 && opts.compress)
+        rc = crest_app_compress(app, "/", NULL);
     rc = rc ? rc : crest_app_use(app, "/private", mw_auth, NULL);
     rc = rc ? rc : crest_app_route(app, "GET", "/async", on_async, NULL);
     rc = rc ? rc : crest_app_route(app, "GET", "/stream", on_stream, NULL);
@@ -240,6 +323,8 @@ int main(int argc, char **argv) {
     rc = rc ? rc : crest_app_route(app, "GET", "/private/data", on_private, NULL);
     rc = rc ? rc : crest_app_route(app, "GET", "/big", on_big, NULL);
     rc = rc ? rc : crest_app_route(app, "GET", "/flow", on_flow, NULL);
+    rc = rc ? rc : crest_app_route(app, "GET", "/drip", on_drip, NULL);
+    rc = rc ? rc : crest_app_route(app, "GET", "/text", on_text, NULL);
     rc = rc ? rc : crest_app_route(app, "GET", "/stats", on_stats, app);
     crest_db_t *db = NULL;
     int with_db = 0;
