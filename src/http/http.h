@@ -259,6 +259,10 @@ static inline char *crest__fmt_u64(char *end, uint64_t v) {
     return end;
 }
 
+/* compress.c */
+/* The codings (CREST__ENC_* of cond.h) the request's Accept-Encoding lines accept together. */
+unsigned crest__req_accept_encoding(const crest_req_t *req);
+
 /* static.c */
 typedef struct crest__static_mount_s crest__static_mount_t;
 /* Serve a GET or HEAD no route matched from the mount that covers its path: 0 when answered,

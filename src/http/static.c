@@ -688,7 +688,7 @@ int crest__static_serve(crest_req_t *req) {
     crest_str_t range = crest_req_header(req, "Range");
     int which = V_IDENTITY;
     if (any_sibling && range.ptr == NULL) {
-        unsigned accept = crest__accept_encoding(crest_req_header(req, "Accept-Encoding"));
+        unsigned accept = crest__req_accept_encoding(req);
         if ((accept & CREST__ENC_BR) && e->v[V_BR].present)
             which = V_BR;
         else if ((accept & CREST__ENC_GZIP) && e->v[V_GZIP].present)
