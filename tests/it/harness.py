@@ -380,6 +380,12 @@ class Server:
         return False
 
 
+def tmp_dir():
+    """A temporary folder for a case (a database file, a log): `with tmp_dir() as path:`; removed
+    afterwards."""
+    return tempfile.TemporaryDirectory(prefix="crest-it.", ignore_cleanup_errors=True)
+
+
 def need_binary(path):
     if not (os.path.isfile(path) and os.access(path, os.X_OK)):
         fail("binary missing: %s" % path)

@@ -8,13 +8,10 @@ import gzip
 import json
 import os
 import socket
-import ssl
 import statistics
 import subprocess
 import sys
-import tempfile
 import shutil
-import threading
 import time
 import zlib
 
@@ -34,15 +31,6 @@ def diag(msg):
     """A figure for the log (a TAP comment)."""
     print("# " + msg, flush=True)
 
-
-class TmpDir:
-    def __enter__(self):
-        self.path = tempfile.mkdtemp(prefix="crest-gz-")
-        return self.path
-
-    def __exit__(self, *a):
-        shutil.rmtree(self.path, ignore_errors=True)
-        return False
 
 
 def gz_demo(tmp, *args):
@@ -95,7 +83,7 @@ def seed_todos(srv, n):
 @T.case("the todos JSON and the chat page's script are gzip'd for a client that accepts it, and decode "
         "to the uncompressed answer byte for byte")
 def _():
-    with TmpDir() as tmp, gz_demo(tmp) as srv:
+    with tmp_dir() as tmp, gz_demo(tmp) as srv:
         seed_todos(srv, 1000)
         with srv.connect(timeout=10) as c:
             # limit=1000 is over 64 KiB: the demo streams it (crest_res_write per slice of rows).
@@ -159,7 +147,7 @@ def _():
         r = c.request("GET", "/text?kb=8&enc=1", GZ)
         eq(r.headers.get("Content-Encoding"), "x-mine", "the handler's Content-Encoding")
         eq(r.body, text, "the handler's encoded body, untouched")
-    with TmpDir() as tmp, gz_demo(tmp) as srv, srv.connect() as c:
+    with tmp_dir() as tmp, gz_demo(tmp) as srv, srv.connect() as c:
         r = c.request("GET", "/plaintext", GZ)
         check_plain(r, b"Hello, World!", "/plaintext (13 bytes, under min_size)")
         body = (b"0123456789abcdef" * 200)[:3000]
@@ -266,7 +254,7 @@ sys.exit(1 if errors else 0)
 
 @T.case("large compressions (900 KiB echoes) run in slices: a concurrent /plaintext stays fast")
 def _():
-    with TmpDir() as tmp, gz_demo(tmp, "--max-body", "2m") as srv:
+    with tmp_dir() as tmp, gz_demo(tmp, "--max-body", "2m") as srv:
         load = subprocess.Popen([sys.executable, "-c", LOADER, os.path.dirname(
             os.path.abspath(__file__)), str(srv.port), "2", *([srv.tls_cert] if srv.tls_cert
                                                                 else [])], stdin=subprocess.PIPE,

@@ -10,25 +10,14 @@ import html
 import json
 import os
 import re
-import shutil
 import signal
 import sqlite3
-import tempfile
 import time
 
 from harness import *
 
 T = Suite()
 
-
-class TmpDir:
-    def __enter__(self):
-        self.path = tempfile.mkdtemp(prefix="crest-db-")
-        return self.path
-
-    def __exit__(self, *a):
-        shutil.rmtree(self.path, ignore_errors=True)
-        return False
 
 
 BACKEND = os.environ.get("CREST_IT_DB", "sqlite")
@@ -81,7 +70,7 @@ def check_world(row):
 
 @T.case("/db answers one World row as JSON")
 def _():
-    with TmpDir() as tmp, db_server(tmp) as srv, srv.connect() as c:
+    with tmp_dir() as tmp, db_server(tmp) as srv, srv.connect() as c:
         for _ in range(20):
             _, row = get_json(c, "GET", "/db")
             check_world(row)
@@ -89,7 +78,7 @@ def _():
 
 @T.case("the database is seeded: World has 10,000 rows, Fortune the 12 standard fortunes")
 def _():
-    with TmpDir() as tmp:
+    with tmp_dir() as tmp:
         with db_server(tmp):
             pass
         if BACKEND == "sqlite":
@@ -108,7 +97,7 @@ def _():
              ("/queries?queries=20", 20), ("/queries?queries=500", 500),
              ("/queries?queries=501", 500), ("/queries?queries=99999999999999999999", 500),
              ("/queries?queries=12abc", 1)]
-    with TmpDir() as tmp, db_server(tmp) as srv, srv.connect() as c:
+    with tmp_dir() as tmp, db_server(tmp) as srv, srv.connect() as c:
         for target, n in cases:
             _, rows = get_json(c, "GET", target)
             check(isinstance(rows, list), "%s: not an array" % target)
@@ -119,7 +108,7 @@ def _():
 
 @T.case("/fortunes: all rows plus the request-time one, sorted by message, HTML-escaped")
 def _():
-    with TmpDir() as tmp, db_server(tmp) as srv, srv.connect() as c:
+    with tmp_dir() as tmp, db_server(tmp) as srv, srv.connect() as c:
         r = c.request("GET", "/fortunes")
         eq(r.status, 200, "status")
         check_std_headers(r)
@@ -144,7 +133,7 @@ def _():
 
 @T.case("/updates: N rows with new numbers, clamped like /queries, persisted (read back)")
 def _():
-    with TmpDir() as tmp:
+    with tmp_dir() as tmp:
         written = {}
         with db_server(tmp) as srv, srv.connect() as c:
             for target, n in [("/updates", 1), ("/updates?queries=x", 1),
@@ -172,7 +161,7 @@ def rows_ids(rows):
 
 @T.case("todos: create, read, list, replace, patch, delete")
 def _():
-    with TmpDir() as tmp, db_server(tmp) as srv, srv.connect() as c:
+    with tmp_dir() as tmp, db_server(tmp) as srv, srv.connect() as c:
         _, lst = get_json(c, "GET", "/api/todos")
         eq(lst, [], "empty list")
         r, t = get_json(c, "POST", "/api/todos", '{"title": "buy milk", "done": false}', 201)
@@ -209,7 +198,7 @@ def _():
 
 @T.case("todos: unknown or malformed ids -> 404 for GET, PUT, PATCH, DELETE")
 def _():
-    with TmpDir() as tmp, db_server(tmp) as srv, srv.connect() as c:
+    with tmp_dir() as tmp, db_server(tmp) as srv, srv.connect() as c:
         body = '{"title":"a","done":true}'
         for tid in ["12345", "0", "abc", "-1", "99999999999999999999999"]:
             for m, b in [("GET", None), ("PUT", body), ("PATCH", body), ("DELETE", None)]:
@@ -219,7 +208,7 @@ def _():
 
 @T.case("todos: malformed JSON -> 400, missing or mistyped fields -> 422 naming the field")
 def _():
-    with TmpDir() as tmp, db_server(tmp) as srv, srv.connect() as c:
+    with tmp_dir() as tmp, db_server(tmp) as srv, srv.connect() as c:
         _, t = get_json(c, "POST", "/api/todos", '{"title":"a","done":false}', 201)
         one = "/api/todos/%d" % t["id"]
         for bad in ['', '{', '{"title": "a", "done": false', '{"title":"a","done":false} x',
@@ -253,7 +242,7 @@ def _():
 
 @T.case("todos: a method the path lacks -> 405 with Allow")
 def _():
-    with TmpDir() as tmp, db_server(tmp) as srv, srv.connect() as c:
+    with tmp_dir() as tmp, db_server(tmp) as srv, srv.connect() as c:
         r = c.request("DELETE", "/api/todos")
         eq(r.status, 405, "DELETE /api/todos")
         allow = {a.strip() for a in r.header("Allow", "").split(",")}
@@ -266,7 +255,7 @@ def _():
 
 @T.case("concurrent writers on several threads never see a busy database")
 def _():
-    with TmpDir() as tmp, demo("--db", db_url(tmp), "--threads", "2", "--workers", "4") as srv:
+    with tmp_dir() as tmp, demo("--db", db_url(tmp), "--threads", "2", "--workers", "4") as srv:
         def writer(k):
             statuses = []
             with srv.connect(timeout=20) as c:
@@ -294,7 +283,7 @@ def _():
     import subprocess
     if shutil.which("strace") is None:
         fail("strace is not installed (scripts/deps.sh test installs it)")
-    with TmpDir() as tmp, demo("--db", "sqlite:%s/x.db" % tmp, "--threads", "2") as srv:
+    with tmp_dir() as tmp, demo("--db", "sqlite:%s/x.db" % tmp, "--threads", "2") as srv:
         with srv.connect() as c:
             get_json(c, "POST", "/api/todos", '{"title":"warm","done":false}', 201)
         log = os.path.join(tmp, "trace")
@@ -324,7 +313,7 @@ def _():
 @T.case("todos: a page whose rows vary in size comes whole and in order, however its slices "
         "are cut")
 def _():
-    with TmpDir() as tmp, db_server(tmp) as srv, srv.connect(timeout=20) as c:
+    with tmp_dir() as tmp, db_server(tmp) as srv, srv.connect(timeout=20) as c:
         want = []
         for i in range(150):
             # Three big rows first: the first slice is cut after them, the next asks twice as
@@ -351,7 +340,7 @@ def _():
 
 @T.case("data survives a restart")
 def _():
-    with TmpDir() as tmp:
+    with tmp_dir() as tmp:
         with db_server(tmp) as srv, srv.connect() as c:
             _, t = get_json(c, "POST", "/api/todos", '{"title":"persist me","done":true}', 201)
             _, rows = get_json(c, "GET", "/updates?queries=3")
@@ -366,7 +355,7 @@ def _():
 
 @T.case("a POST acknowledged with 201 survives kill -9 of the server")
 def _():
-    with TmpDir() as tmp:
+    with tmp_dir() as tmp:
         acked = []
         srv = db_server(tmp)
         try:
@@ -393,7 +382,7 @@ def _():
 
 @T.case("a --db the server cannot use is refused at start with a message")
 def _():
-    with TmpDir() as tmp:
+    with tmp_dir() as tmp:
         for url, what in [("postgres://127.0.0.1:1/x", "connection refused"),
                           ("postgres://no-such-host.invalid/x", "cannot resolve"),
                           ("postgresql://[::1/x", "invalid"),

@@ -7,13 +7,11 @@ bombs), each offender getting a GOAWAY while a connection beside it is served.""
 import json
 import os
 import re
-import shutil
 import signal
 import socket
 import struct
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 
@@ -39,15 +37,6 @@ DATA, HEADERS, RST_STREAM, SETTINGS, PING, GOAWAY, WINDOW_UPDATE, CONTINUATION =
 END_STREAM, ACK, END_HEADERS = 0x1, 0x1, 0x4
 NO_ERROR, PROTOCOL_ERROR, REFUSED_STREAM, CANCEL, ENHANCE_YOUR_CALM = 0x0, 0x1, 0x7, 0x8, 0xb
 
-
-class TmpDir:
-    def __enter__(self):
-        self.path = tempfile.mkdtemp(prefix="crest-h2-")
-        return self.path
-
-    def __exit__(self, *a):
-        shutil.rmtree(self.path, ignore_errors=True)
-        return False
 
 
 def db_demo(tmp, *args):
@@ -434,7 +423,7 @@ def _():
 
 @T.case("HEAD: the GET's headers and content-length, no body; 204 without content-length")
 def _():
-    with TmpDir() as tmp, db_demo(tmp) as srv, H2(srv.port) as h:
+    with tmp_dir() as tmp, db_demo(tmp) as srv, H2(srv.port) as h:
         st = h.get("/json", method="HEAD")
         check_h2_std(st, ctype="application/json")
         eq(st.header("content-length"), str(len(JSON)), "HEAD content-length")
@@ -463,7 +452,7 @@ def _():
 
 @T.case("/api/todos over HTTP/2: create, read, list, replace, patch, delete, 400, 422, 404")
 def _():
-    with TmpDir() as tmp, db_demo(tmp) as srv, H2(srv.port) as h:
+    with tmp_dir() as tmp, db_demo(tmp) as srv, H2(srv.port) as h:
         js = [("content-type", "application/json")]
         st = h.get("/api/todos", "POST", js, b'{"title": "buy milk", "done": false}')
         check_h2_std(st, status=201, ctype="application/json")
@@ -506,7 +495,7 @@ def _():
 
 @T.case("100 concurrent streams on one connection, each answered with its own body")
 def _():
-    with TmpDir() as tmp, db_demo(tmp) as srv, H2(srv.port, timeout=15) as h:
+    with tmp_dir() as tmp, db_demo(tmp) as srv, H2(srv.port, timeout=15) as h:
         sids = {}
         for i in range(100):
             kind = i % 4
@@ -532,7 +521,7 @@ def _():
 
 @T.case("answers given later: the worker pool (/work/hash) and a timer (/async), in parallel")
 def _():
-    with TmpDir() as tmp, db_demo(tmp) as srv, H2(srv.port, timeout=15) as h, srv.connect() as c:
+    with tmp_dir() as tmp, db_demo(tmp) as srv, H2(srv.port, timeout=15) as h, srv.connect() as c:
         want = c.request("POST", "/work/hash?rounds=20000", body=b"secret").body
         check(len(want) >= 64, "HTTP/1.1 hash %r" % want)
         sids = [h.request("POST", "/work/hash?rounds=20000", body=b"secret") for _ in range(6)]
@@ -602,7 +591,7 @@ def _():
         # The reset request is answered (into nothing) while this one waits.
         check_h2_std(h.get("/async?ms=400"), b"async 400")
         check_h2_std(h.get("/users/7"), b"user 7")
-    with TmpDir() as tmp, db_demo(tmp) as srv, H2(srv.port, timeout=10) as h:
+    with tmp_dir() as tmp, db_demo(tmp) as srv, H2(srv.port, timeout=10) as h:
         sid = h.request("POST", "/work/hash?rounds=300000", body=b"x")
         h.get("/plaintext")  # the hash request was read and submitted before this answer
         h.h.reset_stream(sid, error_code=CANCEL)
@@ -808,7 +797,7 @@ def chat_say(port, room, name, text):
 @T.case("SSE over HTTP/2: 20 /events streams share one connection, each gets every chat message; "
         "a reset stream leaves the others; SIGTERM ends them and the server exits 0")
 def _():
-    with TmpDir() as tmp, db_demo(tmp, "--threads", "1") as srv, H2(srv.port) as h:
+    with tmp_dir() as tmp, db_demo(tmp, "--threads", "1") as srv, H2(srv.port) as h:
         sids = [h.request("GET", "/events", headers=[("accept", "text/event-stream")])
                 for _ in range(20)]
         h.wait(lambda: all(h.streams[s].status for s in sids), "20 event stream heads")

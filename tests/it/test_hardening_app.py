@@ -14,14 +14,10 @@ Memory is measured as the server's VmRSS from /proc/PID/status."""
 import asyncio
 import json
 import os
-import shutil
-import socket
 import sqlite3
 import struct
 import sys
-import tempfile
 import time
-import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import *  # noqa: E402,F401,F403
@@ -30,15 +26,6 @@ import websockets  # noqa: E402
 
 T = Suite()
 
-
-class TmpDir:
-    def __enter__(self):
-        self.path = tempfile.mkdtemp(prefix="crest-hard-")
-        return self.path
-
-    def __exit__(self, *a):
-        shutil.rmtree(self.path, ignore_errors=True)
-        return False
 
 
 def _tsan_build():
@@ -98,7 +85,7 @@ def answer(c, method, target, body=None, status=200):
 
 @T.case("todos: a title with \\u0000 is refused with 422 naming it, not stored cut short")
 def _():
-    with TmpDir() as tmp, server(tmp) as srv, srv.connect() as c:
+    with tmp_dir() as tmp, server(tmp) as srv, srv.connect() as c:
         _, t = answer(c, "POST", "/api/todos", '{"title":"keep","done":false}', 201)
         one = "/api/todos/%d" % t["id"]
         for m, target, body in [
@@ -128,7 +115,7 @@ def _():
 
 @T.case("todos: raw control characters and bytes that are not UTF-8 are malformed JSON (400)")
 def _():
-    with TmpDir() as tmp, server(tmp) as srv, srv.connect() as c:
+    with tmp_dir() as tmp, server(tmp) as srv, srv.connect() as c:
         _, t = answer(c, "POST", "/api/todos", '{"title":"keep","done":false}', 201)
         one = "/api/todos/%d" % t["id"]
         bodies = [
@@ -153,7 +140,7 @@ def _():
 
 @T.case("JSON output is UTF-8: a stored title that is not comes out with U+FFFD")
 def _():
-    with TmpDir() as tmp:
+    with tmp_dir() as tmp:
         with server(tmp):
             pass  # creates the schema
         con = sqlite3.connect(os.path.join(tmp, "x.db"))
@@ -210,7 +197,7 @@ def _():
            ("name=%01x", "name"), ("room=r%7F", "room"), ("name=%C2%85", "name"),
            ("name=%C0%80", "name"), ("name=%ED%A0%80", "name"), ("name=%E2%82", "name"),
            ("name=" + "n" * 65, "name"), ("room=" + "%C3%A9" * 32 + "x", "room")]
-    with TmpDir() as tmp, server(tmp) as srv:
+    with tmp_dir() as tmp, server(tmp) as srv:
         for query, field in bad:
             c, r = raw_upgrade(srv, "/ws/chat?" + query)
             eq(r.status, 400, "%s: status (body %r)" % (query, r.body))
@@ -227,7 +214,7 @@ def _():
 
 @T.case("chat: one bad name cannot make the room's members drop with 1007")
 def _():
-    with TmpDir() as tmp, server(tmp) as srv:
+    with tmp_dir() as tmp, server(tmp) as srv:
         async def go():
             member = await websockets.connect(ws_url(srv, "r", "alice"))
             await recv_json(member)  # own join
@@ -250,7 +237,7 @@ def _():
 
 @T.case("chat: a message with \\u0000 or a raw control character gets an error reply, not a cut text")
 def _():
-    with TmpDir() as tmp, server(tmp) as srv:
+    with tmp_dir() as tmp, server(tmp) as srv:
         async def go():
             ws = await websockets.connect(ws_url(srv, "z", "zed"))
             await recv_json(ws)  # own join
@@ -293,7 +280,7 @@ def read_event(c, timeout=10):
 @T.case("SSE history: bounded in bytes (1 MiB by default); a replay gives what is still held")
 def _():
     n, size = 32, 900 * 1024
-    with TmpDir() as tmp, server(tmp, env=NO_QUARANTINE) as srv:
+    with tmp_dir() as tmp, server(tmp, env=NO_QUARANTINE) as srv:
         base = rss_kib(srv)
 
         async def chat(texts):
@@ -345,7 +332,7 @@ def read_chat(c, timeout=10):
 @T.case("presence: 300 members joining one room cost O(N) announcements, not N^2/2")
 def _():
     n = 300
-    with TmpDir() as tmp, server(tmp) as srv:
+    with tmp_dir() as tmp, server(tmp) as srv:
         delivered0 = metric(srv, "crest_pubsub_delivered_total")
         members = []
         try:
@@ -419,7 +406,7 @@ def next_link(r):
 
 @T.case("todos list: pages of ?limit (default 100, at most 1000) after ?after, Link while more remain")
 def _():
-    with TmpDir() as tmp:
+    with tmp_dir() as tmp:
         ids = [i for i in range(1, 261) if not 10 <= i < 20]  # 250 rows, a gap at 10..19
         seeded(tmp, [(i, "t%d" % i, i % 2) for i in ids])
         with server(tmp) as srv, srv.connect() as c:
@@ -456,7 +443,7 @@ def _():
 
 @T.case("todos list: a bad limit or after -> 400 with a JSON error naming it")
 def _():
-    with TmpDir() as tmp, server(tmp) as srv, srv.connect() as c:
+    with tmp_dir() as tmp, server(tmp) as srv, srv.connect() as c:
         for q, field in [("limit=0", "limit"), ("limit=-1", "limit"), ("limit=1001", "limit"),
                          ("limit=abc", "limit"), ("limit=", "limit"), ("limit=1.5", "limit"),
                          ("limit=99999999999999999999", "limit"), ("after=-1", "after"),
@@ -490,7 +477,7 @@ def peak_rss_over(srv, seconds):
 def _():
     n, size, readers = 40, 512 * 1024, 6
     titles = ["%03d" % i + "x" * (size - 3) for i in range(n)]
-    with TmpDir() as tmp:
+    with tmp_dir() as tmp:
         seeded(tmp, [(i + 1, titles[i], 0) for i in range(n)])
         with server(tmp, env=NO_QUARANTINE) as srv:
             # Warm the database caches with full reads, then take the base line.
@@ -523,7 +510,7 @@ def _():
 @T.case("todos list: clients that leave in the middle of a stream are let go")
 def _():
     n, size = 40, 256 * 1024
-    with TmpDir() as tmp:
+    with tmp_dir() as tmp:
         seeded(tmp, [(i + 1, "y" * size, 1) for i in range(n)])
         with server(tmp) as srv:
             for i in range(8):

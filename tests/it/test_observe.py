@@ -7,11 +7,8 @@ import asyncio
 import json
 import os
 import re
-import shutil
 import signal
-import socket
 import sys
-import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import *  # noqa: E402,F401,F403
@@ -22,15 +19,6 @@ TIME_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
 FIELDS = ("time", "remote", "method", "path", "route", "status", "bytes", "duration_ms",
           "request_id", "user_agent")
 
-
-class TmpDir:
-    def __enter__(self):
-        self.path = tempfile.mkdtemp(prefix="crest-obs-")
-        return self.path
-
-    def __exit__(self, *a):
-        shutil.rmtree(self.path, ignore_errors=True)
-        return False
 
 
 def obs_demo(tmp, *args):
@@ -96,7 +84,7 @@ def burst(srv, n_conns, per_conn, paths, headers=None):
 @T.case("access log: every request of a burst over several connections, HTTP/1.1 and HTTP/2, "
         "and a rejected one, is one JSON line with its fields")
 def _():
-    with TmpDir() as tmp:
+    with tmp_dir() as tmp:
         log = os.path.join(tmp, "access.log")
         with obs_demo(tmp, "--access-log", log) as srv:
             paths = ["/plaintext", "/api/todos/7", "/nope?x=1", "/json"]
@@ -143,7 +131,7 @@ def _():
 
 @T.case("access log: SIGTERM right after a burst loses no line and cuts none")
 def _():
-    with TmpDir() as tmp:
+    with tmp_dir() as tmp:
         log = os.path.join(tmp, "access.log")
         srv = obs_demo(tmp, "--access-log", log)
         try:
@@ -158,7 +146,7 @@ def _():
 
 @T.case("access log: SIGUSR1 reopens the file (logrotate: rename, signal, new file)")
 def _():
-    with TmpDir() as tmp:
+    with tmp_dir() as tmp:
         log = os.path.join(tmp, "access.log")
         with obs_demo(tmp, "--access-log", log) as srv:
             burst(srv, 2, 10, ["/plaintext"])
@@ -174,7 +162,7 @@ def _():
 
 @T.case("access log to '-' writes JSON lines to standard output")
 def _():
-    with TmpDir() as tmp:
+    with tmp_dir() as tmp:
         with obs_demo(tmp, "--access-log", "-") as srv:
             burst(srv, 1, 3, ["/plaintext"])
 
@@ -192,7 +180,7 @@ def _():
 
 @T.case("X-Request-Id: a valid one is kept, an invalid one (too long, bad characters) replaced")
 def _():
-    with TmpDir() as tmp, obs_demo(tmp) as srv, srv.connect() as c:
+    with tmp_dir() as tmp, obs_demo(tmp) as srv, srv.connect() as c:
         for rid in ("abc-123", "A.b_c:d+e/f=", "x" * 128):
             r = c.request("GET", "/plaintext", [("X-Request-Id", rid)])
             eq(r.headers.get("X-Request-Id"), rid, "echoed")
@@ -272,7 +260,7 @@ def check_prom(text):
 @T.case("/metrics: Prometheus text; durations by route template; loop lag per loop; "
         "WebSocket messages in and out")
 def _():
-    with TmpDir() as tmp, obs_demo(tmp) as srv:
+    with tmp_dir() as tmp, obs_demo(tmp) as srv:
         with srv.connect() as c:
             for _ in range(3):
                 eq(c.request("GET", "/api/todos/7").status, 404, "unknown todo")

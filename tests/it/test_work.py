@@ -5,9 +5,7 @@ a full queue answered 503 with Retry-After, and shutdown with jobs in flight.
 
 import hashlib
 import json
-import shutil
 import signal
-import tempfile
 
 from harness import *
 
@@ -15,15 +13,6 @@ T = Suite()
 
 DEFAULT_SALT = b"crest-work-hash"
 
-
-class TmpDir:
-    def __enter__(self):
-        self.path = tempfile.mkdtemp(prefix="crest-work-")
-        return self.path
-
-    def __exit__(self, *a):
-        shutil.rmtree(self.path, ignore_errors=True)
-        return False
 
 
 def work_server(tmp, *args):
@@ -61,7 +50,7 @@ def _():
         (b"Password", "NaCl", 80000,
          "4ddcd8f60b98be21830cee5ef22701f9641a4418d04c0414aeff08876b34ab56"),
     ]
-    with TmpDir() as tmp, work_server(tmp) as srv, srv.connect() as c:
+    with tmp_dir() as tmp, work_server(tmp) as srv, srv.connect() as c:
         for pw, salt, rounds, want in vectors:
             c.send(hash_req(rounds, salt, pw))
             j = hash_json(c.read_response(timeout=20))
@@ -71,7 +60,7 @@ def _():
 
 @T.case("hash with the default salt and rounds matches hashlib.pbkdf2_hmac")
 def _():
-    with TmpDir() as tmp, work_server(tmp) as srv, srv.connect() as c:
+    with tmp_dir() as tmp, work_server(tmp) as srv, srv.connect() as c:
         for body, rounds in [(b"", 5), (b"hello world", None), (bytes(range(256)) * 100, 7)]:
             c.send(hash_req(rounds, None, body))
             j = hash_json(c.read_response(timeout=20))
@@ -84,7 +73,7 @@ def _():
 
 @T.case("rounds above --max-hash-rounds, zero or non-numeric -> 400; a bad salt -> 400")
 def _():
-    with TmpDir() as tmp, work_server(tmp, "--max-hash-rounds", "5000") as srv, \
+    with tmp_dir() as tmp, work_server(tmp, "--max-hash-rounds", "5000") as srv, \
             srv.connect() as c:
         for rounds in ["5001", "0", "-1", "abc", "", "1e3", "99999999999999999999"]:
             c.send(hash_req(rounds, None, b"x"))
@@ -99,7 +88,7 @@ def _():
 
 @T.case("/healthz answers while every worker runs a long hash")
 def _():
-    with TmpDir() as tmp, work_server(tmp, "--threads", "1", "--workers", "2",
+    with tmp_dir() as tmp, work_server(tmp, "--threads", "1", "--workers", "2",
                                       "--max-hash-rounds", "50000000") as srv:
         jobs = [srv.connect(timeout=60) for _ in range(2)]
         try:
@@ -122,7 +111,7 @@ def _():
 
 @T.case("clients leaving during a job (running or queued) leave the server healthy")
 def _():
-    with TmpDir() as tmp, work_server(tmp, "--threads", "1", "--workers", "1",
+    with tmp_dir() as tmp, work_server(tmp, "--threads", "1", "--workers", "1",
                                       "--max-hash-rounds", "50000000") as srv:
         running = srv.connect()
         running.send(hash_req(800000, None, b"a"))
@@ -145,7 +134,7 @@ def _():
 
 @T.case("a full queue answers 503 with Retry-After, and recovers")
 def _():
-    with TmpDir() as tmp, work_server(tmp, "--threads", "1", "--workers", "1",
+    with tmp_dir() as tmp, work_server(tmp, "--threads", "1", "--workers", "1",
                                       "--work-queue", "2",
                                       "--max-hash-rounds", "50000000") as srv:
         # One worker and two queue slots hold at most three jobs; four sent back to back get
@@ -175,7 +164,7 @@ def _():
 
 @T.case("SIGTERM with a job running: its client gets the answer, exit 0")
 def _():
-    with TmpDir() as tmp, work_server(tmp, "--threads", "1", "--workers", "1",
+    with tmp_dir() as tmp, work_server(tmp, "--threads", "1", "--workers", "1",
                                       "--max-hash-rounds", "50000000") as srv:
         c = srv.connect(timeout=30)
         c.send(hash_req(1500000, None, b"late"))
@@ -192,7 +181,7 @@ def _():
 
 @T.case("SIGTERM after the client of a running job left: exit 0, nothing leaked")
 def _():
-    with TmpDir() as tmp, work_server(tmp, "--threads", "1", "--workers", "1",
+    with tmp_dir() as tmp, work_server(tmp, "--threads", "1", "--workers", "1",
                                       "--max-hash-rounds", "50000000") as srv:
         c = srv.connect()
         c.send(hash_req(1500000, None, b"gone"))
