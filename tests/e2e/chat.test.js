@@ -7,18 +7,15 @@
 // certificate made here with the openssl command line, and Chromium trusts that one certificate
 // (its public key), not any certificate as --ignore-certificate-errors would.
 "use strict";
-const { execFileSync, spawn } = require("child_process");
+const { execFileSync } = require("child_process");
 const crypto = require("crypto");
 const fs = require("fs");
 const os = require("os");
 const path = require("path");
 const { chromium } = require("playwright-core");
 
-const root = path.resolve(__dirname, "..", "..");
-const bin = path.resolve(root, process.env.CREST_BIN || "build/crest");
-const chrome = process.env.CHROMIUM || "/usr/bin/chromium";
+const { root, chrome, tap, finish, startServer } = require("./lib");
 const tls = process.env.CREST_E2E_TLS === "1";
-let failed = 0, n = 0;
 let certDir = null;
 
 // A self-signed EC P-256 certificate for localhost and 127.0.0.1: the files, and the base64
@@ -36,44 +33,12 @@ function makeCert() {
 }
 const pair = tls ? makeCert() : null;
 
-function tap(ok, name, detail) {
-  n++;
-  console.log((ok ? "ok - " : "not ok - ") + name);
-  if (!ok) { failed++; if (detail) console.log("# " + String(detail).split("\n").join("\n# ")); }
-}
-
-function startServer(fixedPort) {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "crest-e2e."));
-  const proc = spawn(bin, ["demo", "--host", "127.0.0.1", "--port", String(fixedPort || 0),
-                           "--threads", "2", "--quiet",
-                           "--db", "sqlite:" + path.join(dir, "demo.db"),
-                           "--public", path.join(root, "app", "public"),
-                           ...(tls ? ["--tls-cert", pair.cert, "--tls-key", pair.key] : [])],
-                     { cwd: root, stdio: ["ignore", "pipe", "pipe"] });
-  let err = "";
-  proc.stderr.on("data", (d) => { err += d; });
-  const port = new Promise((resolve, reject) => {
-    let out = "";
-    const t = setTimeout(() => reject(new Error("no listening line; stderr: " + err)), 10000);
-    proc.stdout.on("data", (d) => {
-      out += d;
-      const m = /listening on (https?):\/\/127\.0\.0\.1:(\d+)/.exec(out);
-      if (m && m[1] !== (tls ? "https" : "http")) { clearTimeout(t); reject(new Error(out)); }
-      if (m) { clearTimeout(t); resolve(Number(m[2])); }
-    });
-    proc.on("exit", (code) => reject(new Error("server exited " + code + ": " + err)));
-  });
-  const stop = () => new Promise((resolve) => {
-    if (proc.exitCode !== null) return resolve(proc.exitCode);
-    const t = setTimeout(() => { proc.kill("SIGKILL"); }, 5000);
-    proc.on("exit", (code) => { clearTimeout(t); fs.rmSync(dir, { recursive: true, force: true }); resolve(code); });
-    proc.kill("SIGTERM");
-  });
-  return { port, stop };
+function startChat(port) {
+  return startServer(["--public", path.join(root, "app", "public")], { port, tls: pair, threads: 2 });
 }
 
 async function main() {
-  let srv = startServer();
+  let srv = startChat();
   let browser;
   const guard = setTimeout(() => { tap(false, "browser test finished in time"); process.exit(1); }, 60000);
   try {
@@ -170,7 +135,7 @@ async function main() {
     const code = await srv.stop();
     tap(code === 0, "server exits 0 on SIGTERM with a browser connected", "exit code " + code);
     await a.waitForSelector("#status:not(.online)", { timeout: 10000 });
-    srv = startServer(port);
+    srv = startChat(port);
     await srv.port;
     await a.waitForSelector("#status.online", { timeout: 20000 });
     await a.fill("#text", "back after the restart");
@@ -186,8 +151,7 @@ async function main() {
     clearTimeout(guard);
     if (certDir) fs.rmSync(certDir, { recursive: true, force: true });
   }
-  console.log("1.." + n);
-  process.exit(failed ? 1 : 0);
+  finish();
 }
 
 main();

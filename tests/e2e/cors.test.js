@@ -5,50 +5,8 @@
 // Needs Debian's chromium (/usr/bin/chromium) and npm playwright-core in tests/e2e/node_modules
 // (tests/run.sh installs both); never downloads a browser.
 "use strict";
-const { spawn } = require("child_process");
-const fs = require("fs");
-const os = require("os");
-const path = require("path");
 const { chromium } = require("playwright-core");
-
-const root = path.resolve(__dirname, "..", "..");
-const bin = path.resolve(root, process.env.CREST_BIN || "build/crest");
-const chrome = process.env.CHROMIUM || "/usr/bin/chromium";
-let failed = 0, n = 0;
-
-function tap(ok, name, detail) {
-  n++;
-  console.log((ok ? "ok - " : "not ok - ") + name);
-  if (!ok) { failed++; if (detail) console.log("# " + String(detail).split("\n").join("\n# ")); }
-}
-
-// A crest demo on a free port with extra flags: { port (a promise), stop() -> exit code }.
-function startServer(args) {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "crest-e2e-cors."));
-  const proc = spawn(bin, ["demo", "--host", "127.0.0.1", "--port", "0", "--threads", "1",
-                           "--quiet", "--db", "sqlite:" + path.join(dir, "demo.db"), ...args],
-                     { cwd: root, stdio: ["ignore", "pipe", "pipe"] });
-  let err = "";
-  proc.stderr.on("data", (d) => { err += d; });
-  const port = new Promise((resolve, reject) => {
-    let out = "";
-    const t = setTimeout(() => reject(new Error("no listening line; stderr: " + err)), 10000);
-    proc.stdout.on("data", (d) => {
-      out += d;
-      const m = /listening on http:\/\/127\.0\.0\.1:(\d+)/.exec(out);
-      if (m) { clearTimeout(t); resolve(Number(m[1])); }
-    });
-    proc.on("exit", (code) => { clearTimeout(t); reject(new Error("server exited " + code + ": " + err)); });
-  });
-  const stop = () => new Promise((resolve) => {
-    const done = (code) => { fs.rmSync(dir, { recursive: true, force: true }); resolve(code); };
-    if (proc.exitCode !== null) return done(proc.exitCode);
-    const t = setTimeout(() => { proc.kill("SIGKILL"); }, 5000);
-    proc.on("exit", (code) => { clearTimeout(t); done(code); });
-    proc.kill("SIGTERM");
-  });
-  return { port, stop };
-}
+const { chrome, tap, finish, startServer } = require("./lib");
 
 // fetch() in the page; resolves to {status, body, origin header} or {error: "TypeError: ..."}.
 function pageFetch(page, url, init) {
@@ -149,8 +107,7 @@ async function main() {
     tap(codes.every((c) => c === 0), "servers exit 0 on SIGTERM", "exit codes " + codes);
     clearTimeout(guard);
   }
-  console.log("1.." + n);
-  process.exit(failed ? 1 : 0);
+  finish();
 }
 
 main();
