@@ -487,18 +487,30 @@ static char *put_json(char *o, crest_str_t s) {
         }
     }
     *o++ = '"';
-    for (size_t i = 0; i < s.len; i++) {
-        unsigned char c = (unsigned char)s.ptr[i];
+    size_t i = 0;
+    while (i < s.len) {
+        /* Runs of bytes that need no escape (nearly all of a path or a user agent) go in one
+         * copy. */
+        size_t j = i;
+        while (j < s.len) {
+            unsigned char c = (unsigned char)s.ptr[j];
+            if (c < 0x20 || c == '"' || c == '\\' || c == 0x7f || (c >= 0x80 && !utf8))
+                break;
+            j++;
+        }
+        o = put(o, s.ptr + i, j - i);
+        if (j == s.len)
+            break;
+        unsigned char c = (unsigned char)s.ptr[j];
         if (c == '"' || c == '\\') {
             *o++ = '\\';
             *o++ = (char)c;
-        } else if (c < 0x20 || c == 0x7f || (c >= 0x80 && !utf8)) {
+        } else {
             o = put(o, "\\u00", 4);
             *o++ = hex[c >> 4];
             *o++ = hex[c & 15];
-        } else {
-            *o++ = (char)c;
         }
+        i = j + 1;
     }
     *o++ = '"';
     return o;
