@@ -426,6 +426,7 @@ REPORT="$OUT/report.md"
         echo
         for n in "${NOTES[@]}"; do echo "- **$n**"; done
     fi
+    [[ -n $ASKED_PEERS ]] || FILES=""
     for wl in $FILES; do
         echo
         echo "## GET /${wl#file-}.bin: $(size_label "${FILE_BYTES[$wl]}") file, keep-alive, $CONNS connections"
@@ -442,8 +443,8 @@ REPORT="$OUT/report.md"
             echo "| $peer | $(range "${RPS[$wl,$peer]:-}" 1 "%.0f") | $(ratio "$rps_m" "$r_rps") | $(range "${MBPS[$wl,$peer]:-}" 1 "%.0f") | $(range "${CPU[$wl,$peer]:-}" 1 "%.2f") | $(ratio "$cpu_m" "$r_cpu") | ${HEAD_BYTES[$wl,$peer]:-?} B | $(errcell "$wl" "$peer") | $(range "${BUSY[$wl,$peer]:-}" 1 "%.0f")% | $(range "${OTHER[$wl,$peer]:-}" 1 "%.0f")% |"
         done
     done
-    echo
-    echo "Response head = the bytes of the status line and headers each server sent for that file, as logged in logs/headers.txt."
+    [[ -n $FILES ]] && echo
+    [[ -n $FILES ]] && echo "Response head = the bytes of the status line and headers each server sent for that file, as logged in logs/headers.txt."
     if [[ -n $MIDDLEWARE ]]; then
         echo
         echo "## Security headers and access log: GET /plaintext, crest demo --threads 1, $PLAIN_CONNS connections, not pipelined"
@@ -465,6 +466,13 @@ REPORT="$OUT/report.md"
             [[ $m == log ]] && logged="$(range "${LOGGED[plaintext,$p]:-}" 1 "%.1f")%"
             echo "| ${MW_TITLE[$m]} | $(range "${RPS[plaintext,$p]:-}" 1 "%.0f") | $(range "${CPU[plaintext,$p]:-}" 1 "%.3f") | $over | ${HEAD_BYTES[plaintext,$p]:-?} B | $logged | $(errcell plaintext "$p") | $(range "${BUSY[plaintext,$p]:-}" 1 "%.0f")% | $(range "${OTHER[plaintext,$p]:-}" 1 "%.0f")% |"
         done
+        # The target is a few percent: say how far the same configuration strays from itself.
+        spread=$(tr ' ' '\n' <<<"${CPU[plaintext,mw-bare]:-}" | sed '/^$/d' | stats |
+            awk '$1 != "nan" && $1 > 0 { printf "%.1f", ($3 - $2) * 100 / $1 }')
+        if [[ -n $spread ]]; then
+            echo
+            echo "The bare configuration's own CPU/req spread over the repeats (max − min) is $spread% of its median: differences smaller than that are noise."
+        fi
     fi
     echo
     echo "## Targets"
