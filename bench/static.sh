@@ -104,7 +104,7 @@ gcc -std=c11 -O2 -Wall -Wextra -Werror -o "$TOOLS/coldstart" "$BENCH/tools/colds
 # beside the demo's own page (the demo serves index.html from --public and wants it there).
 PUBLIC="$WORK/public"
 mkdir -p "$PUBLIC"
-cp "$REPO/app/public/index.html" "$PUBLIC/"
+cp "$REPO/app/public/index.html" "$PUBLIC/" 2>/dev/null || true
 FILES=""
 declare -A FILE_BYTES=()
 for s in $SIZES; do
