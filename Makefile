@@ -2,9 +2,17 @@
 # build/. `make run` starts the demo app, `make test` runs every test (see README.md).
 # Options: CC=clang, SAN=1 (AddressSanitizer + UndefinedBehaviorSanitizer, into build-san/),
 # TSAN=1 (ThreadSanitizer, into build-tsan/), BUILD=dir, PREFIX=/usr/local for install.
+# `make man` renders doc/*.scd with scdoc into $(BUILD)/man/ (part of `all` when scdoc is there).
+# `make install` puts the systemd units (dist/systemd/) into SYSTEMDUNITDIR, by default
+# $(PREFIX)/lib/systemd/system for PREFIX /usr or /usr/local (the two prefixes whose unit folder
+# systemd reads) and nowhere for any other PREFIX unless SYSTEMDUNITDIR is given.
 
 VERSION := 0.1.0
 PREFIX ?= /usr/local
+ifneq ($(filter /usr /usr/local,$(PREFIX)),)
+SYSTEMDUNITDIR ?= $(PREFIX)/lib/systemd/system
+endif
+SCDOC := $(shell command -v scdoc 2>/dev/null)
 CC ?= cc
 ifeq ($(origin CC),default)
 CC := cc
@@ -47,9 +55,16 @@ APP_OBJ := $(APP_SRC:%.c=$(BUILD)/obj/%.o)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 EXAMPLES := $(patsubst examples/%.c,$(BUILD)/examples/%,$(sort $(wildcard examples/*.c)))
 ITAPP := $(BUILD)/tests/it_app
+MAN_PAGES := $(BUILD)/man/crest.1 $(BUILD)/man/crest.3
 
-.PHONY: all run test unit install uninstall clean format format-check fuzz deps
-all: $(BUILD)/libcrest.a $(BUILD)/libcrest.so $(BUILD)/crest $(BUILD)/crest.pc $(EXAMPLES)
+.PHONY: all run test unit install uninstall clean format format-check fuzz deps man
+all: $(BUILD)/libcrest.a $(BUILD)/libcrest.so $(BUILD)/crest $(BUILD)/crest.pc $(EXAMPLES) \
+	$(if $(SCDOC),$(MAN_PAGES))
+
+man: $(MAN_PAGES)
+$(BUILD)/man/%: doc/%.scd
+	@mkdir -p $(dir $@)
+	scdoc < $< > $@
 
 deps:
 	@scripts/deps.sh build
@@ -113,7 +128,7 @@ build-fuzz/fuzz_$(1): fuzz/$(1)/fuzz_$(1).c $(LIB_SRC)
 endef
 $(foreach n,$(FUZZ_NAMES),$(eval $(call fuzz_rule,$(n))))
 
-install: all
+install: all man
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/include/crest
 	install -m 755 $(BUILD)/crest $(DESTDIR)$(PREFIX)/bin/crest
 	install -m 644 $(BUILD)/libcrest.a $(DESTDIR)$(PREFIX)/lib/libcrest.a
@@ -123,11 +138,25 @@ install: all
 	install -m 644 include/crest.h $(DESTDIR)$(PREFIX)/include/crest.h
 	install -m 644 include/crest/*.h include/crest/*.def $(DESTDIR)$(PREFIX)/include/crest/
 	$(call write_pc,$(PREFIX),$(DESTDIR)$(PREFIX)/lib/pkgconfig/crest.pc)
+	install -d $(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(PREFIX)/share/man/man3
+	install -m 644 $(BUILD)/man/crest.1 $(DESTDIR)$(PREFIX)/share/man/man1/crest.1
+	install -m 644 $(BUILD)/man/crest.3 $(DESTDIR)$(PREFIX)/share/man/man3/crest.3
+ifneq ($(SYSTEMDUNITDIR),)
+	install -d $(DESTDIR)$(SYSTEMDUNITDIR)
+	sed 's|/usr/local/bin/crest|$(PREFIX)/bin/crest|' dist/systemd/crest.service \
+		> $(DESTDIR)$(SYSTEMDUNITDIR)/crest.service
+	chmod 644 $(DESTDIR)$(SYSTEMDUNITDIR)/crest.service
+	install -m 644 dist/systemd/crest.socket $(DESTDIR)$(SYSTEMDUNITDIR)/crest.socket
+endif
 
 uninstall:
 	rm -rf $(DESTDIR)$(PREFIX)/bin/crest $(DESTDIR)$(PREFIX)/lib/libcrest.* \
 		$(DESTDIR)$(PREFIX)/include/crest.h $(DESTDIR)$(PREFIX)/include/crest \
-		$(DESTDIR)$(PREFIX)/lib/pkgconfig/crest.pc
+		$(DESTDIR)$(PREFIX)/lib/pkgconfig/crest.pc \
+		$(DESTDIR)$(PREFIX)/share/man/man1/crest.1 $(DESTDIR)$(PREFIX)/share/man/man3/crest.3
+ifneq ($(SYSTEMDUNITDIR),)
+	rm -f $(DESTDIR)$(SYSTEMDUNITDIR)/crest.service $(DESTDIR)$(SYSTEMDUNITDIR)/crest.socket
+endif
 
 FORMAT_SRC = $(shell git ls-files '*.c' '*.h' 2>/dev/null)
 format:

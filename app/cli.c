@@ -1,71 +1,245 @@
+/* The command line of `crest demo` and the test app, as one table: each flag's name, the kind of
+ * value it takes and its bounds, where it is stored in cli_opts_t, its topic and help text. The
+ * table drives parsing, the environment (every flag is also CREST_<FLAG>) and --help, so the
+ * three cannot drift apart; the man page (doc/crest.1.scd) is checked against --help by a test. */
+#include <arpa/inet.h>
+#include <assert.h>
+#include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <unistd.h>
 
 #include "cli.h"
 
-static const char usage_text[] =
-    "Flags:\n"
-    "  --host ADDR               address to listen on (default 127.0.0.1)\n"
-    "  --port N                  port, 0 for any free one (default $PORT or 8080)\n"
-    "  --threads N               event-loop threads (default: number of CPUs)\n"
-    "  --max-request-line SIZE   longest request line (default 8k; longer -> 414)\n"
-    "  --max-header-bytes SIZE   largest request head (default 16k; larger -> 431)\n"
-    "  --max-headers N           most header fields (default 100, at most 128; more -> 431)\n"
-    "  --max-body SIZE           largest request body (default 1m; larger -> 413)\n"
-    "  --max-output SIZE         output queued for a slow client before reading pauses "
-    "(default 1m)\n"
-    "  --max-connections N       open connections before accepting pauses (default: the\n"
-    "                            open-file limit less an eighth, raised to the hard limit)\n"
-    "  --max-buffer-memory SIZE  bytes buffered for clients process-wide before requests get "
-    "503\n"
-    "                            (default: a quarter of the memory)\n"
-    "  --write-timeout DUR       close a client that takes none of its output this long "
-    "(30s)\n"
-    "  --min-body-rate SIZE      bytes/s a request body must keep up once --body-timeout "
-    "passes (16k)\n"
-    "  --header-timeout DUR      time to receive a request head (default 10s; then 408)\n"
-    "  --body-timeout DUR        time for a request body (default 30s; then 408 unless it\n"
-    "                            keeps coming at --min-body-rate)\n"
-    "  --keepalive-timeout DUR   idle keep-alive connection lifetime (default 5s)\n"
-    "  --shutdown-timeout DUR    grace for requests in flight on SIGTERM (default 10s)\n"
-    "  --workers N               CPU worker threads (default: number of CPUs)\n"
-    "  --work-queue N            jobs waiting for a worker before 503 (default 1024)\n"
-    "  --db URL                  database: sqlite:PATH or postgres://USER@HOST:PORT/NAME\n"
-    "                            (default $DATABASE_URL or sqlite:crest.db)\n"
-    "  --db-conns N              PostgreSQL connections per loop thread (default 1)\n"
-    "  --db-timeout DUR          a database batch not answered by then fails: 503 (5s)\n"
-    "  --db-queue N              batches waiting per loop thread (PostgreSQL) or for the\n"
-    "                            SQLite writer before 503 (default 1024)\n"
-    "  --redis URL               redis://HOST:PORT: chat rooms and /events span every\n"
-    "                            instance on that Redis (default $REDIS_URL, or none)\n"
-    "  --max-hash-rounds N       most PBKDF2 rounds /work/hash accepts (default 1000000)\n"
-    "  --ws-max-message SIZE     largest WebSocket message (default 1m; larger -> close 1009)\n"
-    "  --ws-max-buffered SIZE    output a WebSocket may queue before it is slow (default 1m)\n"
-    "  --ws-slow-policy drop|close  what happens to a slow WebSocket's messages (default drop)\n"
-    "  --ws-ping-interval DUR    ping idle WebSockets, close those that stop answering (30s)\n"
-    "  --ws-deflate              accept permessage-deflate (off by default)\n"
-    "  --sse-keepalive DUR       keep-alive comment on a quiet event stream (default 15s)\n"
-    "  --public DIR              folder of the chat page index.html (default app/public)\n"
-    "  --sse-history SIZE        events kept for Last-Event-ID replay, in bytes (default 1m;\n"
-    "                            at most the last 256 events either way)\n"
-    "  --chat-announce-max N     chat rooms up to N members announce each join and leave;\n"
-    "                            larger ones get a member count instead (default 100)\n"
-    "  --presence-interval DUR   a large room's member count is sent at most this often (1s)\n"
-    "  --tls-cert FILE           serve HTTPS: the certificate chain (PEM); needs --tls-key.\n"
-    "                            SIGHUP loads both files again\n"
-    "  --tls-key FILE            the certificate's private key (PEM)\n"
-    "  --hsts SECONDS            with TLS, send Strict-Transport-Security: max-age=SECONDS\n"
-    "  --quiet                   no log lines on stderr\n"
-    "  -h, --help                this text\n"
-    "SIZE is bytes with an optional k or m suffix (KiB, MiB); DUR is a number with ms, s or m\n"
-    "(a bare number is seconds).\n";
+typedef enum {
+    K_BOOL,   /* no value on the command line; 1/0/true/false/yes/no from the environment */
+    K_INT,    /* a whole number from min to max */
+    K_SIZE,   /* bytes with an optional k or m suffix, at least 1 */
+    K_DUR,    /* ms, s (or bare) or m, more than 0; stored in milliseconds (uint32_t) */
+    K_DOUBLE, /* a positive number, fractions allowed, at most max */
+    K_STRING, /* checked by `check` when set */
+    K_LIST,   /* a string, repeatable (a comma-separated list in the environment) */
+    K_CHOICE, /* one of the '|'-separated words of `meta`, stored as its index (int) */
+} kind_t;
 
-static int bad(const char *flag, const char *want, const char *got) {
-    fprintf(stderr, "crest: %s: expected %s, got '%s'\n", flag, want, got);
+/* The topics of --help and of the man page, in that order. */
+typedef enum {
+    T_LISTEN,
+    T_LIMITS,
+    T_TIMEOUTS,
+    T_WORKERS,
+    T_DATABASE,
+    T_REDIS,
+    T_REALTIME,
+    T_STATIC,
+    T_SECURITY,
+    T_OBSERVE,
+    T_TLS,
+    T_COUNT
+} topic_t;
+
+static const char *const topic_names[T_COUNT] = {
+    "Listening",     "Limits",       "Timeouts", "Workers",       "Database", "Redis",
+    "WebSocket/SSE", "Static files", "Security", "Observability", "TLS",
+};
+
+/* A string flag's check: NULL when `v` is acceptable, else what was expected. */
+typedef const char *(*check_cb)(const char *v);
+
+typedef struct {
+    const char *name; /* without the leading "--" */
+    kind_t kind;
+    const char *meta; /* the value's placeholder in --help; K_CHOICE: the words */
+    long min, max;    /* K_INT bounds; K_DOUBLE: max only */
+    size_t off;       /* where the value goes in cli_opts_t */
+    size_t size;      /* its size (K_INT: 4 or 8 bytes) */
+    size_t count_off; /* K_LIST: the size_t count beside the array */
+    check_cb check;   /* K_STRING, K_LIST: optional */
+    topic_t topic;
+    const char *legacy_env; /* an older variable also read (PORT, DATABASE_URL, REDIS_URL) */
+    const char *help;       /* lines after the first are indented under it */
+} flag_t;
+
+#define AT(m) offsetof(cli_opts_t, m), sizeof(((cli_opts_t *)0)->m)
+
+static const char *nonempty(const char *v) {
+    return *v ? NULL : "a value";
+}
+
+static const char *db_url(const char *v) {
+    return *v ? NULL : "a database URL such as sqlite:crest.db";
+}
+
+static const char *redis_url(const char *v) {
+    return strncmp(v, "redis://", 8) == 0 ? NULL : "a URL such as redis://127.0.0.1:6379";
+}
+
+static const char *header_value(const char *v) {
+    for (const char *p = v; *p; p++)
+        if ((unsigned char)*p < 0x20 || *p == 0x7f)
+            return "a header value without control characters";
+    return *v ? NULL : "a header value such as 'public, max-age=3600'";
+}
+
+static const char *origin(const char *v) {
+    /* An origin is "*" or scheme://host[:port]; a bare host or a trailing slash is the common
+     * mistake, and browsers compare origins byte for byte. */
+    const char *want = "an origin such as https://example.com or *";
+    if (strcmp(v, "*") == 0 || strcmp(v, "null") == 0)
+        return NULL;
+    const char *sep = strstr(v, "://");
+    if (sep == NULL || sep == v || sep[3] == '\0' || strchr(sep + 3, '/') != NULL)
+        return want;
+    for (const char *p = v; *p; p++)
+        if (isspace((unsigned char)*p) || *p == ',')
+            return want;
+    return NULL;
+}
+
+static const char *addr_or_cidr(const char *v) {
+    const char *want = "an address or CIDR such as 10.0.0.0/8 or ::1";
+    char buf[INET6_ADDRSTRLEN + 8];
+    if (strlen(v) >= sizeof(buf))
+        return want;
+    strcpy(buf, v);
+    char *slash = strchr(buf, '/');
+    if (slash)
+        *slash++ = '\0';
+    unsigned char bin[16];
+    int v6 = strchr(buf, ':') != NULL;
+    if (inet_pton(v6 ? AF_INET6 : AF_INET, buf, bin) != 1)
+        return want;
+    if (slash) {
+        char *end;
+        errno = 0;
+        long bits = strtol(slash, &end, 10);
+        if (!isdigit((unsigned char)*slash) || *end || errno || bits > (v6 ? 128 : 32))
+            return want;
+    }
+    return NULL;
+}
+
+/* clang-format off */
+static const flag_t flags[] = {
+    {"host", K_STRING, "ADDR", 0, 0, AT(app.host), 0, nonempty, T_LISTEN, NULL,
+     "address to listen on (default 127.0.0.1)"},
+    {"port", K_INT, "N", 0, 65535, AT(app.port), 0, NULL, T_LISTEN, "PORT",
+     "port, 0 for any free one (default $PORT or 8080)"},
+    {"threads", K_INT, "N", 1, 256, AT(app.threads), 0, NULL, T_LISTEN, NULL,
+     "event-loop threads (default: number of CPUs)"},
+    {"max-request-line", K_SIZE, "SIZE", 0, 0, AT(app.max_request_line), 0, NULL, T_LIMITS, NULL,
+     "longest request line (default 8k; longer -> 414)"},
+    {"max-header-bytes", K_SIZE, "SIZE", 0, 0, AT(app.max_header_bytes), 0, NULL, T_LIMITS, NULL,
+     "largest request head (default 16k; larger -> 431)"},
+    {"max-headers", K_INT, "N", 1, 128, AT(app.max_headers), 0, NULL, T_LIMITS, NULL,
+     "most header fields (default 100, at most 128; more -> 431)"},
+    {"max-body", K_SIZE, "SIZE", 0, 0, AT(app.max_body), 0, NULL, T_LIMITS, NULL,
+     "largest request body (default 1m; larger -> 413)"},
+    {"max-output", K_SIZE, "SIZE", 0, 0, AT(app.max_output), 0, NULL, T_LIMITS, NULL,
+     "output queued for a slow client before reading pauses (default 1m)"},
+    {"max-connections", K_INT, "N", 1, 10000000, AT(app.max_connections), 0, NULL, T_LIMITS, NULL,
+     "open connections before accepting pauses (default: the open-file\n"
+     "limit less an eighth, raised to the hard limit)"},
+    {"max-buffer-memory", K_SIZE, "SIZE", 0, 0, AT(app.max_buffer_memory), 0, NULL, T_LIMITS, NULL,
+     "bytes buffered for clients process-wide before requests get 503\n"
+     "(default: a quarter of the memory)"},
+    {"min-body-rate", K_SIZE, "SIZE", 0, 0, AT(app.min_body_rate), 0, NULL, T_LIMITS, NULL,
+     "bytes/s a request body must keep up once --body-timeout passes (16k)"},
+    {"header-timeout", K_DUR, "DUR", 0, 0, AT(app.header_timeout_ms), 0, NULL, T_TIMEOUTS, NULL,
+     "time to receive a request head (default 10s; then 408)"},
+    {"body-timeout", K_DUR, "DUR", 0, 0, AT(app.body_timeout_ms), 0, NULL, T_TIMEOUTS, NULL,
+     "time for a request body (default 30s; then 408 unless it\n"
+     "keeps coming at --min-body-rate)"},
+    {"keepalive-timeout", K_DUR, "DUR", 0, 0, AT(app.keepalive_timeout_ms), 0, NULL, T_TIMEOUTS,
+     NULL, "idle keep-alive connection lifetime (default 5s)"},
+    {"write-timeout", K_DUR, "DUR", 0, 0, AT(app.write_timeout_ms), 0, NULL, T_TIMEOUTS, NULL,
+     "close a client that takes none of its output this long (30s)"},
+    {"shutdown-timeout", K_DUR, "DUR", 0, 0, AT(app.shutdown_timeout_ms), 0, NULL, T_TIMEOUTS,
+     NULL, "grace for requests in flight on SIGTERM (default 10s)"},
+    {"workers", K_INT, "N", 1, 1024, AT(workers), 0, NULL, T_WORKERS, NULL,
+     "CPU worker threads (default: number of CPUs)"},
+    {"work-queue", K_INT, "N", 1, 1 << 24, AT(work_queue), 0, NULL, T_WORKERS, NULL,
+     "jobs waiting for a worker before 503 (default 1024)"},
+    {"max-hash-rounds", K_INT, "N", 1, 100000000, AT(max_hash_rounds), 0, NULL, T_WORKERS, NULL,
+     "most PBKDF2 rounds /work/hash accepts (default 1000000)"},
+    {"db", K_STRING, "URL", 0, 0, AT(db_url), 0, db_url, T_DATABASE, "DATABASE_URL",
+     "database: sqlite:PATH or postgres://USER@HOST:PORT/NAME\n"
+     "(default $DATABASE_URL or sqlite:crest.db)"},
+    {"db-conns", K_INT, "N", 1, 64, AT(db.conns_per_loop), 0, NULL, T_DATABASE, NULL,
+     "PostgreSQL connections per loop thread (default 1)"},
+    {"db-timeout", K_DUR, "DUR", 0, 0, AT(db.timeout_ms), 0, NULL, T_DATABASE, NULL,
+     "a database batch not answered by then fails: 503 (5s)"},
+    {"db-queue", K_INT, "N", 1, 1 << 24, AT(db.max_queue), 0, NULL, T_DATABASE, NULL,
+     "batches waiting per loop thread (PostgreSQL) or for the\n"
+     "SQLite writer before 503 (default 1024)"},
+    {"redis", K_STRING, "URL", 0, 0, AT(redis_url), 0, redis_url, T_REDIS, "REDIS_URL",
+     "redis://HOST:PORT: chat rooms and /events span every\n"
+     "instance on that Redis (default $REDIS_URL, or none)"},
+    {"ws-max-message", K_SIZE, "SIZE", 0, 0, AT(ws_max_message), 0, NULL, T_REALTIME, NULL,
+     "largest WebSocket message (default 1m; larger -> close 1009)"},
+    {"ws-max-buffered", K_SIZE, "SIZE", 0, 0, AT(ws_max_buffered), 0, NULL, T_REALTIME, NULL,
+     "output a WebSocket may queue before it is slow (default 1m)"},
+    {"ws-slow-policy", K_CHOICE, "drop|close", 0, 0, AT(ws_slow_close), 0, NULL, T_REALTIME, NULL,
+     "what happens to a slow WebSocket's messages (default drop)"},
+    {"ws-ping-interval", K_DUR, "DUR", 0, 0, AT(ws_ping_interval_ms), 0, NULL, T_REALTIME, NULL,
+     "ping idle WebSockets, close those that stop answering (30s)"},
+    {"ws-deflate", K_BOOL, NULL, 0, 0, AT(ws_deflate), 0, NULL, T_REALTIME, NULL,
+     "accept permessage-deflate (off by default)"},
+    {"sse-keepalive", K_DUR, "DUR", 0, 0, AT(sse_keepalive_ms), 0, NULL, T_REALTIME, NULL,
+     "keep-alive comment on a quiet event stream (default 15s)"},
+    {"sse-history", K_SIZE, "SIZE", 0, 0, AT(sse_history_bytes), 0, NULL, T_REALTIME, NULL,
+     "events kept for Last-Event-ID replay, in bytes (default 1m;\n"
+     "at most the last 256 events either way)"},
+    {"chat-announce-max", K_INT, "N", 0, 1000000000, AT(chat_announce_max), 0, NULL, T_REALTIME,
+     NULL, "chat rooms up to N members announce each join and leave;\n"
+     "larger ones get a member count instead (default 100)"},
+    {"presence-interval", K_DUR, "DUR", 0, 0, AT(presence_interval_ms), 0, NULL, T_REALTIME, NULL,
+     "a large room's member count is sent at most this often (1s)"},
+    {"public", K_STRING, "DIR", 0, 0, AT(public_dir), 0, nonempty, T_STATIC, NULL,
+     "folder of the chat page and static files (default app/public)"},
+    {"static-cache-control", K_STRING, "STR", 0, 0, AT(static_cache_control), 0, header_value,
+     T_STATIC, NULL, "Cache-Control of the public files (default: revalidate by ETag)"},
+    {"compress", K_BOOL, NULL, 0, 0, AT(compress), 0, NULL, T_STATIC, NULL,
+     "gzip compressible responses for clients that accept it"},
+    {"cors-origin", K_LIST, "ORIGIN", 0, 0, AT(cors_origins), offsetof(cli_opts_t, ncors_origins),
+     origin, T_SECURITY, NULL, "allow cross-origin requests from ORIGIN (repeatable; * for any)"},
+    {"cors-credentials", K_BOOL, NULL, 0, 0, AT(cors_credentials), 0, NULL, T_SECURITY, NULL,
+     "allow credentials (cookies) from the --cors-origin origins"},
+    {"rate-limit", K_DOUBLE, "N", 0, 1000000000, AT(rate_limit), 0, NULL, T_SECURITY, NULL,
+     "requests/s per client address (fractions allowed); more -> 429"},
+    {"rate-burst", K_INT, "N", 1, 1000000000, AT(rate_burst), 0, NULL, T_SECURITY, NULL,
+     "requests a client may make at once (default: the rate)"},
+    {"trusted-proxy", K_LIST, "ADDR|CIDR", 0, 0, AT(trusted_proxies),
+     offsetof(cli_opts_t, ntrusted_proxies), addr_or_cidr, T_SECURITY, NULL,
+     "a proxy whose X-Forwarded-For names the client (repeatable)"},
+    {"no-security-headers", K_BOOL, NULL, 0, 0, AT(no_security_headers), 0, NULL, T_SECURITY,
+     NULL, "send none of the default security headers"},
+    {"access-log", K_STRING, "PATH|-", 0, 0, AT(access_log), 0, nonempty, T_OBSERVE, NULL,
+     "one JSON line per request to PATH, or - for stdout"},
+    {"quiet", K_BOOL, NULL, 0, 0, AT(quiet), 0, NULL, T_OBSERVE, NULL,
+     "no log lines on stderr"},
+    {"tls-cert", K_STRING, "FILE", 0, 0, AT(app.tls_cert), 0, nonempty, T_TLS, NULL,
+     "serve HTTPS: the certificate chain (PEM); needs --tls-key.\n"
+     "SIGHUP loads both files again"},
+    {"tls-key", K_STRING, "FILE", 0, 0, AT(app.tls_key), 0, nonempty, T_TLS, NULL,
+     "the certificate's private key (PEM)"},
+    {"hsts", K_INT, "SECONDS", 1, 1000000000, AT(app.hsts_max_age), 0, NULL, T_TLS, NULL,
+     "with TLS, send Strict-Transport-Security: max-age=SECONDS"},
+};
+/* clang-format on */
+
+#define NFLAGS (sizeof(flags) / sizeof(flags[0]))
+
+/* `who` is the flag ("--max-body") or the variable ("CREST_MAX_BODY") the value came from. */
+static int bad(const char *who, const char *want, const char *got) {
+    fprintf(stderr, "crest: %s: expected %s, got '%s'\n", who, want, got);
     return CLI_EXIT_USAGE;
 }
 
@@ -82,19 +256,19 @@ static int parse_u64(const char *s, uint64_t *out, const char **rest) {
     return 0;
 }
 
-static int parse_int(const char *flag, const char *s, long min, long max, long *out) {
+static int parse_int(const char *who, const char *s, long min, long max, long *out) {
     uint64_t v;
     const char *rest;
     if (parse_u64(s, &v, &rest) != 0 || *rest != '\0' || v < (uint64_t)min || v > (uint64_t)max) {
         char want[96];
         snprintf(want, sizeof(want), "a whole number from %ld to %ld", min, max);
-        return bad(flag, want, s);
+        return bad(who, want, s);
     }
     *out = (long)v;
     return 0;
 }
 
-static int parse_size(const char *flag, const char *s, size_t *out) {
+static int parse_size(const char *who, const char *s, size_t *out) {
     uint64_t v;
     const char *rest;
     if (parse_u64(s, &v, &rest) == 0) {
@@ -110,10 +284,10 @@ static int parse_size(const char *flag, const char *s, size_t *out) {
             return 0;
         }
     }
-    return bad(flag, "a size such as 4096, 16k or 1m (at least 1)", s);
+    return bad(who, "a size such as 4096, 16k or 1m (at least 1)", s);
 }
 
-static int parse_duration(const char *flag, const char *s, uint32_t *out_ms) {
+static int parse_duration(const char *who, const char *s, uint32_t *out_ms) {
     uint64_t v;
     const char *rest;
     if (parse_u64(s, &v, &rest) == 0) {
@@ -129,7 +303,176 @@ static int parse_duration(const char *flag, const char *s, uint32_t *out_ms) {
             return 0;
         }
     }
-    return bad(flag, "a duration such as 500ms, 10s or 2m (more than 0)", s);
+    return bad(who, "a duration such as 500ms, 10s or 2m (more than 0)", s);
+}
+
+static int parse_double(const char *who, const char *s, double max, double *out) {
+    char *end;
+    errno = 0;
+    double v = (*s >= '0' && *s <= '9') || *s == '.' ? strtod(s, &end) : NAN;
+    if (isnan(v) || errno != 0 || *end != '\0' || !(v > 0) || v > max) {
+        char want[96];
+        snprintf(want, sizeof(want), "a number more than 0 and at most %.0f, such as 2.5", max);
+        return bad(who, want, s);
+    }
+    *out = v;
+    return 0;
+}
+
+/* 1/0, true/false, yes/no, on/off in any case; -1 for anything else. */
+static int parse_bool(const char *s) {
+    static const char *const yes[] = {"1", "true", "yes", "on"}, *const no[] = {"0", "false", "no",
+                                                                                "off"};
+    for (size_t i = 0; i < 4; i++) {
+        if (strcasecmp(s, yes[i]) == 0)
+            return 1;
+        if (strcasecmp(s, no[i]) == 0)
+            return 0;
+    }
+    return -1;
+}
+
+static void put_int(cli_opts_t *out, const flag_t *f, long v) {
+    char *p = (char *)out + f->off;
+    if (f->size == sizeof(int32_t)) {
+        int32_t x = (int32_t)v; /* the bounds keep v in range; uint32_t fields take it too */
+        memcpy(p, &x, sizeof(x));
+    } else {
+        int64_t x = v;
+        assert(f->size == sizeof(x));
+        memcpy(p, &x, sizeof(x));
+    }
+}
+
+/* Store one value of flag `f` taken from `who` (the flag as written, or the variable). A list
+ * value from the environment may hold several items separated by commas or spaces. Returns 0 or
+ * CLI_EXIT_USAGE after printing the error. */
+static int set_value(cli_opts_t *out, const flag_t *f, const char *who, const char *val,
+                     int from_env) {
+    char *p = (char *)out + f->off;
+    const char *want;
+    long v;
+    switch (f->kind) {
+    case K_BOOL: {
+        int b = parse_bool(val);
+        if (b < 0)
+            return bad(who, "1, 0, true, false, yes or no", val);
+        *(int *)p = b;
+        return 0;
+    }
+    case K_INT:
+        if (parse_int(who, val, f->min, f->max, &v) != 0)
+            return CLI_EXIT_USAGE;
+        put_int(out, f, v);
+        return 0;
+    case K_SIZE:
+        assert(f->size == sizeof(size_t));
+        return parse_size(who, val, (size_t *)p) ? CLI_EXIT_USAGE : 0;
+    case K_DUR:
+        assert(f->size == sizeof(uint32_t));
+        return parse_duration(who, val, (uint32_t *)p) ? CLI_EXIT_USAGE : 0;
+    case K_DOUBLE:
+        return parse_double(who, val, (double)f->max, (double *)p) ? CLI_EXIT_USAGE : 0;
+    case K_STRING:
+        if (f->check && (want = f->check(val)) != NULL)
+            return bad(who, want, val);
+        *(const char **)p = val;
+        return 0;
+    case K_CHOICE: {
+        size_t len = strlen(val);
+        int index = 0;
+        for (const char *w = f->meta; *w; index++) {
+            size_t wl = strcspn(w, "|");
+            if (wl == len && strncmp(w, val, len) == 0) {
+                *(int *)p = index;
+                return 0;
+            }
+            w += wl + (w[wl] == '|');
+        }
+        char buf[64];
+        snprintf(buf, sizeof(buf), "one of %s", f->meta);
+        return bad(who, buf, val);
+    }
+    case K_LIST: {
+        const char **items = (const char **)p;
+        size_t *n = (size_t *)((char *)out + f->count_off);
+        if (!from_env) {
+            if (f->check && (want = f->check(val)) != NULL)
+                return bad(who, want, val);
+            if (*n >= CLI_MAX_LIST) {
+                char buf[64];
+                snprintf(buf, sizeof(buf), "at most %d values", CLI_MAX_LIST);
+                return bad(who, buf, val);
+            }
+            items[(*n)++] = val;
+            return 0;
+        }
+        /* The environment's string is split in a copy that lives as long as the process, as the
+         * environment does (held by a static so that leak checkers see it reachable). */
+        static char *env_copies[NFLAGS];
+        char *copy = strdup(val);
+        if (copy == NULL)
+            return bad(who, "a shorter value (out of memory)", val);
+        free(env_copies[f - flags]);
+        env_copies[f - flags] = copy;
+        for (char *save = NULL, *item = strtok_r(copy, ", \t", &save); item;
+             item = strtok_r(NULL, ", \t", &save)) {
+            if (f->check && (want = f->check(item)) != NULL)
+                return bad(who, want, item);
+            if (*n >= CLI_MAX_LIST) {
+                char buf[64];
+                snprintf(buf, sizeof(buf), "at most %d values", CLI_MAX_LIST);
+                return bad(who, buf, val);
+            }
+            items[(*n)++] = item;
+        }
+        return 0;
+    }
+    }
+    return 0;
+}
+
+/* "max-body" -> "CREST_MAX_BODY". */
+static void env_name(const flag_t *f, char *buf, size_t cap) {
+    size_t n = (size_t)snprintf(buf, cap, "CREST_%s", f->name);
+    for (size_t i = 6; i < n && i < cap; i++)
+        buf[i] = buf[i] == '-' ? '_' : (char)toupper((unsigned char)buf[i]);
+}
+
+static void usage(const char *command) {
+    printf("Usage: crest %s [flags]\n", command);
+    for (int t = 0; t < T_COUNT; t++) {
+        printf("\n%s:\n", topic_names[t]);
+        for (size_t i = 0; i < NFLAGS; i++) {
+            const flag_t *f = &flags[i];
+            if (f->topic != (topic_t)t)
+                continue;
+            char left[64];
+            snprintf(left, sizeof(left), "--%s%s%s", f->name, f->meta ? " " : "",
+                     f->meta ? f->meta : "");
+            /* Long names get their help on the next line instead of a ragged column. */
+            if (strlen(left) > 24)
+                printf("  %s\n%28s", left, "");
+            else
+                printf("  %-26s", left);
+            for (const char *h = f->help; *h;) {
+                size_t len = strcspn(h, "\n");
+                printf("%.*s\n", (int)len, h);
+                h += len;
+                if (*h == '\n' && *++h)
+                    printf("%28s", "");
+            }
+        }
+    }
+    printf("\nOther:\n"
+           "  -h, --help                this text\n"
+           "\n"
+           "SIZE is bytes with an optional k or m suffix (KiB, MiB); DUR is a number with ms, s "
+           "or m\n"
+           "(a bare number is seconds). Every flag can also be set in the environment as\n"
+           "CREST_<FLAG> (--max-body 2m: CREST_MAX_BODY=2m; a flag without a value takes 1 or 0;\n"
+           "a repeatable one, a comma-separated list); a flag on the command line wins.\n"
+           "See crest(1).\n");
 }
 
 int cli_parse(int argc, char **argv, int first, const char *command, cli_opts_t *out) {
@@ -145,34 +488,14 @@ int cli_parse(int argc, char **argv, int first, const char *command, cli_opts_t 
     out->sse_history_bytes = 1024 * 1024;
     out->chat_announce_max = 100;
     out->presence_interval_ms = 1000;
-    long v;
-    const char *env = getenv("PORT");
-    if (env && *env) {
-        if (parse_int("PORT", env, 0, 65535, &v) != 0)
-            return CLI_EXIT_USAGE;
-        o->port = (int)v;
-    }
-    env = getenv("DATABASE_URL");
-    if (env && *env)
-        out->db_url = env;
-    env = getenv("REDIS_URL");
-    if (env && *env)
-        out->redis_url = env;
+    unsigned char from_flags[NFLAGS] = {0};
     for (int i = first; i < argc; i++) {
         const char *a = argv[i];
         if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
-            printf("Usage: crest %s [flags]\n%s", command, usage_text);
+            usage(command);
             return CLI_EXIT_OK;
         }
-        if (strcmp(a, "--quiet") == 0) {
-            out->quiet = 1;
-            continue;
-        }
-        if (strcmp(a, "--ws-deflate") == 0) {
-            out->ws_deflate = 1;
-            continue;
-        }
-        /* Every other flag takes a value: "--flag value" or "--flag=value". */
+        /* "--flag value" or "--flag=value"; a bool takes no value but accepts "=1" etc. */
         char name[64];
         const char *val = NULL;
         const char *eq = strchr(a, '=');
@@ -183,193 +506,41 @@ int cli_parse(int argc, char **argv, int first, const char *command, cli_opts_t 
         } else {
             snprintf(name, sizeof(name), "%s", a);
         }
-        static const char *const known[] = {"--host",
-                                            "--port",
-                                            "--threads",
-                                            "--max-request-line",
-                                            "--max-header-bytes",
-                                            "--max-headers",
-                                            "--max-body",
-                                            "--max-output",
-                                            "--header-timeout",
-                                            "--body-timeout",
-                                            "--keepalive-timeout",
-                                            "--shutdown-timeout",
-                                            "--workers",
-                                            "--work-queue",
-                                            "--db",
-                                            "--max-hash-rounds",
-                                            "--ws-max-message",
-                                            "--ws-max-buffered",
-                                            "--ws-slow-policy",
-                                            "--ws-ping-interval",
-                                            "--public",
-                                            "--sse-keepalive",
-                                            "--max-connections",
-                                            "--max-buffer-memory",
-                                            "--write-timeout",
-                                            "--min-body-rate",
-                                            "--sse-history",
-                                            "--chat-announce-max",
-                                            "--presence-interval",
-                                            "--tls-cert",
-                                            "--tls-key",
-                                            "--hsts",
-                                            "--db-conns",
-                                            "--db-timeout",
-                                            "--db-queue",
-                                            "--redis"};
-        int k = -1;
-        for (size_t j = 0; j < sizeof(known) / sizeof(known[0]); j++)
-            if (strcmp(name, known[j]) == 0)
-                k = (int)j;
-        if (k < 0) {
+        const flag_t *f = NULL;
+        for (size_t j = 0; j < NFLAGS && strncmp(name, "--", 2) == 0; j++)
+            if (strcmp(name + 2, flags[j].name) == 0)
+                f = &flags[j];
+        if (f == NULL) {
             fprintf(stderr, "crest: unknown flag '%s' (see 'crest %s --help')\n", a, command);
             return CLI_EXIT_USAGE;
         }
-        if (val == NULL) {
+        if (f->kind == K_BOOL && val == NULL) {
+            val = "1";
+        } else if (val == NULL) {
             if (i + 1 >= argc) {
                 fprintf(stderr, "crest: %s needs a value (see 'crest %s --help')\n", name, command);
                 return CLI_EXIT_USAGE;
             }
             val = argv[++i];
         }
-        int rc = 0;
-        switch (k) {
-        case 0:
-            if (*val == '\0')
-                rc = bad(name, "an address", val);
-            o->host = val;
-            break;
-        case 1:
-            rc = parse_int(name, val, 0, 65535, &v);
-            o->port = (int)v;
-            break;
-        case 2:
-            rc = parse_int(name, val, 1, 256, &v);
-            o->threads = (int)v;
-            break;
-        case 3:
-            rc = parse_size(name, val, &o->max_request_line);
-            break;
-        case 4:
-            rc = parse_size(name, val, &o->max_header_bytes);
-            break;
-        case 5:
-            rc = parse_int(name, val, 1, 128, &v);
-            o->max_headers = (size_t)v;
-            break;
-        case 6:
-            rc = parse_size(name, val, &o->max_body);
-            break;
-        case 7:
-            rc = parse_size(name, val, &o->max_output);
-            break;
-        case 8:
-            rc = parse_duration(name, val, &o->header_timeout_ms);
-            break;
-        case 9:
-            rc = parse_duration(name, val, &o->body_timeout_ms);
-            break;
-        case 10:
-            rc = parse_duration(name, val, &o->keepalive_timeout_ms);
-            break;
-        case 11:
-            rc = parse_duration(name, val, &o->shutdown_timeout_ms);
-            break;
-        case 12:
-            rc = parse_int(name, val, 1, 1024, &v);
-            out->workers = (int)v;
-            break;
-        case 13:
-            rc = parse_int(name, val, 1, 1 << 24, &v);
-            out->work_queue = (size_t)v;
-            break;
-        case 14:
-            if (*val == '\0')
-                rc = bad(name, "a database URL such as sqlite:crest.db", val);
-            out->db_url = val;
-            break;
-        case 15:
-            rc = parse_int(name, val, 1, 100000000, &v);
-            out->max_hash_rounds = v;
-            break;
-        case 16:
-            rc = parse_size(name, val, &out->ws_max_message);
-            break;
-        case 17:
-            rc = parse_size(name, val, &out->ws_max_buffered);
-            break;
-        case 18:
-            if (strcmp(val, "drop") != 0 && strcmp(val, "close") != 0)
-                rc = bad(name, "drop or close", val);
-            out->ws_slow_close = strcmp(val, "close") == 0;
-            break;
-        case 19:
-            rc = parse_duration(name, val, &out->ws_ping_interval_ms);
-            break;
-        case 20:
-            if (*val == '\0')
-                rc = bad(name, "a folder", val);
-            out->public_dir = val;
-            break;
-        case 21:
-            rc = parse_duration(name, val, &out->sse_keepalive_ms);
-            break;
-        case 22:
-            rc = parse_int(name, val, 1, 10000000, &v);
-            o->max_connections = (size_t)v;
-            break;
-        case 23:
-            rc = parse_size(name, val, &o->max_buffer_memory);
-            break;
-        case 24:
-            rc = parse_duration(name, val, &o->write_timeout_ms);
-            break;
-        case 25:
-            rc = parse_size(name, val, &o->min_body_rate);
-            break;
-        case 26:
-            rc = parse_size(name, val, &out->sse_history_bytes);
-            break;
-        case 27:
-            rc = parse_int(name, val, 0, 1000000000, &out->chat_announce_max);
-            break;
-        case 28:
-            rc = parse_duration(name, val, &out->presence_interval_ms);
-            break;
-        case 29:
-            if (*val == '\0')
-                rc = bad(name, "a file", val);
-            o->tls_cert = val;
-            break;
-        case 30:
-            if (*val == '\0')
-                rc = bad(name, "a file", val);
-            o->tls_key = val;
-            break;
-        case 31:
-            rc = parse_int(name, val, 1, 1000000000, &v);
-            o->hsts_max_age = (uint32_t)v;
-            break;
-        case 32:
-            rc = parse_int(name, val, 1, 64, &v);
-            out->db.conns_per_loop = (int)v;
-            break;
-        case 33:
-            rc = parse_duration(name, val, &out->db.timeout_ms);
-            break;
-        case 34:
-            rc = parse_int(name, val, 1, 1 << 24, &v);
-            out->db.max_queue = (size_t)v;
-            break;
-        case 35:
-            if (strncmp(val, "redis://", 8) != 0)
-                rc = bad(name, "a URL such as redis://127.0.0.1:6379", val);
-            out->redis_url = val;
-            break;
+        from_flags[f - flags] = 1;
+        if (set_value(out, f, name, val, 0) != 0)
+            return CLI_EXIT_USAGE;
+    }
+    /* The environment fills what the command line left unset: CREST_<FLAG>, then the older
+     * names that platforms set (PORT on Heroku-like hosts, DATABASE_URL, REDIS_URL). */
+    for (size_t i = 0; i < NFLAGS; i++) {
+        const flag_t *f = &flags[i];
+        if (from_flags[i])
+            continue;
+        char var[64];
+        env_name(f, var, sizeof(var));
+        const char *env = getenv(var);
+        if ((env == NULL || *env == '\0') && f->legacy_env != NULL) {
+            snprintf(var, sizeof(var), "%s", f->legacy_env);
+            env = getenv(var);
         }
-        if (rc != 0)
+        if (env != NULL && *env != '\0' && set_value(out, f, var, env, 1) != 0)
             return CLI_EXIT_USAGE;
     }
     if ((o->tls_cert == NULL) != (o->tls_key == NULL)) {
@@ -391,8 +562,15 @@ void cli_log(void *data, crest_log_level_t level, const char *msg) {
     fprintf(stderr, "crest: %s: %s\n", names[level], msg);
 }
 
-int cli_serve(crest_app_t *app, const cli_opts_t *opts) {
+/* Listening on the service manager's sockets: the listening line names no address of ours. */
+static int activated;
+
+int cli_listen(crest_app_t *app, const cli_opts_t *opts) {
     const crest_app_opts_t *o = &opts->app;
+    /* crest_app_listen() takes the service manager's sockets (and removes the variables). */
+    const char *lpid = getenv("LISTEN_PID");
+    activated = o->systemd && getenv("LISTEN_FDS") != NULL && lpid != NULL &&
+                strtol(lpid, NULL, 10) == (long)getpid();
     int rc = crest_app_listen(app);
     int v6 = strchr(o->host, ':') != NULL;
     if (rc != 0 && o->tls_cert != NULL && rc == CREST_EINVAL) {
@@ -406,13 +584,35 @@ int cli_serve(crest_app_t *app, const cli_opts_t *opts) {
                 v6 ? "]" : "", o->port, crest_strerror(rc));
         return 1;
     }
-    printf("crest listening on %s://%s%s%s:%d (%d threads)\n", o->tls_cert ? "https" : "http",
-           v6 ? "[" : "", o->host, v6 ? "]" : "", crest_app_port(app), crest_app_threads(app));
+    return 0;
+}
+
+void cli_announce(crest_app_t *app, const cli_opts_t *opts) {
+    const crest_app_opts_t *o = &opts->app;
+    int v6 = strchr(o->host, ':') != NULL;
+    if (activated)
+        printf("crest listening on the sockets passed by the service manager, %s port %d (%d "
+               "threads)\n",
+               o->tls_cert ? "https" : "http", crest_app_port(app), crest_app_threads(app));
+    else
+        printf("crest listening on %s://%s%s%s:%d (%d threads)\n", o->tls_cert ? "https" : "http",
+               v6 ? "[" : "", o->host, v6 ? "]" : "", crest_app_port(app), crest_app_threads(app));
     fflush(stdout);
-    rc = crest_app_run(app);
+}
+
+int cli_run(crest_app_t *app) {
+    int rc = crest_app_run(app);
     if (rc != 0) {
         fprintf(stderr, "crest: %s\n", crest_strerror(rc));
         return 1;
     }
     return 0;
+}
+
+int cli_serve(crest_app_t *app, const cli_opts_t *opts) {
+    int rc = cli_listen(app, opts);
+    if (rc != 0)
+        return rc;
+    cli_announce(app, opts);
+    return cli_run(app);
 }

@@ -48,6 +48,13 @@ enum { CLI_RUN = 0, CLI_EXIT_OK = 1, CLI_EXIT_USAGE = 2 };
 int cli_parse(int argc, char **argv, int first, const char *command, cli_opts_t *out);
 /* Listen, print the listening line, run until stopped; returns the process exit status. */
 int cli_serve(crest_app_t *app, const cli_opts_t *opts);
+/* cli_serve in its three steps, for an app that announces itself later than it listens. Listen
+ * (the service manager's sockets when it passed some): 0, or 1 after a one-line error. */
+int cli_listen(crest_app_t *app, const cli_opts_t *opts);
+/* Print the listening line ("crest listening on http://HOST:PORT (N threads)"). Any thread. */
+void cli_announce(crest_app_t *app, const cli_opts_t *opts);
+/* Run until stopped: 0, or 1 after a one-line error. */
+int cli_run(crest_app_t *app);
 /* The log hook: one line per message on stderr. */
 void cli_log(void *data, crest_log_level_t level, const char *msg);
 

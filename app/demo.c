@@ -176,6 +176,32 @@ static int on_metrics(crest_req_t *req, void *data) {
     return crest_res_send_buf(req, 200, "text/plain; version=0.0.4; charset=utf-8", &b);
 }
 
+/* The chat page and any other file of the public folder, at "/" below the routes. The default
+ * folder (app/public, for `make run` from the repository) may be missing: then there is no page;
+ * a folder named with --public must exist. */
+static int demo_static(crest_app_t *app, const cli_opts_t *opts) {
+    crest_static_opts_t so;
+    crest_static_opts_default(&so);
+    if (opts->static_cache_control)
+        so.cache_control = opts->static_cache_control;
+    const char *dir = opts->public_dir ? opts->public_dir : "app/public";
+    int rc = crest_app_static(app, "/", dir, &so);
+    if (rc == 0 || (opts->public_dir == NULL && (rc == CREST_ENOENT || rc == CREST_ENOTDIR)))
+        return 0;
+    fprintf(stderr, "crest: --public %s: %s\n", dir, crest_strerror(rc));
+    return 1;
+}
+
+typedef struct {
+    crest_app_t *app;
+    const cli_opts_t *opts;
+} announce_t;
+
+static void on_db_ready(void *arg) {
+    const announce_t *an = arg;
+    cli_announce(an->app, an->opts);
+}
+
 int demo_main(int argc, char **argv, int first) {
     cli_opts_t opts;
     int rc = cli_parse(argc, argv, first, "demo", &opts);
@@ -204,6 +230,10 @@ int demo_main(int argc, char **argv, int first) {
             return 1;
         }
     }
+    if (demo_static(app, &opts) != 0) {
+        crest_app_free(app);
+        return 1;
+    }
     demo_db_t *db;
     if (demo_db_routes(app, &opts, &db) != 0) {
         crest_app_free(app);
@@ -224,7 +254,18 @@ int demo_main(int argc, char **argv, int first) {
         demo_db_free(db);
         return 1;
     }
-    rc = cli_serve(app, &opts);
+    /* Listen first and open the database meanwhile (app/demo_db.c says why); the listening line
+     * comes once the database is open too. */
+    rc = cli_listen(app, &opts);
+    if (rc == 0) {
+        announce_t an = {app, &opts};
+        rc = demo_db_open_start(db, on_db_ready, &an);
+        if (rc == 0) {
+            rc = cli_run(app);
+            if (demo_db_open_wait(db) != 0)
+                rc = 1;
+        }
+    }
     /* The hub's messages are charged to the app's budget: it goes first. */
     demo_rt_free(rt);
     crest_app_free(app);

@@ -15,9 +15,18 @@
  * to half of max_output (crest_res_buffered; crest_res_on_drain to wait for it). A slow reader
  * then holds that plus one slice, not the page.
  *
- * POST /work/hash runs PBKDF2 with up to --max-hash-rounds iterations on the worker pool. */
+ * POST /work/hash runs PBKDF2 with up to --max-hash-rounds iterations on the worker pool.
+ *
+ * The database opens on a thread of its own while the app already serves (demo_db_open_start):
+ * opening, declaring and seeding take several milliseconds (far more for a PostgreSQL server
+ * across a network), and /plaintext, /healthz or the chat need none of it. Until the whole of it
+ * is done, the database routes answer 503 with Retry-After: they see a database either not
+ * there or complete, never half open, and a load balancer retries them. The listening line is
+ * printed only then, so whoever waits for it (scripts, the tests) finds every route working. */
 #include <cJSON.h>
 #include <openssl/evp.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,11 +43,29 @@ typedef struct {
         *todo_add, *todo_set, *todo_del;
 } demo_sql_t;
 
+/* A database route: the handler behind the gate that holds it back until the database is open. */
+typedef struct {
+    struct demo_db_s *d;
+    crest_handler_cb cb;
+} gate_t;
+
+#define DB_ROUTES 10
+
 struct demo_db_s {
-    crest_db_t *db;
+    crest_db_t *db; /* written by the opening thread before `ready`, read by loops after it */
     demo_sql_t sql;
     long max_rounds;
-    size_t low_water; /* a streamed list reads its next slice while its output is at most this */
+    size_t low_water;  /* a streamed list reads its next slice while its output is at most this */
+    _Atomic int ready; /* db and sql are complete (release/acquire) */
+    int failed;        /* the open failed (read after the opening thread is joined) */
+    gate_t gates[DB_ROUTES];
+    /* The opening thread and what it needs. */
+    pthread_t opener;
+    int opener_started;
+    crest_app_t *app;
+    const cli_opts_t *opts;
+    void (*on_ready)(void *arg);
+    void *on_ready_arg;
 };
 
 /* ---- SQL: SQLite's dialect with ? placeholders; crest translates for PostgreSQL ---- */
@@ -1035,6 +1062,18 @@ static int on_hash(crest_req_t *req, void *data) {
 
 /* ---- set-up ---- */
 
+/* Until the database is open, its routes answer 503 (it comes within milliseconds, so a client
+ * retrying after a second finds it). */
+static int on_gate(crest_req_t *req, void *data) {
+    const gate_t *g = data;
+    if (!atomic_load_explicit(&g->d->ready, memory_order_acquire)) {
+        crest_res_header(req, "Retry-After", "1");
+        send_error(req, 503, "the database is opening", NULL);
+        return 0;
+    }
+    return g->cb(req, g->d);
+}
+
 int demo_db_routes(crest_app_t *app, const cli_opts_t *opts, demo_db_t **out) {
     *out = NULL;
     crest_work_opts_t wo;
@@ -1053,12 +1092,51 @@ int demo_db_routes(crest_app_t *app, const cli_opts_t *opts, demo_db_t **out) {
     }
     d->max_rounds = opts->max_hash_rounds;
     d->low_water = opts->app.max_output / 2;
-    rc = crest_db_open(opts->db_url, &opts->db, &d->db);
+    d->app = app;
+    d->opts = opts;
+    struct {
+        const char *method, *path;
+        crest_handler_cb cb;
+    } routes[DB_ROUTES] = {
+        {"GET", "/db", on_db},
+        {"GET", "/queries", on_queries},
+        {"GET", "/updates", on_updates},
+        {"GET", "/fortunes", on_fortunes},
+        {"GET", "/api/todos", on_todo_list},
+        {"POST", "/api/todos", on_todo_add},
+        {"GET", "/api/todos/:id", on_todo_get},
+        {"PUT", "/api/todos/:id", on_todo_put},
+        {"PATCH", "/api/todos/:id", on_todo_patch},
+        {"DELETE", "/api/todos/:id", on_todo_del},
+    };
+    for (size_t i = 0; i < DB_ROUTES; i++) {
+        d->gates[i] = (gate_t){d, routes[i].cb};
+        rc = crest_app_route(app, routes[i].method, routes[i].path, on_gate, &d->gates[i]);
+        if (rc != 0) {
+            fprintf(stderr, "crest: route %s %s: %s\n", routes[i].method, routes[i].path,
+                    crest_strerror(rc));
+            demo_db_free(d);
+            return 1;
+        }
+    }
+    rc = crest_app_route(app, "POST", "/work/hash", on_hash, d);
+    if (rc != 0) {
+        fprintf(stderr, "crest: route POST /work/hash: %s\n", crest_strerror(rc));
+        demo_db_free(d);
+        return 1;
+    }
+    *out = d;
+    return 0;
+}
+
+/* Open, declare and seed; 0, or 1 after a one-line error on stderr. */
+static int db_open(demo_db_t *d) {
+    const cli_opts_t *opts = d->opts;
+    int rc = crest_db_open(opts->db_url, &opts->db, &d->db);
     if (rc != 0) {
         fprintf(stderr, "crest: database %s: %s%s%s\n", opts->db_url, crest_strerror(rc),
                 d->db && *crest_db_last_error(d->db) ? ": " : "",
                 d->db ? crest_db_last_error(d->db) : "");
-        demo_db_free(d);
         return 1;
     }
     struct {
@@ -1078,41 +1156,50 @@ int demo_db_routes(crest_app_t *app, const cli_opts_t *opts, demo_db_t **out) {
     if (rc != 0) {
         fprintf(stderr, "crest: database %s: %s%s%s\n", opts->db_url, crest_strerror(rc),
                 *crest_db_last_error(d->db) ? ": " : "", crest_db_last_error(d->db));
-        demo_db_free(d);
         return 1;
     }
-    struct {
-        const char *method, *path;
-        crest_handler_cb cb;
-    } routes[] = {
-        {"GET", "/db", on_db},
-        {"GET", "/queries", on_queries},
-        {"GET", "/updates", on_updates},
-        {"GET", "/fortunes", on_fortunes},
-        {"GET", "/api/todos", on_todo_list},
-        {"POST", "/api/todos", on_todo_add},
-        {"GET", "/api/todos/:id", on_todo_get},
-        {"PUT", "/api/todos/:id", on_todo_put},
-        {"PATCH", "/api/todos/:id", on_todo_patch},
-        {"DELETE", "/api/todos/:id", on_todo_del},
-        {"POST", "/work/hash", on_hash},
-    };
-    for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
-        rc = crest_app_route(app, routes[i].method, routes[i].path, routes[i].cb, d);
-        if (rc != 0) {
-            fprintf(stderr, "crest: route %s %s: %s\n", routes[i].method, routes[i].path,
-                    crest_strerror(rc));
-            demo_db_free(d);
-            return 1;
-        }
-    }
-    *out = d;
     return 0;
+}
+
+static void *opener_main(void *arg) {
+    demo_db_t *d = arg;
+    if (db_open(d) != 0) {
+        d->failed = 1;
+        crest_app_stop(d->app);
+        return NULL;
+    }
+    atomic_store_explicit(&d->ready, 1, memory_order_release);
+    if (d->on_ready)
+        d->on_ready(d->on_ready_arg);
+    return NULL;
+}
+
+int demo_db_open_start(demo_db_t *d, void (*on_ready)(void *arg), void *arg) {
+    d->on_ready = on_ready;
+    d->on_ready_arg = arg;
+    /* The thread inherits the caller's signal mask: crest_app_listen() blocked SIGINT and SIGTERM
+     * there, so the signal thread alone takes them. */
+    int rc = pthread_create(&d->opener, NULL, opener_main, d);
+    if (rc != 0) {
+        fprintf(stderr, "crest: cannot start a thread: %s\n", strerror(rc));
+        return 1;
+    }
+    d->opener_started = 1;
+    return 0;
+}
+
+int demo_db_open_wait(demo_db_t *d) {
+    if (d->opener_started) {
+        pthread_join(d->opener, NULL);
+        d->opener_started = 0;
+    }
+    return d->failed;
 }
 
 void demo_db_free(demo_db_t *d) {
     if (d == NULL)
         return;
+    demo_db_open_wait(d);
     crest_db_close(d->db);
     free(d);
 }

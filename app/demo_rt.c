@@ -58,8 +58,6 @@ struct demo_rt_s {
     crest_ws_opts_t echo;
     crest_ws_opts_t chat;
     uint32_t sse_keepalive_ms;
-    char *index_html;
-    size_t index_len;
     pthread_mutex_t lock; /* guards the history and next_id: chat runs on every loop thread */
     uint64_t next_id;     /* the last id handed out */
     uint64_t oldest;      /* no event before this id is held */
@@ -459,44 +457,6 @@ static int on_events(crest_req_t *req, void *data) {
     return 0;
 }
 
-/* ---- the chat page ---- */
-
-static int on_index(crest_req_t *req, void *data) {
-    demo_rt_t *rt = data;
-    if (rt->index_html == NULL)
-        return crest_res_status(req, 404);
-    crest_res_header(req, "Cache-Control", "no-cache");
-    return crest_res_send_borrowed(req, 200, "text/html; charset=utf-8", rt->index_html,
-                                   rt->index_len, NULL, NULL);
-}
-
-static char *read_file(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (f == NULL)
-        return NULL;
-    char *buf = NULL;
-    size_t n = 0, cap = 0;
-    for (;;) {
-        if (n == cap) {
-            cap = cap ? cap * 2 : 16384;
-            char *p = realloc(buf, cap);
-            if (p == NULL) {
-                free(buf);
-                fclose(f);
-                return NULL;
-            }
-            buf = p;
-        }
-        size_t r = fread(buf + n, 1, cap - n, f);
-        if (r == 0)
-            break;
-        n += r;
-    }
-    fclose(f);
-    *len = n;
-    return buf;
-}
-
 int demo_rt_routes(crest_app_t *app, const cli_opts_t *opts, demo_rt_t **out) {
     *out = NULL;
     demo_rt_t *rt = calloc(1, sizeof(*rt));
@@ -549,22 +509,11 @@ int demo_rt_routes(crest_app_t *app, const cli_opts_t *opts, demo_rt_t **out) {
     rt->chat.on_message = chat_message;
     rt->chat.on_close = chat_close;
 
-    char path[4096];
-    snprintf(path, sizeof(path), "%s/index.html",
-             opts->public_dir ? opts->public_dir : "app/public");
-    rt->index_html = read_file(path, &rt->index_len);
-    if (rt->index_html == NULL && opts->public_dir != NULL) {
-        fprintf(stderr, "crest: cannot read %s\n", path);
-        demo_rt_free(rt);
-        return 1;
-    }
     int rc = crest_ws_route(app, "/ws/echo", &rt->echo);
     if (rc == 0)
         rc = crest_app_route(app, "GET", "/ws/chat", on_chat, rt);
     if (rc == 0)
         rc = crest_app_route(app, "GET", "/events", on_events, rt);
-    if (rc == 0)
-        rc = crest_app_route(app, "GET", "/", on_index, rt);
     if (rc != 0) {
         fprintf(stderr, "crest: real-time routes: %s\n", crest_strerror(rc));
         demo_rt_free(rt);
@@ -580,7 +529,6 @@ void demo_rt_free(demo_rt_t *rt) {
     crest_pubsub_free(rt->ps);
     for (size_t i = 0; i < HISTORY; i++)
         free(rt->history[i].json);
-    free(rt->index_html);
     /* Rooms left over only if the app never ran or a member's close did not come: every member
      * has left and every presence timer has fired once crest_app_run() returned. */
     for (size_t i = 0; rt->rooms != NULL && i < rt->nbuckets; i++) {

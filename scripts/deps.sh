@@ -2,8 +2,8 @@
 # Install the Debian packages crest needs to build, test or benchmark, skipping those already
 # present. Usage: scripts/deps.sh build|test|bench
 set -eu
-build="make gcc pkg-config libuv1-dev libsqlite3-dev libssl-dev zlib1g-dev libcjson-dev libnghttp2-dev libpq-dev"
-test="$build clang libclang-rt-14-dev libcmocka-dev curl wrk python3 clang-format strace python3-websockets nodejs chromium openssl python3-h2 nghttp2-client postgresql redis-server"
+build="make gcc pkg-config scdoc libuv1-dev libsqlite3-dev libssl-dev zlib1g-dev libcjson-dev libnghttp2-dev libpq-dev"
+test="$build groff-base clang libclang-rt-14-dev libcmocka-dev curl wrk python3 clang-format strace python3-websockets nodejs chromium openssl python3-h2 nghttp2-client postgresql redis-server"
 bench="$build wrk nginx-light nodejs procps python3-websockets"
 case "${1:-build}" in
 build) want=$build ;;

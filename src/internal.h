@@ -7,6 +7,7 @@
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/un.h>
 #include <time.h>
 
 #include <uv.h>
@@ -150,8 +151,9 @@ struct crest_loop_s {
     crest__conn_t *parked;   /* connections with input left over from a read batch */
     crest__conn_t *parked_tail;
     size_t nparked;
-    uv_prepare_t turn_prepare; /* before each poll: a new turn of the loop begins */
-    uint64_t turn_ns;          /* time batches took in this turn */
+    uv_prepare_t turn_prepare;      /* before each poll: a new turn of the loop begins */
+    _Atomic uint64_t watchdog_seen; /* the last watchdog round this loop answered */
+    uint64_t turn_ns;               /* time batches took in this turn */
     crest__ratelimit_t log_accept;
     uv_timer_t shutdown_timer;
     crest__after_t *afters; /* pending crest_loop_after timers */
@@ -202,6 +204,34 @@ typedef struct crest__rt_ext_s {
     void (*stop)(struct crest__rt_ext_s *ext);
 } crest__rt_ext_t;
 
+/* ---- core/systemd.c: socket activation and notifications, without libsystemd ---- */
+
+/* Where READY=1, STOPPING=1 and WATCHDOG=1 go. Owner: the runtime; sent from its control
+ * thread. */
+/* The first descriptor of the passed sockets. */
+#define CREST__SD_FDS_START 3
+
+typedef struct {
+    int fd; /* the datagram socket; valid only while addrlen is nonzero (a zeroed struct is
+               "no manager") */
+    struct sockaddr_un addr;
+    socklen_t addrlen;
+    uint64_t watchdog_ms; /* half of WATCHDOG_USEC, or 0: no watchdog asked for */
+} crest__sd_t;
+
+/* The sockets passed by the service manager (LISTEN_PID is this process): checks that each of
+ * descriptors 3 .. 3+n-1 is a listening TCP socket and makes it non-blocking and close-on-exec.
+ * Removes LISTEN_PID, LISTEN_FDS and LISTEN_FDNAMES from the environment in any case (not safe
+ * while another thread reads the environment: call at start-up). Returns n (0 when none were
+ * passed) or CREST_EINVAL, logged, for a descriptor crest cannot serve on. */
+int crest__sd_listen_fds(crest__rt_t *rt);
+/* Read NOTIFY_SOCKET, WATCHDOG_USEC and WATCHDOG_PID, open the socket to notify on and remove
+ * the variables from the environment (start-up only, as above). */
+void crest__sd_init(crest__sd_t *sd);
+/* Send one notification ("READY=1", ...) without blocking; nothing when sd has no socket. */
+void crest__sd_notify(const crest__sd_t *sd, const char *msg);
+void crest__sd_close(crest__sd_t *sd);
+
 /* What the layer above core provides (http/: the app and its protocols). */
 typedef struct {
     int (*loop_start)(crest_loop_t *loop); /* on the loop's thread, before it runs */
@@ -240,13 +270,23 @@ struct crest__rt_s {
     _Atomic int threads_done;
     int stops_seen;
     crest__rt_ext_t *work; /* the worker pool (work/work.c), or NULL */
+    /* The service manager (opts.systemd): activated is the number of sockets it passed. */
+    int activated;
+    crest__sd_t sd;
+    uv_async_t ready_async;    /* a loop thread started serving */
+    _Atomic int loops_serving; /* loop threads serving; READY=1 once all are */
+    int ready_sent;
+    uv_timer_t watchdog_timer; /* with sd.watchdog_ms: WATCHDOG=1 while every loop answers */
+    uint64_t watchdog_round;
+    crest__ratelimit_t log_watchdog;
     crest__tls_ctx_t *tls; /* with opts.tls_cert: the listeners speak TLS */
     _Atomic int64_t conns; /* open client connections on every loop (max_connections) */
     crest__budget_t mem;
 };
 
-/* Open the listening sockets on host (opts.port, one per loop thread with SO_REUSEPORT) and
- * settle the limits that depend on the machine. Idempotent. */
+/* Open the listening sockets on host (opts.port, one per loop thread with SO_REUSEPORT), or take
+ * the ones the service manager passed (opts.systemd), and settle the limits that depend on the
+ * machine. Idempotent. */
 int crest__rt_listen(crest__rt_t *rt, const char *host);
 /* Run the loop threads until stopped (crest__rt_stop, SIGINT or SIGTERM). */
 int crest__rt_run(crest__rt_t *rt);
@@ -356,6 +396,11 @@ void crest__conn_flush(crest__conn_t *c);
 /* The same below TLS: the bytes that go on the wire as they are (TLS records). */
 crest__outq_t *crest__conn_raw_out(crest__conn_t *c);
 void crest__conn_raw_flush(crest__conn_t *c);
+/* Send up to len bytes of file fd from *off to the client with sendfile(2), advancing *off; only
+ * with nothing queued (crest__conn_buffered 0) and no TLS. Returns the bytes sent, 0 when the
+ * socket takes none now, CREST_EIO when the file ended early, or another negative error (the
+ * connection is closed then). */
+int64_t crest__conn_sendfile(crest__conn_t *c, int fd, uint64_t *off, uint64_t len);
 /* Bytes queued on the connection and not yet taken by the kernel. */
 size_t crest__conn_buffered(const crest__conn_t *c);
 /* (Re)arm the write deadline of c's write in progress (c->tx). */

@@ -5,7 +5,7 @@
 #   3. integration tests: the real binary against real clients (tests/it), and the chat page in
 #      headless Chromium (tests/e2e); most of them once more over TLS, the database ones once
 #      more on a real PostgreSQL (started by the tests)
-#   4. each libFuzzer target for a bounded time (FUZZ_SECONDS, default 40)
+#   4. each libFuzzer target for a bounded time (FUZZ_SECONDS, default 30: seven targets)
 #   5. unit and integration tests again, built with AddressSanitizer + UBSan (HTTP and WebSocket
 #      over TLS too)
 #   6. integration tests again, built with ThreadSanitizer (loop threads, inboxes, signals)
@@ -14,7 +14,7 @@ set -u
 cd "$(dirname "$0")/.."
 PY=/usr/bin/python3
 JOBS=$(nproc 2>/dev/null || echo 2)
-FUZZ_SECONDS=${FUZZ_SECONDS:-40}
+FUZZ_SECONDS=${FUZZ_SECONDS:-30}
 LOG_DIR=$(mktemp -d /tmp/crest-test.XXXXXX)
 passed=0
 failed=0
@@ -70,7 +70,7 @@ run_unit_and_it() {
 # bytes of each write with strace) nor the test_hardening* attacks (raw cleartext sockets, and
 # memory and CPU bounds measured without TLS); test_tls holds the cases of TLS itself.
 TLS_IT=(test_http test_app test_ws test_sse test_ws_node test_db test_limits test_tools test_work
-    test_cli)
+    test_cli test_static)
 
 # test_db's cases again on a real PostgreSQL (CREST_IT_DB=postgres: the file starts one on a free
 # loopback port), in every pass: both backends answer the same contract.

@@ -2,7 +2,8 @@
  *
  * Build an app on one thread (routes and middleware are fixed once crest_app_run() starts), then
  * crest_app_run() starts N loop threads, each with its own event loop and its own listening
- * socket on the same port (SO_REUSEPORT), and blocks until the app stops. */
+ * socket on the same port (SO_REUSEPORT), or sharing the sockets a service manager passed (see
+ * crest_app_opts_t.systemd), and blocks until the app stops. */
 #ifndef CREST_APP_H
 #define CREST_APP_H
 
@@ -55,6 +56,15 @@ typedef struct {
     int handle_signals; /* nonzero (default): SIGINT and SIGTERM stop the app gracefully */
     int tune_malloc;    /* nonzero (default): with glibc, fix the mmap and trim thresholds
                            (mallopt) so that memory freed after a burst goes back to the system */
+    /* Nonzero (default): follow the service manager's conventions when its variables are set
+     * (systemd, or any manager speaking the same protocol). With LISTEN_FDS and LISTEN_PID naming
+     * this process, crest_app_listen() serves on the passed sockets (descriptors 3 and up)
+     * instead of binding host and port; crest_app_port() reports the first one's port. With
+     * NOTIFY_SOCKET, crest_app_run() sends READY=1 once every loop thread serves, STOPPING=1
+     * when a stop begins, and WATCHDOG=1 every half WATCHDOG_USEC while every loop thread
+     * answers. crest_app_listen() reads these variables and removes them from the environment,
+     * so that programs the application starts do not inherit them. */
+    int systemd;
     /* HTTPS: the certificate chain and its private key, PEM files (paths are copied). With both
      * set the listeners speak TLS 1.2 and 1.3 only, with forward-secret suites; ALPN picks the
      * protocol. With handle_signals, SIGHUP loads the files again: new handshakes get the new

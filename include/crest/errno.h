@@ -28,7 +28,9 @@
     X(EMFILE, "too many open files")                                                               \
     X(ENOTSUP, "operation not supported")                                                          \
     X(EALREADY, "operation already in progress")                                                   \
-    X(ENOBUFS, "no buffer space available")
+    X(ENOBUFS, "no buffer space available")                                                        \
+    X(ENOTDIR, "not a directory")                                                                  \
+    X(EIO, "i/o error")
 
 enum {
 #define CREST_ERRNO_ENUM(name, msg) CREST_##name = -name,

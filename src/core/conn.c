@@ -12,6 +12,7 @@
 #include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -431,6 +432,26 @@ void crest__conn_raw_flush(crest__conn_t *c) {
     }
     if (c->flags & CONN_CLOSE_AFTER_WRITE)
         crest__conn_linger(c);
+}
+
+int64_t crest__conn_sendfile(crest__conn_t *c, int fd, uint64_t *off, uint64_t len) {
+    if (c->flags & CONN_CLOSING)
+        return CREST_ECANCELED;
+    uv_os_fd_t sock;
+    if (uv_fileno((const uv_handle_t *)&c->tcp, &sock) != 0)
+        return CREST_EINVAL;
+    off_t o = (off_t)*off;
+    /* One call moves what the socket buffer takes; a cap keeps a huge file from asking more. */
+    ssize_t n = sendfile(sock, fd, &o, len < ((uint64_t)1 << 30) ? (size_t)len : (size_t)1 << 30);
+    if (n > 0) {
+        *off = (uint64_t)o;
+        return n;
+    }
+    if (n < 0 && (errno == EAGAIN || errno == EINTR))
+        return 0;
+    int err = n == 0 ? CREST_EIO : -errno; /* 0: the file is shorter than it was */
+    crest__conn_close(c);
+    return err;
 }
 
 size_t crest__conn_buffered(const crest__conn_t *c) {

@@ -2,9 +2,13 @@
  * protocols spoken on the connections: the layer above starts and stops its part of each loop
  * through rt->hooks. */
 #include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
 #include <malloc.h>
 #include <netdb.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
@@ -94,6 +98,62 @@ static void handled_signals(const crest__rt_t *rt, sigset_t *set) {
         sigaddset(set, SIGHUP);
 }
 
+static void block_signals(crest__rt_t *rt) {
+    if (rt->opts->handle_signals) {
+        /* From the moment the port is open someone may signal us; hold SIGINT and SIGTERM (and
+         * SIGHUP, the reload, when there is a certificate to reload) pending until
+         * crest__rt_run() has its handlers in place. */
+        sigset_t set;
+        handled_signals(rt, &set);
+        pthread_sigmask(SIG_BLOCK, &set, &rt->saved_sigmask);
+        rt->sigmask_saved = 1;
+    }
+}
+
+/* Serve on the `passed` sockets of the service manager instead of binding. Each is one socket
+ * whatever the thread count: SO_REUSEPORT's balancing would need one socket per loop thread, which
+ * a socket unit can only give with as many ListenStream= lines as threads, tying the unit to the
+ * thread count. So every loop thread polls a socket through a descriptor of its own (a dup, which
+ * it closes at drain like one it bound) and they race to accept: the socket is non-blocking, the
+ * losers get EAGAIN, and the cost is a wasted wake-up per connection per extra thread, small next
+ * to the connection's own. With several sockets (ports 80 and 8080, say) loop i takes socket
+ * i mod passed, and there are at least as many loops as sockets so that none goes unserved.
+ * At a stop the manager still holds the sockets: connections waiting in their queues are not
+ * reset but wait for the next instance, so a restart loses none. */
+static int take_passed(crest__rt_t *rt, int passed, int n) {
+    if (n < passed)
+        n = passed;
+    int *fds = malloc((size_t)n * sizeof(int));
+    if (fds == NULL)
+        return CREST_ENOMEM;
+    int rc = 0;
+    for (int i = 0; i < n; i++) {
+        int fd = CREST__SD_FDS_START + i % passed;
+        fds[i] = i < passed ? fd : fcntl(fd, F_DUPFD_CLOEXEC, 0);
+        if (fds[i] < 0 && rc == 0)
+            rc = -errno;
+    }
+    if (rc != 0) {
+        for (int i = 0; i < n; i++)
+            if (fds[i] >= 0)
+                close(fds[i]);
+        free(fds);
+        return rc;
+    }
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    getsockname(fds[0], (struct sockaddr *)&ss, &len);
+    rt->port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                                              : ((struct sockaddr_in *)&ss)->sin_port);
+    rt->listen_fds = fds;
+    rt->nthreads = n;
+    rt->activated = passed;
+    crest__log(rt, CREST_LOG_INFO, "socket activation: serving on %d passed socket%s (port %d)",
+               passed, passed == 1 ? "" : "s", rt->port);
+    block_signals(rt);
+    return 0;
+}
+
 int crest__rt_listen(crest__rt_t *rt, const char *host) {
     if (rt->listen_fds)
         return 0;
@@ -112,6 +172,15 @@ int crest__rt_listen(crest__rt_t *rt, const char *host) {
             return rc;
     }
     int n = o->threads > 0 ? o->threads : (int)uv_available_parallelism();
+    if (o->systemd) {
+        if (rt->sd.addrlen == 0) /* a second attempt after an error finds the variables gone */
+            crest__sd_init(&rt->sd);
+        int passed = crest__sd_listen_fds(rt);
+        if (passed < 0)
+            return passed;
+        if (passed > 0)
+            return take_passed(rt, passed, n);
+    }
     struct addrinfo hints = {0}, *ai = NULL;
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;
@@ -173,15 +242,7 @@ int crest__rt_listen(crest__rt_t *rt, const char *host) {
     rt->listen_fds = fds;
     rt->nthreads = n;
     rt->port = port;
-    if (o->handle_signals) {
-        /* From the moment the port is open someone may signal us; hold SIGINT and SIGTERM (and
-         * SIGHUP, the reload, when there is a certificate to reload) pending until
-         * crest__rt_run() has its handlers in place. */
-        sigset_t set;
-        handled_signals(rt, &set);
-        pthread_sigmask(SIG_BLOCK, &set, &rt->saved_sigmask);
-        rt->sigmask_saved = 1;
-    }
+    block_signals(rt);
     return 0;
 }
 
@@ -205,6 +266,11 @@ static void loop_thread(void *arg) {
         crest__log(rt, CREST_LOG_ERROR, "loop %d: cannot start: %s", loop->index,
                    crest_strerror(rc));
         crest__conn_loop_drain(loop);
+    } else {
+        /* Serving: the listener is polled from the loop's first turn, and connections that
+         * arrive before it wait in the listen queue. */
+        atomic_fetch_add(&rt->loops_serving, 1);
+        uv_async_send(&rt->ready_async);
     }
     crest__loop_run(loop);
     crest__conn_loop_stop(loop); /* first: requests freed from now on are not recycled */
@@ -216,13 +282,56 @@ static void loop_thread(void *arg) {
 static void control_close(crest__rt_t *rt) {
     uv_close((uv_handle_t *)&rt->stop_async, NULL);
     uv_close((uv_handle_t *)&rt->done_async, NULL);
+    uv_close((uv_handle_t *)&rt->ready_async, NULL);
+    uv_close((uv_handle_t *)&rt->watchdog_timer, NULL);
+}
+
+/* Every loop thread has its listener polled: the manager may send traffic our way. */
+static void on_ready_async(uv_async_t *a) {
+    crest__rt_t *rt = CREST__CONTAINER_OF(a, crest__rt_t, ready_async);
+    if (rt->ready_sent || rt->stops_seen || atomic_load(&rt->loops_serving) < rt->nthreads)
+        return;
+    rt->ready_sent = 1;
+    char msg[96];
+    snprintf(msg, sizeof(msg), "READY=1\nSTATUS=serving on port %d, %d loop threads", rt->port,
+             rt->nthreads);
+    crest__sd_notify(&rt->sd, msg);
+}
+
+static void on_watchdog_ping(crest_loop_t *loop, void *arg) {
+    atomic_store(&loop->watchdog_seen, (uint64_t)(uintptr_t)arg);
+}
+
+/* The watchdog is fed only while every loop thread answers a message posted a period earlier: a
+ * loop stuck in a handler (an endless loop, a blocking call) starves its connections, and the
+ * manager should restart the service then, which a timer on this thread alone would never show.
+ * A loop that has finished (during a stop) is not waited for. */
+static void on_watchdog(uv_timer_t *t) {
+    crest__rt_t *rt = CREST__CONTAINER_OF(t, crest__rt_t, watchdog_timer);
+    uint64_t round = rt->watchdog_round;
+    int late = -1;
+    for (int i = 0; i < rt->nthreads && late < 0; i++)
+        if (atomic_load(&rt->loops[i].watchdog_seen) < round)
+            late = i;
+    if (late < 0)
+        crest__sd_notify(&rt->sd, "WATCHDOG=1");
+    else
+        crest__log_limited(rt, &rt->log_watchdog, CREST_LOG_WARN,
+                           "loop %d has not answered for %" PRIu64 " ms: the watchdog is not fed",
+                           late, rt->sd.watchdog_ms);
+    rt->watchdog_round = ++round;
+    for (int i = 0; i < rt->nthreads; i++)
+        if (crest_loop_post(&rt->loops[i], on_watchdog_ping, (void *)(uintptr_t)round) != 0)
+            atomic_store(&rt->loops[i].watchdog_seen, round);
 }
 
 static void request_stop(crest__rt_t *rt) {
     /* The first request drains gracefully; a second one (say, Ctrl-C twice) cuts it short. */
     crest_loop_cb cb = rt->stops_seen++ == 0 ? on_loop_drain : on_loop_force;
-    if (rt->stops_seen == 1)
+    if (rt->stops_seen == 1) {
         crest__log(rt, CREST_LOG_INFO, "stopping: finishing requests in flight");
+        crest__sd_notify(&rt->sd, "STOPPING=1");
+    }
     for (int i = 0; i < rt->nthreads; i++)
         crest_loop_post(&rt->loops[i], cb, NULL);
 }
@@ -275,6 +384,11 @@ int crest__rt_run(crest__rt_t *rt) {
     rt->running = 1;
     uv_async_init(&rt->control, &rt->stop_async, on_stop_async);
     uv_async_init(&rt->control, &rt->done_async, on_done_async);
+    uv_async_init(&rt->control, &rt->ready_async, on_ready_async);
+    uv_timer_init(&rt->control, &rt->watchdog_timer);
+    atomic_store(&rt->loops_serving, 0);
+    rt->ready_sent = 0;
+    rt->watchdog_round = 0;
     int signals = 0;
     if (rt->opts->handle_signals && rt->sigmask_saved) {
         atomic_store(&rt->signals_done, 0);
@@ -307,6 +421,8 @@ int crest__rt_run(crest__rt_t *rt) {
     }
     if (atomic_load(&rt->stop_requested))
         uv_async_send(&rt->stop_async);
+    if (rt->sd.watchdog_ms && started > 0)
+        uv_timer_start(&rt->watchdog_timer, on_watchdog, rt->sd.watchdog_ms, rt->sd.watchdog_ms);
     uv_run(&rt->control, UV_RUN_DEFAULT);
     for (int i = 0; i < started; i++)
         uv_thread_join(&rt->loops[i].thread);
@@ -345,6 +461,7 @@ void crest__rt_free(crest__rt_t *rt) {
         rt->work = NULL;
     }
     crest__tls_ctx_free(rt);
+    crest__sd_close(&rt->sd);
     if (rt->listen_fds) {
         for (int i = 0; i < rt->nthreads; i++)
             if (rt->listen_fds[i] >= 0)

@@ -29,6 +29,7 @@ void crest_app_opts_default(crest_app_opts_t *o) {
     o->shutdown_timeout_ms = 10000;
     o->server_name = "crest";
     o->handle_signals = 1;
+    o->systemd = 1;
 }
 
 /* ---- each loop's HTTP state ---- */
@@ -66,6 +67,8 @@ static void http_loop_stop(crest_loop_t *loop) {
         crest_buf_free(&r->res_headers);
         free(r);
     }
+    crest__static_cache_free(hl->fcache);
+    hl->fcache = NULL;
 }
 
 void crest__http_drain_add(crest_loop_t *loop, crest__drain_node_t *n) {
@@ -178,6 +181,7 @@ void crest_app_free(crest_app_t *app) {
         return;
     crest__rt_free(&app->rt);
     free(app->hloops);
+    crest__static_free(app);
     for (size_t i = 0; i < app->nmws; i++)
         free(app->mws[i].prefix);
     free(app->mws);
@@ -258,6 +262,10 @@ void crest__http_dispatch(crest_req_t *req, crest_req_t *const *slot) {
                 crest__router_allow(match.allowed, allow, sizeof(allow));
                 crest_res_header(req, "Allow", allow);
                 rc = crest_res_status(req, 405);
+            } else if (found == 404 && app->nmounts > 0 &&
+                       (req->method == CREST_METHOD_GET || req->method == CREST_METHOD_HEAD) &&
+                       (rc = crest__static_serve(req)) != CREST_NEXT) {
+                /* a file answered (or failed: below) */
             } else if (app->not_found) {
                 rc = app->not_found(req, app->not_found_data);
             }

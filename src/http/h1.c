@@ -279,8 +279,26 @@ static void w_abort(crest_req_t *req) {
     crest__conn_close(req->conn); /* detaches req from its connection */
 }
 
+/* The file goes straight from the page cache to the socket, after what is queued before it;
+ * inside a read batch the batch's output is still to be written first. */
+static int64_t w_sendfile(crest_req_t *req, int fd, uint64_t *off, uint64_t len) {
+    crest__conn_t *c = req->conn;
+    if (c->tls != NULL)
+        return CREST_ENOTSUP;
+    if (c->pflags & H1_IN_DISPATCH)
+        return 0;
+    if (crest__conn_buffered(c) > 0) {
+        crest__conn_flush(c);
+        if (c->flags & CONN_CLOSING)
+            return CREST_ECANCELED;
+        if (crest__conn_buffered(c) > 0)
+            return 0;
+    }
+    return crest__conn_sendfile(c, fd, off, len);
+}
+
 const crest__writer_t crest__h1_writer = {
-    w_head, w_body, w_end, w_finish, w_buffered, w_push, w_want_drain, w_abort,
+    w_head, w_body, w_end, w_finish, w_buffered, w_push, w_want_drain, w_abort, w_sendfile,
 };
 
 void crest__send_error(crest__conn_t *c, int status, int version_minor) {

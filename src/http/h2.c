@@ -741,8 +741,9 @@ static void w_abort(crest_req_t *req) {
     h2_push(h);
 }
 
+/* No sendfile: a file's bytes travel in DATA frames of the stream's queue (read in slices). */
 static const crest__writer_t h2_writer = {
-    w_head, w_body, w_end, w_finish, w_buffered, w_push, w_want_drain, w_abort,
+    w_head, w_body, w_end, w_finish, w_buffered, w_push, w_want_drain, w_abort, NULL,
 };
 
 /* ---- receiving requests ---- */

@@ -29,6 +29,11 @@ typedef struct {
     void (*want_drain)(crest_req_t *req);
     /* Cut the response short: the client sees it end incomplete. */
     void (*abort)(crest_req_t *req);
+    /* Optional: send up to len bytes of file fd from *off straight to the client (sendfile),
+     * after what is queued, advancing *off. Returns the bytes sent, 0 when it cannot now
+     * (output is queued first, or the socket is full: wait for a drain), CREST_ENOTSUP when this
+     * connection never can (TLS), or another negative error (the connection was given up). */
+    int64_t (*sendfile)(crest_req_t *req, int fd, uint64_t *off, uint64_t len);
 } crest__writer_t;
 
 struct crest_req_s {
@@ -75,7 +80,8 @@ typedef struct {
     time_t date_sec;
     char date_line[128]; /* "Server: ...\r\nDate: ...\r\n" */
     size_t date_line_len;
-    crest__drain_node_t *to_drain; /* ended when the loop drains */
+    crest__drain_node_t *to_drain;  /* ended when the loop drains */
+    struct crest__fcache_s *fcache; /* open files of static mounts (static.c), or NULL */
     _Atomic uint64_t status_counts[600];
     _Atomic uint64_t rejected;
 } crest__http_loop_t;
@@ -105,6 +111,8 @@ struct crest_app_s {
     crest__http_loop_t *hloops; /* one per loop thread, made before they start */
     char *tls_cert;             /* copies of the option strings */
     char *tls_key;
+    struct crest__static_mount_s *mounts; /* crest_app_static folders */
+    size_t nmounts;
     char hsts[64]; /* "Strict-Transport-Security: max-age=N\r\n", or empty */
     size_t hsts_len;
     crest__rt_t rt;
@@ -170,6 +178,15 @@ static inline char *crest__fmt_u64(char *end, uint64_t v) {
     } while (v);
     return end;
 }
+
+/* static.c */
+typedef struct crest__static_mount_s crest__static_mount_t;
+/* Serve a GET or HEAD no route matched from the mount that covers its path: 0 when answered,
+ * CREST_NEXT when no mount covers it or there is no such file (the not-found handler answers),
+ * or a negative error. During the handler call only. */
+int crest__static_serve(crest_req_t *req);
+void crest__static_free(crest_app_t *app);
+void crest__static_cache_free(struct crest__fcache_s *fc);
 
 /* response.c */
 crest_req_t *crest__req_new(crest_loop_t *loop, crest__conn_t *c, const crest__writer_t *w);

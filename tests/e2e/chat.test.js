@@ -87,8 +87,31 @@ async function main() {
     const ctxA = await browser.newContext(), ctxB = await browser.newContext();
     const a = await ctxA.newPage(), b = await ctxB.newPage();
 
+    // The page and its assets come from the public folder (static files): each with a
+    // validator, so that a reload revalidates them (304, no body) instead of fetching them again.
+    const seen = [];
+    a.on("response", (r) => seen.push([new URL(r.url()).pathname, r.status()]));
     const res = await a.goto(base);
     tap(res.status() === 200 && (await a.title()) === "crest chat", "GET / serves the chat page");
+    const assets = ["/chat.css", "/chat.js"];
+    tap(assets.every((p) => seen.some(([q, s]) => q === p && s === 200)) &&
+        (await a.evaluate(() => getComputedStyle(document.body).display)) === "flex" &&
+        (await a.evaluate(() => typeof $ === "function")),
+        "the page's stylesheet and script load and apply", JSON.stringify(seen));
+    // Chromium reports a revalidated page as its cached 200; the server's count of 304s says
+    // what went over the wire.
+    const count304 = () => a.evaluate(async () => {
+      const text = await (await fetch("/metrics")).text();
+      const m = /^crest_requests_total\{status="304"\} (\d+)$/m.exec(text);
+      return m ? Number(m[1]) : 0;
+    });
+    const before = await count304();
+    seen.length = 0;
+    await a.reload();
+    const after = await count304();
+    tap(assets.every((p) => seen.some(([q, s]) => q === p && s === 304)) && after - before === 3,
+        "a reload revalidates the page and its assets: three 304s", JSON.stringify(seen) +
+        " 304s: " + (after - before));
     if (tls) {
       const sec = await res.securityDetails();
       tap(sec !== null && /^TLS 1\.[23]$/.test(sec.protocol) && sec.subjectName === "localhost" &&

@@ -2,6 +2,7 @@
 listening line, and graceful shutdown on SIGTERM/SIGINT."""
 
 import os
+import re
 import signal
 import socket
 import sys
@@ -9,6 +10,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import *  # noqa: E402,F401,F403
+from harness import _tls_args  # noqa: E402
 
 T = Suite()
 
@@ -294,6 +296,111 @@ def _():
         srv.send_signal(signal.SIGTERM)
         rc = srv.wait_exit(4)
         eq(rc, 0, "exit status (stderr %r)" % srv.stderr_tail())
+
+
+def help_flags():
+    """Every flag `crest demo --help` lists, in order."""
+    rc, out, err = cli("demo", "--help")
+    eq(rc, 0, "exit status (stderr %r)" % err)
+    return [m.group(1) for m in re.finditer(r"^  (--[a-z][a-z0-9-]*)", out, re.M)], out
+
+
+@T.case("demo --help: grouped by topic, every flag the parser knows listed once")
+def _():
+    flags, out = help_flags()
+    for topic in ("Listening:", "Limits:", "Timeouts:", "Workers:", "Database:", "Redis:",
+                  "WebSocket/SSE:", "Static files:", "Security:", "Observability:", "TLS:"):
+        check("\n%s\n" % topic in out, "--help lacks the topic %r" % topic)
+    eq(len(flags), len(set(flags)), "flags listed twice: %r" % flags)
+    for f in ("--static-cache-control", "--compress", "--cors-origin", "--cors-credentials",
+              "--rate-limit", "--rate-burst", "--trusted-proxy", "--access-log",
+              "--no-security-headers", "--db", "--redis", "--quiet"):
+        check(f in flags, "--help does not list %s" % f)
+    # Each listed flag is one the parser takes: a wrong value is refused naming that flag.
+    for f in flags:
+        if f == "--help":
+            continue
+        rc, _, err = cli("demo", "%s=" % f)  # empty: wrong for every kind of value
+        eq(rc, 2, "%s with a bad value (stderr %r)" % (f, err))
+        check(f in err, "%s: the error does not name the flag: %r" % (f, err))
+
+
+@T.case("the new flags: good values accepted, bad ones refused naming the flag")
+def _():
+    good = [("--rate-limit", "2.5"), ("--rate-limit", "100"), ("--rate-burst", "20"),
+            ("--cors-origin", "https://example.com"), ("--cors-origin", "*"),
+            ("--trusted-proxy", "10.0.0.0/8"), ("--trusted-proxy", "::1"),
+            ("--static-cache-control", "public, max-age=60"), ("--access-log", "-")]
+    args = [a for pair in good for a in pair]
+    with demo(*args, "--compress", "--cors-credentials", "--no-security-headers") as srv, \
+            srv.connect() as c:
+        eq(c.request("GET", "/plaintext").status, 200, "status")
+    for flag, v in (("--rate-limit", "0"), ("--rate-limit", "-1"), ("--rate-limit", "abc"),
+                    ("--rate-limit", "nan"), ("--rate-burst", "0"),
+                    ("--cors-origin", "example.com"), ("--cors-origin", "https://a.com/"),
+                    ("--trusted-proxy", "10.0.0.0/33"), ("--trusted-proxy", "proxy"),
+                    ("--static-cache-control", ""), ("--access-log", "")):
+        rc, _, err = cli("demo", "--port", "0", flag, v)
+        eq(rc, 2, "%s %r (stderr %r)" % (flag, v, err))
+        check(err.startswith("crest: %s: " % flag), "%s %r: stderr %r" % (flag, v, err))
+    many = [a for i in range(17) for a in ("--cors-origin", "https://h%d.example" % i)]
+    rc, _, err = cli("demo", "--port", "0", *many)
+    eq(rc, 2, "17 --cors-origin (stderr %r)" % err)
+
+
+@T.case("CREST_<FLAG> from the environment: values used, the flag wins")
+def _():
+    need_binary(CREST_BIN)
+    env = {"CREST_THREADS": "3", "CREST_MAX_BODY": "2k", "CREST_PORT": "0",
+           "CREST_HOST": "127.0.0.1", "CREST_QUIET": "yes", "CREST_CORS_ORIGIN":
+           "https://a.example, https://b.example"}
+    srv = Server([CREST_BIN, "demo"] + _tls_args([], None), env=env)
+    with srv:
+        eq(srv.threads, 3, "CREST_THREADS")
+        with srv.connect() as c:
+            c.send(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 2049\r\n\r\n")
+            eq(c.read_response().status, 413, "CREST_MAX_BODY=2k")
+    with demo("--threads", "2", "--max-body", "4k", env=env) as srv:
+        eq(srv.threads, 2, "--threads over CREST_THREADS")
+        with srv.connect() as c:
+            eq(c.request("POST", "/echo", body=b"a" * 3000).status, 200, "--max-body over env")
+
+
+@T.case("CREST_PORT wins over PORT; DATABASE_URL still read")
+def _():
+    need_binary(CREST_BIN)
+    srv = Server([CREST_BIN, "demo", "--host", "127.0.0.1"] + _tls_args([], None),
+                 env={"CREST_PORT": "0", "PORT": "1"})
+    with srv:
+        check(srv.port > 1, "port %d" % srv.port)
+    rc, out, err = cli("demo", "--port", "0", env={"DATABASE_URL": "nosuch:x"})
+    check(rc != 0 and "nosuch:x" in err, "DATABASE_URL not used: %d %r" % (rc, err))
+
+
+@T.case("a bad CREST_ value: exit 2, one line naming the variable")
+def _():
+    for var, v in (("CREST_MAX_BODY", "lots"), ("CREST_THREADS", "0"), ("CREST_COMPRESS", "maybe"),
+                   ("CREST_RATE_LIMIT", "-3"), ("CREST_WS_SLOW_POLICY", "explode"),
+                   ("CREST_CORS_ORIGIN", "https://ok.example,bad"),
+                   ("CREST_HEADER_TIMEOUT", "5h")):
+        rc, out, err = cli("demo", "--port", "0", env={var: v})
+        eq(rc, 2, "%s=%r: exit status (stderr %r)" % (var, v, err))
+        lines = err.splitlines()
+        eq(len(lines), 1, "%s=%r: stderr lines %r" % (var, v, err))
+        check(lines[0].startswith("crest: %s: expected " % var), "%s: stderr %r" % (var, err))
+    # Overridden by its flag, a bad variable is not read at all.
+    rc, out, err = cli("demo", "--threads", "abc", env={"CREST_THREADS": "nope"})
+    check("--threads" in err and "CREST_THREADS" not in err, "stderr %r" % err)
+
+
+@T.case("bool variables take 1/0/true/false/yes/no")
+def _():
+    for v in ("1", "true", "yes", "0", "false", "no", "TRUE"):
+        rc, out, err = cli("demo", "--help", env={"CREST_COMPRESS": v})
+        eq(rc, 0, "CREST_COMPRESS=%s with --help (stderr %r)" % (v, err))
+    with demo(env={"CREST_WS_DEFLATE": "true", "CREST_NO_SECURITY_HEADERS": "0"}) as srv, \
+            srv.connect() as c:
+        eq(c.request("GET", "/plaintext").status, 200, "status")
 
 
 if __name__ == "__main__":
