@@ -399,6 +399,11 @@ for ((rep = 1; rep <= REPEATS; rep++)); do
 done
 for peer in $ALL_SERVERS; do stop_server "$peer"; done
 
+if [[ " $MIDDLEWARE " == *" log "* && -n ${LOGGED[plaintext,mw-log]:-} ]] &&
+    awk "BEGIN { exit !($(med "${LOGGED[plaintext,mw-log]}") == 0) }"; then
+    NOTES+=("middleware 'log': the access log stayed empty: this build's demo accepts --access-log but writes no line")
+fi
+
 # ---------------------------------------------------------------- report --------------------
 ASKED_PEERS=$PEERS_ASKED
 REF=crest
@@ -469,7 +474,10 @@ REPORT="$OUT/report.md"
         # The target is a few percent: say how far the same configuration strays from itself.
         spread=$(tr ' ' '\n' <<<"${CPU[plaintext,mw-bare]:-}" | sed '/^$/d' | stats |
             awk '$1 != "nan" && $1 > 0 { printf "%.1f", ($3 - $2) * 100 / $1 }')
-        if [[ -n $spread ]]; then
+        if (($(wc -w <<<"${CPU[plaintext,mw-bare]:-}") < 2)); then
+            echo
+            echo "One sample per configuration: no spread to judge the noise by; run more repeats."
+        elif [[ -n $spread ]]; then
             echo
             echo "The bare configuration's own CPU/req spread over the repeats (max − min) is $spread% of its median: differences smaller than that are noise."
         fi
