@@ -78,6 +78,12 @@ apt_install() { # PACKAGE...: installs those not installed yet (apt-get update f
 
 CLK_TCK=$(getconf CLK_TCK)
 
+deb_version() { dpkg-query -W -f='${Version}' "$1" 2>/dev/null || echo "?"; }
+
+without() { # LIST WORD -> the space-separated LIST without WORD
+    echo " $1 " | sed "s/ $2 / /; s/^ *//; s/ *$//"
+}
+
 command_line() { # SCRIPT VAR:DEFAULT...: the command line that reproduces this run, with the
     # leading VAR=value of every setting in the list that differs from its default
     local script=$1 v name line="REPEATS=$REPEATS DURATION=$DURATION"
@@ -164,6 +170,20 @@ target() {
         if awk "BEGIN { exit !($3 $4 $5) }"; then res=PASS; else res=MISS; fi
     fi
     echo "| $1 | $2 | $res |"
+}
+
+# wrk's WRKJSON line (report.lua) -> the sum of its error counts, and the kinds that occurred
+wrk_errors() { awk -v s="$1" 'BEGIN { n = 0
+    while (match(s, /"(connect|read|write|status|timeout)":[0-9]+/)) {
+        t = substr(s, RSTART, RLENGTH); sub(/.*:/, "", t); n += t
+        s = substr(s, RSTART + RLENGTH) }
+    print n }'; }
+wrk_error_kinds() { # -> "read, timeout" or nothing
+    local kind out=""
+    for kind in connect read write status timeout; do
+        [[ $1 =~ \"$kind\":[1-9] ]] && out+="${out:+, }$kind"
+    done
+    echo "$out"
 }
 
 # ---------------------------------------------------------------- JSON ----------------------

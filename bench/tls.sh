@@ -146,7 +146,6 @@ declare -A H2PORT=([crest]=$BASE_PORT [nginx]=$((BASE_PORT + 1)) [h2o]=$((BASE_P
     [node]=$((BASE_PORT + 4)))
 declare -A PID=() VERSION=() SETTINGS=()
 
-deb_version() { dpkg-query -W -f='${Version}' "$1" 2>/dev/null || echo "?"; }
 OPENSSL_VERSION="$(openssl version | cut -d' ' -f1-2) (Debian libssl3 $(deb_version libssl3))"
 VERSION[crest]="crest (not built)"
 if [[ -n $CREST_BIN && -x $CREST_BIN ]]; then
