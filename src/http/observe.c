@@ -474,34 +474,37 @@ static char *put(char *o, const char *s, size_t n) {
     return o + n;
 }
 
+/* Bytes a JSON string cannot hold as they are: 1 for the ASCII ones to escape, 2 for bytes
+ * above 0x7F (kept when the text is valid UTF-8). */
+static const unsigned char json_class[256] = {
+    [0x00 ... 0x1f] = 1, ['"'] = 1, ['\\'] = 1, [0x7f] = 1, [0x80 ... 0xff] = 2,
+};
+
 /* s as a JSON string with its quotes. Bytes are kept as sent: valid UTF-8 passes through, and in
  * text that is not UTF-8 each byte above 0x7F becomes \u00XX (so the line is valid JSON and the
- * bytes can be told). At most 6 * n + 2 bytes. */
+ * bytes can be told). Runs of plain bytes (nearly all of a path or a user agent) go in one copy.
+ * At most 6 * n + 2 bytes. */
 static char *put_json(char *o, crest_str_t s) {
     static const char hex[] = "0123456789abcdef";
-    int utf8 = 1;
-    for (size_t i = 0; i < s.len; i++) {
-        if ((unsigned char)s.ptr[i] >= 0x80) {
-            utf8 = crest_utf8_feed(CREST_UTF8_ACCEPT, s.ptr, s.len) == CREST_UTF8_ACCEPT;
-            break;
-        }
-    }
+    int utf8 = -1; /* not looked at yet */
     *o++ = '"';
-    size_t i = 0;
-    while (i < s.len) {
-        /* Runs of bytes that need no escape (nearly all of a path or a user agent) go in one
-         * copy. */
-        size_t j = i;
-        while (j < s.len) {
-            unsigned char c = (unsigned char)s.ptr[j];
-            if (c < 0x20 || c == '"' || c == '\\' || c == 0x7f || (c >= 0x80 && !utf8))
-                break;
+    size_t i = 0, j = 0;
+    while (j < s.len) {
+        unsigned char c = (unsigned char)s.ptr[j];
+        unsigned k = json_class[c];
+        if (k == 0) {
             j++;
+            continue;
+        }
+        if (k == 2) {
+            if (utf8 < 0)
+                utf8 = crest_utf8_feed(CREST_UTF8_ACCEPT, s.ptr, s.len) == CREST_UTF8_ACCEPT;
+            if (utf8) {
+                j++;
+                continue;
+            }
         }
         o = put(o, s.ptr + i, j - i);
-        if (j == s.len)
-            break;
-        unsigned char c = (unsigned char)s.ptr[j];
         if (c == '"' || c == '\\') {
             *o++ = '\\';
             *o++ = (char)c;
@@ -510,8 +513,17 @@ static char *put_json(char *o, crest_str_t s) {
             *o++ = hex[c >> 4];
             *o++ = hex[c & 15];
         }
-        i = j + 1;
+        i = ++j;
     }
+    o = put(o, s.ptr + i, j - i);
+    *o++ = '"';
+    return o;
+}
+
+/* A string known to need no escape (a method token, a request id), with its quotes. */
+static char *put_plain(char *o, crest_str_t s) {
+    *o++ = '"';
+    o = put(o, s.ptr, s.len);
     *o++ = '"';
     return o;
 }
@@ -579,9 +591,9 @@ static void log_line(crest_req_t *req, crest__obs_loop_t *ol, uint64_t ns) {
     o = put(o, "Z\",\"remote\":", 12);
     char addr[64];
     size_t alen = crest__addr_format(remote, addr, sizeof(addr));
-    o = put_json_or_null(o, alen ? (crest_str_t){addr, alen} : (crest_str_t){NULL, 0});
+    o = alen ? put_plain(o, (crest_str_t){addr, alen}) : put(o, "null", 4);
     o = put(o, ",\"method\":", 10);
-    o = put_json_or_null(o, method);
+    o = method.ptr ? put_plain(o, method) : put(o, "null", 4); /* a token: nothing to escape */
     o = put(o, ",\"path\":", 8);
     o = put_json_or_null(o, path);
     o = put(o, ",\"route\":", 9);
@@ -599,8 +611,8 @@ static void log_line(crest_req_t *req, crest__obs_loop_t *ol, uint64_t ns) {
     *o++ = (char)('0' + us % 100 / 10);
     *o++ = (char)('0' + us % 10);
     o = put(o, ",\"request_id\":", 14);
-    o = put_json_or_null(o, req->rid_len ? (crest_str_t){req->rid, req->rid_len}
-                                         : (crest_str_t){NULL, 0});
+    /* The id's characters need no escape (rid_char, or ours). */
+    o = req->rid_len ? put_plain(o, (crest_str_t){req->rid, req->rid_len}) : put(o, "null", 4);
     o = put(o, ",\"user_agent\":", 14);
     o = put_json_or_null(o, ua);
     o = put(o, "}\n", 2);
@@ -683,7 +695,12 @@ static int on_request_id(crest_req_t *req, void *data) {
         req->rid_len = (uint8_t)n;
     }
     req->rid[req->rid_len] = '\0';
-    int rc = crest_res_header(req, "X-Request-Id", req->rid);
+    /* One copy of a line whose characters are valid by construction (rid_char or ours). */
+    char line[sizeof("X-Request-Id: \r\n") + CREST__RID_MAX];
+    memcpy(line, "X-Request-Id: ", 14);
+    memcpy(line + 14, req->rid, req->rid_len);
+    memcpy(line + 14 + req->rid_len, "\r\n", 2);
+    int rc = crest__res_header_block(req, line, 16 + (size_t)req->rid_len);
     return rc == 0 ? CREST_NEXT : rc;
 }
 

@@ -33,6 +33,9 @@
 #define REVALIDATE_MS 1000
 #define SLICE (64 * 1024)          /* bytes read per slice when the file cannot be sent directly */
 #define SLICES_QUEUED (256 * 1024) /* a connection's queue is topped up to this much */
+/* Copied to learn when a full socket takes more (its write completing says so): the kernel
+ * wakes a writer once a third of the send buffer is free, so a small one is enough. */
+#define WAKE_SLICE (4 * 1024)
 
 enum { V_IDENTITY, V_GZIP, V_BR, V_COUNT };
 static const char *const v_suffix[V_COUNT] = {"", ".gz", ".br"};
@@ -510,9 +513,10 @@ static void free_slice(void *p) {
     free(p);
 }
 
-/* Read the next slice and queue it (borrowed: the queue frees it once written). */
-static int queue_slice(crest_req_t *req, xfer_t *x) {
-    size_t want = x->left < SLICE ? (size_t)x->left : SLICE;
+/* Read the next slice of at most `max` bytes and queue it (borrowed: the queue frees it once
+ * written). */
+static int queue_slice(crest_req_t *req, xfer_t *x, size_t max) {
+    size_t want = x->left < max ? (size_t)x->left : max;
     char *buf = malloc(want);
     if (buf == NULL)
         return CREST_ENOMEM;
@@ -560,10 +564,10 @@ static void xfer_pump(crest_req_t *req, void *arg) {
             }
             /* Output is queued before the file, or the socket is full: wait for it to drain.
              * A full socket with nothing queued gives no drain to wait for, so one slice is
-             * read and queued: its write completing says the socket takes more again. */
+             * read and queued (WAKE_SLICE): its write completing says the socket takes more. */
             int rc = crest_res_on_drain(req, xfer_pump, x);
             if (rc == CREST_EALREADY) {
-                if (queue_slice(req, x) != 0) {
+                if (queue_slice(req, x, WAKE_SLICE) != 0) {
                     xfer_end(req, x, 0);
                     return;
                 }
@@ -575,7 +579,7 @@ static void xfer_pump(crest_req_t *req, void *arg) {
             return;
         }
         while (x->left > 0 && req->w->buffered(req) < SLICES_QUEUED) {
-            if (queue_slice(req, x) != 0) {
+            if (queue_slice(req, x, SLICE) != 0) {
                 xfer_end(req, x, 0);
                 return;
             }
