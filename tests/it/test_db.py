@@ -23,10 +23,15 @@ T = Suite()
 BACKEND = os.environ.get("CREST_IT_DB", "sqlite")
 
 
+def pg_name(tmp):
+    """The case's PostgreSQL database: named after its folder, in the characters a name takes."""
+    return "t_" + re.sub(r"[^a-z0-9_]", "_", os.path.basename(tmp).lower())
+
+
 def db_url(tmp):
     if BACKEND == "postgres":
         import pgserver
-        return pgserver.shared().create_db("t_" + os.path.basename(tmp).replace("-", "_").lower())
+        return pgserver.shared().create_db(pg_name(tmp))
     return "sqlite:%s/x.db" % tmp
 
 
@@ -34,7 +39,7 @@ def db_rows(tmp, sql):
     """Rows of sql run directly on the case's database (integers as int)."""
     if BACKEND == "postgres":
         import pgserver
-        rows = pgserver.shared().psql(sql, "t_" + os.path.basename(tmp).replace("-", "_").lower())
+        rows = pgserver.shared().psql(sql, pg_name(tmp))
         return [tuple(int(v) if v.lstrip("-").isdigit() else v for v in r) for r in rows]
     con = sqlite3.connect(os.path.join(tmp, "x.db"))
     try:
