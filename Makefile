@@ -35,9 +35,11 @@ endif
 UV_CFLAGS := $(shell pkg-config --cflags libuv 2>/dev/null)
 UV_LIBS := $(shell pkg-config --libs libuv 2>/dev/null || echo -luv)
 # Libraries besides libuv (Debian -dev packages; scripts/deps.sh installs them).
-DEP_PKGS := sqlite3 libssl libcrypto zlib libcjson libnghttp2 libpq
-DEP_CFLAGS := $(shell pkg-config --cflags $(DEP_PKGS) 2>/dev/null)
-DEP_LIBS := $(shell pkg-config --libs $(DEP_PKGS) 2>/dev/null)
+# libpq's headers only: it is loaded with dlopen when a PostgreSQL database is opened
+# (src/db/pq.h says why).
+DEP_PKGS := sqlite3 libssl libcrypto zlib libcjson libnghttp2
+DEP_CFLAGS := $(shell pkg-config --cflags $(DEP_PKGS) libpq 2>/dev/null)
+DEP_LIBS := $(shell pkg-config --libs $(DEP_PKGS) 2>/dev/null) -ldl
 WARN := -Wall -Wextra -Wshadow -Wstrict-prototypes -Werror
 CFLAGS_ALL := -std=c11 -D_GNU_SOURCE $(WARN) $(MODE_CFLAGS) -fPIC -fvisibility=hidden \
 	-Iinclude -Isrc $(UV_CFLAGS) $(DEP_CFLAGS) -DCREST_VERSION_STRING='"$(VERSION)"' $(CFLAGS)

@@ -33,7 +33,6 @@
  * CREST_ECONNREFUSED when it fails: a request never hangs, and the first one after the server is
  * back succeeds. */
 #include <arpa/inet.h>
-#include <libpq-fe.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <stdio.h>
@@ -42,6 +41,7 @@
 #include <sys/socket.h>
 
 #include "db/db.h"
+#include "db/pq.h"
 
 #define RETRY_MIN_MS 100
 #define RETRY_MAX_MS 2000
@@ -135,8 +135,8 @@ static int map_state(const char *sqlstate) {
 }
 
 static int result_error(crest_db_query_t *q, const PGresult *r) {
-    crest__db_set_error(q, PQresultErrorMessage(r));
-    return map_state(PQresultErrorField(r, PG_DIAG_SQLSTATE));
+    crest__db_set_error(q, crest__pq.PQresultErrorMessage(r));
+    return map_state(crest__pq.PQresultErrorField(r, PG_DIAG_SQLSTATE));
 }
 
 /* ---- results ---- */
@@ -144,7 +144,7 @@ static int result_error(crest_db_query_t *q, const PGresult *r) {
 /* Keep rows [0, n) of r for step st (with st->limit: while under it; one row a result in
  * single-row mode). */
 static int keep_rows(crest_db_query_t *q, db_step_t *st, const PGresult *r) {
-    int n = PQntuples(r), ncols = PQnfields(r);
+    int n = crest__pq.PQntuples(r), ncols = crest__pq.PQnfields(r);
     for (int row = 0; row < n; row++) {
         if (st->limit && st->nrows > 0 && st->bytes >= st->limit) {
             st->cut = 1; /* dropped: see crest_db_limit_bytes */
@@ -153,14 +153,14 @@ static int keep_rows(crest_db_query_t *q, db_step_t *st, const PGresult *r) {
         if (crest__db_row_begin(q, st, ncols) != 0)
             return CREST_ENOMEM;
         for (int col = 0; col < ncols; col++) {
-            if (PQgetisnull(r, row, col))
+            if (crest__pq.PQgetisnull(r, row, col))
                 crest__db_cell_null(q);
-            else if (crest__db_cell_text(q, st, PQgetvalue(r, row, col),
-                                         (size_t)PQgetlength(r, row, col)) != 0)
+            else if (crest__db_cell_text(q, st, crest__pq.PQgetvalue(r, row, col),
+                                         (size_t)crest__pq.PQgetlength(r, row, col)) != 0)
                 return CREST_ENOMEM;
         }
     }
-    const char *t = PQcmdTuples((PGresult *)r);
+    const char *t = crest__pq.PQcmdTuples((PGresult *)r);
     if (t != NULL && *t)
         st->changes = strtoll(t, NULL, 10);
     return 0;
@@ -202,7 +202,7 @@ static cursor_t next_op(const crest_db_query_t *q, cursor_t c) {
 static void enter_op(pgc_t *c) {
     crest_db_query_t *q = c->head;
     if (q != NULL && c->cur.op == OP_EXEC && q->steps[c->cur.step].limit)
-        PQsetSingleRowMode(c->conn);
+        crest__pq.PQsetSingleRowMode(c->conn);
 }
 
 static void queue_drop(pg_loop_t *pl) {
@@ -247,11 +247,11 @@ static void head_done(pgc_t *c) {
 
 static void on_result(pgc_t *c, PGresult *r) {
     crest_db_query_t *q = c->head;
-    ExecStatusType s = PQresultStatus(r);
+    ExecStatusType s = crest__pq.PQresultStatus(r);
     if (s == PGRES_FATAL_ERROR) {
         if (c->cur.op == OP_PREP)
             c->prepared[q->steps[c->cur.step].sql->index] = 0; /* never made: Parse it again */
-        const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+        const char *state = crest__pq.PQresultErrorField(r, PG_DIAG_SQLSTATE);
         if (state != NULL && strcmp(state, "26000") == 0 && c->cur.op == OP_EXEC) {
             /* Its Parse went out in a segment that a neighbour's error aborted: Parse again. */
             c->prepared[q->steps[c->cur.step].sql->index] = 0;
@@ -281,12 +281,12 @@ static void watch(pgc_t *c);
 
 /* Read what the server sent and walk the results (loop thread). */
 static void conn_read(pgc_t *c) {
-    if (!PQconsumeInput(c->conn)) {
-        conn_lost(c, PQerrorMessage(c->conn));
+    if (!crest__pq.PQconsumeInput(c->conn)) {
+        conn_lost(c, crest__pq.PQerrorMessage(c->conn));
         return;
     }
-    while (c->head != NULL && !PQisBusy(c->conn)) {
-        PGresult *r = PQgetResult(c->conn);
+    while (c->head != NULL && !crest__pq.PQisBusy(c->conn)) {
+        PGresult *r = crest__pq.PQgetResult(c->conn);
         if (r == NULL) { /* the current operation's results are over */
             c->cur = next_op(c->head, c->cur);
             if (c->cur.op == OP_NEXT)
@@ -295,17 +295,17 @@ static void conn_read(pgc_t *c) {
                 enter_op(c);
             continue;
         }
-        if (PQresultStatus(r) == PGRES_PIPELINE_SYNC) {
-            PQclear(r);
+        if (crest__pq.PQresultStatus(r) == PGRES_PIPELINE_SYNC) {
+            crest__pq.PQclear(r);
             head_done(c);
             continue;
         }
         on_result(c, r);
-        PQclear(r);
+        crest__pq.PQclear(r);
     }
     /* A callback above may have lost the connection already (a send that failed). */
-    if (c->conn != NULL && PQstatus(c->conn) == CONNECTION_BAD)
-        conn_lost(c, PQerrorMessage(c->conn));
+    if (c->conn != NULL && crest__pq.PQstatus(c->conn) == CONNECTION_BAD)
+        conn_lost(c, crest__pq.PQerrorMessage(c->conn));
 }
 
 /* ---- sending ---- */
@@ -330,12 +330,12 @@ static int send_batch(pgc_t *c, crest_db_query_t *q) {
     pg_loop_t *pl = c->pl;
     PGconn *conn = c->conn;
     if ((q->flags & CREST_DB_SNAPSHOT) &&
-        !PQsendQueryParams(conn, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", 0, NULL, NULL,
-                           NULL, NULL, 0))
+        !crest__pq.PQsendQueryParams(conn, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", 0,
+                                     NULL, NULL, NULL, NULL, 0))
         return CREST_ECONNRESET;
     if ((q->flags & CREST_DB_EXCLUSIVE) &&
-        !PQsendQueryParams(conn, "SELECT pg_advisory_xact_lock(" EXCLUSIVE_KEY ")", 0, NULL, NULL,
-                           NULL, NULL, 0))
+        !crest__pq.PQsendQueryParams(conn, "SELECT pg_advisory_xact_lock(" EXCLUSIVE_KEY ")", 0,
+                                     NULL, NULL, NULL, NULL, 0))
         return CREST_ECONNRESET;
     for (int i = 0; i < q->nsteps; i++) {
         db_step_t *st = &q->steps[i];
@@ -343,7 +343,7 @@ static int send_batch(pgc_t *c, crest_db_query_t *q) {
         const char *name = sql->pgname;
         st->prepare_sent = 0;
         if (!c->prepared[sql->index]) {
-            if (!PQsendPrepare(conn, name, sql->pgtext, 0, NULL))
+            if (!crest__pq.PQsendPrepare(conn, name, sql->pgtext, 0, NULL))
                 return CREST_ECONNRESET;
             c->prepared[sql->index] = 1;
             st->prepare_sent = 1;
@@ -359,14 +359,15 @@ static int send_batch(pgc_t *c, crest_db_query_t *q) {
         if (st->nargs > 8 && (ints = malloc((size_t)st->nargs * INT_TEXT)) == NULL)
             return CREST_ENOMEM;
         text_args(q, st, pl->argbuf, ints);
-        int ok = PQsendQueryPrepared(conn, name, (int)st->nargs, pl->argbuf, NULL, NULL, 0);
+        int ok =
+            crest__pq.PQsendQueryPrepared(conn, name, (int)st->nargs, pl->argbuf, NULL, NULL, 0);
         if (ints != small)
             free(ints);
         if (!ok)
             return CREST_ECONNRESET;
     }
     if ((q->flags & CREST_DB_SNAPSHOT) &&
-        !PQsendQueryParams(conn, "COMMIT", 0, NULL, NULL, NULL, NULL, 0))
+        !crest__pq.PQsendQueryParams(conn, "COMMIT", 0, NULL, NULL, NULL, NULL, 0))
         return CREST_ECONNRESET;
     return 0;
 }
@@ -391,7 +392,7 @@ static int send_one(pgc_t *c, crest_db_query_t *q, int shared) {
     }
     if (rc == 0 && !shared) {
         q->seg_end = 1;
-        if (!PQpipelineSync(c->conn))
+        if (!crest__pq.PQpipelineSync(c->conn))
             rc = CREST_ECONNRESET;
     }
     return rc;
@@ -400,7 +401,7 @@ static int send_one(pgc_t *c, crest_db_query_t *q, int shared) {
 /* End the open read segment: the batch sent last gets the Sync. */
 static int close_segment(pgc_t *c) {
     c->tail->seg_end = 1;
-    return PQpipelineSync(c->conn) ? 0 : CREST_ECONNRESET;
+    return crest__pq.PQpipelineSync(c->conn) ? 0 : CREST_ECONNRESET;
 }
 
 /* Send every batch pending on c: read batches share a Sync, the others have their own. */
@@ -430,7 +431,7 @@ static void send_pending(pgc_t *c) {
         return;
     }
     if (rc != 0) {
-        conn_lost(c, PQerrorMessage(c->conn));
+        conn_lost(c, crest__pq.PQerrorMessage(c->conn));
         return;
     }
     watch(c);
@@ -504,7 +505,7 @@ static void fail_queue(crest_db_query_t *q, pg_loop_t *pl, int err, const char *
 static void conn_close(pgc_t *c) {
     unwatch(c);
     if (c->conn != NULL)
-        PQfinish(c->conn);
+        crest__pq.PQfinish(c->conn);
     c->conn = NULL;
     memset(c->prepared, 0, CREST__DB_MAX_SQL);
 }
@@ -580,7 +581,7 @@ static void on_poll(uv_poll_t *h, int status, int events);
 /* Watch the socket for what libpq needs: reading always once ready, writing while output is
  * left in libpq's buffer (or connecting asks for it). */
 static void watch_events(pgc_t *c, int events) {
-    int fd = PQsocket(c->conn);
+    int fd = crest__pq.PQsocket(c->conn);
     if (fd < 0) {
         conn_lost(c, "no socket");
         return;
@@ -605,9 +606,9 @@ static void watch_events(pgc_t *c, int events) {
 }
 
 static void watch(pgc_t *c) {
-    int rc = PQflush(c->conn);
+    int rc = crest__pq.PQflush(c->conn);
     if (rc < 0) {
-        conn_lost(c, PQerrorMessage(c->conn));
+        conn_lost(c, crest__pq.PQerrorMessage(c->conn));
         return;
     }
     watch_events(c, UV_READABLE | (rc > 0 ? UV_WRITABLE : 0));
@@ -615,7 +616,7 @@ static void watch(pgc_t *c) {
 
 static void connect_step(pgc_t *c) {
     pg_loop_t *pl = c->pl;
-    switch (PQconnectPoll(c->conn)) {
+    switch (crest__pq.PQconnectPoll(c->conn)) {
     case PGRES_POLLING_READING:
         watch_events(c, UV_READABLE);
         return;
@@ -623,13 +624,13 @@ static void connect_step(pgc_t *c) {
         watch_events(c, UV_WRITABLE);
         return;
     case PGRES_POLLING_FAILED:
-        conn_lost(c, PQerrorMessage(c->conn));
+        conn_lost(c, crest__pq.PQerrorMessage(c->conn));
         return;
     default:
         break;
     }
-    if (PQsetnonblocking(c->conn, 1) != 0 || !PQenterPipelineMode(c->conn)) {
-        conn_lost(c, PQerrorMessage(c->conn));
+    if (crest__pq.PQsetnonblocking(c->conn, 1) != 0 || !crest__pq.PQenterPipelineMode(c->conn)) {
+        conn_lost(c, crest__pq.PQerrorMessage(c->conn));
         return;
     }
     c->state = C_READY;
@@ -646,13 +647,13 @@ static void conn_start(pgc_t *c) {
     pg_t *pg = c->pl->db->impl;
     c->attempt_at = now_ms(c->pl);
     c->state = C_CONNECTING;
-    c->conn = PQconnectStartParams(pg->kw, pg->val, 0);
+    c->conn = crest__pq.PQconnectStartParams(pg->kw, pg->val, 0);
     if (c->conn == NULL) {
         conn_lost(c, "out of memory");
         return;
     }
-    if (PQstatus(c->conn) == CONNECTION_BAD) {
-        conn_lost(c, PQerrorMessage(c->conn));
+    if (crest__pq.PQstatus(c->conn) == CONNECTION_BAD) {
+        conn_lost(c, crest__pq.PQerrorMessage(c->conn));
         return;
     }
     connect_step(c);
@@ -877,28 +878,28 @@ static int pg_run(crest_db_query_t *q) {
 
 static int sync_exec(PGconn *conn, crest_db_query_t *q, const char *sql, int nargs,
                      const char *const *vals, db_step_t *st) {
-    PGresult *r = PQexecParams(conn, sql, nargs, NULL, vals, NULL, NULL, 0);
+    PGresult *r = crest__pq.PQexecParams(conn, sql, nargs, NULL, vals, NULL, NULL, 0);
     int rc = 0;
-    ExecStatusType s = PQresultStatus(r);
+    ExecStatusType s = crest__pq.PQresultStatus(r);
     if (s == PGRES_TUPLES_OK || s == PGRES_COMMAND_OK)
         rc = st ? keep_rows(q, st, r) : 0;
     else
         rc = r ? result_error(q, r) : CREST_ENOMEM;
-    PQclear(r);
+    crest__pq.PQclear(r);
     return rc;
 }
 
 static int pg_run_sync(crest_db_query_t *q) {
     pg_t *pg = q->db->impl;
     pthread_mutex_lock(&pg->sync_lock);
-    if (pg->sync_conn == NULL || PQstatus(pg->sync_conn) != CONNECTION_OK) {
-        PQfinish(pg->sync_conn);
-        pg->sync_conn = PQconnectdbParams(pg->kw, pg->val, 0);
+    if (pg->sync_conn == NULL || crest__pq.PQstatus(pg->sync_conn) != CONNECTION_OK) {
+        crest__pq.PQfinish(pg->sync_conn);
+        pg->sync_conn = crest__pq.PQconnectdbParams(pg->kw, pg->val, 0);
     }
     PGconn *conn = pg->sync_conn;
     int rc = 0;
-    if (conn == NULL || PQstatus(conn) != CONNECTION_OK) {
-        crest__db_set_error(q, conn ? PQerrorMessage(conn) : "out of memory");
+    if (conn == NULL || crest__pq.PQstatus(conn) != CONNECTION_OK) {
+        crest__db_set_error(q, conn ? crest__pq.PQerrorMessage(conn) : "out of memory");
         rc = CREST_ECONNREFUSED;
         goto out;
     }
@@ -925,7 +926,7 @@ static int pg_run_sync(crest_db_query_t *q) {
     if (rc == 0)
         rc = sync_exec(conn, q, "COMMIT", 0, NULL, NULL);
     else
-        PQclear(PQexec(conn, "ROLLBACK"));
+        crest__pq.PQclear(crest__pq.PQexec(conn, "ROLLBACK"));
 out:
     pthread_mutex_unlock(&pg->sync_lock);
     return rc;
@@ -937,7 +938,7 @@ static void pg_close(crest_db_t *db) {
     pg_t *pg = db->impl;
     if (pg == NULL)
         return;
-    PQfinish(pg->sync_conn);
+    crest__pq.PQfinish(pg->sync_conn);
     pthread_mutex_destroy(&pg->sync_lock);
     free(pg->kw);
     free(pg->val);
@@ -966,11 +967,11 @@ static const char *keep(char **at, const char *s) {
  * the URL has), GSSAPI encryption off unless asked for, a resolved host address. */
 static int build_params(crest_db_t *db, pg_t *pg, const char *url) {
     char *err = NULL;
-    PQconninfoOption *opts = PQconninfoParse(url, &err);
+    PQconninfoOption *opts = crest__pq.PQconninfoParse(url, &err);
     if (opts == NULL) {
         snprintf(db->errmsg, sizeof(db->errmsg), "%s", err ? err : "out of memory");
         db->errmsg[strcspn(db->errmsg, "\n")] = '\0';
-        PQfreemem(err);
+        crest__pq.PQfreemem(err);
         return err ? CREST_EINVAL : CREST_ENOMEM;
     }
     const char *host = NULL, *hostaddr = NULL, *options = "", *gss = NULL, *app = NULL;
@@ -1000,7 +1001,7 @@ static int build_params(crest_db_t *db, pg_t *pg, const char *url) {
         if (rc != 0) {
             snprintf(db->errmsg, sizeof(db->errmsg), "cannot resolve %s: %s", host,
                      gai_strerror(rc));
-            PQconninfoFree(opts);
+            crest__pq.PQconninfoFree(opts);
             return CREST_ECONNREFUSED;
         }
         const void *addr = ai->ai_family == AF_INET6
@@ -1017,7 +1018,7 @@ static int build_params(crest_db_t *db, pg_t *pg, const char *url) {
     pg->val = calloc(n + 5, sizeof(*pg->val));
     pg->store = malloc(bytes);
     if (pg->kw == NULL || pg->val == NULL || pg->store == NULL) {
-        PQconninfoFree(opts);
+        crest__pq.PQconninfoFree(opts);
         return CREST_ENOMEM;
     }
     char *at = pg->store;
@@ -1042,27 +1043,30 @@ static int build_params(crest_db_t *db, pg_t *pg, const char *url) {
         pg->kw[k] = "hostaddr";
         pg->val[k++] = keep(&at, resolved);
     }
-    PQconninfoFree(opts);
+    crest__pq.PQconninfoFree(opts);
     return 0;
 }
 
 int crest__pg_open(crest_db_t *db, const char *url) {
+    int rc = crest__pq_load(db->errmsg, sizeof(db->errmsg));
+    if (rc != 0)
+        return rc;
     pg_t *pg = calloc(1, sizeof(*pg));
     if (pg == NULL)
         return CREST_ENOMEM;
     pthread_mutex_init(&pg->sync_lock, NULL);
     db->impl = pg;
     db->backend = &pg_backend;
-    int rc = build_params(db, pg, url);
+    rc = build_params(db, pg, url);
     if (rc != 0)
         return rc;
     /* A first, blocking connection: a wrong URL or a server that is not there is reported at
      * start, with libpq's message. It stays for crest_db_run_sync. */
-    pg->sync_conn = PQconnectdbParams(pg->kw, pg->val, 0);
+    pg->sync_conn = crest__pq.PQconnectdbParams(pg->kw, pg->val, 0);
     if (pg->sync_conn == NULL)
         return CREST_ENOMEM;
-    if (PQstatus(pg->sync_conn) != CONNECTION_OK) {
-        snprintf(db->errmsg, sizeof(db->errmsg), "%s", PQerrorMessage(pg->sync_conn));
+    if (crest__pq.PQstatus(pg->sync_conn) != CONNECTION_OK) {
+        snprintf(db->errmsg, sizeof(db->errmsg), "%s", crest__pq.PQerrorMessage(pg->sync_conn));
         db->errmsg[strcspn(db->errmsg, "\n")] = '\0';
         return CREST_ECONNREFUSED;
     }
