@@ -104,6 +104,7 @@ static void http_loop_drain(crest_loop_t *loop) {
 
 static void http_conn_open(crest__conn_t *c) {
     crest__h1_open(c);
+    crest__obs_conn_open(crest__conn_loop(c));
 }
 
 static void http_conn_secure(crest__conn_t *c, const char *alpn, size_t alpn_len) {

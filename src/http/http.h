@@ -286,6 +286,8 @@ void crest__obs_run_end(crest_app_t *app);
 void crest__obs_free(crest_app_t *app);
 /* On the loop's thread, before it runs: the lag timer. */
 void crest__obs_loop_start(crest_loop_t *loop);
+/* A connection was accepted: the loop-lag timer runs again if it had stopped for idleness. */
+void crest__obs_conn_open(crest_loop_t *loop);
 /* A request is about to be answered later: keep what the access log needs of its head. */
 void crest__obs_keep(crest_req_t *req);
 /* A request ends (crest__req_free): its duration, and its access log line. */

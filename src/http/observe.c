@@ -85,6 +85,7 @@ typedef struct crest__obs_loop_s {
     uint64_t lag_due;
     uint64_t lag_window_max;
     unsigned lag_samples;
+    int lag_idle; /* the lag timer is stopped: no connection (crest__obs_conn_open) */
     time_t stamp_sec;
     char stamp[64]; /* "YYYY-MM-DDTHH:MM:SS" of stamp_sec */
     uint64_t rid_seq;
@@ -442,6 +443,24 @@ static void on_lag_timer(uv_timer_t *t) {
         ol->lag_window_max = 0;
         ol->lag_samples = 0;
     }
+    if (atomic_load_explicit(&ol->loop->open_conns, memory_order_relaxed) == 0 &&
+        ol->lag_window_max == 0) {
+        /* Nothing to serve and no stall left to show: an idle server takes no wake-ups.
+         * crest__obs_conn_open starts the timer again with the next connection. */
+        uv_timer_stop(t);
+        ol->lag_idle = 1;
+        atomic_store_explicit(&ol->lag_ns, 0, memory_order_relaxed);
+        atomic_store_explicit(&ol->lag_max_ns, 0, memory_order_relaxed);
+    }
+}
+
+void crest__obs_conn_open(crest_loop_t *loop) {
+    crest__obs_loop_t *ol = crest__http_loop(loop)->obs;
+    if (ol == NULL || !ol->lag_idle || loop->draining)
+        return;
+    ol->lag_idle = 0;
+    ol->lag_due = uv_hrtime() + (uint64_t)LAG_INTERVAL_MS * 1000000;
+    uv_timer_start(&ol->lag_timer, on_lag_timer, LAG_INTERVAL_MS, LAG_INTERVAL_MS);
 }
 
 static void on_flush_timer(uv_timer_t *t) {

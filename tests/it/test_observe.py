@@ -9,6 +9,7 @@ import os
 import re
 import signal
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import *  # noqa: E402,F401,F403
@@ -310,6 +311,35 @@ def _():
         for name in ("crest_requests_total", "crest_open_connections", "crest_redis_up",
                      "crest_pubsub_delivered_total", "crest_work_queued_jobs"):
             check(name in types, "%s listed" % name)
+
+
+@T.case("an idle server takes no wake-ups: the loop-lag timer stops with the last connection")
+def _():
+    with tmp_dir() as tmp, obs_demo(tmp, "--threads", "2") as srv:
+        with open(CREST_BIN, "rb") as f:
+            if b"__tsan_init" in f.read():
+                return  # ThreadSanitizer's own thread wakes up periodically
+        with srv.connect() as c:
+            eq(c.request("GET", "/plaintext").status, 200, "a request")
+
+        def switches():
+            total = 0
+            for tid in os.listdir("/proc/%d/task" % srv.proc.pid):
+                with open("/proc/%d/task/%s/status" % (srv.proc.pid, tid)) as f:
+                    for line in f:
+                        if line.startswith("voluntary_ctxt_switches"):
+                            total += int(line.split()[1])
+            return total
+        time.sleep(0.5)  # the lag timer's next tick sees no connection and stops
+        before = switches()
+        time.sleep(1.5)
+        woke = switches() - before
+        check(woke <= 2, "%d wake-ups of an idle server in 1.5 s" % woke)
+        with srv.connect() as c:  # and it measures again once there is something to serve
+            eq(c.request("GET", "/plaintext").status, 200, "a request after the idle time")
+            time.sleep(0.3)
+            check(re.search(r'crest_event_loop_lag_seconds\{loop="\d"\}',
+                            c.request("GET", "/metrics").body.decode()), "lag reported")
 
 
 if __name__ == "__main__":
