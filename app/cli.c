@@ -351,7 +351,7 @@ static int set_value(cli_opts_t *out, const flag_t *f, const char *who, const ch
                      int from_env) {
     char *p = (char *)out + f->off;
     const char *want;
-    long v;
+    long v = 0; /* parse_int sets it on success; -O1 cannot see that */
     switch (f->kind) {
     case K_BOOL: {
         int b = parse_bool(val);

@@ -245,6 +245,17 @@ static void write_metrics(const crest_app_t *app, void *arg, crest_buf_t *b) {
                      "# TYPE crest_db_queries_in_flight gauge\n"
                      "crest_db_queries_in_flight %lld\n",
                      (long long)crest__mod_sum(app, CREST__MOD_DB_BUSY));
+    int64_t conns = (int64_t)crest__mod_sum(app, CREST__MOD_DB_CONNS);
+    if (conns > 0) { /* PostgreSQL: its pool of connections per loop thread */
+        int64_t ready = (int64_t)crest__mod_sum(app, CREST__MOD_DB_READY);
+        crest_buf_printf(b,
+                         "# HELP crest_db_connections PostgreSQL connections of the loop threads: "
+                         "ready for batches, or down and reconnecting.\n"
+                         "# TYPE crest_db_connections gauge\n"
+                         "crest_db_connections{state=\"ready\"} %lld\n"
+                         "crest_db_connections{state=\"down\"} %lld\n",
+                         (long long)ready, (long long)(conns - ready));
+    }
 }
 
 int crest_db_run(crest_db_query_t *q, crest_req_t *req, crest_db_done_cb done, void *arg) {

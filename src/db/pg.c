@@ -42,6 +42,7 @@
 
 #include "db/db.h"
 #include "db/pq.h"
+#include "http/http.h"
 
 #define RETRY_MIN_MS 100
 #define RETRY_MAX_MS 2000
@@ -510,13 +511,21 @@ static void conn_close(pgc_t *c) {
     memset(c->prepared, 0, CREST__DB_MAX_SQL);
 }
 
+/* Move c to state s, keeping the loop's count of ready connections (crest_app_metrics). */
+static void set_state(pgc_t *c, int s) {
+    int64_t delta = (s == C_READY) - (c->state == C_READY);
+    if (delta != 0)
+        crest__count(&crest__http_loop(c->pl->loop)->mod[CREST__MOD_DB_READY], delta);
+    c->state = s;
+}
+
 static uint64_t now_ms(pg_loop_t *pl) {
     return uv_now(&pl->loop->uv);
 }
 
 static void schedule_retry(pgc_t *c) {
     pg_loop_t *pl = c->pl;
-    c->state = C_DOWN;
+    set_state(c, C_DOWN);
     c->backoff = c->backoff ? c->backoff * 2 : RETRY_MIN_MS;
     if (c->backoff > RETRY_MAX_MS)
         c->backoff = RETRY_MAX_MS;
@@ -633,7 +642,7 @@ static void connect_step(pgc_t *c) {
         conn_lost(c, crest__pq.PQerrorMessage(c->conn));
         return;
     }
-    c->state = C_READY;
+    set_state(c, C_READY);
     c->backoff = 0;
     if (pl->was_down)
         log_line(pl, CREST_LOG_INFO, "connected again", NULL);
@@ -646,7 +655,7 @@ static void connect_step(pgc_t *c) {
 static void conn_start(pgc_t *c) {
     pg_t *pg = c->pl->db->impl;
     c->attempt_at = now_ms(c->pl);
-    c->state = C_CONNECTING;
+    set_state(c, C_CONNECTING);
     c->conn = crest__pq.PQconnectStartParams(pg->kw, pg->val, 0);
     if (c->conn == NULL) {
         conn_lost(c, "out of memory");
@@ -779,14 +788,13 @@ static void handle_closed(uv_handle_t *h) {
 
 /* The loop is done: every batch it holds is cancelled, every connection closed. */
 static void loop_finish(crest__loop_ext_t *ext, crest_loop_t *loop) {
-    (void)loop;
     pg_loop_t *pl = (pg_loop_t *)ext;
     for (int i = 0; i < pl->nconns; i++) {
         pgc_t *c = &pl->conns[i];
         crest_db_query_t *q = c->head;
         c->head = c->tail = NULL;
         conn_close(c);
-        c->state = C_DOWN;
+        set_state(c, C_DOWN);
         fail_queue(q, pl, CREST_ECANCELED, "the server is stopping");
         q = c->pend_head;
         c->pend_head = c->pend_tail = NULL;
@@ -795,6 +803,7 @@ static void loop_finish(crest__loop_ext_t *ext, crest_loop_t *loop) {
     crest_db_query_t *w = pl->wait_head;
     pl->wait_head = pl->wait_tail = NULL;
     fail_queue(w, pl, CREST_ECANCELED, "the server is stopping");
+    crest__count(&crest__http_loop(loop)->mod[CREST__MOD_DB_CONNS], -pl->nconns);
     pl->closing = 2;
     pl->tick.data = pl;
     pl->flush.data = pl;
@@ -835,6 +844,7 @@ static pg_loop_t *loop_state(crest_db_t *db, crest_loop_t *loop) {
     pl->ext.owner = db;
     pl->ext.finish = loop_finish;
     crest__loop_ext_add(loop, &pl->ext);
+    crest__count(&crest__http_loop(loop)->mod[CREST__MOD_DB_CONNS], pl->nconns);
     return pl;
 }
 

@@ -110,7 +110,9 @@ enum {
     CREST__MOD_WORK_HIST, /* job time, submit to done: a histogram */
     CREST__MOD_DB_HIST = CREST__MOD_WORK_HIST + CREST__HIST_SLOTS, /* query time */
     CREST__MOD_DB_LISTED = CREST__MOD_DB_HIST + CREST__HIST_SLOTS, /* db's source is listed */
-    CREST__MOD_DB_BUSY, /* batches run and not finished yet: a gauge */
+    CREST__MOD_DB_BUSY,  /* batches run and not finished yet: a gauge */
+    CREST__MOD_DB_CONNS, /* PostgreSQL connections of the loop threads: a gauge */
+    CREST__MOD_DB_READY, /* of those, connected and ready for batches: a gauge */
     CREST__MOD_COUNT
 };
 

@@ -443,14 +443,13 @@ static void on_lag_timer(uv_timer_t *t) {
         ol->lag_window_max = 0;
         ol->lag_samples = 0;
     }
-    if (atomic_load_explicit(&ol->loop->open_conns, memory_order_relaxed) == 0 &&
-        ol->lag_window_max == 0) {
-        /* Nothing to serve and no stall left to show: an idle server takes no wake-ups.
-         * crest__obs_conn_open starts the timer again with the next connection. */
+    if (atomic_load_explicit(&ol->loop->open_conns, memory_order_relaxed) == 0) {
+        /* Nothing to serve: an idle server takes no wake-ups. The window's maximum stays as it
+         * was (the last stall seen while serving); crest__obs_conn_open starts the timer again
+         * with the next connection. */
         uv_timer_stop(t);
         ol->lag_idle = 1;
         atomic_store_explicit(&ol->lag_ns, 0, memory_order_relaxed);
-        atomic_store_explicit(&ol->lag_max_ns, 0, memory_order_relaxed);
     }
 }
 

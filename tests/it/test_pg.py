@@ -35,10 +35,13 @@ def get(c, target):
 
 
 @T.case("PostgreSQL stopped: /db gets 503 with Retry-After within 2 s, /plaintext and WebSockets "
-        "carry on; started again: the next request succeeds without restarting crest")
+        "carry on, /metrics shows the pool down; started again: the next request succeeds without "
+        "restarting crest")
 def _():
+    ready, down = 'crest_db_connections{state="ready"}', 'crest_db_connections{state="down"}'
     with server("outage") as srv, srv.connect() as c:
         eq(get(c, "/db").status, 200, "before")
+        check(metric(srv, ready) >= 1, "a ready connection in /metrics")
         pg().stop("fast")
         try:
             for i in range(5):
@@ -55,6 +58,8 @@ def _():
                     await ws.send("still here")
                     return await asyncio.wait_for(ws.recv(), 5)
             eq(asyncio.run(echo()), "still here", "WebSocket echo while down")
+            eq(metric(srv, ready), 0, "no ready connection in /metrics while down")
+            check(metric(srv, down) >= 1, "connections down in /metrics")
         finally:
             pg().start()
         t0 = time.monotonic()
@@ -63,6 +68,7 @@ def _():
         check(time.monotonic() - t0 < 2.0, "took %.2fs" % (time.monotonic() - t0))
         r = get(c, "/api/todos")
         eq(r.status, 200, "todos after the restart")
+        check(metric(srv, ready) >= 1, "ready again in /metrics")
         check("connection lost" in srv.stderr_text() or "cannot connect" in srv.stderr_text(),
               "a log line says the database went away: %r" % srv.stderr_text()[-500:])
 
