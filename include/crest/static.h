@@ -23,7 +23,9 @@ typedef struct {
     /* Nonzero (default): "FILE.br" and "FILE.gz" next to FILE are sent instead of it to a client
      * that accepts that encoding (Content-Encoding, Vary: Accept-Encoding). */
     int precompressed;
-    /* Open files kept per loop thread (revalidated at most once a second each); default 1024. */
+    /* Open files kept per loop thread (revalidated at most once a second each); default 1024.
+     * The descriptors they hold (files over cache_file_bytes) take at most half of the eighth of
+     * the open-file limit crest keeps back from connections, shared by the loop threads. */
     size_t cache_files;
     /* Files up to this size are kept in memory by that cache and sent without a read; larger
      * ones go out with sendfile (cleartext HTTP/1.1) or are read in slices; default 16 KiB. */

@@ -23,6 +23,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -92,6 +93,8 @@ struct crest__fcache_s {
     size_t nbuckets; /* a power of two */
     size_t count;
     entry_t *lru_head, *lru_tail;
+    size_t fds;     /* descriptors the cached entries hold (files over cache_file_bytes) */
+    size_t max_fds; /* their cap: a share of what the runtime keeps back from connections */
 };
 
 /* ---- mounts ---- */
@@ -278,8 +281,16 @@ static void lru_front(struct crest__fcache_s *fc, entry_t *e) {
         fc->lru_tail = e;
 }
 
+static size_t entry_fds(const entry_t *e) {
+    size_t n = 0;
+    for (int i = 0; i < V_COUNT; i++)
+        n += e->v[i].fd >= 0;
+    return n;
+}
+
 /* Take e out of the cache; transfers still using it keep it alive. */
 static void cache_drop(struct crest__fcache_s *fc, entry_t *e) {
+    fc->fds -= entry_fds(e);
     entry_t **pp = &fc->buckets[e->hash & (fc->nbuckets - 1)];
     while (*pp != e)
         pp = &(*pp)->hnext;
@@ -431,9 +442,20 @@ static entry_t *cache_get(crest_loop_t *loop, const crest__static_mount_t *m, co
                           size_t len, int *err) {
     crest__http_loop_t *hl = crest__http_loop(loop);
     *err = 0;
-    if (hl->fcache == NULL && (hl->fcache = calloc(1, sizeof(*hl->fcache))) == NULL) {
-        *err = CREST_ENOMEM;
-        return NULL;
+    if (hl->fcache == NULL) {
+        if ((hl->fcache = calloc(1, sizeof(*hl->fcache))) == NULL) {
+            *err = CREST_ENOMEM;
+            return NULL;
+        }
+        /* The runtime keeps an eighth of the open-file limit back from connections (for
+         * databases and files, core/run.c); the loops' open files take at most half of it, so
+         * that a folder of many large files cannot starve accept() of descriptors. */
+        struct rlimit rl;
+        rlim_t limit = getrlimit(RLIMIT_NOFILE, &rl) == 0 ? rl.rlim_cur : 1024;
+        if (limit == RLIM_INFINITY || limit > 1u << 20)
+            limit = 1u << 20;
+        size_t share = (size_t)limit / 8 / 2 / (size_t)loop->rt->nthreads;
+        hl->fcache->max_fds = share > 4 ? share : 4;
     }
     struct crest__fcache_s *fc = hl->fcache;
     if (fc->nbuckets == 0 && cache_grow(fc) != 0) {
@@ -480,6 +502,9 @@ static entry_t *cache_get(crest_loop_t *loop, const crest__static_mount_t *m, co
     fc->buckets[h & (fc->nbuckets - 1)] = e;
     lru_front(fc, e);
     fc->count++;
+    fc->fds += entry_fds(e);
+    while (fc->fds > fc->max_fds && fc->lru_tail != e)
+        cache_drop(fc, fc->lru_tail); /* a transfer still sending one keeps its descriptor */
     return e;
 }
 

@@ -291,6 +291,41 @@ def _():
             f.write(b"version one\n")
 
 
+@T.case("the open-file cache holds a bounded share of the open-file limit, not one descriptor "
+        "per large file")
+def _():
+    if TLS_MODE:
+        return  # the descriptors counted are the same over TLS
+    need_binary(CREST_BIN)
+    many = os.path.join(_TMP, "many")
+    os.makedirs(many)
+    for i in range(80):
+        with open(os.path.join(many, "f%02d.bin" % i), "wb") as f:
+            f.write(bytes([i]) * 20000)  # over the 16 KiB kept in memory: a descriptor each
+    # 512 files: an eighth (64) is kept back from connections, half of it (32) for the cache.
+    srv = Server(["prlimit", "--nofile=512:512", CREST_BIN, "demo", "--host", "127.0.0.1",
+                  "--port", "0", "--threads", "1", "--quiet", "--public", many, "--db",
+                  "sqlite:" + os.path.join(_TMP, "many.db")])
+    def files_open(pid):
+        fd_dir = "/proc/%d/fd" % pid
+        n = 0
+        for fd in os.listdir(fd_dir):
+            try:
+                n += os.readlink(os.path.join(fd_dir, fd)).startswith(many + "/")
+            except OSError:
+                pass  # closed meanwhile
+        return n
+    with srv:
+        with srv.connect() as c:
+            for i in range(80):
+                r = c.request("GET", "/f%02d.bin" % i)
+                eq((r.status, r.body), (200, bytes([i]) * 20000), "file %d" % i)
+        held = files_open(srv.proc.pid)
+        check(0 < held <= 32, "descriptors of the folder's files held after 80 of them: %d" % held)
+        with srv.connect() as c:
+            eq(c.request("GET", "/f00.bin").body, bytes([0]) * 20000, "an evicted file again")
+
+
 @T.case("HTTP/2: files, ranges and a large file in DATA frames")
 def _():
     if TLS_MODE:
