@@ -347,6 +347,22 @@ static void put_int(cli_opts_t *out, const flag_t *f, long v) {
 /* Store one value of flag `f` taken from `who` (the flag as written, or the variable). A list
  * value from the environment may hold several items separated by commas or spaces. Returns 0 or
  * CLI_EXIT_USAGE after printing the error. */
+/* Append one value of a repeatable flag: checked, and at most CLI_MAX_LIST of them. */
+static int list_add(cli_opts_t *out, const flag_t *f, const char *who, const char *val) {
+    const char **items = (const char **)((char *)out + f->off);
+    size_t *n = (size_t *)((char *)out + f->count_off);
+    const char *want;
+    if (f->check && (want = f->check(val)) != NULL)
+        return bad(who, want, val);
+    if (*n >= CLI_MAX_LIST) {
+        char buf[64];
+        snprintf(buf, sizeof(buf), "at most %d values", CLI_MAX_LIST);
+        return bad(who, buf, val);
+    }
+    items[(*n)++] = val;
+    return 0;
+}
+
 static int set_value(cli_opts_t *out, const flag_t *f, const char *who, const char *val,
                      int from_env) {
     char *p = (char *)out + f->off;
@@ -394,19 +410,8 @@ static int set_value(cli_opts_t *out, const flag_t *f, const char *who, const ch
         return bad(who, buf, val);
     }
     case K_LIST: {
-        const char **items = (const char **)p;
-        size_t *n = (size_t *)((char *)out + f->count_off);
-        if (!from_env) {
-            if (f->check && (want = f->check(val)) != NULL)
-                return bad(who, want, val);
-            if (*n >= CLI_MAX_LIST) {
-                char buf[64];
-                snprintf(buf, sizeof(buf), "at most %d values", CLI_MAX_LIST);
-                return bad(who, buf, val);
-            }
-            items[(*n)++] = val;
-            return 0;
-        }
+        if (!from_env)
+            return list_add(out, f, who, val);
         /* The environment's string is split in a copy that lives as long as the process, as the
          * environment does (held by a static so that leak checkers see it reachable). */
         static char *env_copies[NFLAGS];
@@ -416,16 +421,9 @@ static int set_value(cli_opts_t *out, const flag_t *f, const char *who, const ch
         free(env_copies[f - flags]);
         env_copies[f - flags] = copy;
         for (char *save = NULL, *item = strtok_r(copy, ", \t", &save); item;
-             item = strtok_r(NULL, ", \t", &save)) {
-            if (f->check && (want = f->check(item)) != NULL)
-                return bad(who, want, item);
-            if (*n >= CLI_MAX_LIST) {
-                char buf[64];
-                snprintf(buf, sizeof(buf), "at most %d values", CLI_MAX_LIST);
-                return bad(who, buf, val);
-            }
-            items[(*n)++] = item;
-        }
+             item = strtok_r(NULL, ", \t", &save))
+            if (list_add(out, f, who, item) != 0)
+                return CLI_EXIT_USAGE;
         return 0;
     }
     }
