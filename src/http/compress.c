@@ -524,31 +524,6 @@ int crest__compress_end(crest_req_t *req) {
 
 /* ---- the middleware ---- */
 
-unsigned crest__req_accept_encoding(const crest_req_t *req) {
-    size_t count, n = 0;
-    const crest_header_t *h = crest_req_headers(req, &count);
-    const crest_header_t *first = NULL;
-    char joined[1024];
-    size_t len = 0;
-    for (size_t i = 0; i < count; i++) {
-        if (h[i].name.len != 15 || strncasecmp(h[i].name.ptr, "accept-encoding", 15) != 0)
-            continue;
-        if (n++ == 0)
-            first = &h[i];
-        /* Several lines are one comma-separated list (RFC 9110 5.3); one too long to join is
-         * taken as malformed (identity only). */
-        if (len + 2 + h[i].value.len > sizeof(joined))
-            return 0;
-        if (len > 0)
-            memcpy(joined + len, ", ", 2), len += 2;
-        memcpy(joined + len, h[i].value.ptr, h[i].value.len);
-        len += h[i].value.len;
-    }
-    if (n <= 1)
-        return first ? crest__accept_encoding(first->value) : 0;
-    return crest__accept_encoding((crest_str_t){joined, len});
-}
-
 static int compress_mw(crest_req_t *req, void *data) {
     req->gz = data;
     req->gz_accept = (crest__req_accept_encoding(req) & CREST__ENC_GZIP) != 0;

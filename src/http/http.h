@@ -261,10 +261,6 @@ static inline char *crest__fmt_u64(char *end, uint64_t v) {
     return end;
 }
 
-/* compress.c */
-/* The codings (CREST__ENC_* of cond.h) the request's Accept-Encoding lines accept together. */
-unsigned crest__req_accept_encoding(const crest_req_t *req);
-
 /* static.c */
 typedef struct crest__static_mount_s crest__static_mount_t;
 /* Serve a GET or HEAD no route matched from the mount that covers its path: 0 when answered,
@@ -309,6 +305,9 @@ void crest__client_pick(const crest__cidr_t *blocks, size_t n, const crest__addr
 const crest__addr_t *crest__req_client_addr(crest_req_t *req);
 
 /* response.c */
+/* The codings (CREST__ENC_* of cond.h) the request's Accept-Encoding lines accept together: for
+ * compression and static files' precompressed siblings alike. During the handler call. */
+unsigned crest__req_accept_encoding(const crest_req_t *req);
 /* Append ready-made header lines ("Name: value\r\n" each, checked by the caller once) to the
  * response: one copy, no per-byte validation. Returns as crest_res_header(). */
 int crest__res_header_block(crest_req_t *req, const char *text, size_t len);

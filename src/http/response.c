@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "http/cond.h"
 #include "http/http.h"
 
 /* ---- requests ---- */
@@ -130,6 +131,38 @@ crest_str_t crest_req_header(const crest_req_t *req, const char *name) {
             return h->value;
     }
     return (crest_str_t){NULL, 0};
+}
+
+unsigned crest__req_accept_encoding(const crest_req_t *req) {
+    size_t count, n = 0;
+    const crest_header_t *h = crest_req_headers(req, &count);
+    const crest_header_t *first = NULL;
+    char joined[1024];
+    size_t len = 0;
+    for (size_t i = 0; i < count; i++) {
+        if (h[i].name.len != 15 || strncasecmp(h[i].name.ptr, "accept-encoding", 15) != 0)
+            continue;
+        if (n++ == 0) {
+            first = &h[i]; /* the usual case, parsed where it is */
+            continue;
+        }
+        /* Several lines are one comma-separated list (RFC 9110 5.3); too long to join is taken
+         * as malformed (identity only). */
+        if (n == 2) {
+            if (first->value.len > sizeof(joined))
+                return 0;
+            memcpy(joined, first->value.ptr, first->value.len);
+            len = first->value.len;
+        }
+        if (len + 2 + h[i].value.len > sizeof(joined))
+            return 0;
+        memcpy(joined + len, ", ", 2);
+        memcpy(joined + len + 2, h[i].value.ptr, h[i].value.len);
+        len += 2 + h[i].value.len;
+    }
+    if (n <= 1)
+        return first ? crest__accept_encoding(first->value) : 0;
+    return crest__accept_encoding((crest_str_t){joined, len});
 }
 
 const crest_header_t *crest_req_headers(const crest_req_t *req, size_t *count) {
