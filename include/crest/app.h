@@ -72,6 +72,10 @@ typedef struct {
     const char *tls_cert;
     const char *tls_key;
     uint32_t hsts_max_age; /* seconds; nonzero: Strict-Transport-Security on HTTPS answers */
+    /* A request a handler took charge of (returned 0) and nobody finished for this long is
+     * reported once with a warning naming its method, path and route (a forgotten answer); the
+     * request stays open. Default 30000 ms; 0: never. */
+    uint32_t unanswered_ms;
 } crest_app_opts_t;
 
 /* Fill `opts` with the defaults above. */
@@ -104,6 +108,47 @@ CREST_API int crest_app_use(crest_app_t *app, const char *prefix, crest_handler_
 
 /* Handler for requests no route matches (default: 404 text). */
 CREST_API void crest_app_not_found(crest_app_t *app, crest_handler_cb handler, void *data);
+
+/* ---- the chain around every response ----
+ *
+ * A request goes through: the middleware (crest_app_use, in the order added; a middleware may
+ * answer later and resume the chain with crest_req_next()), then the route (a route returning
+ * CREST_NEXT falls through to the next route whose pattern matches, then to the static mounts
+ * and the not-found handler). Errors crest answers itself (404, 405 with Allow, a handler's
+ * failure, and the requests the protocol rejects: 400, 408, 413, 414, 431, 501, 505) go to the
+ * error handler. Every response, whoever made it, passes the head hooks just before its head is
+ * sent, and the done hooks once it is finished. An OPTIONS request to a path that has routes but
+ * no OPTIONS route is answered 204 with Allow. */
+
+/* The error handler: answer `req` with `status` (crest_res_error() or any finishing call) and
+ * return 0, or return CREST_NEXT for crest's plain-text answer. For 405 the Allow header is
+ * already set. A request the protocol rejected may have no path or headers (crest_req_path()
+ * empty): the head was not read. Runs on the request's loop thread. */
+typedef int (*crest_error_cb)(crest_req_t *req, int status, void *data);
+/* Set the app's error handler (NULL: plain text, the default). Before crest_app_run(). */
+CREST_API void crest_app_on_error(crest_app_t *app, crest_error_cb cb, void *data);
+/* An error handler that answers every error with crest_res_error()'s JSON body. */
+CREST_API int crest_error_json(crest_req_t *req, int status, void *data);
+
+/* A head hook: called just before a response's head goes out (crest_res_send and friends,
+ * crest_res_start, errors and rejections alike), with the status about to be sent; it may add
+ * headers with crest_res_header() and must not finish the request. Runs in the order added. */
+typedef void (*crest_head_cb)(crest_req_t *req, int status, void *data);
+/* Add a head hook. Before crest_app_run(); CREST_EBUSY once running, CREST_ENOMEM. */
+CREST_API int crest_app_on_head(crest_app_t *app, crest_head_cb cb, void *data);
+
+typedef struct {
+    int status;           /* the status sent; 0 when the client left before an answer */
+    uint64_t body_bytes;  /* response body bytes handed to the connection */
+    uint64_t duration_ns; /* from the request's arrival to its finishing call */
+} crest_res_info_t;
+/* A done hook: called once the response is finished (sent, or given up because the client
+ * left), before the request is freed. The request's head (path, headers) is no longer there;
+ * crest_req_route(), crest_req_id(), crest_req_get() and crest_req_client() still answer. It
+ * must not answer. Runs in the order added, on the request's loop thread. */
+typedef void (*crest_done_cb)(crest_req_t *req, const crest_res_info_t *info, void *data);
+/* Add a done hook. Before crest_app_run(); CREST_EBUSY once running, CREST_ENOMEM. */
+CREST_API int crest_app_on_done(crest_app_t *app, crest_done_cb cb, void *data);
 
 /* Bind the listening sockets now (crest_app_run() does it if not done), so that errors such as
  * CREST_EADDRINUSE come back before threads start and crest_app_port() knows the port. With
@@ -141,6 +186,15 @@ CREST_API int crest_loop_post(crest_loop_t *loop, crest_loop_cb cb, void *arg);
  * callbacks run at once (early), so that they can release what they hold; requests they answer
  * are aborted by then. Returns 0 or CREST_ENOMEM. */
 CREST_API int crest_loop_after(crest_loop_t *loop, uint64_t ms, crest_loop_cb cb, void *arg);
+/* A cancellable timer: cb(loop, arg) once, on `loop`'s thread, after `ms` milliseconds. Returns
+ * its id (never 0) for crest_loop_cancel(), or 0 when memory ran out. Only from `loop`'s own
+ * thread; cb never runs before this returns. As with crest_loop_after(), a stop that outlasts the
+ * shutdown timeout runs pending callbacks early. */
+CREST_API uint64_t crest_loop_timer(crest_loop_t *loop, uint64_t ms, crest_loop_cb cb, void *arg);
+/* Cancel a timer: returns 0 when it was pending (cb will not run), CREST_ENOENT when it already
+ * ran, was cancelled, or the id is not one of this loop's. Only from `loop`'s thread; safe
+ * from inside any callback, that timer's own included. */
+CREST_API int crest_loop_cancel(crest_loop_t *loop, uint64_t id);
 /* The loop's index, 0 .. threads-1. */
 CREST_API int crest_loop_index(const crest_loop_t *loop);
 

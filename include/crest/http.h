@@ -4,7 +4,9 @@
  * call these functions only from that thread (a worker or another thread posts back with
  * crest_loop_post()). A handler answers at once, or later by keeping the pointer and calling one
  * of the finishing calls (crest_res_send*, crest_res_end) on the same thread. After a finishing
- * call the request is gone; do not touch it again.
+ * call the request is gone; do not touch it again. (A second finishing call made before the
+ * handler returns, or before the loop's next turn, is refused with CREST_EALREADY and sends
+ * nothing; debug builds also assert.)
  *
  * Views into the request (crest_str_t fields, headers, params, body) point into the connection's
  * read buffer and are valid only during the handler call. A handler that answers later copies what
@@ -99,6 +101,21 @@ CREST_API void *crest_req_alloc(crest_req_t *req, size_t size);
 /* Copy a view into request-lifetime memory (NUL-terminated as well); .ptr NULL when out of memory.
  */
 CREST_API crest_str_t crest_req_keep(crest_req_t *req, crest_str_t s);
+/* Per-request storage, for values middleware hands to later middleware and handlers: set `key`
+ * (a NUL-terminated name, compared as a string; the caller keeps it alive, a literal is usual)
+ * to `value`, replacing an earlier value of that key. Returns 0 or CREST_ENOMEM. The value is
+ * the caller's: crest frees nothing (crest_req_alloc() gives memory that goes with the request).
+ */
+CREST_API int crest_req_set(crest_req_t *req, const char *key, void *value);
+/* The value set for `key`, or NULL. */
+CREST_API void *crest_req_get(const crest_req_t *req, const char *key);
+/* Go on with the chain after a middleware that returned 0 without answering (it awaited a
+ * database or a downstream call): the next middleware, then the route, run now, inside this
+ * call. The request's head and body stay readable until then: crest keeps a copy of them when
+ * a middleware returns 0 without answering. Only on the request's loop thread, once per
+ * suspension. Returns 0, CREST_EINVAL when the chain is not waiting, CREST_ECANCELED when the
+ * client has gone (the request is then freed: do not touch it again). */
+CREST_API int crest_req_next(crest_req_t *req);
 /* Register a callback for a client that leaves before a later answer. Replaces an earlier one. */
 CREST_API void crest_req_on_abort(crest_req_t *req, crest_abort_cb cb, void *arg);
 /* Nonzero once the client has gone; a finishing call then only frees the request. */
@@ -107,9 +124,12 @@ CREST_API int crest_req_aborted(const crest_req_t *req);
 /* ---- response ----
  * Server, Date and Content-Length (or Transfer-Encoding: chunked) are added by crest. */
 
-/* Add a response header (copied). Call before the response is sent or started. Returns 0,
- * CREST_EINVAL for a name or value with characters not allowed in a field, CREST_EALREADY when
- * the response was already started, CREST_ENOMEM. */
+/* Add a response header (copied). Call before the response is sent or started. The framing
+ * headers are crest's own: Content-Length, Transfer-Encoding, Date and Upgrade are refused
+ * (CREST_EINVAL); Connection: close is honoured (the connection closes after this response)
+ * instead of being sent as a header; a Content-Type set here is sent when the finishing call
+ * names none (NULL) and replaced by the one it names otherwise, so there is never a second. Returns 0, CREST_EINVAL for a name or value with characters
+ * not allowed in a field, CREST_EALREADY when the response was already started, CREST_ENOMEM. */
 CREST_API int crest_res_header(crest_req_t *req, const char *name, const char *value);
 
 /* Send a complete response; the body is copied. content_type may be NULL for none. Finishing
@@ -130,6 +150,12 @@ CREST_API int crest_res_status(crest_req_t *req, int status);
 
 /* Send `json` (already serialised) as application/json. Finishing call. */
 CREST_API int crest_res_json(crest_req_t *req, int status, const char *json, size_t len);
+
+/* Answer an error with crest's JSON error body, the one shape every error crest writes in JSON
+ * has: {"status":422,"error":"<message>"} (message NULL: the status's reason phrase), and for
+ * validation failures "field" (the first field at fault) and "errors" ([{"field","message"}],
+ * every one) after them. Finishing call; returns as crest_res_send(). */
+CREST_API int crest_res_error(crest_req_t *req, int status, const char *message);
 
 /* Start a streamed response with Transfer-Encoding: chunked (HTTP/1.1) or close-delimited
  * (HTTP/1.0). Then crest_res_write() any number of times and crest_res_end() to finish. */
