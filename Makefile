@@ -114,7 +114,13 @@ $(ITAPP): tests/it/it_app.c $(BUILD)/obj/app/cli.o $(BUILD)/libcrest.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) $(MODE_LDFLAGS) -o $@ $< $(BUILD)/obj/app/cli.o $(BUILD)/libcrest.a $(BIN_LDLIBS)
 
-unit: $(UNIT_BIN) $(ITAPP)
+# More test apps (tests/it/<name>_app.c), each for the corners of one feature; same flags.
+IT_APPS := $(filter-out $(ITAPP),$(patsubst tests/it/%.c,$(BUILD)/tests/%,$(wildcard tests/it/*_app.c)))
+$(BUILD)/tests/%_app: tests/it/%_app.c $(BUILD)/obj/app/cli.o $(BUILD)/libcrest.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) $(MODE_LDFLAGS) -o $@ $< $(BUILD)/obj/app/cli.o $(BUILD)/libcrest.a $(BIN_LDLIBS)
+
+unit: $(UNIT_BIN) $(ITAPP) $(IT_APPS)
 
 # libFuzzer targets: fuzz/<name>/fuzz_<name>.c with a seed corpus in fuzz/<name>/corpus/, built
 # with clang into build-fuzz/ (the sources are compiled in, instrumented).

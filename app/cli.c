@@ -163,6 +163,8 @@ static const flag_t flags[] = {
      "close a client that takes none of its output this long (30s)"},
     {"shutdown-timeout", K_DUR, "DUR", 0, 0, AT(app.shutdown_timeout_ms), 0, NULL, T_TIMEOUTS,
      NULL, "grace for requests in flight on SIGTERM (default 10s)"},
+    {"unanswered-warn", K_DUR, "DUR", 0, 0, AT(app.unanswered_ms), 0, NULL, T_TIMEOUTS, NULL,
+     "warn once about a request nobody answered for this long (default 30s; 0: never)"},
     {"workers", K_INT, "N", 1, 1024, AT(workers), 0, NULL, T_WORKERS, NULL,
      "CPU worker threads (default: number of CPUs)"},
     {"work-queue", K_INT, "N", 1, 1 << 24, AT(work_queue), 0, NULL, T_WORKERS, NULL,

@@ -125,11 +125,12 @@ CREST_API int crest_req_aborted(const crest_req_t *req);
  * Server, Date and Content-Length (or Transfer-Encoding: chunked) are added by crest. */
 
 /* Add a response header (copied). Call before the response is sent or started. The framing
- * headers are crest's own: Content-Length, Transfer-Encoding, Date and Upgrade are refused
- * (CREST_EINVAL); Connection: close is honoured (the connection closes after this response)
- * instead of being sent as a header; a Content-Type set here is sent when the finishing call
- * names none (NULL) and replaced by the one it names otherwise, so there is never a second. Returns 0, CREST_EINVAL for a name or value with characters
- * not allowed in a field, CREST_EALREADY when the response was already started, CREST_ENOMEM. */
+ * headers are crest's own: Content-Length, Transfer-Encoding and Date are refused (CREST_EINVAL);
+ * Connection: close is honoured (the connection closes after this response) instead of being
+ * sent as a header; a Content-Type set here is sent when the finishing call
+ * names none (NULL) and replaced by the one it names otherwise, so there is never a second. Returns
+ * 0, CREST_EINVAL for a name or value with characters not allowed in a field, CREST_EALREADY when
+ * the response was already started, CREST_ENOMEM. */
 CREST_API int crest_res_header(crest_req_t *req, const char *name, const char *value);
 
 /* Send a complete response; the body is copied. content_type may be NULL for none. Finishing

@@ -1,5 +1,6 @@
 /* The app: options, routes and middleware, the dispatch of a request through them, and each
  * loop's HTTP state; running it is the runtime's job (core/run.c). */
+#include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,6 +31,7 @@ void crest_app_opts_default(crest_app_opts_t *o) {
     o->server_name = "crest";
     o->handle_signals = 1;
     o->systemd = 1;
+    o->unanswered_ms = 30000;
 }
 
 /* ---- each loop's HTTP state ---- */
@@ -55,6 +57,10 @@ void crest__http_date_refresh(crest_loop_t *loop) {
 
 static int http_loop_start(crest_loop_t *loop) {
     loop->upper = &crest__app_of(loop)->hloops[loop->index];
+    crest__http_loop_t *hl = crest__http_loop(loop);
+    /* Unreferenced: it never keeps a stopping loop alive; the loop's last walk closes it. */
+    uv_timer_init(&loop->uv, &hl->pend_timer);
+    uv_unref((uv_handle_t *)&hl->pend_timer);
     crest__http_date_refresh(loop);
     crest__obs_loop_start(loop);
     return 0;
@@ -70,6 +76,16 @@ static void http_loop_stop(crest_loop_t *loop) {
     }
     crest__static_cache_free(hl->fcache);
     hl->fcache = NULL;
+    for (crest_req_t *r = hl->pend_head; r != NULL; r = r->pend_next) {
+        /* Its loop is done and it was never finished: a handler forgot it (it leaks). */
+        const char *m = crest_method_name((crest_method_t)r->method);
+        crest__log(&crest__app_of(loop)->rt, CREST_LOG_ERROR,
+                   "request %s %s was never finished (no finishing call before the loop ended)",
+                   m ? m : "?", r->route ? r->route : "(in middleware)");
+#ifdef CREST_DEBUG
+        assert(!"a request was never finished");
+#endif
+    }
 }
 
 void crest__http_drain_add(crest_loop_t *loop, crest__drain_node_t *n) {
@@ -128,11 +144,6 @@ static const crest__rt_hooks_t http_hooks = {
     .refusal_len = sizeof(refusal) - 1,
 };
 
-static int not_found_default(crest_req_t *req, void *data) {
-    (void)data;
-    return crest_res_status(req, 404);
-}
-
 crest_app_t *crest_app_new(const crest_app_opts_t *opts) {
     crest_app_t *app = calloc(1, sizeof(*app));
     if (app == NULL)
@@ -168,7 +179,6 @@ crest_app_t *crest_app_new(const crest_app_opts_t *opts) {
         app->hsts_len = n > 0 && (size_t)n < sizeof(app->hsts) ? (size_t)n : 0;
     }
     app->router = crest__router_new();
-    app->not_found = not_found_default;
     if (app->host == NULL || app->server_name == NULL || app->router == NULL || copies_failed ||
         crest__obs_new(app) != 0) {
         crest_app_free(app);
@@ -196,6 +206,8 @@ void crest_app_free(crest_app_t *app) {
     for (size_t i = 0; i < app->nmws; i++)
         free(app->mws[i].prefix);
     free(app->mws);
+    free(app->heads);
+    free(app->dones);
     crest__router_free(app->router);
     free(app->host);
     free(app->tls_cert);
@@ -246,11 +258,37 @@ int crest_app_use(crest_app_t *app, const char *prefix, crest_handler_cb mw, voi
     size_t len = strlen(copy);
     if (len > 1 && copy[len - 1] == '/')
         copy[--len] = '\0'; /* "/api/" and "/api" mean the same subtree */
-    m[app->nmws++] = (crest__mw_t){copy, len, mw, data};
+    m[app->nmws++] = (crest__mw_t){copy, len, mw, data, 0};
     return 0;
 }
 
-/* ---- dispatch ---- */
+int crest__app_use_every(crest_app_t *app, const char *prefix, crest_handler_cb mw, void *data) {
+    int rc = crest_app_use(app, prefix, mw, data);
+    if (rc == 0) {
+        app->mws[app->nmws - 1].every = 1;
+        app->head_work = 1;
+    }
+    return rc;
+}
+
+/* ---- dispatch ----
+ *
+ * The chain of one request: middleware in the order added, then routes in matching order (one
+ * that returns CREST_NEXT passes it to the next route that matches), then the static mounts, the
+ * not-found handler and the error handler. Where it stands is kept in the request (mw_next,
+ * route_skip, chain), so that a middleware that awaits something can resume it later with
+ * crest_req_next().
+ *
+ * A step may finish the request, which frees (recycles) it: after each step the chain must know
+ * without touching it. A frame on the stack, listed on the loop while the chain runs, is marked
+ * by crest__req_free when its request ends; for the first run the protocol's slot also tells
+ * whether the connection let go of the request. */
+
+typedef struct crest__frame_s {
+    crest_req_t *req;
+    int finished;
+    struct crest__frame_s *up;
+} frame_t;
 
 static int mw_matches(const crest__mw_t *mw, crest_str_t path) {
     if (mw->len == 0)
@@ -260,63 +298,328 @@ static int mw_matches(const crest__mw_t *mw, crest_str_t path) {
     return path.len == mw->len || path.ptr[mw->len] == '/' || mw->prefix[mw->len - 1] == '/';
 }
 
+/* The request was finished by the last step, or its protocol gave it up. */
+static int ended(const frame_t *fr, crest_req_t *const *slot) {
+    return fr->finished || (slot != NULL && *slot != fr->req);
+}
+
+void crest__http_frame_end(crest_req_t *req) {
+    for (frame_t *f = crest__http_loop(req->loop)->frames; f != NULL; f = f->up)
+        if (f->req == req)
+            f->finished = 1;
+}
+
+int crest__http_error(crest_req_t *req, int status) {
+    const crest_app_t *app = crest__app_of(req->loop);
+    if (app->on_error != NULL && !req->in_error) {
+        req->in_error = 1;
+        int rc = app->on_error(req, status, app->on_error_data);
+        if (rc != CREST_NEXT)
+            return rc;
+    }
+    return crest_res_status(req, status);
+}
+
+static int route(crest_req_t *req, const frame_t *fr, crest_req_t *const *slot) {
+    const crest_app_t *app = crest__app_of(req->loop);
+    const crest__http_head_t *head = req->head;
+    crest__match_t *match = req->match;
+    req->chain = CREST__CHAIN_ROUTE;
+    int found;
+    for (;;) {
+        found = crest__router_match(app->router, head->method_id, head->path.ptr, head->path.len,
+                                    req->route_skip, match);
+        if (found != 200)
+            break;
+        req->route = match->route->pattern;
+        req->route_slot = match->route->slot;
+        int rc = match->route->cb(req, match->route->data);
+        if (ended(fr, slot) || rc != CREST_NEXT)
+            return rc;
+        req->route = NULL; /* passed on: the next route that matches, or none */
+        req->route_slot = 0;
+        req->route_skip++;
+    }
+    if (found == 405) {
+        char allow[160];
+        size_t n = crest__router_allow(match->allowed, allow, sizeof(allow) - 10);
+        if (req->method == CREST_METHOD_OPTIONS) {
+            /* No route claims OPTIONS here: answer it from the route table (RFC 9110 9.3.7). */
+            memcpy(allow + n, ", OPTIONS", 10);
+            crest_res_header(req, "Allow", allow);
+            return crest_res_send(req, 204, NULL, NULL, 0);
+        }
+        crest_res_header(req, "Allow", allow);
+        return crest__http_error(req, 405);
+    }
+    if (app->nmounts > 0 && (req->method == CREST_METHOD_GET || req->method == CREST_METHOD_HEAD)) {
+        int rc = crest__static_serve(req);
+        if (rc != CREST_NEXT)
+            return rc; /* a file answered (or failed) */
+    }
+    if (app->not_found != NULL) {
+        int rc = app->not_found(req, app->not_found_data);
+        if (ended(fr, slot) || rc != CREST_NEXT)
+            return rc;
+    }
+    return crest__http_error(req, 404);
+}
+
+/* Run the chain from where the request stands. */
+static int run(crest_req_t *req, const frame_t *fr, crest_req_t *const *slot) {
+    const crest_app_t *app = crest__app_of(req->loop);
+    crest_str_t path = req->head->path;
+    while (req->mw_next < app->nmws) {
+        const crest__mw_t *mw = &app->mws[req->mw_next++];
+        if (!mw_matches(mw, path))
+            continue;
+        req->chain = CREST__CHAIN_MW;
+        int rc = mw->cb(req, mw->data);
+        if (ended(fr, slot) || rc != CREST_NEXT) {
+            if (rc == 0 && !ended(fr, slot) && req->chain == CREST__CHAIN_MW)
+                req->chain = CREST__CHAIN_WAIT; /* taken: answered or resumed later */
+            return rc;
+        }
+    }
+    return route(req, fr, slot);
+}
+
+/* The request outlives its handler call: keep what is still needed of its head. */
+static void keep_head(crest_req_t *req);
+
+/* After the chain returned with the request still open: it is answered later. */
+static void after_chain(crest_req_t *req, int rc, const frame_t *fr, crest_req_t *const *slot) {
+    crest_app_t *app = crest__app_of(req->loop);
+    if (rc < 0 && !req->started) {
+        crest__log(&app->rt, CREST_LOG_ERROR, "handler failed: %s", crest_strerror(rc));
+        crest__http_error(req, rc == CREST_ENOMEM ? 503 : 500);
+        if (ended(fr, slot))
+            return;
+    } else if (rc < 0) {
+        crest__log(&app->rt, CREST_LOG_ERROR, "handler failed: %s", crest_strerror(rc));
+        req->w->abort(req);
+        req->w->finish(req);
+        return;
+    }
+    /* Still open: answered later. The views into the read buffer end here. */
+    crest__obs_keep(req);
+    req->match = NULL;
+    if (req->chain == CREST__CHAIN_WAIT) {
+        keep_head(req); /* crest_req_next() routes it later */
+    } else {
+        req->head = NULL;
+        req->body = (crest_str_t){NULL, 0};
+    }
+    if (!req->started && !req->pending && app->opts.unanswered_ms > 0)
+        crest__http_pend(req);
+}
+
 void crest__http_dispatch(crest_req_t *req, crest_req_t *const *slot) {
     crest_loop_t *loop = req->loop;
-    crest_app_t *app = crest__app_of(loop);
-    const crest__http_head_t *head = req->head;
+    crest__http_loop_t *hl = crest__http_loop(loop);
     crest__match_t match;
     match.nparams = 0;
     req->match = &match;
-    crest__http_loop_t *hl = crest__http_loop(loop);
     hl->dispatching = req; /* its head is valid until the handlers return (observe.c) */
-    int rc = CREST_NEXT;
-    for (size_t i = 0; i < app->nmws && rc == CREST_NEXT && *slot == req; i++)
-        if (mw_matches(&app->mws[i], head->path))
-            rc = app->mws[i].cb(req, app->mws[i].data);
-    if (rc == CREST_NEXT && *slot == req) {
-        int found = crest__router_match(app->router, head->method_id, head->path.ptr,
-                                        head->path.len, &match);
-        if (found == 200) {
-            req->route = match.route->pattern;
-            req->route_slot = match.route->slot;
-            rc = match.route->cb(req, match.route->data);
-        }
-        if (rc == CREST_NEXT && *slot == req) {
-            if (found == 405) {
-                char allow[128];
-                crest__router_allow(match.allowed, allow, sizeof(allow));
-                crest_res_header(req, "Allow", allow);
-                rc = crest_res_status(req, 405);
-            } else if (found == 404 && app->nmounts > 0 &&
-                       (req->method == CREST_METHOD_GET || req->method == CREST_METHOD_HEAD) &&
-                       (rc = crest__static_serve(req)) != CREST_NEXT) {
-                /* a file answered (or failed: below) */
-            } else if (app->not_found) {
-                rc = app->not_found(req, app->not_found_data);
-            }
-            if (rc == CREST_NEXT && *slot == req)
-                rc = crest_res_status(req, 404);
-        }
-    }
+    frame_t fr = {req, 0, hl->frames};
+    hl->frames = &fr;
+    int rc = run(req, &fr, slot);
+    hl->frames = fr.up;
     hl->dispatching = NULL;
-    if (*slot != req)
+    if (ended(&fr, slot))
         return; /* answered, or the connection closed (req then lives on detached) */
-    /* Still open: answered later. The views into the read buffer end here. */
-    crest__obs_keep(req);
-    req->head = NULL;
-    req->match = NULL;
-    req->body = (crest_str_t){NULL, 0};
-    if (rc < 0) {
-        crest__log(&app->rt, CREST_LOG_ERROR, "handler failed: %s", crest_strerror(rc));
-        if (req->started)
-            req->w->abort(req);
-        else
-            crest_res_status(req, rc == CREST_ENOMEM ? 503 : 500);
+    after_chain(req, rc, &fr, slot);
+}
+
+int crest_req_next(crest_req_t *req) {
+    if (req->freed || req->chain != CREST__CHAIN_WAIT)
+        return CREST_EINVAL;
+    if (crest__req_gone(req)) {
+        req->w->finish(req);
+        return CREST_ECANCELED;
+    }
+    crest__http_loop_t *hl = crest__http_loop(req->loop);
+    crest__match_t match;
+    match.nparams = 0;
+    req->match = &match;
+    req->chain = CREST__CHAIN_MW;
+    crest_req_t *outer = hl->dispatching;
+    hl->dispatching = req;
+    frame_t fr = {req, 0, hl->frames};
+    hl->frames = &fr;
+    int rc = run(req, &fr, NULL);
+    hl->frames = fr.up;
+    hl->dispatching = outer;
+    if (!ended(&fr, NULL))
+        after_chain(req, rc, &fr, NULL);
+    return 0;
+}
+
+/* A request a middleware took and will resume: its head and body are copied into its arena (a
+ * cost paid only by this path), so that routing and the handlers read them later as usual. */
+static void keep_head(crest_req_t *req) {
+    const crest__http_head_t *h = req->head;
+    if (h == NULL)
+        return;
+    size_t bytes = h->method.len + h->target.len + h->path.len + h->query.len + req->body.len + 5;
+    for (size_t i = 0; i < h->num_headers; i++)
+        bytes += h->headers[i].name.len + h->headers[i].value.len + 2;
+    crest__http_head_t *copy = crest_req_alloc(req, sizeof(*copy));
+    char *text = crest_req_alloc(req, bytes);
+    if (copy == NULL || text == NULL) {
+        /* Without memory the request cannot be resumed: it is answered now instead. */
+        req->chain = CREST__CHAIN_ROUTE;
+        req->head = NULL;
+        req->body = (crest_str_t){NULL, 0};
+        crest_res_status(req, 503);
+        return;
+    }
+    *copy = *h;
+#define KEEP(dst, src)                                                                             \
+    do {                                                                                           \
+        memcpy(text, (src).ptr, (src).len);                                                        \
+        (dst) = (crest_str_t){text, (src).len};                                                    \
+        text += (src).len;                                                                         \
+        *text++ = '\0';                                                                            \
+    } while (0)
+    KEEP(copy->method, h->method);
+    KEEP(copy->target, h->target);
+    KEEP(copy->path, h->path);
+    KEEP(copy->query, h->query);
+    for (size_t i = 0; i < h->num_headers; i++) {
+        KEEP(copy->headers[i].name, h->headers[i].name);
+        KEEP(copy->headers[i].value, h->headers[i].value);
+    }
+    KEEP(req->body, req->body);
+#undef KEEP
+    req->head = copy;
+}
+
+/* ---- the hooks around every response ---- */
+
+void crest_app_on_error(crest_app_t *app, crest_error_cb cb, void *data) {
+    app->on_error = cb;
+    app->on_error_data = data;
+}
+
+int crest_error_json(crest_req_t *req, int status, void *data) {
+    (void)data;
+    return crest_res_error(req, status, NULL);
+}
+
+static int add_hook(crest_app_t *app, crest__hook_t **list, size_t *n, crest__hook_t hook) {
+    if (app->rt.running)
+        return CREST_EBUSY;
+    crest__hook_t *l = realloc(*list, (*n + 1) * sizeof(*l));
+    if (l == NULL)
+        return CREST_ENOMEM;
+    l[(*n)++] = hook;
+    *list = l;
+    return 0;
+}
+
+int crest_app_on_head(crest_app_t *app, crest_head_cb cb, void *data) {
+    if (cb == NULL)
+        return CREST_EINVAL;
+    int rc = add_hook(app, &app->heads, &app->nheads, (crest__hook_t){cb, NULL, data});
+    app->head_work |= rc == 0;
+    return rc;
+}
+
+int crest_app_on_done(crest_app_t *app, crest_done_cb cb, void *data) {
+    if (cb == NULL)
+        return CREST_EINVAL;
+    return add_hook(app, &app->dones, &app->ndones, (crest__hook_t){NULL, cb, data});
+}
+
+void crest__http_head_work(crest_req_t *req, int status) {
+    const crest_app_t *app = crest__app_of(req->loop);
+    req->in_head = 1;
+    /* crest's header middleware the chain did not reach (a rejection has no path: only the
+     * middleware for every path applies then). */
+    for (size_t i = req->mw_next; i < app->nmws; i++) {
+        const crest__mw_t *mw = &app->mws[i];
+        if (mw->every && (req->head ? mw_matches(mw, req->head->path) : mw->len == 0))
+            mw->cb(req, mw->data);
+    }
+    for (size_t i = 0; i < app->nheads; i++)
+        app->heads[i].head(req, status, app->heads[i].data);
+    req->in_head = 0;
+}
+
+void crest__http_done_work(crest_req_t *req) {
+    const crest_app_t *app = crest__app_of(req->loop);
+    crest_res_info_t info = {req->status, req->body_sent, uv_hrtime() - req->start_ns};
+    for (size_t i = 0; i < app->ndones; i++)
+        app->dones[i].done(req, &info, app->dones[i].data);
+}
+
+/* ---- requests nobody answered ----
+ * A request answered later is listed (oldest first) until its head goes out or it ends; a timer
+ * that runs only while the list is not empty reports the ones older than unanswered_ms once. */
+
+static void on_pend_timer(uv_timer_t *t) {
+    crest_loop_t *loop = t->data;
+    crest__http_loop_t *hl = crest__http_loop(loop);
+    crest_app_t *app = crest__app_of(loop);
+    uint64_t now = uv_hrtime(), limit = (uint64_t)app->opts.unanswered_ms * 1000000;
+    int waiting = 0;
+    for (crest_req_t *r = hl->pend_head; r != NULL; r = r->pend_next) {
+        if (r->reported)
+            continue; /* reported once; it stays listed for the check at the loop's end */
+        if (now - r->start_ns < limit) {
+            waiting = 1; /* the rest are younger */
+            break;
+        }
+        r->reported = 1;
+        const char *m = crest_method_name((crest_method_t)r->method);
+        crest__log(&app->rt, CREST_LOG_WARN,
+                   "request %s %s not answered after %u ms (a handler took it and no finishing "
+                   "call came)",
+                   m ? m : "?", r->route ? r->route : "(in middleware)",
+                   (unsigned)app->opts.unanswered_ms);
+    }
+    if (!waiting) {
+        uv_timer_stop(t);
+        hl->pend_timer_on = 0;
     }
 }
 
+void crest__http_pend(crest_req_t *req) {
+    crest__http_loop_t *hl = crest__http_loop(req->loop);
+    req->pending = 1;
+    req->pend_next = NULL;
+    req->pend_prev = hl->pend_tail;
+    if (hl->pend_tail)
+        hl->pend_tail->pend_next = req;
+    else
+        hl->pend_head = req;
+    hl->pend_tail = req;
+    if (!hl->pend_timer_on && !req->loop->stopped) {
+        uint32_t ms = crest__app_of(req->loop)->opts.unanswered_ms;
+        uint64_t every = ms / 4 < 1000 ? ms / 4 + 1 : 1000;
+        hl->pend_timer.data = req->loop;
+        uv_timer_start(&hl->pend_timer, on_pend_timer, every, every);
+        hl->pend_timer_on = 1;
+    }
+}
+
+void crest__http_unpend(crest_req_t *req) {
+    crest__http_loop_t *hl = crest__http_loop(req->loop);
+    if (req->pend_prev)
+        req->pend_prev->pend_next = req->pend_next;
+    else
+        hl->pend_head = req->pend_next;
+    if (req->pend_next)
+        req->pend_next->pend_prev = req->pend_prev;
+    else
+        hl->pend_tail = req->pend_prev;
+    req->pend_next = req->pend_prev = NULL;
+    req->pending = 0;
+}
+
 void crest_app_not_found(crest_app_t *app, crest_handler_cb handler, void *data) {
-    app->not_found = handler ? handler : not_found_default;
+    app->not_found = handler;
     app->not_found_data = data;
 }
 

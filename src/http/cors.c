@@ -8,7 +8,11 @@
  *
  * A preflight is answered here with the methods the route really has, asked of the router, so
  * the list cannot drift from the routes. A preflight for a path with no route passes on and gets
- * the usual 404 (or the app's OPTIONS handler), without CORS headers. */
+ * the usual 404 (or the app's OPTIONS handler), without CORS headers.
+ *
+ * A response made before the chain reached this middleware (a request the parser rejected, an
+ * earlier middleware's 429) still gets the headers: the middleware is also run from the head
+ * hooks then (crest__app_use_every), so a browser can read every error. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -80,14 +84,16 @@ static int on_cors(crest_req_t *req, void *data) {
         int rc = vary ? ADD_LIT(req, "Vary: Origin\r\n") : 0;
         return rc < 0 ? rc : CREST_NEXT;
     }
-    int preflight = req->method == CREST_METHOD_OPTIONS &&
+    /* From the head hooks (a response made before the chain got here) only the headers of a
+     * plain request are added: a preflight is answered by this middleware only. */
+    int preflight = req->method == CREST_METHOD_OPTIONS && !req->in_head &&
                     crest_req_header(req, "Access-Control-Request-Method").ptr != NULL;
     char methods[128];
     if (preflight) {
         crest__match_t m;
         crest_str_t path = crest_req_path(req);
         const crest_app_t *app = crest__app_of(req->loop);
-        int found = crest__router_match(app->router, CREST_METHOD_OTHER, path.ptr, path.len, &m);
+        int found = crest__router_match(app->router, CREST_METHOD_OTHER, path.ptr, path.len, 0, &m);
         if (found == 404 && crest__static_covers(req->loop, path))
             m.allowed = 1u << CREST_METHOD_GET; /* a static mount's files: GET (and HEAD) */
         else if (found == 404)
@@ -96,7 +102,7 @@ static int on_cors(crest_req_t *req, void *data) {
         crest__router_allow(m.allowed & ~(1u << CREST_METHOD_HEAD), methods, sizeof(methods));
     }
     crest_buf_t *b = &req->res_headers;
-    if (req->started)
+    if (req->started && !req->in_head)
         return CREST_NEXT;
     crest_buf_puts(b, "Access-Control-Allow-Origin: ");
     crest_buf_puts(b, listed ? listed : "*");
@@ -187,5 +193,5 @@ int crest_app_cors(crest_app_t *app, const char *prefix, const crest_cors_opts_t
         return rc;
     if (failed)
         return CREST_ENOMEM;
-    return crest_app_use(app, prefix, on_cors, c);
+    return crest__app_use_every(app, prefix, on_cors, c);
 }

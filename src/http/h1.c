@@ -321,6 +321,25 @@ static void reject(crest__conn_t *c, int status) {
     crest__send_error(c, status, 1);
 }
 
+/* A rejection of a request whose head was read (400 for a missing Host, 413, 417, a bad chunked
+ * body, 503): the error handler and the head hooks see its method, path and headers (a CORS
+ * origin, a request id). The head points into rx, freed only after the answer was queued. */
+static void reject_head(crest__conn_t *c, int status, crest__http_head_t *head) {
+    crest_req_t *req = crest__req_new(conn_loop(c), c, &crest__h1_writer);
+    if (req == NULL) {
+        reject(c, status);
+        return;
+    }
+    req->head = head;
+    req->method = head->method_id;
+    req->version_minor = (unsigned)head->version_minor & 1;
+    req->head_only = head->method_id == CREST_METHOD_HEAD;
+    req->keep_alive = 0;
+    h1_of(c)->req = req;
+    crest__res_reject(req, status);
+    rx_free(c);
+}
+
 static void send_continue(crest__conn_t *c, const crest__http_head_t *head) {
     h1_rx_t *rx = h1_of(c)->rx;
     if (!head->expect_continue || head->version_minor == 0 || rx == NULL || rx->continue_sent)
@@ -389,18 +408,18 @@ static size_t handle_request(crest__conn_t *c, char *p, size_t n, h1_rx_t *rx) {
     }
     size_t hl = (size_t)r;
     if (head->version_minor == 1 && !head->has_host) {
-        reject(c, 400);
+        reject_head(c, 400, head);
         return n;
     }
     if (head->expect_unknown) {
-        reject(c, 417);
+        reject_head(c, 417, head);
         return n;
     }
     crest_str_t body = {NULL, 0};
     size_t used = hl;
     if (head->body_kind == CREST__BODY_LENGTH) {
         if (head->content_length > o->max_body) {
-            reject(c, 413);
+            reject_head(c, 413, head);
             return n;
         }
         size_t cl = (size_t)head->content_length;
@@ -433,14 +452,14 @@ static size_t handle_request(crest__conn_t *c, char *p, size_t n, h1_rx_t *rx) {
         size_t dec = n - raw_off, consumed = 0;
         int d = crest__http_chunked_decode(ch, p + raw_off, &dec, &consumed);
         if (d < 0) {
-            reject(c, 400);
+            reject_head(c, 400, head);
             return n;
         }
         memmove(p + hl + body_len, p + raw_off, dec);
         body_len += dec;
         raw_off += consumed;
         if (body_len > o->max_body) {
-            reject(c, 413);
+            reject_head(c, 413, head);
             return n;
         }
         if (d == 0) {
@@ -466,7 +485,7 @@ static size_t handle_request(crest__conn_t *c, char *p, size_t n, h1_rx_t *rx) {
     if (c->tx != NULL && crest__mem_over(loop->rt)) {
         /* Past the buffer budget, a connection that already holds unsent output gets no more
          * work (a fresh one still does: /metrics must answer during an overload). */
-        reject(c, 503);
+        reject_head(c, 503, head);
         return n;
     }
     if (c->tx != NULL)

@@ -54,6 +54,12 @@ struct crest_req_s {
     crest_str_t log_method; /* with an access log, for a request answered later: copies (arena) */
     crest_str_t log_path;
     crest_str_t log_ua;
+    const char *ctype;             /* a Content-Type set with crest_res_header (arena), or NULL */
+    struct crest__local_s *locals; /* crest_req_set's values (arena) */
+    crest_req_t *pend_next;        /* on the loop's list of requests answered later (pending) */
+    crest_req_t *pend_prev;
+    uint16_t mw_next;             /* the chain: the next middleware to run (app->mws index) */
+    uint16_t route_skip;          /* the chain: routes that passed the request on (CREST_NEXT) */
     uint32_t route_slot;          /* the matched route's slot (crest__router_slot), 0 when none */
     uint8_t rid_len;              /* the request id (crest_req_id), 0 when none */
     char rid[CREST__RID_MAX + 1]; /* NUL-terminated (a header value) */
@@ -79,6 +85,18 @@ struct crest_req_s {
     unsigned aborted : 1;
     unsigned client_known : 1; /* `client` is set */
     unsigned gz_accept : 1;    /* the client accepts gzip (with gz set) */
+    unsigned chain : 2;        /* CREST__CHAIN_*: where the request is in the chain */
+    unsigned in_head : 1;      /* the head hooks run: crest_res_header still adds headers */
+    unsigned in_error : 1;     /* the error handler was called for it */
+    unsigned pending : 1;      /* on the loop's pending list */
+    unsigned reported : 1;     /* reported as not answered (unanswered_ms) */
+    unsigned freed : 1;        /* finished and recycled: a second finishing call is refused */
+};
+
+enum {
+    CREST__CHAIN_MW = 0,    /* in the middleware (or not dispatched: a rejection) */
+    CREST__CHAIN_WAIT = 1,  /* a middleware took it (returned 0): crest_req_next resumes */
+    CREST__CHAIN_ROUTE = 2, /* routed: the handlers run, or ran */
 };
 
 /* Something of a loop that must be ended when the server stops, while its connection stays (an
@@ -137,6 +155,11 @@ typedef struct {
     _Atomic uint64_t rejected;
     struct crest__obs_loop_s *obs; /* observation: the access log's block, the lag timer */
     crest_req_t *dispatching;      /* the request whose handlers run now (its head is valid) */
+    struct crest__frame_s *frames; /* chains running now, innermost first (app.c) */
+    crest_req_t *pend_head;        /* requests answered later, oldest first (unanswered_ms) */
+    crest_req_t *pend_tail;
+    uv_timer_t pend_timer; /* checks the pending list while it is not empty */
+    int pend_timer_on;
     /* Request durations (http/observe.c): per (route slot, method), CREST__HIST_SLOTS counters
      * each (the buckets, then the sum in ns), made before the loop starts. */
     _Atomic uint64_t *hist;
@@ -169,7 +192,17 @@ typedef struct crest__mw_s {
     size_t len;
     crest_handler_cb cb;
     void *data;
+    /* Middleware of crest's that only adds headers (CORS, request ids, security headers): for a
+     * response made before the chain reached it (a rejection, an earlier middleware's answer) it
+     * runs from the head hooks, with req->in_head set; it must not answer then. */
+    int every;
 } crest__mw_t;
+
+typedef struct {
+    crest_head_cb head; /* one of the two */
+    crest_done_cb done;
+    void *data;
+} crest__hook_t;
 
 struct crest_app_s {
     void *data;
@@ -179,8 +212,15 @@ struct crest_app_s {
     crest__router_t *router;
     crest__mw_t *mws;
     size_t nmws;
-    crest_handler_cb not_found;
+    crest_handler_cb not_found; /* NULL: the error handler's 404 */
     void *not_found_data;
+    crest_error_cb on_error; /* NULL: plain text */
+    void *on_error_data;
+    crest__hook_t *heads; /* crest_app_on_head */
+    size_t nheads;
+    crest__hook_t *dones; /* crest_app_on_done */
+    size_t ndones;
+    int head_work; /* head hooks or `every` middleware exist: crest__res_head calls them */
     crest__http_loop_t *hloops; /* one per loop thread, made before they start */
     char *tls_cert;             /* copies of the option strings */
     char *tls_key;
@@ -206,6 +246,22 @@ static inline crest_app_t *crest__app_of(const crest_loop_t *loop) {
  * where its protocol keeps the request while it is open: the chain stops once a step answered
  * (then *slot no longer points to req). */
 void crest__http_dispatch(crest_req_t *req, crest_req_t *const *slot);
+/* Answer req with an error status through the app's error handler (plain text without one, or
+ * when it passes). Returns as a finishing call. */
+int crest__http_error(crest_req_t *req, int status);
+/* crest_app_use for middleware that only adds headers and must reach every response (see
+ * crest__mw_t.every). */
+int crest__app_use_every(crest_app_t *app, const char *prefix, crest_handler_cb mw, void *data);
+/* Just before req's head goes out: the `every` middleware the chain did not reach, then the head
+ * hooks (crest__res_head calls it when app->head_work). */
+void crest__http_head_work(crest_req_t *req, int status);
+/* req is finished: the done hooks (crest__req_free calls it when app->ndones). */
+void crest__http_done_work(crest_req_t *req);
+/* List req as answered later / take it off once its head went out or it ended. */
+void crest__http_pend(crest_req_t *req);
+void crest__http_unpend(crest_req_t *req);
+/* req ends: a chain running it (on this loop's stack) stops touching it. */
+void crest__http_frame_end(crest_req_t *req);
 /* The app frees ptr with free_fn(ptr) when it is freed; on failure (CREST_ENOMEM) it frees it at
  * once. */
 int crest__app_own(crest_app_t *app, void *ptr, void (*free_fn)(void *));

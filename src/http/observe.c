@@ -741,7 +741,7 @@ int crest_app_request_id(crest_app_t *app) {
         o->rid_prefix[sizeof(rnd)] = '-';
         o->rid_prefix[sizeof(rnd) + 1] = '\0';
     }
-    return crest_app_use(app, NULL, on_request_id, o);
+    return crest__app_use_every(app, NULL, on_request_id, o);
 }
 
 crest_str_t crest_req_id(const crest_req_t *req) {

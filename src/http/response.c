@@ -1,7 +1,9 @@
 /* Requests' accessors and the responses. A response goes out through its request's writer
  * (req->w), which its protocol installed: HTTP/1.1 serialises it onto the connection. */
+#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "http/cond.h"
 #include "http/http.h"
@@ -38,6 +40,14 @@ crest_req_t *crest__req_new(crest_loop_t *loop, crest__conn_t *c, const crest__w
 /* Every request ends here, whichever protocol carried it and however it ended (answered at once
  * or later, rejected by the parser, upgraded, its client gone): the one place it is observed. */
 void crest__req_free(crest_req_t *req) {
+    crest_loop_t *loop = req->loop;
+    crest__http_loop_t *hl = crest__http_loop(loop);
+    if (hl->frames != NULL)
+        crest__http_frame_end(req);
+    if (req->pending)
+        crest__http_unpend(req);
+    if (crest__app_of(loop)->ndones > 0)
+        crest__http_done_work(req);
     crest__obs_finish(req);
     if (req->gz_state != NULL)
         crest__compress_free(req); /* a compressed body cut short */
@@ -48,7 +58,7 @@ void crest__req_free(crest_req_t *req) {
         b = next;
     }
     req->arena = NULL;
-    crest_loop_t *loop = req->loop;
+    req->freed = 1;
     if (loop->stopped || req->res_headers.cap > 4096) {
         crest_buf_free(&req->res_headers);
     }
@@ -56,7 +66,6 @@ void crest__req_free(crest_req_t *req) {
         free(req);
         return;
     }
-    crest__http_loop_t *hl = crest__http_loop(loop);
     req->next_free = hl->free_reqs;
     hl->free_reqs = req;
 }
@@ -215,6 +224,34 @@ void *crest_req_alloc(crest_req_t *req, size_t size) {
     return b->data;
 }
 
+/* crest_req_set's values: a short list in the request's arena (a request carries a few). */
+typedef struct crest__local_s {
+    struct crest__local_s *next;
+    const char *key;
+    void *value;
+} local_t;
+
+int crest_req_set(crest_req_t *req, const char *key, void *value) {
+    for (local_t *l = req->locals; l != NULL; l = l->next)
+        if (strcmp(l->key, key) == 0) {
+            l->value = value;
+            return 0;
+        }
+    local_t *l = crest_req_alloc(req, sizeof(*l));
+    if (l == NULL)
+        return CREST_ENOMEM;
+    *l = (local_t){req->locals, key, value};
+    req->locals = l;
+    return 0;
+}
+
+void *crest_req_get(const crest_req_t *req, const char *key) {
+    for (const local_t *l = req->locals; l != NULL; l = l->next)
+        if (strcmp(l->key, key) == 0)
+            return l->value;
+    return NULL;
+}
+
 crest_str_t crest_req_keep(crest_req_t *req, crest_str_t s) {
     char *p = crest_req_alloc(req, s.len + 1);
     if (p == NULL)
@@ -286,11 +323,69 @@ static int valid_field(const char *s, int is_name) {
     return 1;
 }
 
+/* A second finishing call (or any call) on a request already finished: refused, and in a debug
+ * build a failed assertion, because the next request on the loop may reuse the object. */
+static int refuse_freed(void) {
+#ifdef CREST_DEBUG
+    assert(!"a finishing call on a request already finished");
+#endif
+    return CREST_EALREADY;
+}
+
+/* ASCII case-insensitive equality of a NUL-terminated name with a lowercase literal. */
+static int name_is(const char *name, const char *lower) {
+    for (; *name && *lower; name++, lower++)
+        if ((*name | 0x20) != *lower) /* '-' and digits are unchanged by the 0x20 bit */
+            return 0;
+    return *name == '\0' && *lower == '\0';
+}
+
+/* Connection's value names the "close" option (a comma-separated list of tokens). */
+static int names_close(const char *v) {
+    while (*v) {
+        while (*v == ' ' || *v == '\t' || *v == ',')
+            v++;
+        const char *t = v;
+        while (*v && *v != ',' && *v != ' ' && *v != '\t')
+            v++;
+        if (v - t == 5 && strncasecmp(t, "close", 5) == 0)
+            return 1;
+    }
+    return 0;
+}
+
 int crest_res_header(crest_req_t *req, const char *name, const char *value) {
-    if (req->started)
+    if (req->freed)
+        return refuse_freed();
+    if (req->started && !req->in_head)
         return CREST_EALREADY;
     if (!valid_field(name, 1) || !valid_field(value, 0))
         return CREST_EINVAL;
+    switch (name[0] | 0x20) { /* the framing is crest's: these are refused or taken over */
+    case 'c':
+        if (name_is(name, "content-length"))
+            return CREST_EINVAL;
+        if (name_is(name, "content-type")) {
+            crest_str_t kept = crest_req_keep(req, (crest_str_t){value, strlen(value)});
+            if (kept.ptr == NULL)
+                return CREST_ENOMEM;
+            req->ctype = kept.ptr; /* sent when the finishing call names none */
+            return 0;
+        }
+        if (name_is(name, "connection") && names_close(value)) {
+            req->keep_alive = 0; /* the protocol says it (HTTP/1.1) or ends the connection */
+            return 0;
+        }
+        break;
+    case 't':
+        if (name_is(name, "transfer-encoding"))
+            return CREST_EINVAL;
+        break;
+    case 'd':
+        if (name_is(name, "date"))
+            return CREST_EINVAL;
+        break;
+    }
     crest_buf_t *b = &req->res_headers;
     crest_buf_puts(b, name);
     crest_buf_append(b, ": ", 2);
@@ -308,7 +403,7 @@ void crest__res_reject(crest_req_t *req, int status) {
     crest__count(&crest__http_loop(req->loop)->rejected, 1);
     if (status == 503)
         crest_res_header(req, "Retry-After", "1");
-    crest_res_status(req, status);
+    crest__http_error(req, status);
 }
 
 void crest__http_count(crest_loop_t *loop, int status) {
@@ -316,6 +411,12 @@ void crest__http_count(crest_loop_t *loop, int status) {
 }
 
 int crest__res_head(crest_req_t *req, int status, const char *ctype, int64_t body_len) {
+    if (crest__app_of(req->loop)->head_work)
+        crest__http_head_work(req, status);
+    if (req->pending)
+        crest__http_unpend(req);
+    if (ctype == NULL)
+        ctype = req->ctype;
     int rc = req->w->head(req, status, ctype, body_len);
     if (rc == 0) {
         req->status = status;
@@ -327,6 +428,11 @@ int crest__res_head(crest_req_t *req, int status, const char *ctype, int64_t bod
 /* The common path of every complete response. */
 static int send_full(crest_req_t *req, int status, const char *ctype, const void *body, size_t len,
                      int borrowed, crest_release_cb release, void *arg) {
+    if (req->freed) {
+        if (borrowed && release)
+            release(arg);
+        return refuse_freed();
+    }
     if (req->started) { /* a streamed response cannot be replaced: cut it off */
         if (borrowed && release)
             release(arg);
@@ -403,6 +509,10 @@ static void free_cb(void *p) {
 }
 
 int crest_res_send_buf(crest_req_t *req, int status, const char *content_type, crest_buf_t *b) {
+    if (req->freed) {
+        crest_buf_free(b);
+        return refuse_freed();
+    }
     if (b->err) {
         crest_buf_free(b);
         return crest_res_status(req, 503);
@@ -420,6 +530,8 @@ int crest_res_send_buf(crest_req_t *req, int status, const char *content_type, c
 }
 
 int crest_res_start(crest_req_t *req, int status, const char *content_type) {
+    if (req->freed)
+        return refuse_freed();
     if (req->started || status < 200 || status > 599)
         return CREST_EINVAL;
     if (crest__req_gone(req))
@@ -436,6 +548,8 @@ int crest_res_start(crest_req_t *req, int status, const char *content_type) {
 }
 
 int crest_res_write(crest_req_t *req, const void *data, size_t len) {
+    if (req->freed)
+        return refuse_freed();
     if (!req->started)
         return CREST_EINVAL;
     if (crest__req_gone(req))
@@ -481,6 +595,8 @@ int crest_res_on_drain(crest_req_t *req, crest_drain_cb cb, void *arg) {
 }
 
 int crest_res_end(crest_req_t *req) {
+    if (req->freed)
+        return refuse_freed();
     if (!req->started) {
         req->w->finish(req);
         return CREST_EINVAL;
@@ -499,6 +615,8 @@ int crest_res_end(crest_req_t *req) {
 }
 
 int crest_res_abort(crest_req_t *req) {
+    if (req->freed)
+        return refuse_freed();
     req->abort_cb = NULL; /* the application is the one giving up */
     if (!crest__req_gone(req))
         req->w->abort(req); /* detaches req from its connection */

@@ -195,21 +195,48 @@ int crest__router_add(crest__router_t *r, int method_id, const char *pattern, cr
     return 0;
 }
 
-/* Depth-first with backtracking: a static edge first, then the parameter, then `*`. */
-static const node_t *match(const node_t *n, const char *p, size_t len, crest__match_t *m) {
+/* What a search looks for: a node with one of the `want` methods, the `skip`+1-th such node in
+ * matching order (a route that returned CREST_NEXT skips the ones before it). Every node the path
+ * ends at adds its methods to `seen` (for the 405 answer's Allow). */
+typedef struct {
+    unsigned want;
+    unsigned seen;
+    unsigned skip;
+} find_t;
+
+static int take(const node_t *n, find_t *f) {
+    if (n->methods == 0)
+        return 0;
+    f->seen |= n->methods;
+    if ((n->methods & f->want) == 0)
+        return 0;
+    if (f->skip > 0) {
+        f->skip--;
+        return 0;
+    }
+    return 1;
+}
+
+/* Depth-first with backtracking: a static edge first, then the parameter, then `*`. A node the
+ * path ends at that lacks the method does not stop the search: a later one that has it wins
+ * (GET /users/me and POST /users/:id: POST /users/me is the second route's). */
+static const node_t *match(const node_t *n, const char *p, size_t len, crest__match_t *m,
+                           find_t *f) {
     if (len == 0) {
-        if (n->methods)
+        if (take(n, f))
             return n;
         if (n->wild && n->wild->methods && m->nparams < CREST__MAX_PARAMS) {
             m->names[m->nparams] = (crest_str_t){"*", 1};
             m->values[m->nparams++] = (crest_str_t){p, 0};
-            return n->wild;
+            if (take(n->wild, f))
+                return n->wild;
+            m->nparams--;
         }
         return NULL;
     }
     const node_t *c = find_kid(n, p[0]);
     if (c && c->len <= len && memcmp(c->label, p, c->len) == 0) {
-        const node_t *r = match(c, p + c->len, len - c->len, m);
+        const node_t *r = match(c, p + c->len, len - c->len, m, f);
         if (r)
             return r;
     }
@@ -220,7 +247,7 @@ static const node_t *match(const node_t *n, const char *p, size_t len, crest__ma
         if (seg > 0) {
             m->names[m->nparams] = (crest_str_t){n->param->label, n->param->len};
             m->values[m->nparams++] = (crest_str_t){p, seg};
-            const node_t *r = match(n->param, p + seg, len - seg, m);
+            const node_t *r = match(n->param, p + seg, len - seg, m, f);
             if (r)
                 return r;
             m->nparams = saved;
@@ -229,28 +256,33 @@ static const node_t *match(const node_t *n, const char *p, size_t len, crest__ma
     if (n->wild && n->wild->methods && m->nparams < CREST__MAX_PARAMS) {
         m->names[m->nparams] = (crest_str_t){"*", 1};
         m->values[m->nparams++] = (crest_str_t){p, len};
-        return n->wild;
+        if (take(n->wild, f))
+            return n->wild;
+        m->nparams = saved;
     }
     return NULL;
 }
 
 int crest__router_match(const crest__router_t *r, int method_id, const char *path, size_t len,
-                        crest__match_t *m) {
+                        unsigned skip, crest__match_t *m) {
     m->route = NULL;
     m->allowed = 0;
     m->nparams = 0;
-    const node_t *n = match(&r->root, path, len, m);
-    if (n == NULL)
-        return 404;
-    if (method_id > 0 && method_id < CREST_METHOD__COUNT && (n->methods & (1u << method_id))) {
-        m->route = &n->routes[method_id];
+    find_t f = {0, 0, skip};
+    if (method_id > 0 && method_id < CREST_METHOD__COUNT)
+        f.want = 1u << method_id;
+    if (method_id == CREST_METHOD_HEAD)
+        f.want |= 1u << CREST_METHOD_GET; /* HEAD falls back to GET */
+    const node_t *n = match(&r->root, path, len, m, &f);
+    if (n != NULL) {
+        int id = n->methods & (1u << method_id) ? method_id : CREST_METHOD_GET;
+        m->route = &n->routes[id];
         return 200;
     }
-    if (method_id == CREST_METHOD_HEAD && (n->methods & (1u << CREST_METHOD_GET))) {
-        m->route = &n->routes[CREST_METHOD_GET];
-        return 200;
-    }
-    m->allowed = n->methods;
+    m->nparams = 0;
+    if (f.seen == 0 || skip > 0)
+        return 404; /* nothing at this path, or no later route for a request passed on */
+    m->allowed = f.seen;
     if (m->allowed & (1u << CREST_METHOD_GET))
         m->allowed |= 1u << CREST_METHOD_HEAD;
     return 405;

@@ -33,10 +33,14 @@ void crest__router_free(crest__router_t *r);
  * from another route's at the same position), CREST_ENOMEM. */
 int crest__router_add(crest__router_t *r, int method_id, const char *pattern, crest_handler_cb cb,
                       void *data);
-/* Match a path: 200 (m->route set; HEAD falls back to GET), 404, or 405 (m->allowed set).
- * Parameter values point into `path`. Static segments win over parameters, parameters over `*`. */
+/* Match a path: 200 (m->route set; HEAD falls back to GET), 404, or 405 (m->allowed set: the
+ * methods of every route whose pattern matches the path). Parameter values point into `path`.
+ * Static segments win over parameters, parameters over `*`; a route whose pattern matches but
+ * lacks the method does not hide a later one that has it. `skip` passes over that many routes
+ * that would match first (the ones that returned CREST_NEXT); with skip > 0 there is no 405,
+ * only 200 or 404. */
 int crest__router_match(const crest__router_t *r, int method_id, const char *path, size_t len,
-                        crest__match_t *m);
+                        unsigned skip, crest__match_t *m);
 /* Routes added so far; slots run from 1 to this. */
 size_t crest__router_routes(const crest__router_t *r);
 /* The template of the route in `slot` (1 .. crest__router_routes); NULL for another slot. */

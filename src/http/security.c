@@ -84,5 +84,5 @@ int crest_app_security(crest_app_t *app, const char *prefix, const crest_securit
     }
     b->len = (size_t)(o - b->text);
     int rc = crest__app_own(app, b, free);
-    return rc != 0 ? rc : crest_app_use(app, prefix, on_security, b);
+    return rc != 0 ? rc : crest__app_use_every(app, prefix, on_security, b);
 }

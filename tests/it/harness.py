@@ -406,6 +406,15 @@ def it_app(*args, env=None, tls=None):
                    *_tls_args(args, tls)], env=env)
 
 
+def test_app(name, *args, env=None, tls=None):
+    """Starts tests/it/<name>.c's binary (built beside the integration-test app) with --host
+    127.0.0.1 --port 0 ARGS..., TLS as demo()."""
+    path = os.path.join(os.path.dirname(CREST_IT_APP), name)
+    need_binary(path)
+    return Server([path, "--host", "127.0.0.1", "--port", "0", *args, *_tls_args(args, tls)],
+                  env=env)
+
+
 def run_cli(argv, timeout=5, env=None):
     """Runs a command that is expected to exit by itself. Returns (status, stdout, stderr).
 

@@ -94,6 +94,9 @@ def _():
                 c.send(b"GET /x HTTP/1.1\r\nHost: a\r\nBad Header\r\n\r\n")
                 r = c.read_response("GET")
                 eq(r.status, 400, "bad request")
+                bad_rid = r.headers.get("X-Request-Id")
+                check(bad_rid and bad_rid not in [x.headers.get("X-Request-Id") for _, x in got],
+                      "the rejection has a request id of its own: %r" % bad_rid)
             from test_h2 import H2
             with H2(srv.port) as h:
                 st = h.get("/plaintext?h2=1", headers=[("user-agent", "h2-client")])
@@ -110,7 +113,7 @@ def _():
                 check_line(e)
                 if e["request_id"] is not None:
                     by_id[e["request_id"]] = e
-            eq(len(by_id), len(got) + 1, "lines with ids")
+            eq(len(by_id), len(got) + 2, "lines with ids (the rejection's too)")
             for rid, (p, r) in ids.items():
                 e = by_id[rid]
                 eq(e["method"], "GET", "method")
@@ -126,7 +129,8 @@ def _():
                ("/plaintext", 200, 13, "h2-client"), "the HTTP/2 line")
             bad = [e for e in lines if e["status"] == 400]
             eq(len(bad), 1, "the rejected request's line")
-            eq((bad[0]["method"], bad[0]["path"], bad[0]["route"]), (None, None, None), "400 line")
+            eq((bad[0]["method"], bad[0]["path"], bad[0]["route"], bad[0]["request_id"]),
+               (None, None, None, bad_rid), "400 line")
         eq(len(read_lines(log)), len(got) + 2, "lines after the stop")
 
 

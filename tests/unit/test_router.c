@@ -44,7 +44,7 @@ static crest__router_t *build(void) {
 static void expect(const crest__router_t *r, int method, const char *path, int status,
                    const char *tag, const char *p1, const char *v1) {
     crest__match_t m;
-    int got = crest__router_match(r, method, path, strlen(path), &m);
+    int got = crest__router_match(r, method, path, strlen(path), 0, &m);
     if (got != status)
         fail_msg("%s: status %d, want %d", path, got, status);
     if (status != 200)
@@ -104,14 +104,52 @@ static void test_methods(void **state) {
     expect(r, CREST_METHOD_POST, "/users/9", 200, "post_user", "id", "9");
     expect(r, CREST_METHOD_HEAD, "/users/9", 200, "user", "id", "9"); /* HEAD -> GET */
     crest__match_t m;
-    assert_int_equal(crest__router_match(r, CREST_METHOD_PUT, "/users/9", 8, &m), 405);
+    assert_int_equal(crest__router_match(r, CREST_METHOD_PUT, "/users/9", 8, 0, &m), 405);
     char allow[64];
     crest__router_allow(m.allowed, allow, sizeof(allow));
     assert_string_equal(allow, "GET, HEAD, POST");
-    assert_int_equal(crest__router_match(r, CREST_METHOD_GET, "/a/b/c/d/e", 10, &m), 405);
+    assert_int_equal(crest__router_match(r, CREST_METHOD_GET, "/a/b/c/d/e", 10, 0, &m), 405);
     crest__router_allow(m.allowed, allow, sizeof(allow));
     assert_string_equal(allow, "DELETE");
-    assert_int_equal(crest__router_match(r, CREST_METHOD_OTHER, "/users", 6, &m), 405);
+    assert_int_equal(crest__router_match(r, CREST_METHOD_OTHER, "/users", 6, 0, &m), 405);
+    crest__router_free(r);
+}
+
+/* A path's first matching node that lacks the method does not hide a later one that has it;
+ * the 405's Allow is every matching route's methods. */
+static void test_method_aware(void **state) {
+    (void)state;
+    crest__router_t *r = build();
+    /* GET /users/new is static, POST /users/:id a parameter: POST /users/new is the latter's. */
+    expect(r, CREST_METHOD_POST, "/users/new", 200, "post_user", "id", "new");
+    assert_int_equal(crest__router_add(r, CREST_METHOD_PUT, "/files/*", h, (void *)"put_files"), 0);
+    expect(r, CREST_METHOD_PUT, "/files/x", 200, "put_files", "*", "x");
+    crest__match_t m;
+    assert_int_equal(crest__router_match(r, CREST_METHOD_PATCH, "/files/x", 8, 0, &m), 405);
+    char allow[64];
+    crest__router_allow(m.allowed, allow, sizeof(allow));
+    assert_string_equal(allow, "GET, HEAD, PUT");
+    crest__router_free(r);
+}
+
+/* skip: the routes that passed a request on (CREST_NEXT) are skipped, in matching order. */
+static void test_skip(void **state) {
+    (void)state;
+    crest__router_t *r = build();
+    crest__match_t m;
+    assert_int_equal(crest__router_match(r, CREST_METHOD_GET, "/users/new", 10, 0, &m), 200);
+    assert_string_equal(m.route->data, "user_new");
+    assert_int_equal(crest__router_match(r, CREST_METHOD_GET, "/users/new", 10, 1, &m), 200);
+    assert_string_equal(m.route->data, "user");
+    assert_int_equal(m.nparams, 1);
+    assert_int_equal(m.values[0].len, 3);
+    assert_int_equal(crest__router_match(r, CREST_METHOD_GET, "/users/new", 10, 2, &m), 404);
+    assert_int_equal(crest__router_match(r, CREST_METHOD_GET, "/files/x", 8, 1, &m), 200);
+    assert_string_equal(m.route->data, "files");
+    assert_int_equal(crest__router_match(r, CREST_METHOD_GET, "/files/x", 8, 2, &m), 404);
+    /* a parameter taken in a branch that failed is not left behind */
+    assert_int_equal(crest__router_match(r, CREST_METHOD_GET, "/users/7/posts", 14, 1, &m), 404);
+    assert_int_equal(m.nparams, 0);
     crest__router_free(r);
 }
 
@@ -147,7 +185,7 @@ static void test_many_routes(void **state) {
     for (int i = 0; i < 500; i++) {
         snprintf(path, sizeof(path), "/r%d/item%d", i % 37, i);
         crest__match_t m;
-        assert_int_equal(crest__router_match(r, CREST_METHOD_GET, path, strlen(path), &m), 200);
+        assert_int_equal(crest__router_match(r, CREST_METHOD_GET, path, strlen(path), 0, &m), 200);
         assert_ptr_equal(m.route->data, &ids[i]);
     }
     crest__router_free(r);
@@ -166,11 +204,11 @@ static void test_slots(void **state) {
     assert_string_equal(crest__router_slot(r, 3), "/users/:id");
     assert_string_equal(crest__router_slot(r, 8), "/users/:id");
     crest__match_t m;
-    assert_int_equal(crest__router_match(r, CREST_METHOD_GET, "/users/7", 8, &m), 200);
+    assert_int_equal(crest__router_match(r, CREST_METHOD_GET, "/users/7", 8, 0, &m), 200);
     assert_int_equal(m.route->slot, 3);
-    assert_int_equal(crest__router_match(r, CREST_METHOD_POST, "/users/7", 8, &m), 200);
+    assert_int_equal(crest__router_match(r, CREST_METHOD_POST, "/users/7", 8, 0, &m), 200);
     assert_int_equal(m.route->slot, 8);
-    assert_int_equal(crest__router_match(r, CREST_METHOD_GET, "/users/new", 10, &m), 200);
+    assert_int_equal(crest__router_match(r, CREST_METHOD_GET, "/users/new", 10, 0, &m), 200);
     assert_int_equal(m.route->slot, 4);
     crest__router_free(r);
 }
@@ -179,6 +217,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_static_and_params), cmocka_unit_test(test_wildcard),
         cmocka_unit_test(test_methods),           cmocka_unit_test(test_bad_patterns),
+        cmocka_unit_test(test_method_aware),      cmocka_unit_test(test_skip),
         cmocka_unit_test(test_many_routes),       cmocka_unit_test(test_slots),
     };
     return cmocka_run_group_tests_name("router", tests, NULL, NULL);
