@@ -1,7 +1,8 @@
 # crest build. `make` builds libcrest (static and shared), the crest binary and crest.pc into
 # build/. `make run` starts the demo app, `make test` runs every test (see README.md).
-# Options: CC=clang, SAN=1 (AddressSanitizer + UndefinedBehaviorSanitizer, into build-san/),
-# TSAN=1 (ThreadSanitizer, into build-tsan/), BUILD=dir, PREFIX=/usr/local for install.
+# Options: CC=clang, DEBUG=1 (an application's misuse asserts), SAN=1 (AddressSanitizer +
+# UndefinedBehaviorSanitizer, into build-san/), TSAN=1 (ThreadSanitizer, into build-tsan/),
+# BUILD=dir, PREFIX=/usr/local for install.
 # `make man` renders doc/*.scd with scdoc into $(BUILD)/man/ (part of `all` when scdoc is there).
 # `make install` puts the systemd units (dist/systemd/) into SYSTEMDUNITDIR, by default
 # $(PREFIX)/lib/systemd/system for PREFIX /usr or /usr/local (the two prefixes whose unit folder
@@ -30,6 +31,11 @@ else
 BUILD ?= build
 MODE_CFLAGS := -O2 -g
 MODE_LDFLAGS :=
+endif
+# DEBUG=1: assertions that catch an application's misuse (a second finishing call, a request
+# never finished) abort instead of being reported (defines CREST_DEBUG).
+ifeq ($(DEBUG),1)
+MODE_CFLAGS += -DCREST_DEBUG
 endif
 
 UV_CFLAGS := $(shell pkg-config --cflags libuv 2>/dev/null)

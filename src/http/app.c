@@ -246,6 +246,8 @@ int crest_app_use(crest_app_t *app, const char *prefix, crest_handler_cb mw, voi
         return CREST_EBUSY;
     if (mw == NULL || (prefix && prefix[0] != '/' && prefix[0] != '\0'))
         return CREST_EINVAL;
+    if (app->nmws >= UINT16_MAX)
+        return CREST_E2BIG; /* req->mw_next counts them in 16 bits */
     if (prefix == NULL || strcmp(prefix, "/") == 0)
         prefix = "";
     crest__mw_t *m = realloc(app->mws, (app->nmws + 1) * sizeof(*m));
@@ -266,7 +268,7 @@ int crest__app_use_every(crest_app_t *app, const char *prefix, crest_handler_cb 
     int rc = crest_app_use(app, prefix, mw, data);
     if (rc == 0) {
         app->mws[app->nmws - 1].every = 1;
-        app->head_work = 1;
+        app->every_end = app->nmws;
     }
     return rc;
 }
@@ -284,13 +286,9 @@ int crest__app_use_every(crest_app_t *app, const char *prefix, crest_handler_cb 
  * by crest__req_free when its request ends; for the first run the protocol's slot also tells
  * whether the connection let go of the request. */
 
-typedef struct crest__frame_s {
-    crest_req_t *req;
-    int finished;
-    struct crest__frame_s *up;
-} frame_t;
+typedef crest__frame_t frame_t;
 
-static int mw_matches(const crest__mw_t *mw, crest_str_t path) {
+static inline int mw_matches(const crest__mw_t *mw, crest_str_t path) {
     if (mw->len == 0)
         return 1;
     if (path.len < mw->len || memcmp(path.ptr, mw->prefix, mw->len) != 0)
@@ -369,10 +367,11 @@ static int route(crest_req_t *req, const frame_t *fr, crest_req_t *const *slot) 
 static int run(crest_req_t *req, const frame_t *fr, crest_req_t *const *slot) {
     const crest_app_t *app = crest__app_of(req->loop);
     crest_str_t path = req->head->path;
-    while (req->mw_next < app->nmws) {
-        const crest__mw_t *mw = &app->mws[req->mw_next++];
+    for (size_t i = req->mw_next, n = app->nmws; i < n; i++) {
+        const crest__mw_t *mw = &app->mws[i];
         if (!mw_matches(mw, path))
             continue;
+        req->mw_next = (uint16_t)(i + 1); /* where crest_req_next and the head hooks go on */
         req->chain = CREST__CHAIN_MW;
         int rc = mw->cb(req, mw->data);
         if (ended(fr, slot) || rc != CREST_NEXT) {
@@ -381,6 +380,7 @@ static int run(crest_req_t *req, const frame_t *fr, crest_req_t *const *slot) {
             return rc;
         }
     }
+    req->mw_next = (uint16_t)app->nmws;
     return route(req, fr, slot);
 }
 
@@ -521,9 +521,7 @@ static int add_hook(crest_app_t *app, crest__hook_t **list, size_t *n, crest__ho
 int crest_app_on_head(crest_app_t *app, crest_head_cb cb, void *data) {
     if (cb == NULL)
         return CREST_EINVAL;
-    int rc = add_hook(app, &app->heads, &app->nheads, (crest__hook_t){cb, NULL, data});
-    app->head_work |= rc == 0;
-    return rc;
+    return add_hook(app, &app->heads, &app->nheads, (crest__hook_t){cb, NULL, data});
 }
 
 int crest_app_on_done(crest_app_t *app, crest_done_cb cb, void *data) {

@@ -220,7 +220,9 @@ struct crest_app_s {
     size_t nheads;
     crest__hook_t *dones; /* crest_app_on_done */
     size_t ndones;
-    int head_work; /* head hooks or `every` middleware exist: crest__res_head calls them */
+    /* crest__res_head calls crest__http_head_work for a request whose chain stopped before
+     * mws[every_end - 1] (the last `every` middleware), or for every request with head hooks. */
+    size_t every_end;
     crest__http_loop_t *hloops; /* one per loop thread, made before they start */
     char *tls_cert;             /* copies of the option strings */
     char *tls_key;
@@ -253,7 +255,7 @@ int crest__http_error(crest_req_t *req, int status);
  * crest__mw_t.every). */
 int crest__app_use_every(crest_app_t *app, const char *prefix, crest_handler_cb mw, void *data);
 /* Just before req's head goes out: the `every` middleware the chain did not reach, then the head
- * hooks (crest__res_head calls it when app->head_work). */
+ * hooks (crest__res_head calls it when there is something to do: see every_end). */
 void crest__http_head_work(crest_req_t *req, int status);
 /* req is finished: the done hooks (crest__req_free calls it when app->ndones). */
 void crest__http_done_work(crest_req_t *req);
@@ -262,6 +264,12 @@ void crest__http_pend(crest_req_t *req);
 void crest__http_unpend(crest_req_t *req);
 /* req ends: a chain running it (on this loop's stack) stops touching it. */
 void crest__http_frame_end(crest_req_t *req);
+/* The innermost chain's frame (app.c); its layout is app.c's but for these two first fields. */
+typedef struct crest__frame_s {
+    crest_req_t *req;
+    int finished;
+    struct crest__frame_s *up;
+} crest__frame_t;
 /* The app frees ptr with free_fn(ptr) when it is freed; on failure (CREST_ENOMEM) it frees it at
  * once. */
 int crest__app_own(crest_app_t *app, void *ptr, void (*free_fn)(void *));

@@ -42,8 +42,12 @@ crest_req_t *crest__req_new(crest_loop_t *loop, crest__conn_t *c, const crest__w
 void crest__req_free(crest_req_t *req) {
     crest_loop_t *loop = req->loop;
     crest__http_loop_t *hl = crest__http_loop(loop);
-    if (hl->frames != NULL)
-        crest__http_frame_end(req);
+    if (hl->frames != NULL) {
+        if (hl->frames->req == req)
+            hl->frames->finished = 1; /* the usual case: answered by its own handler */
+        else
+            crest__http_frame_end(req);
+    }
     if (req->pending)
         crest__http_unpend(req);
     if (crest__app_of(loop)->ndones > 0)
@@ -411,7 +415,8 @@ void crest__http_count(crest_loop_t *loop, int status) {
 }
 
 int crest__res_head(crest_req_t *req, int status, const char *ctype, int64_t body_len) {
-    if (crest__app_of(req->loop)->head_work)
+    const crest_app_t *app = crest__app_of(req->loop);
+    if (req->mw_next < app->every_end || app->nheads > 0)
         crest__http_head_work(req, status);
     if (req->pending)
         crest__http_unpend(req);

@@ -151,8 +151,8 @@ static void done_hook(crest_req_t *req, const crest_res_info_t *info, void *data
 static int on_done(crest_req_t *req, void *data) {
     (void)data;
     char body[96];
-    int n = snprintf(body, sizeof(body), "%u %d %llu", done_count, done_last_status,
-                     done_last_bytes);
+    int n =
+        snprintf(body, sizeof(body), "%u %d %llu", done_count, done_last_status, done_last_bytes);
     return crest_res_send(req, 200, "text/plain", body, (size_t)n);
 }
 
