@@ -102,11 +102,15 @@ CREST_API int crest_app_route(crest_app_t *app, const char *method, const char *
 
 /* Add middleware for every request whose path is `prefix` or lies below it ("/api" matches
  * "/api" and "/api/x", not "/apix"; "/" or NULL matches all). Middleware runs in the order added,
- * before routing; it returns CREST_NEXT to pass on or 0 when it has answered (short-circuit).
- * Same errors as crest_app_route(). */
+ * before routing; it returns CREST_NEXT to pass on, or 0 when it has taken the request: it has
+ * answered (short-circuit), will answer later, or will resume the chain later with
+ * crest_req_next() (an auth check that awaits a database). Values for later middleware and the
+ * handler go through crest_req_set(). Same errors as crest_app_route(), and CREST_E2BIG past
+ * 65535 middleware. */
 CREST_API int crest_app_use(crest_app_t *app, const char *prefix, crest_handler_cb mw, void *data);
 
-/* Handler for requests no route matches (default: 404 text). */
+/* Handler for requests no route (and no static mount) matches; it may return CREST_NEXT to
+ * leave them to the error handler's 404. NULL (the default): the error handler's 404. */
 CREST_API void crest_app_not_found(crest_app_t *app, crest_handler_cb handler, void *data);
 
 /* ---- the chain around every response ----
