@@ -751,16 +751,22 @@ static const crest__writer_t h2_writer = {
 /* Answer the stream with `status` instead of dispatching its request (it is not complete, or
  * broke a limit): the rest of its body is dropped, and once the answer is out the client is told
  * to stop sending (RST_STREAM NO_ERROR, see on_frame_send). */
-static void stream_reject(h2_stream_t *s, int status) {
+static void build_head(h2_stream_t *s, crest_req_t *req, crest__http_head_t *head);
+
+/* head_read: the stream's header block is complete and valid (a 413 for its body): the error
+ * handler and the head hooks see its method, path and headers, as with HTTP/1.1. */
+static void stream_reject(h2_stream_t *s, int status, int head_read) {
     h2_t *h = s->h;
     crest_loop_t *loop = h2_loop(h);
     if (s->answered || s->req != NULL)
         return;
     s->reject = status;
-    buf_release(h, &s->fields);
     buf_release(h, &s->body);
+    crest_buf_t fields = s->fields; /* released after the answer: the head points into it */
+    s->fields = (crest_buf_t)CREST_BUF_INIT;
     crest_req_t *req = crest__req_new(loop, h->c, &h2_writer);
     if (req == NULL) {
+        buf_release(h, &fields);
         nghttp2_submit_rst_stream(h->ng, NGHTTP2_FLAG_NONE, s->id, NGHTTP2_INTERNAL_ERROR);
         return;
     }
@@ -768,7 +774,17 @@ static void stream_reject(h2_stream_t *s, int status) {
     req->version_minor = 1;
     req->keep_alive = 1;
     s->req = req;
-    crest__res_reject(req, status);
+    if (head_read) {
+        crest__http_head_t *head = &crest__http_loop(loop)->head;
+        s->fields = fields;
+        build_head(s, req, head);
+        s->fields = (crest_buf_t)CREST_BUF_INIT;
+        req->head = head;
+        req->method = head->method_id;
+        req->head_only = head->method_id == CREST_METHOD_HEAD;
+    }
+    crest__res_reject(req, status); /* req is finished (freed) by it */
+    buf_release(h, &fields);
 }
 
 static int str_is(const uint8_t *s, size_t len, const char *lower) {
@@ -860,12 +876,12 @@ static void stream_dispatch(h2_stream_t *s) {
         return;
     if (h->c->tx != NULL && crest__mem_over(loop->rt)) {
         /* As HTTP/1.1: past the buffer budget, a connection with unsent output gets no work. */
-        stream_reject(s, 503);
+        stream_reject(s, 503, 0);
         return;
     }
     crest_req_t *req = crest__req_new(loop, h->c, &h2_writer);
     if (req == NULL) {
-        stream_reject(s, 503);
+        stream_reject(s, 503, 0);
         return;
     }
     crest__http_head_t *head = &crest__http_loop(loop)->head;
@@ -965,11 +981,11 @@ static int on_data_chunk(nghttp2_session *ng, uint8_t flags, int32_t id, const u
     if (s == NULL || s->reject || s->answered || s->req != NULL)
         return 0; /* dropped: the request was answered already */
     if (s->body.len + len > h2_opts(h)->max_body) {
-        stream_reject(s, 413);
+        stream_reject(s, 413, 1);
         return 0;
     }
     if (buf_reserve(h, &s->body, s->body.len + len) != 0) {
-        stream_reject(s, 503);
+        stream_reject(s, 503, 0);
         return 0;
     }
     memcpy(s->body.ptr + s->body.len, data, len);
@@ -981,16 +997,16 @@ static int on_data_chunk(nghttp2_session *ng, uint8_t flags, int32_t id, const u
 static void on_request_headers(h2_t *h, h2_stream_t *s, int end_stream) {
     const crest_app_opts_t *o = h2_opts(h);
     if (s->reject) {
-        stream_reject(s, s->reject);
+        stream_reject(s, s->reject, 0);
         return;
     }
     if (s->has_length && s->content_length > o->max_body) {
-        stream_reject(s, 413); /* before the client sends it, as HTTP/1.1 does */
+        stream_reject(s, 413, 1); /* before the client sends it, as HTTP/1.1 does */
         return;
     }
     if (s->has_length && s->content_length > 0 && !end_stream &&
         buf_reserve(h, &s->body, (size_t)s->content_length) != 0) {
-        stream_reject(s, 503); /* the whole body is reserved now rather than refused half-way */
+        stream_reject(s, 503, 0); /* the whole body is reserved now rather than refused half-way */
         return;
     }
     if (end_stream)
@@ -1045,7 +1061,7 @@ static int on_frame_recv(nghttp2_session *ng, const nghttp2_frame *frame, void *
         (frame->hd.type == NGHTTP2_DATA || frame->hd.type == NGHTTP2_HEADERS)) {
         stream_request_done(s);
         if (s->reject && !s->answered)
-            stream_reject(s, s->reject);
+            stream_reject(s, s->reject, 0);
         else
             stream_dispatch(s);
     }
