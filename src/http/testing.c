@@ -47,7 +47,6 @@ typedef struct {
 
 /* One call's client end. Lives on the caller's stack for the call. */
 typedef struct {
-    crest_test_t *t;
     uv_pipe_t pipe;
     uv_write_t wreq;
     char *in; /* response bytes read; a chunked body is decoded in place behind the head */
@@ -344,7 +343,6 @@ static int exchange(crest_test_t *t, const char *req, size_t len, int head_only,
         return errno == ENOMEM || errno == ENOBUFS ? CREST_ENOMEM : CREST_EMFILE;
     call_t k;
     memset(&k, 0, sizeof(k));
-    k.t = t;
     k.head_only = head_only;
     int rc = uv_pipe_init(&loop->uv, &k.pipe, 0);
     if (rc == 0) {
@@ -380,13 +378,13 @@ static int exchange(crest_test_t *t, const char *req, size_t len, int head_only,
         while (!k.done && !k.expired)
             uv_run(&loop->uv, UV_RUN_ONCE);
         rc = k.done == 1 ? 0 : k.done != 0 ? k.done : CREST_ETIMEDOUT;
-        /* The client leaves: the server's end reads the close (a request still open hears its
-         * abort callback), and the call waits for it so that nothing of this request runs
-         * after the call returns, unless the server does not read any more. */
         uv_close((uv_handle_t *)&k.pipe, on_pipe_close);
-        k.expired = 0;
-        uv_timer_start(&t->timer, on_timer, CLOSE_WAIT_MS, 0);
     }
+    /* The client has left: the server's end reads the close (a request still open hears its
+     * abort callback), and the call waits for that so that nothing of this request runs after
+     * the call returns; at most CLOSE_WAIT_MS, for a server end that stopped reading. */
+    k.expired = 0;
+    uv_timer_start(&t->timer, on_timer, CLOSE_WAIT_MS, 0);
     while (!k.pipe_closed ||
            (!k.expired &&
             atomic_load_explicit(&loop->open_conns, memory_order_relaxed) > conns_before))

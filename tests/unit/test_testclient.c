@@ -569,6 +569,82 @@ static void test_sqlite_query(void **state) {
     assert_int_equal(rmdir(dir), 0);
 }
 
+/* ---- streams and upgrades: what the header says of them ---- */
+
+static atomic_int stream_closes;
+static void on_sse_close(crest_sse_t *sse) {
+    (void)sse;
+    atomic_fetch_add(&stream_closes, 1);
+}
+
+/* One event; the stream ends when data is non-NULL, else stays open. */
+static int h_events(crest_req_t *req, void *data) {
+    crest_sse_opts_t o;
+    crest_sse_opts_default(&o);
+    o.on_close = on_sse_close;
+    crest_sse_t *sse = crest_sse_start(req, &o);
+    if (sse == NULL)
+        return 0;
+    crest_sse_send(sse, NULL, NULL, "hi", 2);
+    if (data != NULL)
+        crest_sse_end(sse);
+    return 0;
+}
+
+static void on_ws_close(crest_ws_t *ws, int code, const char *reason, size_t len) {
+    (void)ws;
+    (void)reason;
+    (void)len;
+    assert_int_equal(code, 1006); /* the client left without a close frame */
+    atomic_fetch_add(&stream_closes, 1);
+}
+
+static void test_event_stream_and_websocket(void **state) {
+    (void)state;
+    crest_app_t *app = make_app(0);
+    static int end = 1;
+    assert_int_equal(crest_app_route(app, "GET", "/events", h_events, NULL), 0);
+    assert_int_equal(crest_app_route(app, "GET", "/events-end", h_events, &end), 0);
+    static crest_ws_opts_t wo;
+    crest_ws_opts_default(&wo);
+    wo.on_close = on_ws_close;
+    assert_int_equal(crest_ws_route(app, "/ws", &wo), 0);
+    crest_test_opts_t o;
+    crest_test_opts_default(&o);
+    o.timeout_ms = 100;
+    crest_test_t *t;
+    assert_int_equal(crest_test_new(app, &o, &t), 0);
+    atomic_store(&stream_closes, 0);
+    crest_test_res_t res;
+    /* A stream that stays open: the timeout, with the head and the event that came. */
+    assert_int_equal(crest_test_get(t, "/events", &res), CREST_ETIMEDOUT);
+    assert_int_equal(res.status, 200);
+    assert_str(crest_test_header(&res, "Content-Type"), "text/event-stream");
+    assert_non_null(strstr(res.body.ptr, "data: hi\n\n"));
+    assert_int_equal(atomic_load(&stream_closes), 1);
+    crest_test_res_free(&res);
+    /* A stream that ends: its body runs until the close. */
+    assert_int_equal(crest_test_get(t, "/events-end", &res), 0);
+    assert_int_equal(res.status, 200);
+    assert_non_null(strstr(res.body.ptr, "data: hi\n\n"));
+    assert_int_equal(atomic_load(&stream_closes), 2);
+    crest_test_res_free(&res);
+    /* A WebSocket upgrade: the 101 head, then the client leaves. */
+    crest_header_t h[] = {{{"Connection", 10}, {"Upgrade", 7}},
+                          {{"Upgrade", 7}, {"websocket", 9}},
+                          {{"Sec-WebSocket-Version", 21}, {"13", 2}},
+                          {{"Sec-WebSocket-Key", 17}, {"dGhlIHNhbXBsZSBub25jZQ==", 24}}};
+    crest_test_req_t rq = {.target = "/ws", .headers = h, .nheaders = 4};
+    assert_int_equal(crest_test_call(t, &rq, &res), 0);
+    assert_int_equal(res.status, 101);
+    assert_str(crest_test_header(&res, "Sec-WebSocket-Accept"), "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+    assert_int_equal(res.body.len, 0);
+    assert_int_equal(atomic_load(&stream_closes), 3);
+    crest_test_res_free(&res);
+    crest_test_free(t);
+    crest_app_free(app);
+}
+
 /* ---- the example of doc/testing.md, as written there ---- */
 
 static int get_user(crest_req_t *req, void *data) {
@@ -620,6 +696,7 @@ int main(void) {
         cmocka_unit_test(test_clients_one_after_another),
         cmocka_unit_test(test_app_stop_drains),
         cmocka_unit_test(test_sqlite_query),
+        cmocka_unit_test(test_event_stream_and_websocket),
         cmocka_unit_test(test_get_user),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
