@@ -298,6 +298,19 @@ void crest__rt_stop(crest__rt_t *rt);
 /* Free what the runtime holds (after crest__rt_run returned, or when it never ran). */
 void crest__rt_free(crest__rt_t *rt);
 
+/* The runtime without listeners or threads (http/testing.c's test client): one loop, run by the
+ * caller's thread in turns (uv_run), which is handed its connections (crest__conn_adopt).
+ * crest__rt_local_prepare is crest__rt_listen's counterpart (the limits, one loop; nothing is
+ * bound): CREST_EBUSY when the runtime runs or has listeners. crest__rt_local_start then makes and
+ * starts the loop (the layer's loop_start included) and marks the runtime running; a stop request
+ * (crest__rt_stop) makes the loop drain. crest__rt_local_stop drains and runs the loop until it
+ * finishes (the shutdown timeout forcing it), stops it and the worker pool as crest__rt_run's end
+ * does, and disposes of it (its memory, with its counters, stays until crest__rt_free). All on
+ * the caller's thread. */
+int crest__rt_local_prepare(crest__rt_t *rt);
+int crest__rt_local_start(crest__rt_t *rt);
+void crest__rt_local_stop(crest__rt_t *rt);
+
 /* ---- core/conn.c: client connections ---- */
 
 /* Output being written by libuv: `inflight` was handed to uv_write, `pending` collects what
@@ -408,7 +421,12 @@ int64_t crest__conn_sendfile(crest__conn_t *c, int fd, uint64_t *off, uint64_t l
 size_t crest__conn_buffered(const crest__conn_t *c);
 /* (Re)arm the write deadline of c's write in progress (c->tx). */
 void crest__conn_write_deadline(crest__conn_t *c);
-/* A loop's connections: accepting and buffers, on the loop's thread. */
+/* Make a connection of the socket fd (connected, non-blocking; its owner now) on `loop`, as an
+ * accepted one: the layer above installs its protocol and reading starts. On the loop's thread.
+ * Returns 0, or CREST_ENOMEM or libuv's error (fd is closed then). */
+int crest__conn_adopt(crest_loop_t *loop, int fd, const crest__addr_t *peer);
+/* A loop's connections: accepting (with a listen_fd; none for a loop that is handed its
+ * connections) and buffers, on the loop's thread. */
 int crest__conn_loop_start(crest_loop_t *loop);
 void crest__conn_loop_stop(crest_loop_t *loop);
 /* Stop accepting; each connection finishes (proto->on_shutdown) within shutdown_timeout. */

@@ -591,33 +591,36 @@ size_t crest__addr_format(const crest__addr_t *a, char *buf, size_t cap) {
     return strlen(buf);
 }
 
-static void conn_new(crest_loop_t *loop, int fd, const struct sockaddr_storage *peer) {
+int crest__conn_adopt(crest_loop_t *loop, int fd, const crest__addr_t *peer) {
     crest__conn_t *c = calloc(1, sizeof(*c) + loop->rt->hooks->conn_extra);
     if (c == NULL) {
         crest__log_limited(loop->rt, &loop->log_accept, CREST_LOG_ERROR, "accept: out of memory");
         close(fd);
-        return;
+        return CREST_ENOMEM;
     }
     uv_tcp_init(&loop->uv, &c->tcp);
     crest__count(&loop->open_conns, 1);
     crest__count(&loop->accepted, 1);
     atomic_fetch_add_explicit(&loop->rt->conns, 1, memory_order_relaxed);
     c->timer.cb = on_conn_timer;
-    crest__addr_from_sockaddr(&c->peer, peer);
-    if (uv_tcp_open(&c->tcp, fd) != 0) {
+    c->peer = *peer;
+    int rc = uv_tcp_open(&c->tcp, fd);
+    if (rc != 0) {
         close(fd);
         c->flags |= CONN_CLOSING;
         uv_close((uv_handle_t *)&c->tcp, on_close);
-        return;
+        return rc;
     }
-    /* Output goes out in one write per batch already; Nagle would only delay it. */
+    /* Output goes out in one write per batch already; Nagle would only delay it. (It fails,
+     * harmlessly, on the test client's Unix socket.) */
     uv_tcp_nodelay(&c->tcp, 1);
     if (loop->rt->tls != NULL && crest__tls_accept(c) != 0) {
         crest__conn_close(c);
-        return;
+        return CREST_ENOMEM;
     }
     loop->rt->hooks->conn_open(c);
     uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+    return 0;
 }
 
 static void on_listener(uv_poll_t *p, int status, int events) {
@@ -647,7 +650,9 @@ static void on_listener(uv_poll_t *p, int status, int events) {
                          SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd >= 0) {
             loop->accept_backoff = 0;
-            conn_new(loop, fd, &peer);
+            crest__addr_t addr;
+            crest__addr_from_sockaddr(&addr, &peer);
+            crest__conn_adopt(loop, fd, &addr);
             continue;
         }
         int err = errno;
@@ -682,9 +687,6 @@ int crest__conn_loop_start(crest_loop_t *loop) {
     uv_prepare_start(&loop->turn_prepare, on_prepare);
     uv_unref((uv_handle_t *)&loop->turn_prepare); /* it keeps no loop alive */
     uv_timer_init(&loop->uv, &loop->accept_timer);
-    int rc = uv_poll_init(&loop->uv, &loop->listener, loop->listen_fd);
-    if (rc != 0)
-        return rc;
     loop->scratch_size = SCRATCH_SIZE;
     loop->scratch = malloc(SCRATCH_SIZE);
     if (loop->scratch == NULL)
@@ -696,6 +698,11 @@ int crest__conn_loop_start(crest_loop_t *loop) {
         if (loop->tls_plain == NULL || loop->tls_stage == NULL)
             return CREST_ENOMEM;
     }
+    if (loop->listen_fd < 0)
+        return 0; /* no listener: connections are handed over (the test client's loop) */
+    int rc = uv_poll_init(&loop->uv, &loop->listener, loop->listen_fd);
+    if (rc != 0)
+        return rc;
     loop->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     return uv_poll_start(&loop->listener, UV_READABLE, on_listener);
 }

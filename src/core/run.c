@@ -480,3 +480,70 @@ void crest__rt_free(crest__rt_t *rt) {
     free(rt->loops);
     rt->loops = NULL;
 }
+
+/* ---- the local runtime: one loop on the caller's thread (the test client) ---- */
+
+int crest__rt_local_prepare(crest__rt_t *rt) {
+    if (rt->running || rt->listen_fds != NULL)
+        return CREST_EBUSY;
+    machine_limits(rt);
+    rt->nthreads = 1;
+    return 0;
+}
+
+/* crest__rt_stop: the first request drains, a second cuts the drain short (as on_stop_async). */
+static void on_local_stop(uv_async_t *a) {
+    crest__rt_t *rt = CREST__CONTAINER_OF(a, crest__rt_t, stop_async);
+    for (int n = atomic_exchange(&rt->stop_requested, 0); n > 0 && rt->stops_seen < 2; n--) {
+        if (rt->stops_seen++ == 0)
+            crest__conn_loop_drain(&rt->loops[0]);
+        else
+            crest__conn_loop_force(&rt->loops[0]);
+    }
+}
+
+int crest__rt_local_start(crest__rt_t *rt) {
+    if (rt->running || rt->nthreads != 1)
+        return CREST_EBUSY;
+    /* A test client that closes its end first must not kill the process with SIGPIPE. */
+    signal(SIGPIPE, SIG_IGN);
+    /* An earlier local run's loop is reused in place (crest__loop_init clears it): modules that
+     * listed the loops' addresses (pub/sub) keep valid ones. */
+    if (rt->loops == NULL && (rt->loops = calloc(1, sizeof(crest_loop_t))) == NULL)
+        return CREST_ENOMEM;
+    crest_loop_t *loop = &rt->loops[0];
+    int rc = crest__loop_init(loop, rt, 0);
+    if (rc != 0)
+        return rc;
+    /* The stop request wakes this loop, the only one; crest__rt_stop sends it while running. */
+    uv_async_init(&loop->uv, &rt->stop_async, on_local_stop);
+    rt->stops_seen = 0;
+    atomic_store(&rt->stop_requested, 0);
+    rt->running = 1;
+    rc = rt->hooks->loop_start(loop);
+    if (rc == 0)
+        rc = crest__conn_loop_start(loop);
+    if (rc != 0)
+        crest__rt_local_stop(rt);
+    return rc;
+}
+
+void crest__rt_local_stop(crest__rt_t *rt) {
+    crest_loop_t *loop = &rt->loops[0];
+    /* Closed before the loop runs out: it would keep it alive. A stop from now on only counts. */
+    rt->running = 0;
+    uv_close((uv_handle_t *)&rt->stop_async, NULL);
+    crest__conn_loop_drain(loop);
+    crest__loop_run(loop);
+    crest__conn_loop_stop(loop); /* first: requests freed from now on are not recycled */
+    rt->hooks->loop_stop(loop);
+    /* As at crest__rt_run's end: jobs still out hold requests of the loop, whose memory must
+     * still be there when the pool hands them back. */
+    if (rt->work != NULL) {
+        rt->work->stop(rt->work);
+        rt->work = NULL;
+    }
+    crest__loop_dispose(loop); /* its memory stays until crest__rt_free: crest_app_stats reads it */
+    atomic_store(&rt->stop_requested, 0);
+    rt->stops_seen = 0;
+}
