@@ -19,7 +19,7 @@ app.get('/events', (req, res) => {
   res.write(': connected\n\n'); // the client is subscribed once it has read this
   clients.add(res);
   const keepalive = setInterval(() => res.write(': keep-alive\n\n'), KEEPALIVE_MS);
-  req.on('close', () => {
+  res.on('close', () => {
     clearInterval(keepalive);
     clients.delete(res);
   });
