@@ -18,6 +18,7 @@ FUZZ_SECONDS=${FUZZ_SECONDS:-30}
 LOG_DIR=$(mktemp -d /tmp/crest-test.XXXXXX)
 passed=0
 failed=0
+skipped=0
 failures=()
 
 ok() { passed=$((passed + 1)); echo "ok - $1"; }
@@ -34,10 +35,11 @@ step() {
     echo "# ($((SECONDS - t0)) s)"
 }
 
-# suite NAME CMD...: a program that prints TAP lines itself; each line counts. A suite that exits
-# non-zero without a failing line (a crash, a sanitizer report) counts as one more failure.
+# suite NAME CMD...: a program that prints TAP lines itself; each line counts ("ok - X # SKIP why"
+# as skipped, not passed). A suite that exits non-zero without a failing line (a crash, a sanitizer
+# report) counts as one more failure.
 suite() {
-    local name=$1 log rc p f
+    local name=$1 log rc p f s
     shift
     log="$LOG_DIR/$(echo "$name" | tr -c 'a-zA-Z0-9_-' '_').log"
     local t0=$SECONDS
@@ -46,8 +48,10 @@ suite() {
     echo "# $name ($((SECONDS - t0)) s)"
     p=$(grep -cE '^ok( |$)' "$log")
     f=$(grep -cE '^not ok( |$)' "$log")
+    s=$(grep -cE '^ok( .*)? # SKIP' "$log")
     grep -E '^(not )?ok( |$)' "$log" | sed "s/^/  /"
-    passed=$((passed + p))
+    passed=$((passed + p - s))
+    skipped=$((skipped + s))
     failed=$((failed + f))
     if [ "$f" -gt 0 ]; then failures+=("$name"); fi
     if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then
@@ -181,5 +185,5 @@ if [ "$failed" -gt 0 ]; then
     echo "# failed:"
     printf '#   %s\n' "${failures[@]}"
 fi
-echo "$passed passed, $failed failed"
+echo "$passed passed, $failed failed, $skipped skipped"
 [ "$failed" -eq 0 ]

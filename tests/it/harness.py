@@ -922,9 +922,12 @@ class Suite:
     def __init__(self):
         self.cases = []
 
-    def case(self, name, timeout=CASE_TIMEOUT):
+    def case(self, name, timeout=CASE_TIMEOUT, skip=None):
+        """Registers a case. skip: None, or why the case cannot run on this machine (a tool that
+        is not installed); it is then reported as "ok - NAME # SKIP why", which tests/run.sh
+        counts as skipped, not passed."""
         def deco(fn):
-            self.cases.append((name, fn, timeout))
+            self.cases.append((name, fn, timeout, skip))
             return fn
         return deco
 
@@ -936,7 +939,7 @@ class Suite:
         print("1..%d" % len(cases), flush=True)
         if missing:
             # Every case would fail the same way; say so once per case, briefly.
-            for name, _, _ in cases:
+            for name, _, _, _ in cases:
                 print("not ok - %s" % name)
                 print("# binary missing: %s" % ", ".join(missing))
             sys.stdout.flush()
@@ -944,7 +947,10 @@ class Suite:
         signal.signal(signal.SIGALRM, _on_alarm)
         failed = 0
         t0 = time.monotonic()
-        for name, fn, timeout in cases:
+        for name, fn, timeout, skip in cases:
+            if skip:
+                print("ok - %s # SKIP %s" % (name, skip), flush=True)
+                continue
             _diag_extra.clear()
             start = time.monotonic()
             err = None
@@ -979,8 +985,10 @@ class Suite:
                     for ln in extra.splitlines():
                         print("# %s" % ln)
             sys.stdout.flush()
-        print("# %d/%d passed in %.1fs" % (len(cases) - failed, len(cases),
-                                          time.monotonic() - t0))
+        skipped = sum(1 for c in cases if c[3])
+        print("# %d/%d passed%s in %.1fs" % (len(cases) - failed - skipped, len(cases),
+                                            ", %d skipped" % skipped if skipped else "",
+                                            time.monotonic() - t0))
         sys.exit(1 if failed else 0)
 
 
