@@ -38,8 +38,8 @@ enum {
 #undef CREST_ERRNO_ENUM
 };
 
-/* The message for an error code (crest's, libuv's or any negated errno). Never NULL; the string
- * is static. Any thread. */
+/* The message for an error code (crest's, libuv's or any negated errno), "success" for 0. Never
+ * NULL; the string is static. Any thread. */
 CREST_API const char *crest_strerror(int err);
 
 #endif

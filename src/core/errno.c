@@ -2,6 +2,8 @@
 
 const char *crest_strerror(int err) {
     switch (err) {
+    case 0: /* libuv would say "Unknown system error 0" */
+        return "success";
 #define CREST_ERRNO_CASE(name, msg)                                                                \
     case CREST_##name:                                                                             \
         return msg;
