@@ -1,5 +1,5 @@
-/* crest_strerror: 0 is success, crest's own codes get their messages, libuv's codes and any
- * negated errno pass through to libuv's names, and nothing ever yields NULL. */
+/* crest_strerror: 0 is success, crest's own codes get their messages, libuv's codes get libuv's,
+ * anything else one static "unknown error" (nothing allocated, nothing NULL). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -30,7 +30,10 @@ static void test_libuv_and_unknown(void **state) {
     (void)state;
     assert_string_equal(crest_strerror(UV_EOF), uv_strerror(UV_EOF));
     assert_string_equal(crest_strerror(UV_EPROTO), uv_strerror(UV_EPROTO));
-    assert_non_null(strstr(crest_strerror(-123456), "nknown"));
+    /* A code libuv does not know: a static string (uv_strerror would malloc one per call, which
+     * AddressSanitizer reports as leaked after the loop below). */
+    assert_string_equal(crest_strerror(-123456), "unknown error");
+    assert_string_equal(crest_strerror(7), "unknown error");
     for (int e = -5000; e <= 5; e++) {
         const char *s = crest_strerror(e);
         assert_non_null(s);
