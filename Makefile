@@ -103,8 +103,14 @@ $(BUILD)/examples/%: examples/%.c $(BUILD)/libcrest.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) $(MODE_LDFLAGS) -o $@ $< $(BUILD)/libcrest.a $(LDLIBS_ALL)
 
-# pkg-config file for PREFIX; `make install` writes it again for its own PREFIX.
-write_pc = printf 'prefix=%s\nlibdir=$${prefix}/lib\nincludedir=$${prefix}/include\n\nName: crest\nDescription: HTTP/1.1 server runtime and framework on libuv\nVersion: %s\nRequires.private: libuv $(DEP_PKGS)\nLibs: -L$${libdir} -lcrest\nLibs.private: -lpthread\nCflags: -I$${includedir}\n' '$(1)' '$(VERSION)' > $(2)
+# pkg-config file for PREFIX; `make install` writes it again for its own PREFIX. --cflags gives
+# crest's include folder alone (the public headers include only libc's). What a static link of
+# libcrest.a adds is in Libs.private, resolved here, not in Requires.private: pkg-config would
+# pass a required package's Cflags to every user's --cflags (cJSON's -I/usr/include/cjson).
+# Duplicates are dropped keeping the last, which keeps each library after those needing it.
+PC_LIBS_PRIVATE := $(shell { pkg-config --static --libs libuv $(DEP_PKGS) 2>/dev/null; \
+	echo -ldl -lpthread; } | tr ' ' '\n' | tac | awk 'NF && !seen[$$0]++' | tac | tr '\n' ' ')
+write_pc = printf 'prefix=%s\nlibdir=$${prefix}/lib\nincludedir=$${prefix}/include\n\nName: crest\nDescription: HTTP/1.1 and HTTP/2 server runtime and framework on libuv\nVersion: %s\nLibs: -L$${libdir} -lcrest\nLibs.private: %s\nCflags: -I$${includedir}\n' '$(1)' '$(VERSION)' '$(strip $(PC_LIBS_PRIVATE))' > $(2)
 $(BUILD)/crest.pc: Makefile
 	@mkdir -p $(dir $@)
 	$(call write_pc,$(PREFIX),$@)

@@ -76,12 +76,13 @@ CREST_API const char *crest_db_backend(const crest_db_t *db);
 /* The message of the last error met by crest_db_open() or crest_db_statement() ("" if none). */
 CREST_API const char *crest_db_last_error(const crest_db_t *db);
 
-/* Declare one SQL statement (no trailing `;` needed, one statement only). It is prepared on each
- * connection the first time it runs there and reused after that. Call at start-up, before
- * crest_app_run() (any thread may declare while none runs queries; not concurrently with
- * queries). The handle lives until crest_db_close(). Returns 0 and *out, CREST_EINVAL for a
- * placeholder numbering crest cannot translate (the message in crest_db_last_error()),
- * CREST_ENOMEM. The SQL itself is checked when it first runs. */
+/* Declare one SQL statement (no trailing `;` needed, one statement only). `sql` is copied: a
+ * buffer it was built in may be reused at once. It is prepared on each connection the first time
+ * it runs there and reused after that (kept by handle, whatever the text's address was). Call at
+ * start-up, before crest_app_run() (any thread may declare while none runs queries; not
+ * concurrently with queries). The handle lives until crest_db_close(). Returns 0 and *out,
+ * CREST_EINVAL for a placeholder numbering crest cannot translate (the message in
+ * crest_db_last_error()), CREST_ENOMEM. The SQL itself is checked when it first runs. */
 CREST_API int crest_db_statement(crest_db_t *db, const char *sql, crest_db_sql_t **out);
 
 enum {

@@ -38,8 +38,9 @@ enum {
 #undef CREST_ERRNO_ENUM
 };
 
-/* The message for an error code (crest's, libuv's or any negated errno). Never NULL; the string
- * is static. Any thread. */
+/* The message for an error code: crest's, libuv's (which names the usual negated errno values),
+ * "success" for 0, "unknown error" for anything else. Never NULL; the string is static (nothing
+ * is allocated). Any thread. */
 CREST_API const char *crest_strerror(int err);
 
 #endif

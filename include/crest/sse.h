@@ -1,10 +1,11 @@
 /* Server-Sent Events: `text/event-stream` responses that stay open.
  *
  * crest_sse_start() answers a GET with 200 and the stream's head, then the connection belongs to
- * the stream (HTTP parsing stops; the body ends when either side closes). Events are written with
- * crest_sse_send() or arrive from pub/sub topics (crest_sse_subscribe()). A keep-alive comment goes
- * out whenever the stream was quiet for keepalive_ms, so proxies and browsers keep it open. A
- * crest_sse_t belongs to its loop thread; it lives until on_close returns. */
+ * the stream (HTTP parsing stops; the body ends when either side closes); a HEAD gets the head
+ * alone and no stream. Events are written with crest_sse_send() or arrive from pub/sub topics
+ * (crest_sse_subscribe()). A keep-alive comment goes out whenever the stream was quiet for
+ * keepalive_ms, so proxies and browsers keep it open. A crest_sse_t belongs to its loop thread; it
+ * lives until on_close returns. */
 #ifndef CREST_SSE_H
 #define CREST_SSE_H
 
@@ -32,7 +33,9 @@ CREST_API void crest_sse_opts_default(crest_sse_opts_t *opts);
 /* Start an event stream in answer to `req`, during its handler call (a finishing call: return 0
  * from the handler afterwards). `opts` is copied. The client's Last-Event-ID header, if any, is
  * readable with crest_req_header() before this call. Returns the stream, or NULL when the client
- * has gone or memory ran out (the request is finished either way). */
+ * has gone or memory ran out (the request is finished either way). A HEAD request (routed to a
+ * GET route) gets the stream's head alone: the request is finished, its connection stays usable
+ * for the next request, and NULL is returned (no stream: opts->on_close is never called). */
 CREST_API crest_sse_t *crest_sse_start(crest_req_t *req, const crest_sse_opts_t *opts);
 
 /* Per-stream user data: the address of a pointer (opts->data at first). */

@@ -173,7 +173,9 @@ static int conn_get(sq_t *sq, conn_t **out) {
     return 0;
 }
 
-/* The connection's prepared form of `sql`, prepared on first use. */
+/* The connection's prepared form of `sql`, prepared on first use. Kept by the handle's index,
+ * never by the address of the application's text (which crest_db_statement copied): SQL built in
+ * a reused buffer cannot find another statement's prepared form. */
 static int stmt_get(conn_t *c, const crest_db_sql_t *sql, cached_t **out) {
     if (sql->index >= c->ncache) {
         int n = sql->index + 16;

@@ -251,14 +251,20 @@ int crest_sse_subscribe(crest_sse_t *s, crest_pubsub_t *ps, const char *topic) {
     return crest__ps_subscribe(ps, &s->sub, topic);
 }
 
-/* HTTP/2 (or any protocol whose connection is not the stream's): an open response. */
-/* The response head and the first field (retry), over HTTP/1.x and HTTP/2 alike. */
-static int sse_head(const crest_sse_t *s, crest_req_t *req, int64_t body_len) {
+/* The head of an event stream: 200, its type, and what keeps caches and proxies from holding
+ * events back. */
+static int sse_head_only(crest_req_t *req, int64_t body_len) {
     int rc = crest_res_header(req, "Cache-Control", "no-cache");
     if (rc == 0)
         rc = crest_res_header(req, "X-Accel-Buffering", "no");
     if (rc == 0)
         rc = crest__res_head(req, 200, "text/event-stream", body_len);
+    return rc;
+}
+
+/* The response head and the first field (retry), over HTTP/1.x and HTTP/2 alike. */
+static int sse_head(const crest_sse_t *s, crest_req_t *req, int64_t body_len) {
+    int rc = sse_head_only(req, body_len);
     if (rc == 0 && s->opts.retry_ms) {
         char line[32];
         int n = snprintf(line, sizeof(line), "retry: %u\n\n", (unsigned)s->opts.retry_ms);
@@ -290,6 +296,19 @@ crest_sse_t *crest_sse_start(crest_req_t *req, const crest_sse_opts_t *opts) {
     crest_loop_t *loop = req->loop;
     if (crest__req_gone(req) || req->started || req->head == NULL) {
         crest_res_status(req, 500); /* frees it (nothing is sent to a client that left) */
+        return NULL;
+    }
+    if (req->head_only) {
+        /* HEAD: the head a GET gets, framed as a streamed response (chunked over HTTP/1.1, a
+         * body HEAD leaves out) rather than one running until the connection closes, and nothing
+         * after it. The request finishes now and its connection goes on to the next: no stream,
+         * no keep-alive comments, no events, nothing taken over. */
+        if (sse_head_only(req, -1) != 0) {
+            crest_res_status(req, 503);
+            return NULL;
+        }
+        req->started = 1;
+        crest_res_end(req);
         return NULL;
     }
     crest_sse_t *s = calloc(1, sizeof(*s));

@@ -823,5 +823,23 @@ def _():
         eq(srv.proc.wait(timeout=10), 0, "exit status")
 
 
+@T.case("HEAD /events over HTTP/2: the stream's head, the stream ends at once, no events; the "
+        "connection goes on")
+def _():
+    with tmp_dir() as tmp, db_demo(tmp, "--sse-keepalive", "100ms") as srv, H2(srv.port) as h:
+        st = h.get("/events", method="HEAD", headers=[("accept", "text/event-stream")], timeout=3)
+        eq(st.status, 200, "status")
+        eq(st.header("content-type"), "text/event-stream", "content type")
+        eq(st.header("cache-control"), "no-cache", "no-cache")
+        eq(bytes(st.body), b"", "body")
+        # A GET stream opened after it gets its keep-alive comments: by then a HEAD stream kept
+        # open would have had its own (it is ended already, so h2 would fail on its DATA).
+        sid = h.request("GET", "/events", headers=[("accept", "text/event-stream")])
+        h.wait(lambda: b": keep-alive" in h.streams[sid].body, "a keep-alive on the GET stream")
+        eq(st.reset, None, "the HEAD stream reset")
+        check_h2_std(h.get("/plaintext"), HELLO)
+        eq(h.goaway, None, "GOAWAY")
+
+
 if __name__ == "__main__":
     T.main(needs=("crest", "it_app"))

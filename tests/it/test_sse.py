@@ -1,6 +1,6 @@
 """Server-Sent Events at /events, read with curl and raw sockets: the stream's head, chat
 messages from every room as `event: message` with ids, Last-Event-ID replay, keep-alive comments,
-and clean shutdown with streams open."""
+HEAD (the head alone, the connection kept), and clean shutdown with streams open."""
 
 import asyncio
 import json
@@ -128,6 +128,43 @@ def _():
                "comment")
         check(time.monotonic() - t0 < 3, "three comments within 3 s")
         c.close()
+
+
+@T.case("HEAD /events: the stream's head and no stream; the connection serves the next request")
+def _():
+    # A 100 ms keep-alive: a stream wrongly kept open would show its comment within the window.
+    with demo("--quiet", "--sse-keepalive", "100ms", *DB) as srv:
+        c = srv.connect()
+        r = c.request("HEAD", "/events", headers=[("Accept", "text/event-stream")])
+        eq(r.status, 200, "status")
+        eq(r.header("Content-Type"), "text/event-stream", "content type")
+        eq(r.header("Cache-Control"), "no-cache", "no-cache")
+        check("close" not in r.connection_tokens(), "Connection: close on HEAD: %r" % r)
+        c.expect_open(timeout=0.4)  # no body, no retry field, no keep-alive comment
+        r = c.request("GET", "/plaintext")
+        eq((r.status, r.body), (200, b"Hello, World!"), "the next request on that connection")
+        c.close()
+
+
+@T.case("curl -I /events: prompt, and curl reuses the connection for its next URL")
+def _():
+    # Over HTTP/1.1: Debian 12's curl (7.88) fails reusing an h2c connection whatever the server
+    # (two GETs of /plaintext too), so test_h2.py checks HEAD over HTTP/2 with its own client.
+    with demo("--quiet", *DB) as srv:
+        t0 = time.monotonic()
+        p = subprocess.run(["curl", "-sS", "-I", "-m", "5", *srv.curl_args(),
+                            "-w", "connects=%{num_connects}\n", srv.url("/events"),
+                            srv.url("/plaintext")], capture_output=True, timeout=10)
+        took = time.monotonic() - t0
+        out = p.stdout.decode("latin-1")
+        eq(p.returncode, 0, "curl's exit status (stderr %r, out %r)" % (p.stderr, out))
+        check(took < 3, "curl -I took %.1f s" % took)
+        heads = out.split("connects=")
+        eq(len(heads), 3, "two heads and their counts: %r" % out)
+        check(heads[0].startswith("HTTP/1.1 200 "), "status: %r" % out)
+        check("\r\nContent-Type: text/event-stream\r\n" in heads[0], "content type: %r" % out)
+        check("\r\nContent-Type: text/plain" in heads[1], "the second answer: %r" % out)
+        eq(heads[2].strip(), "0", "new connections for the second request")
 
 
 @T.case("SIGTERM with open streams: they end and the server exits 0")
