@@ -19,6 +19,7 @@ extern "C" {
 #include "crest/pubsub.h"
 #include "crest/sse.h"
 #include "crest/static.h"
+#include "crest/web.h"
 #include "crest/work.h"
 #include "crest/ws.h"
 
