@@ -315,7 +315,7 @@ static void test_boundary(void **state) {
     assert_int_equal(boundary("multipart/form-data; boundary=\"a\"b\"", b), 1);
     assert_int_equal(boundary("multipart/form-data; boundary=\"a\rb\"", b), CREST_EINVAL);
     assert_int_equal(boundary("multipart/form-data; boundary=\"abc", b), CREST_EINVAL);
-    char seventy[100] = "multipart/form-data; boundary=";
+    char seventy[128] = "multipart/form-data; boundary=";
     memset(seventy + strlen(seventy), 'x', 70);
     assert_int_equal(boundary(seventy, b), 70);
     strcat(seventy, "x");
