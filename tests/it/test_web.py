@@ -226,6 +226,33 @@ def _():
         eq(c.request("GET", "/neg").status, 200, "next request")
 
 
+@T.case("over HTTP/2 too: Cookie crumbs, a spilled upload, the temporary file gone")
+def _():
+    with tmp_dir() as d:
+        spool = os.path.join(d, "spool")
+        os.mkdir(spool)
+        big = os.path.join(d, "mid.bin")
+        data = os.urandom(300000)
+        with open(big, "wb") as f:
+            f.write(data)
+        with web_app(env={"TMPDIR": spool}) as srv:
+            h2 = ["--cacert", srv.tls_cert, "--http2"] if srv.tls_cert else \
+                ["--http2-prior-knowledge"]
+            base = ["curl", "-sS", *h2, "-w", "\n%{http_version}"]
+            out = subprocess.run(base + ["-H", "Cookie: a=1", "-H", "Cookie: sid=xyz",
+                                         srv.url("/cookie/get?name=sid")],
+                                 capture_output=True, timeout=20).stdout
+            eq(out, b"xyz\n2", "cookie from the second crumb, over HTTP/2")
+            out = subprocess.run(base + ["-F", "f=@" + big, srv.url("/upload")],
+                                 capture_output=True, timeout=20).stdout
+            body, _, version = out.rpartition(b"\n")
+            eq(version, b"2", "HTTP/2")
+            p = json.loads(body)[0]
+            eq((p["size"], p["fnv"]), (300000, fnv(data)), "the file")
+            check(p["path"] is not None, "spilled")
+            eq(os.listdir(spool), [], "spool folder empty")
+
+
 # --- negotiation -------------------------------------------------------------------------------
 
 @T.case("Accept picks JSON, HTML or text; nothing acceptable -> 406; Accept-Language")
