@@ -20,6 +20,7 @@ extern "C" {
 #include "crest/sse.h"
 #include "crest/static.h"
 #include "crest/testing.h"
+#include "crest/web.h"
 #include "crest/work.h"
 #include "crest/ws.h"
 
