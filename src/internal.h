@@ -156,7 +156,11 @@ struct crest_loop_s {
     uint64_t turn_ns;               /* time batches took in this turn */
     crest__ratelimit_t log_accept;
     uv_timer_t shutdown_timer;
-    crest__after_t *afters; /* pending crest_loop_after timers */
+    crest__after_t *afters;         /* pending timers (crest_loop_after, crest_loop_timer) */
+    crest__after_t **timer_buckets; /* the same by id, for crest_loop_cancel (a power of two) */
+    size_t timer_nbuckets;
+    size_t timer_count;
+    uint64_t timer_next_id;
     int draining;
     int finished; /* draining done: the loop's own handles are closed */
     int stopped;
