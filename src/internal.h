@@ -381,6 +381,10 @@ static inline crest_loop_t *crest__conn_loop(const crest__conn_t *c) {
     return c->tcp.loop->data;
 }
 
+/* A TCP handle on a loop that is not a client connection (the outbound client's, client/) has
+ * the address of this in its data field: the walks over a loop's connections leave it alone. */
+extern const char crest__foreign_tcp;
+
 void crest__conn_close(crest__conn_t *c);
 /* Shut the write side down and read until the client closes (or a linger time passes): closing
  * at once with unread bytes in the socket makes the kernel send a reset that can destroy the
