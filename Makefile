@@ -114,7 +114,13 @@ $(ITAPP): tests/it/it_app.c $(BUILD)/obj/app/cli.o $(BUILD)/libcrest.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) $(MODE_LDFLAGS) -o $@ $< $(BUILD)/obj/app/cli.o $(BUILD)/libcrest.a $(BIN_LDLIBS)
 
-unit: $(UNIT_BIN) $(ITAPP)
+# The outbound client's test app (tests/it/test_client.py).
+CLIENTAPP := $(BUILD)/tests/client_app
+$(CLIENTAPP): tests/it/client_app.c $(BUILD)/obj/app/cli.o $(BUILD)/libcrest.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) $(MODE_LDFLAGS) -o $@ $< $(BUILD)/obj/app/cli.o $(BUILD)/libcrest.a $(BIN_LDLIBS)
+
+unit: $(UNIT_BIN) $(ITAPP) $(CLIENTAPP)
 
 # libFuzzer targets: fuzz/<name>/fuzz_<name>.c with a seed corpus in fuzz/<name>/corpus/, built
 # with clang into build-fuzz/ (the sources are compiled in, instrumented).
