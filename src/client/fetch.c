@@ -402,6 +402,8 @@ static void conn_close(hconn_t *c) {
     uv_close((uv_handle_t *)&c->tcp, on_conn_close);
 }
 
+static void attempt_ended(crest_fetch_t *f, int err);
+
 typedef struct {
     uv_write_t req;
     uv_buf_t buf;
@@ -412,9 +414,8 @@ static void on_written(uv_write_t *req, int status) {
     hconn_t *c = CREST__CONTAINER_OF(req->handle, hconn_t, tcp);
     free(w);
     if (status < 0 && !c->closing) {
-        crest_fetch_t *f = c->f;
-        if (f != NULL)
-            finish(f, status);
+        if (c->f != NULL)
+            attempt_ended(c->f, status); /* a pooled connection found closed: maybe retried */
         else
             conn_close(c);
     }
