@@ -10,6 +10,7 @@ extern "C" {
 
 #include "crest/app.h"
 #include "crest/buf.h"
+#include "crest/client.h"
 #include "crest/db.h"
 #include "crest/errno.h"
 #include "crest/export.h"

@@ -156,7 +156,11 @@ struct crest_loop_s {
     uint64_t turn_ns;               /* time batches took in this turn */
     crest__ratelimit_t log_accept;
     uv_timer_t shutdown_timer;
-    crest__after_t *afters; /* pending crest_loop_after timers */
+    crest__after_t *afters;         /* pending timers (crest_loop_after, crest_loop_timer) */
+    crest__after_t **timer_buckets; /* the same by id, for crest_loop_cancel (a power of two) */
+    size_t timer_nbuckets;
+    size_t timer_count;
+    uint64_t timer_next_id;
     int draining;
     int finished; /* draining done: the loop's own handles are closed */
     int stopped;
@@ -389,6 +393,10 @@ static inline void *crest__conn_extra(crest__conn_t *c) {
 static inline crest_loop_t *crest__conn_loop(const crest__conn_t *c) {
     return c->tcp.loop->data;
 }
+
+/* A TCP handle on a loop that is not a client connection (the outbound client's, client/) has
+ * the address of this in its data field: the walks over a loop's connections leave it alone. */
+extern const char crest__foreign_tcp;
 
 void crest__conn_close(crest__conn_t *c);
 /* Shut the write side down and read until the client closes (or a linger time passes): closing

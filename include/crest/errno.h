@@ -30,7 +30,8 @@
     X(EALREADY, "operation already in progress")                                                   \
     X(ENOBUFS, "no buffer space available")                                                        \
     X(ENOTDIR, "not a directory")                                                                  \
-    X(EIO, "i/o error")
+    X(EIO, "i/o error")                                                                            \
+    X(EPROTO, "protocol error")
 
 enum {
 #define CREST_ERRNO_ENUM(name, msg) CREST_##name = -name,

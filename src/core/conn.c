@@ -723,9 +723,11 @@ void crest__conn_loop_stop(crest_loop_t *loop) {
     loop->scratch = loop->tls_plain = loop->tls_stage = NULL;
 }
 
+const char crest__foreign_tcp = 0;
+
 static void drain_walk(uv_handle_t *h, void *arg) {
     crest_loop_t *loop = arg;
-    if (h->type != UV_TCP || uv_is_closing(h))
+    if (h->type != UV_TCP || uv_is_closing(h) || h->data == &crest__foreign_tcp)
         return;
     crest__conn_t *c = CREST__CONTAINER_OF(h, crest__conn_t, tcp);
     if (loop->stopped) /* forced */

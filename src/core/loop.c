@@ -61,31 +61,93 @@ int crest__loop_post_msg(crest_loop_t *loop, crest__msg_t *m) {
     return 0;
 }
 
-/* A pending crest_loop_after timer; listed on its loop so that a forced stop can run it. */
+/* A pending timer (crest_loop_after, crest_loop_timer); listed on its loop so that a forced stop
+ * can run it, and hashed by id so that crest_loop_cancel finds it in O(1). Owner: its loop until
+ * it fires or is cancelled; its memory goes in the uv_close callback. */
 struct crest__after_s {
     uv_timer_t timer;
     crest_loop_t *loop;
     crest_loop_cb cb;
     void *arg;
-    crest__after_t *next;
+    uint64_t id;
+    crest__after_t *next; /* loop->afters */
     crest__after_t *prev;
+    crest__after_t *hnext; /* loop->timer_buckets[id & mask] */
 };
 
 static void after_on_close(uv_handle_t *h) {
     free(CREST__CONTAINER_OF(h, crest__after_t, timer));
 }
 
-static void after_on_timer(uv_timer_t *t) {
-    crest__after_t *a = CREST__CONTAINER_OF(t, crest__after_t, timer);
-    crest_loop_t *loop = a->loop;
+/* The bucket list that holds (or would hold) `id`. */
+static crest__after_t **bucket_of(crest_loop_t *loop, uint64_t id) {
+    return &loop->timer_buckets[id & (loop->timer_nbuckets - 1)];
+}
+
+/* Ids grow by one, so the low bits spread them evenly over a power-of-two table; it doubles
+ * when the timers outnumber the buckets, which keeps chains about one long. A failed growth
+ * only makes chains longer. */
+static int hash_add(crest_loop_t *loop, crest__after_t *a) {
+    if (loop->timer_count >= loop->timer_nbuckets) {
+        size_t n = loop->timer_nbuckets ? loop->timer_nbuckets * 2 : 16;
+        crest__after_t **b = calloc(n, sizeof(*b));
+        if (b == NULL && loop->timer_nbuckets == 0)
+            return CREST_ENOMEM;
+        if (b != NULL) {
+            for (size_t i = 0; i < loop->timer_nbuckets; i++) {
+                for (crest__after_t *t = loop->timer_buckets[i], *next; t != NULL; t = next) {
+                    next = t->hnext;
+                    t->hnext = b[t->id & (n - 1)];
+                    b[t->id & (n - 1)] = t;
+                }
+            }
+            free(loop->timer_buckets);
+            loop->timer_buckets = b;
+            loop->timer_nbuckets = n;
+        }
+    }
+    crest__after_t **head = bucket_of(loop, a->id);
+    a->hnext = *head;
+    *head = a;
+    loop->timer_count++;
+    return 0;
+}
+
+static crest__after_t *hash_take(crest_loop_t *loop, uint64_t id) {
+    if (loop->timer_nbuckets == 0)
+        return NULL;
+    for (crest__after_t **p = bucket_of(loop, id); *p != NULL; p = &(*p)->hnext) {
+        if ((*p)->id == id) {
+            crest__after_t *a = *p;
+            *p = a->hnext;
+            loop->timer_count--;
+            return a;
+        }
+    }
+    return NULL;
+}
+
+/* Take `a` (already off the hash table) off the loop's list and close its handle: it will not
+ * fire (again). */
+static void after_remove(crest_loop_t *loop, crest__after_t *a) {
     if (a->prev)
         a->prev->next = a->next;
     else
         loop->afters = a->next;
     if (a->next)
         a->next->prev = a->prev;
-    uv_timer_stop(t);
-    uv_close((uv_handle_t *)t, after_on_close);
+    uv_timer_stop(&a->timer);
+    uv_close((uv_handle_t *)&a->timer, after_on_close);
+}
+
+static void after_on_timer(uv_timer_t *t) {
+    crest__after_t *a = CREST__CONTAINER_OF(t, crest__after_t, timer);
+    crest_loop_t *loop = a->loop;
+    /* Removed before the call: a cancel from inside it (of itself) finds nothing, and the
+     * callback may add timers that reuse nothing of this one. The memory stays until the close
+     * callback, after this returns. */
+    hash_take(loop, a->id);
+    after_remove(loop, a);
     a->cb(loop, a->arg);
     crest__loop_maybe_finish(loop);
 }
@@ -99,13 +161,18 @@ void crest__loop_fire_timers(crest_loop_t *loop) {
     }
 }
 
-int crest_loop_after(crest_loop_t *loop, uint64_t ms, crest_loop_cb cb, void *arg) {
+uint64_t crest_loop_timer(crest_loop_t *loop, uint64_t ms, crest_loop_cb cb, void *arg) {
     crest__after_t *a = malloc(sizeof(*a));
     if (a == NULL)
-        return CREST_ENOMEM;
+        return 0;
     a->loop = loop;
     a->cb = cb;
     a->arg = arg;
+    a->id = ++loop->timer_next_id; /* 64 bits: never wraps to 0 in practice */
+    if (hash_add(loop, a) != 0) {
+        free(a);
+        return 0;
+    }
     a->prev = NULL;
     a->next = loop->afters;
     if (a->next)
@@ -113,6 +180,20 @@ int crest_loop_after(crest_loop_t *loop, uint64_t ms, crest_loop_cb cb, void *ar
     loop->afters = a;
     uv_timer_init(&loop->uv, &a->timer);
     uv_timer_start(&a->timer, after_on_timer, ms, 0);
+    return a->id;
+}
+
+int crest_loop_after(crest_loop_t *loop, uint64_t ms, crest_loop_cb cb, void *arg) {
+    return crest_loop_timer(loop, ms, cb, arg) != 0 ? 0 : CREST_ENOMEM;
+}
+
+int crest_loop_cancel(crest_loop_t *loop, uint64_t id) {
+    crest__after_t *a = hash_take(loop, id);
+    if (a == NULL)
+        return CREST_ENOENT;
+    after_remove(loop, a);
+    /* A draining loop may have waited only for this timer. */
+    crest__loop_maybe_finish(loop);
     return 0;
 }
 
@@ -206,5 +287,7 @@ void crest__loop_dispose(crest_loop_t *loop) {
     uv_walk(&loop->uv, close_any, NULL);
     uv_run(&loop->uv, UV_RUN_DEFAULT);
     uv_loop_close(&loop->uv);
+    free(loop->timer_buckets);
+    loop->timer_buckets = NULL;
     pthread_mutex_destroy(&loop->inbox_lock);
 }
