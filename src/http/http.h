@@ -313,6 +313,12 @@ unsigned crest__req_accept_encoding(const crest_req_t *req);
 int crest__res_header_block(crest_req_t *req, const char *text, size_t len);
 crest_req_t *crest__req_new(crest_loop_t *loop, crest__conn_t *c, const crest__writer_t *w);
 void crest__req_free(crest_req_t *req);
+/* Percent-decode a path segment (a route parameter) into out (at least in.len + 1 bytes;
+ * NUL-terminated): %XX is the byte, '+' stays '+', %2F is '/'. Returns the length, or -1 for a
+ * malformed escape ("%", "%4", "%zz") or %00. Pure. */
+int crest__path_decode(crest_str_t in, char *out);
+/* A route parameter as sent (crest_req_param() decodes it). */
+crest_str_t crest__req_param_raw(const crest_req_t *req, const char *name);
 /* Answer a request its protocol rejected (400, 408, 413, 431, 503...) before any handler ran:
  * counted as rejected, 503 with Retry-After (a limit of ours; the client may try again). */
 void crest__res_reject(crest_req_t *req, int status);
