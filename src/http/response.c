@@ -13,6 +13,13 @@ typedef struct arena_blk_s {
     max_align_t data[];
 } arena_blk_t;
 
+/* A crest__req_on_free registration, in request memory. */
+struct crest__cleanup_s {
+    struct crest__cleanup_s *next;
+    void (*fn)(void *);
+    void *arg;
+};
+
 crest_req_t *crest__req_new(crest_loop_t *loop, crest__conn_t *c, const crest__writer_t *w) {
     crest__http_loop_t *hl = crest__http_loop(loop);
     crest_req_t *req = hl->free_reqs;
@@ -39,6 +46,11 @@ crest_req_t *crest__req_new(crest_loop_t *loop, crest__conn_t *c, const crest__w
  * or later, rejected by the parser, upgraded, its client gone): the one place it is observed. */
 void crest__req_free(crest_req_t *req) {
     crest__obs_finish(req);
+    while (req->cleanups != NULL) { /* NULL unless a module asked (no cost otherwise) */
+        struct crest__cleanup_s *c = req->cleanups;
+        req->cleanups = c->next;
+        c->fn(c->arg); /* c itself is request memory, freed below */
+    }
     if (req->gz_state != NULL)
         crest__compress_free(req); /* a compressed body cut short */
     arena_blk_t *b = req->arena;
@@ -247,6 +259,24 @@ void *crest_req_alloc(crest_req_t *req, size_t size) {
     b->next = req->arena;
     req->arena = b;
     return b->data;
+}
+
+int crest__req_on_free(crest_req_t *req, void (*fn)(void *), void *arg) {
+    struct crest__cleanup_s *c = crest_req_alloc(req, sizeof(*c));
+    if (c == NULL)
+        return CREST_ENOMEM;
+    c->fn = fn;
+    c->arg = arg;
+    c->next = req->cleanups;
+    req->cleanups = c;
+    return 0;
+}
+
+void *crest__req_cleanup_find(const crest_req_t *req, void (*fn)(void *)) {
+    for (const struct crest__cleanup_s *c = req->cleanups; c != NULL; c = c->next)
+        if (c->fn == fn)
+            return c->arg;
+    return NULL;
 }
 
 crest_str_t crest_req_keep(crest_req_t *req, crest_str_t s) {
