@@ -194,7 +194,8 @@ struct crest_app_s {
     size_t hsts_len;
     crest__cidr_t *proxies; /* trusted proxies (crest_app_trust_proxy) */
     size_t nproxies;
-    crest__owned_t *owned; /* freed with the app */
+    crest__owned_t *owned;    /* freed with the app */
+    struct crest__api_s *api; /* crest_app_route_doc's table (src/json/openapi.c), or NULL */
     crest__rt_t rt;
 };
 
