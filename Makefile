@@ -114,7 +114,13 @@ $(ITAPP): tests/it/it_app.c $(BUILD)/obj/app/cli.o $(BUILD)/libcrest.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) $(MODE_LDFLAGS) -o $@ $< $(BUILD)/obj/app/cli.o $(BUILD)/libcrest.a $(BIN_LDLIBS)
 
-unit: $(UNIT_BIN) $(ITAPP)
+# The JSON, validation and OpenAPI test app (tests/it/test_json.py).
+JSONAPP := $(BUILD)/tests/json_app
+$(JSONAPP): tests/it/json_app.c $(BUILD)/obj/app/cli.o $(BUILD)/libcrest.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) $(MODE_LDFLAGS) -o $@ $< $(BUILD)/obj/app/cli.o $(BUILD)/libcrest.a $(BIN_LDLIBS)
+
+unit: $(UNIT_BIN) $(ITAPP) $(JSONAPP)
 
 # libFuzzer targets: fuzz/<name>/fuzz_<name>.c with a seed corpus in fuzz/<name>/corpus/, built
 # with clang into build-fuzz/ (the sources are compiled in, instrumented).
