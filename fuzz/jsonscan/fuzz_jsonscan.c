@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "codec/jsonscan.h"
+#include "crest.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
