@@ -432,7 +432,6 @@ int crest_app_openapi(const crest_app_t *app, const crest_openapi_info_t *info, 
         crest_buf_puts(out, "\"");
         crest_buf_t path = CREST_BUF_INIT;
         write_path(&path, r->pattern, NULL, 0, 0);
-        crest_buf_puts(out, "");
         if (path.ptr != NULL) {
             /* the pattern as a JSON string, without its quotes */
             crest_buf_t q = CREST_BUF_INIT;
