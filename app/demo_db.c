@@ -533,8 +533,8 @@ static const crest_field_t todo_fields[] = {
 static const crest_field_t todo_patch_fields[] = {CREST_FIELD_STR(todo_body_t, title, 0),
                                                   CREST_FIELD_BOOL(todo_body_t, done, 0),
                                                   CREST_FIELD_END};
-const crest_schema_t demo_todo_in = {.name = "TodoIn", .fields = todo_fields};
-const crest_schema_t demo_todo_patch = {.name = "TodoPatch", .fields = todo_patch_fields};
+static const crest_schema_t demo_todo_in = {.name = "TodoIn", .fields = todo_fields};
+static const crest_schema_t demo_todo_patch = {.name = "TodoPatch", .fields = todo_patch_fields};
 
 /* Parse and check a todo body into t. `partial` (PATCH): fields may be absent. On bad input it
  * answers the request itself (400 or 422, crest_res_error's shape) and sets *answered; returns 0
