@@ -80,7 +80,7 @@ CREST_API crest_str_t crest_json_str(const crest_json_t *v);
 /* A number: 0 and *out set, CREST_EINVAL when v is not a number. */
 CREST_API int crest_json_num(const crest_json_t *v, double *out);
 /* An integer: 0 and *out set; CREST_EINVAL when v is not a number or has a fraction ("1.0" is
- * the integer 1); CREST_E2BIG when its magnitude is above 2^53, where a double (what cJSON keeps)
+ * the integer 1); CREST_E2BIG when its magnitude is 2^53 or more, where a double (what cJSON keeps)
  * no longer tells neighbouring integers apart. */
 CREST_API int crest_json_int(const crest_json_t *v, int64_t *out);
 /* true or false: 0 and *out set to 1 or 0, CREST_EINVAL when v is not a boolean. */

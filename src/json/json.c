@@ -97,9 +97,9 @@ int crest_json_int(const crest_json_t *v, int64_t *out) {
     if (!cJSON_IsNumber(j))
         return CREST_EINVAL;
     double d = j->valuedouble;
-    /* cJSON keeps numbers as doubles only: past 2^53 a text such as 9007199254740993 has already
-     * become its neighbour, so such a value cannot be taken as the integer that was sent. */
-    if (!(fabs(d) <= 9007199254740992.0))
+    /* cJSON keeps numbers as doubles only: from 2^53 on a text such as 9007199254740993 has
+     * already become its neighbour 2^53, so no such value can be taken for the integer sent. */
+    if (!(fabs(d) < 9007199254740992.0))
         return isnan(d) ? CREST_EINVAL : CREST_E2BIG;
     if (d != floor(d))
         return CREST_EINVAL;

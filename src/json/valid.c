@@ -175,7 +175,7 @@ static void check_value(walk_t *w, const crest_field_t *f, const cJSON *v, char 
         int64_t i = 0;
         int rc = crest_json_int(crest__jv(v), &i);
         if (rc == CREST_E2BIG) {
-            crest__json_fault(w->errs, w->path, "must be an integer between -2^53 and 2^53");
+            crest__json_fault(w->errs, w->path, "must be an integer of magnitude below 2^53");
             return;
         }
         if (rc != 0) {

@@ -29,10 +29,9 @@ static void test_parse_strict(void **state) {
     (void)state;
     static const char *const good[] = {"{}", " [1, -0.5e3, true, false, null] ", "\"caf\\u00e9\"",
                                        "0", "{\"a\":{\"b\":[{}]}}\r\n"};
-    static const char *const bad[] = {"",    " ",      "{",         "{\"a\":1,}", "[1,]",
-                                      "01",  "1.",     "[1.e5]",    "{} x",       "{}{}",
-                                      "nul", "'a'",    "[\"a\x01\"]", "[\"\xff\"]", "\x0c{}",
-                                      "[-]", "{\"a\"}", "NaN"};
+    static const char *const bad[] = {
+        "",     " ",   "{",   "{\"a\":1,}",  "[1,]",       "01",     "1.",  "[1.e5]",  "{} x",
+        "{}{}", "nul", "'a'", "[\"a\x01\"]", "[\"\xff\"]", "\x0c{}", "[-]", "{\"a\"}", "NaN"};
     crest_json_t *doc;
     for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
         if (parse(good[i], &doc) != 0)
