@@ -20,7 +20,6 @@
  *   room gets that message at once, for itself alone.
  * A burst of N joins thus costs O(N) deliveries per interval instead of O(N^2). Clients keep the
  * count from the last presence message and apply join/leave while the room is small. */
-#include <cJSON.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,7 +27,6 @@
 #include <time.h>
 
 #include "demo_rt.h"
-#include "jsonscan.h"
 
 #define HISTORY 256  /* SSE events kept for Last-Event-ID */
 #define MAX_FIELD 64 /* longest room or name, in bytes */
@@ -306,27 +304,26 @@ static void chat_message(crest_ws_t *ws, const void *data, size_t len, int binar
     member_t *m = *crest_ws_data(ws);
     if (binary || m == NULL)
         return;
-    /* The same pre-check as the REST API's bodies (jsonscan.h): text frames are UTF-8 already,
-     * but raw control characters would pass cJSON, and "\u0000" would cut the text short. */
-    jsonscan_t scan;
-    int verdict = jsonscan(&scan, data, len);
-    if (verdict == JSONSCAN_NUL) {
+    /* The same strict parse as the REST API's bodies (crest_json_parse): raw control characters
+     * are malformed, and "\u0000", which would cut the text short, is refused. */
+    crest_json_t *root = NULL;
+    int rc = crest_json_parse(data, len, &root);
+    if (rc == CREST_ENOTSUP) {
         chat_error(ws, "the text must not contain U+0000");
         return;
     }
-    cJSON *root = verdict == JSONSCAN_OK ? cJSON_ParseWithLength(data, len) : NULL;
-    cJSON *text = cJSON_GetObjectItemCaseSensitive(root, "text");
-    if (!cJSON_IsString(text)) {
-        cJSON_Delete(root);
+    crest_str_t text = crest_json_str(crest_json_get(root, "text"));
+    if (text.ptr == NULL) {
+        crest_json_free(root);
         chat_error(ws, "send {\"text\":\"...\"} as JSON");
         return;
     }
     crest_buf_t b = CREST_BUF_INIT;
     crest_buf_printf(&b, "{\"type\":\"message\",\"room\":%s,\"name\":%s,\"text\":", m->room_json,
                      m->name_json);
-    crest_buf_json_str(&b, text->valuestring, strlen(text->valuestring));
+    crest_buf_json_str(&b, text.ptr, text.len);
     crest_buf_printf(&b, ",\"ts\":%llu}", (unsigned long long)now_ms());
-    cJSON_Delete(root);
+    crest_json_free(root);
     if (b.err) {
         crest_buf_free(&b);
         return;

@@ -15,6 +15,7 @@ extern "C" {
 #include "crest/errno.h"
 #include "crest/export.h"
 #include "crest/http.h"
+#include "crest/json.h"
 #include "crest/middleware.h"
 #include "crest/observe.h"
 #include "crest/pubsub.h"

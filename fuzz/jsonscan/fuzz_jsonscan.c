@@ -1,4 +1,4 @@
-/* libFuzzer target for the demo app's JSON pre-check (app/jsonscan.c, compiled in) together with
+/* libFuzzer target for the JSON pre-check (src/codec/jsonscan.c) together with
  * cJSON and crest_buf_json_str:
  * - the verdict and the field named are the same for the text whole, byte by byte, and split in
  *   two at an offset taken from the data;
@@ -14,14 +14,15 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../../app/jsonscan.c"
+#include "codec/jsonscan.h"
+#include "crest.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-static void same(const jsonscan_t *a, int va, const jsonscan_t *b, int vb) {
+static void same(const crest__jsonscan_t *a, int va, const crest__jsonscan_t *b, int vb) {
     if (va != vb)
         abort();
-    if (va == JSONSCAN_NUL && strcmp(a->field, b->field) != 0)
+    if (va == CREST__JSONSCAN_NUL && strcmp(a->field, b->field) != 0)
         abort();
 }
 
@@ -33,8 +34,8 @@ static void check_string(const char *str) {
     crest_buf_json_str(&b, str, n);
     if (b.err)
         abort();
-    jsonscan_t s;
-    if (jsonscan(&s, b.ptr, b.len) != JSONSCAN_OK)
+    crest__jsonscan_t s;
+    if (crest__jsonscan(&s, b.ptr, b.len) != CREST__JSONSCAN_OK)
         abort();
     cJSON *back = cJSON_ParseWithLength(b.ptr, b.len);
     if (!cJSON_IsString(back) || strcmp(back->valuestring, str) != 0)
@@ -55,30 +56,30 @@ static void walk(const cJSON *v) {
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     size_t split = size ? data[0] % (size + 1) : 0;
-    jsonscan_t whole, bytes, two;
-    int vw = jsonscan(&whole, data, size);
+    crest__jsonscan_t whole, bytes, two;
+    int vw = crest__jsonscan(&whole, data, size);
 
-    jsonscan_init(&bytes);
+    crest__jsonscan_init(&bytes);
     for (size_t i = 0; i < size; i++) {
         uint8_t *one = malloc(1);
         if (one == NULL)
             abort();
         one[0] = data[i];
-        jsonscan_feed(&bytes, one, 1);
+        crest__jsonscan_feed(&bytes, one, 1);
         free(one);
     }
-    same(&whole, vw, &bytes, jsonscan_end(&bytes));
+    same(&whole, vw, &bytes, crest__jsonscan_end(&bytes));
 
-    jsonscan_init(&two);
-    jsonscan_feed(&two, data, split);
-    jsonscan_feed(&two, data + split, size - split);
-    same(&whole, vw, &two, jsonscan_end(&two));
+    crest__jsonscan_init(&two);
+    crest__jsonscan_feed(&two, data, split);
+    crest__jsonscan_feed(&two, data + split, size - split);
+    same(&whole, vw, &two, crest__jsonscan_end(&two));
 
     int utf8_ok = crest_utf8_feed(CREST_UTF8_ACCEPT, data, size) == CREST_UTF8_ACCEPT;
-    if ((vw == JSONSCAN_BAD_UTF8) == utf8_ok)
+    if ((vw == CREST__JSONSCAN_BAD_UTF8) == utf8_ok)
         abort();
 
-    if (vw == JSONSCAN_OK || vw == JSONSCAN_NUL) {
+    if (vw == CREST__JSONSCAN_OK || vw == CREST__JSONSCAN_NUL) {
         cJSON *v = cJSON_ParseWithLength((const char *)data, size);
         walk(v);
         cJSON_Delete(v);

@@ -79,7 +79,13 @@ CREST_API crest_str_t crest_req_header(const crest_req_t *req, const char *name)
 /* All header fields in arrival order; *count receives their number. */
 CREST_API const crest_header_t *crest_req_headers(const crest_req_t *req, size_t *count);
 /* A route parameter: for route "/users/:id", crest_req_param(req, "id"); for a trailing "*",
- * the name "*". .ptr NULL when the route has no such parameter. */
+ * the name "*". Percent-decoded once, as a path is: %XX becomes the byte ("%2F" a '/', "%20" a
+ * space), '+' stays '+'. A value with no '%' is a view into the request (valid during the handler
+ * call); a decoded one is a copy in request memory (NUL-terminated, valid until the request is
+ * finished), made again by each call: keep it rather than asking in a loop. .ptr NULL when the
+ * route has no such parameter, and when the value's percent-encoding is malformed ("%", "%4",
+ * "%zz") or holds "%00": a handler that then answers as for an absent resource is right, and
+ * crest_req_params_valid() (crest/json.h) answers 400. .ptr NULL also when memory ran out. */
 CREST_API crest_str_t crest_req_param(const crest_req_t *req, const char *name);
 /* The whole request body (buffered up to the app's max_body before the handler runs, chunked
  * framing removed). Empty when there is none. */

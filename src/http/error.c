@@ -1,19 +1,35 @@
-/* crest's JSON error body: one shape for every error written in JSON (crest_res_error). */
+/* crest_res_error(): the one JSON error body crest writes, {"status","error"} and, for a
+ * validation's faults, "field" and "errors" after them (crest/http.h). Built in a stack buffer:
+ * an error answer must not need the heap more than any other small answer does. */
 #include <string.h>
 
 #include "http/http.h"
 
-int crest_res_error(crest_req_t *req, int status, const char *message) {
+int crest__res_error_list(crest_req_t *req, int status, const char *message,
+                          const char *const *fields, const char *const *messages, size_t n) {
     if (message == NULL)
         message = crest_status_reason(status);
-    char mem[512];
+    char mem[1024];
     crest_buf_t b = CREST_BUF_ON(mem);
-    char num[24];
-    char *d = crest__fmt_u64(num + sizeof(num), status > 0 ? (uint64_t)status : 0);
-    crest_buf_puts(&b, "{\"status\":");
-    crest_buf_append(&b, d, (size_t)(num + sizeof(num) - d));
-    crest_buf_puts(&b, ",\"error\":");
+    crest_buf_printf(&b, "{\"status\":%d,\"error\":", status);
     crest_buf_json_str(&b, message, strlen(message));
+    if (n > 0) {
+        crest_buf_puts(&b, ",\"field\":");
+        crest_buf_json_str(&b, fields[0], strlen(fields[0]));
+        crest_buf_puts(&b, ",\"errors\":[");
+        for (size_t i = 0; i < n; i++) {
+            crest_buf_puts(&b, i ? ",{\"field\":" : "{\"field\":");
+            crest_buf_json_str(&b, fields[i], strlen(fields[i]));
+            crest_buf_puts(&b, ",\"message\":");
+            crest_buf_json_str(&b, messages[i], strlen(messages[i]));
+            crest_buf_puts(&b, "}");
+        }
+        crest_buf_puts(&b, "]");
+    }
     crest_buf_puts(&b, "}");
     return crest_res_send_buf(req, status, "application/json", &b);
+}
+
+int crest_res_error(crest_req_t *req, int status, const char *message) {
+    return crest__res_error_list(req, status, message, NULL, NULL, 0);
 }

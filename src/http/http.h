@@ -67,6 +67,7 @@ struct crest_req_s {
     crest__addr_t client;         /* crest_req_client()'s answer, once asked (client_known) */
     crest_buf_t res_headers;      /* extra response header lines, "Name: value\r\n" each */
     void *arena;                  /* crest_req_alloc blocks */
+    struct crest__cleanup_s *cleanups; /* crest__req_on_free's, run by crest__req_free */
     crest_abort_cb abort_cb;
     void *abort_arg;
     crest_drain_cb drain_cb; /* armed by crest_res_on_drain: runs once, then disarms */
@@ -236,7 +237,8 @@ struct crest_app_s {
     size_t hsts_len;
     crest__cidr_t *proxies; /* trusted proxies (crest_app_trust_proxy) */
     size_t nproxies;
-    crest__owned_t *owned; /* freed with the app */
+    crest__owned_t *owned;    /* freed with the app */
+    struct crest__api_s *api; /* crest_app_route_doc's table (src/json/openapi.c), or NULL */
     crest__rt_t rt;
 };
 
@@ -378,6 +380,21 @@ unsigned crest__req_accept_encoding(const crest_req_t *req);
 int crest__res_header_block(crest_req_t *req, const char *text, size_t len);
 crest_req_t *crest__req_new(crest_loop_t *loop, crest__conn_t *c, const crest__writer_t *w);
 void crest__req_free(crest_req_t *req);
+/* Run fn(arg) when req is freed (before its request memory goes), last registered first: for
+ * what a module keeps per request only when asked (src/json/: the parsed body). 0 or
+ * CREST_ENOMEM (fn not registered). The arg registered with fn, or NULL: find it again. */
+int crest__req_on_free(crest_req_t *req, void (*fn)(void *), void *arg);
+void *crest__req_cleanup_find(const crest_req_t *req, void (*fn)(void *));
+/* error.c: crest_res_error() with the list of faults of a validation: "field" (the first's),
+ * then "errors":[{"field","message"}] for the n given. Finishing call. */
+int crest__res_error_list(crest_req_t *req, int status, const char *message,
+                          const char *const *fields, const char *const *messages, size_t n);
+/* Percent-decode a path segment (a route parameter) into out (at least in.len + 1 bytes;
+ * NUL-terminated): %XX is the byte, '+' stays '+', %2F is '/'. Returns the length, or -1 for a
+ * malformed escape ("%", "%4", "%zz") or %00. Pure. */
+int crest__path_decode(crest_str_t in, char *out);
+/* A route parameter as sent (crest_req_param() decodes it). */
+crest_str_t crest__req_param_raw(const crest_req_t *req, const char *name);
 /* Answer a request its protocol rejected (400, 408, 413, 431, 503...) before any handler ran:
  * counted as rejected, 503 with Retry-After (a limit of ours; the client may try again). */
 void crest__res_reject(crest_req_t *req, int status);

@@ -15,6 +15,13 @@ typedef struct arena_blk_s {
     max_align_t data[];
 } arena_blk_t;
 
+/* A crest__req_on_free registration, in request memory. */
+struct crest__cleanup_s {
+    struct crest__cleanup_s *next;
+    void (*fn)(void *);
+    void *arg;
+};
+
 crest_req_t *crest__req_new(crest_loop_t *loop, crest__conn_t *c, const crest__writer_t *w) {
     crest__http_loop_t *hl = crest__http_loop(loop);
     crest_req_t *req = hl->free_reqs;
@@ -53,6 +60,11 @@ void crest__req_free(crest_req_t *req) {
     if (crest__app_of(loop)->ndones > 0)
         crest__http_done_work(req);
     crest__obs_finish(req);
+    while (req->cleanups != NULL) { /* NULL unless a module asked (no cost otherwise) */
+        struct crest__cleanup_s *c = req->cleanups;
+        req->cleanups = c->next;
+        c->fn(c->arg); /* c itself is request memory, freed below */
+    }
     if (req->gz_state != NULL)
         crest__compress_free(req); /* a compressed body cut short */
     if (req->spills != NULL)
@@ -189,7 +201,25 @@ const crest_header_t *crest_req_headers(const crest_req_t *req, size_t *count) {
     return req->head->headers;
 }
 
-crest_str_t crest_req_param(const crest_req_t *req, const char *name) {
+int crest__path_decode(crest_str_t in, char *out) {
+    size_t n = 0;
+    for (size_t i = 0; i < in.len; i++) {
+        char c = in.ptr[i];
+        if (c == '%') {
+            int hi = i + 2 < in.len ? hex_digit(in.ptr[i + 1]) : -1;
+            int lo = i + 2 < in.len ? hex_digit(in.ptr[i + 2]) : -1;
+            if (hi < 0 || lo < 0 || (hi | lo) == 0)
+                return -1; /* "%", "%4", "%zz", and "%00", which C strings would cut short */
+            c = (char)(hi * 16 + lo);
+            i += 2;
+        }
+        out[n++] = c;
+    }
+    out[n] = '\0';
+    return (int)n;
+}
+
+crest_str_t crest__req_param_raw(const crest_req_t *req, const char *name) {
     if (req->match == NULL)
         return (crest_str_t){NULL, 0};
     size_t nlen = strlen(name);
@@ -197,6 +227,22 @@ crest_str_t crest_req_param(const crest_req_t *req, const char *name) {
         if (req->match->names[i].len == nlen && memcmp(req->match->names[i].ptr, name, nlen) == 0)
             return req->match->values[i];
     return (crest_str_t){NULL, 0};
+}
+
+crest_str_t crest_req_param(const crest_req_t *req, const char *name) {
+    crest_str_t v = crest__req_param_raw(req, name);
+    /* Most values hold no escape and are returned where they are, at no cost. The decoded copy
+     * goes to request memory: the read buffer is left as it was, so that crest_req_path() and a
+     * second call see the text as sent, and a value is never decoded twice ("%2525" is "%25"). */
+    if (v.ptr == NULL || memchr(v.ptr, '%', v.len) == NULL)
+        return v;
+    /* The request is not const: handlers hold it mutable; the accessor is const for its callers
+     * only, and request memory is what crest_req_keep() hands out too. */
+    char *out = crest_req_alloc((crest_req_t *)req, v.len + 1);
+    int n = out ? crest__path_decode(v, out) : -1;
+    if (n < 0)
+        return (crest_str_t){NULL, 0};
+    return (crest_str_t){out, (size_t)n};
 }
 
 crest_str_t crest_req_body(const crest_req_t *req) {
@@ -255,6 +301,24 @@ void *crest_req_get(const crest_req_t *req, const char *key) {
     for (const local_t *l = req->locals; l != NULL; l = l->next)
         if (strcmp(l->key, key) == 0)
             return l->value;
+    return NULL;
+}
+
+int crest__req_on_free(crest_req_t *req, void (*fn)(void *), void *arg) {
+    struct crest__cleanup_s *c = crest_req_alloc(req, sizeof(*c));
+    if (c == NULL)
+        return CREST_ENOMEM;
+    c->fn = fn;
+    c->arg = arg;
+    c->next = req->cleanups;
+    req->cleanups = c;
+    return 0;
+}
+
+void *crest__req_cleanup_find(const crest_req_t *req, void (*fn)(void *)) {
+    for (const struct crest__cleanup_s *c = req->cleanups; c != NULL; c = c->next)
+        if (c->fn == fn)
+            return c->arg;
     return NULL;
 }
 

@@ -3,10 +3,10 @@
  * name, and what a \u escape decodes to; the grammar stays cJSON's job. */
 #include <string.h>
 
-#include "crest.h"
-#include "jsonscan.h"
+#include "codec/jsonscan.h"
+#include "crest/buf.h"
 
-void jsonscan_init(jsonscan_t *s) {
+void crest__jsonscan_init(crest__jsonscan_t *s) {
     memset(s, 0, sizeof(*s));
 }
 
@@ -14,15 +14,15 @@ void jsonscan_init(jsonscan_t *s) {
  * is malformed whatever its strings hold (400 before 422), and a fixed rank, rather than "the
  * first found", keeps the verdict independent of how the text was split into pieces (the UTF-8
  * check runs over a whole piece before the byte loop does). */
-static void found(jsonscan_t *s, int verdict) {
+static void found(crest__jsonscan_t *s, int verdict) {
     if (verdict > s->verdict)
         s->verdict = verdict;
 }
 
-static void found_nul(jsonscan_t *s) {
-    if (s->verdict != JSONSCAN_OK)
+static void found_nul(crest__jsonscan_t *s) {
+    if (s->verdict != CREST__JSONSCAN_OK)
         return;
-    s->verdict = JSONSCAN_NUL;
+    s->verdict = CREST__JSONSCAN_NUL;
     if (s->in_key) {
         s->nul_in_key = 1; /* named when the name is complete */
     } else if (s->top_object) {
@@ -43,7 +43,7 @@ static int hex_value(uint8_t c) {
 
 /* One byte inside a string (the opening quote already taken). Every byte of a member name but
  * its closing quote is kept, raw, for the NUL verdict's field. */
-static void string_byte(jsonscan_t *s, uint8_t c) {
+static void string_byte(crest__jsonscan_t *s, uint8_t c) {
     if (s->hex_left) {
         int v = hex_value(c);
         if (v >= 0) {
@@ -63,19 +63,19 @@ static void string_byte(jsonscan_t *s, uint8_t c) {
             s->hex_left = 4;
             s->hex = 0;
         } else if (c < 0x20) {
-            found(s, JSONSCAN_CONTROL);
+            found(s, CREST__JSONSCAN_CONTROL);
         }
         goto keep;
     }
     if (c < 0x20) {
-        found(s, JSONSCAN_CONTROL);
+        found(s, CREST__JSONSCAN_CONTROL);
     } else if (c == '\\') {
         s->esc = 1;
     } else if (c == '"') {
         s->in_str = 0;
         if (s->in_key) {
             s->in_key = 0;
-            if (s->nul_in_key && s->verdict == JSONSCAN_NUL) {
+            if (s->nul_in_key && s->verdict == CREST__JSONSCAN_NUL) {
                 memcpy(s->field, s->key, s->key_len);
                 s->field[s->key_len] = '\0';
             }
@@ -84,15 +84,71 @@ static void string_byte(jsonscan_t *s, uint8_t c) {
         return;
     }
 keep:
-    if (s->in_key && s->key_len < JSONSCAN_FIELD_MAX)
+    if (s->in_key && s->key_len < CREST__JSONSCAN_FIELD_MAX)
         s->key[s->key_len++] = (char)c;
 }
 
-static void structure_byte(jsonscan_t *s, uint8_t c) {
+/* Where in a number (RFC 8259 section 6: -? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)?).
+ * The states after which the number may end are INT0, INT, FRAC and EXP. */
+enum { NUM_NONE, NUM_MINUS, NUM_INT0, NUM_INT, NUM_POINT, NUM_FRAC, NUM_E, NUM_ESIGN, NUM_EXP };
+
+static int num_may_end(uint8_t st) {
+    return st == NUM_INT0 || st == NUM_INT || st == NUM_FRAC || st == NUM_EXP;
+}
+
+/* One byte while in a number: 1 when it belongs to it, 0 when it ends it (the number was
+ * complete or not: checked here) and is a byte of the structure. */
+static int number_byte(crest__jsonscan_t *s, uint8_t c) {
+    uint8_t st = s->num, next = NUM_NONE;
+    if (c >= '0' && c <= '9') {
+        if (st == NUM_MINUS)
+            next = c == '0' ? NUM_INT0 : NUM_INT;
+        else if (st == NUM_INT || st == NUM_FRAC || st == NUM_EXP)
+            next = st;
+        else if (st == NUM_POINT)
+            next = NUM_FRAC;
+        else if (st == NUM_E || st == NUM_ESIGN)
+            next = NUM_EXP;
+        /* NUM_INT0: a leading zero ("01") */
+    } else if (c == '.') {
+        if (st == NUM_INT0 || st == NUM_INT)
+            next = NUM_POINT;
+    } else if (c == 'e' || c == 'E') {
+        if (st == NUM_INT0 || st == NUM_INT || st == NUM_FRAC)
+            next = NUM_E;
+    } else if (c == '+' || c == '-') {
+        if (st == NUM_E)
+            next = NUM_ESIGN;
+    } else {
+        if (!num_may_end(st))
+            found(s, CREST__JSONSCAN_NUMBER);
+        s->num = NUM_NONE;
+        return 0;
+    }
+    if (next == NUM_NONE) {
+        found(s, CREST__JSONSCAN_NUMBER);
+        s->num = NUM_NONE; /* the rest of this token is cJSON's to refuse or the verdict's */
+        return 1;
+    }
+    s->num = next;
+    return 1;
+}
+
+static void structure_byte(crest__jsonscan_t *s, uint8_t c) {
+    if (s->num != NUM_NONE && number_byte(s, c))
+        return;
+    if (c == '-' || (c >= '0' && c <= '9')) {
+        s->num = c == '-' ? NUM_MINUS : c == '0' ? NUM_INT0 : NUM_INT;
+        if (!s->started) {
+            s->started = 1;
+            s->top_object = 0;
+        }
+        return;
+    }
     if (c == ' ' || c == '\t' || c == '\n' || c == '\r')
         return;
     if (c < 0x20) {
-        found(s, JSONSCAN_CONTROL);
+        found(s, CREST__JSONSCAN_CONTROL);
         return;
     }
     if (!s->started) {
@@ -126,11 +182,11 @@ static void structure_byte(jsonscan_t *s, uint8_t c) {
     }
 }
 
-void jsonscan_feed(jsonscan_t *s, const void *data, size_t n) {
+void crest__jsonscan_feed(crest__jsonscan_t *s, const void *data, size_t n) {
     const uint8_t *p = data;
     s->utf8 = crest_utf8_feed(s->utf8, p, n);
     if (s->utf8 == CREST_UTF8_REJECT)
-        found(s, JSONSCAN_BAD_UTF8);
+        found(s, CREST__JSONSCAN_BAD_UTF8);
     for (size_t i = 0; i < n; i++) {
         uint8_t c = p[i];
         if (!s->in_str) {
@@ -150,14 +206,16 @@ void jsonscan_feed(jsonscan_t *s, const void *data, size_t n) {
     }
 }
 
-int jsonscan_end(jsonscan_t *s) {
+int crest__jsonscan_end(crest__jsonscan_t *s) {
+    if (s->num != NUM_NONE && !num_may_end(s->num))
+        found(s, CREST__JSONSCAN_NUMBER); /* "-" or "1." at the very end */
     if (s->utf8 != CREST_UTF8_ACCEPT)
-        found(s, JSONSCAN_BAD_UTF8); /* a character cut short by the end of the text */
+        found(s, CREST__JSONSCAN_BAD_UTF8); /* a character cut short by the end of the text */
     return s->verdict;
 }
 
-int jsonscan(jsonscan_t *s, const void *data, size_t n) {
-    jsonscan_init(s);
-    jsonscan_feed(s, data, n);
-    return jsonscan_end(s);
+int crest__jsonscan(crest__jsonscan_t *s, const void *data, size_t n) {
+    crest__jsonscan_init(s);
+    crest__jsonscan_feed(s, data, n);
+    return crest__jsonscan_end(s);
 }
