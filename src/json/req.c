@@ -146,9 +146,15 @@ static int check_texts(const crest_field_t *f, const char **vals, size_t *lens, 
 }
 
 /* A list that lives as long as the request, holding the values made from text. */
+/* Not doc_free itself: crest_req_json finds the body's document by its cleanup function, and a
+ * keeper registered with the same one would be taken for it. */
+static void keeper_free(void *p) {
+    doc_free(p);
+}
+
 static cJSON *keeper(crest_req_t *req) {
     cJSON *keep = cJSON_CreateArray();
-    if (keep != NULL && crest__req_on_free(req, doc_free, keep) != 0) {
+    if (keep != NULL && crest__req_on_free(req, keeper_free, keep) != 0) {
         cJSON_Delete(keep);
         keep = NULL;
     }
