@@ -110,4 +110,15 @@ CREST_API crest_fetch_t *crest_fetch(crest_loop_t *loop, const crest_fetch_opts_
  * Only on the fetch's loop thread, and only until its callback has returned. */
 CREST_API int crest_fetch_cancel(crest_fetch_t *f);
 
+/* The results of crest_fetch_all(), res[i] for opts[i]; valid only during the callback. */
+typedef void (*crest_fetch_all_cb)(const crest_fetch_res_t *res, size_t n, void *arg);
+
+/* Start the n fetches of opts[0 .. n) at once (as crest_fetch() each) and call cb once, on this
+ * loop thread, when the last has completed, with every result in the order of the options: the
+ * way to call several services in parallel, each with its own timeout_ms. cb never runs before
+ * this returns. Returns 0, or CREST_ENOMEM when no fetch could start (cb never runs; n must be at
+ * least 1); a fetch that could not start has CREST_ENOMEM as its result. */
+CREST_API int crest_fetch_all(crest_loop_t *loop, const crest_fetch_opts_t *opts, size_t n,
+                              crest_fetch_all_cb cb, void *arg);
+
 #endif
