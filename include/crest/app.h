@@ -80,6 +80,14 @@ typedef struct {
 
 /* Fill `opts` with the defaults above. */
 CREST_API void crest_app_opts_default(crest_app_opts_t *opts);
+/* Take the address to listen on from the environment, as hosting platforms hand it over: HOST
+ * (kept as a pointer into the environment) and PORT, when set and not empty. Returns 0, or
+ * CREST_EINVAL for a PORT that is not a number from 0 to 65535 (opts->port is then unchanged). */
+CREST_API int crest_app_opts_env(crest_app_opts_t *opts);
+/* A log hook for opts.log that writes "LEVEL: message" lines to standard error (one write each,
+ * so that the lines of several threads never mix). The library itself never prints: an app that
+ * wants these lines sets this hook. */
+CREST_API void crest_log_stderr(void *data, crest_log_level_t level, const char *msg);
 
 /* A new app with a copy of `opts` (NULL for the defaults; strings are copied). NULL only when
  * memory ran out. Free it with crest_app_free() after crest_app_run() returns. */
@@ -155,7 +163,10 @@ typedef void (*crest_done_cb)(crest_req_t *req, const crest_res_info_t *info, vo
 CREST_API int crest_app_on_done(crest_app_t *app, crest_done_cb cb, void *data);
 
 /* Bind the listening sockets now (crest_app_run() does it if not done), so that errors such as
- * CREST_EADDRINUSE come back before threads start and crest_app_port() knows the port. With
+ * CREST_EADDRINUSE come back before threads start and crest_app_port() knows the port. A call
+ * that built the app and failed (a route, middleware or static mount that could not be added,
+ * whose return value the code may not have checked) is returned here instead, and logged with
+ * what it was: an app never runs without a part of it. With
  * handle_signals, SIGINT and SIGTERM are blocked in the calling thread from here (and so in every
  * thread crest starts) until crest_app_run() returns, and a thread of crest's takes them with
  * sigwait(): a signal that arrives at any moment stops the app gracefully instead of killing the
@@ -166,6 +177,11 @@ CREST_API int crest_app_listen(crest_app_t *app);
 CREST_API int crest_app_port(const crest_app_t *app);
 /* The number of loop threads; 0 before crest_app_listen(). */
 CREST_API int crest_app_threads(const crest_app_t *app);
+
+/* crest_app_listen(), a log line saying where ("listening on http://127.0.0.1:8080 (2 loop
+ * threads)", at CREST_LOG_INFO), then crest_app_run(); an error is logged too. Returns as
+ * crest_app_run(). For a main() that needs nothing between the three. */
+CREST_API int crest_app_serve(crest_app_t *app);
 
 /* Start the loop threads and block until the app stops (a signal, or crest_app_stop()), in-flight
  * requests finish or shutdown_timeout passes, and every thread has exited. Returns 0 or a

@@ -231,17 +231,35 @@ void **crest_app_data(crest_app_t *app) {
     return &app->data;
 }
 
+int crest__app_setup_error(crest_app_t *app, int rc, const char *what, const char *a,
+                           const char *b) {
+    if (rc != 0 && rc != CREST_EBUSY && app->setup_err == 0) {
+        app->setup_err = rc;
+        snprintf(app->setup_what, sizeof(app->setup_what), "%s %s%s%s: %s", what, a ? a : "",
+                 b ? " " : "", b ? b : "", crest_strerror(rc));
+    }
+    return rc;
+}
+
 int crest_app_route(crest_app_t *app, const char *method, const char *pattern,
                     crest_handler_cb handler, void *data) {
     if (app->rt.running)
         return CREST_EBUSY;
-    if (method == NULL)
-        return CREST_EINVAL;
-    int id = crest__http_method_id(method, strlen(method));
-    return crest__router_add(app->router, id, pattern, handler, data);
+    int rc = method == NULL
+                 ? CREST_EINVAL
+                 : crest__router_add(app->router, crest__http_method_id(method, strlen(method)),
+                                     pattern, handler, data);
+    return crest__app_setup_error(app, rc, "crest_app_route", method, pattern);
 }
 
+static int app_use(crest_app_t *app, const char *prefix, crest_handler_cb mw, void *data);
+
 int crest_app_use(crest_app_t *app, const char *prefix, crest_handler_cb mw, void *data) {
+    return crest__app_setup_error(app, app_use(app, prefix, mw, data), "crest_app_use",
+                                  prefix ? prefix : "/", NULL);
+}
+
+static int app_use(crest_app_t *app, const char *prefix, crest_handler_cb mw, void *data) {
     if (app->rt.running)
         return CREST_EBUSY;
     if (mw == NULL || (prefix && prefix[0] != '/' && prefix[0] != '\0'))
@@ -622,7 +640,53 @@ void crest_app_not_found(crest_app_t *app, crest_handler_cb handler, void *data)
 }
 
 int crest_app_listen(crest_app_t *app) {
+    if (app->setup_err != 0) {
+        /* A route or middleware that could not be added: the app is not what its code says. */
+        crest__log(&app->rt, CREST_LOG_ERROR, "%s", app->setup_what);
+        return app->setup_err;
+    }
     return crest__rt_listen(&app->rt, app->host);
+}
+
+int crest_app_serve(crest_app_t *app) {
+    int rc = crest_app_listen(app);
+    if (rc == 0) {
+        int v6 = strchr(app->host, ':') != NULL;
+        crest__log(&app->rt, CREST_LOG_INFO, "listening on http%s://%s%s%s:%d (%d loop threads)",
+                   app->rt.tls ? "s" : "", v6 ? "[" : "", app->host, v6 ? "]" : "", app->rt.port,
+                   app->rt.nthreads);
+        rc = crest_app_run(app);
+    }
+    if (rc != 0)
+        crest__log(&app->rt, CREST_LOG_ERROR, "stopped: %s", crest_strerror(rc));
+    return rc;
+}
+
+int crest_app_opts_env(crest_app_opts_t *o) {
+    const char *host = getenv("HOST"), *port = getenv("PORT");
+    if (host != NULL && *host != '\0')
+        o->host = host;
+    if (port == NULL || *port == '\0')
+        return 0;
+    char *end;
+    long n = strtol(port, &end, 10);
+    if (*end != '\0' || n < 0 || n > 65535)
+        return CREST_EINVAL;
+    o->port = (int)n;
+    return 0;
+}
+
+void crest_log_stderr(void *data, crest_log_level_t level, const char *msg) {
+    (void)data;
+    static const char *const names[] = {"error", "warning", "info", "debug"};
+    /* One write per line, so that lines of several threads never mix. */
+    char line[1024];
+    int n = snprintf(line, sizeof(line), "%s: %s\n", names[level & 3], msg);
+    if (n > (int)sizeof(line) - 1) {
+        n = (int)sizeof(line) - 1;
+        line[n - 1] = '\n';
+    }
+    fwrite(line, 1, (size_t)n, stderr);
 }
 
 int crest_app_port(const crest_app_t *app) {

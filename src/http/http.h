@@ -238,6 +238,8 @@ struct crest_app_s {
     crest__cidr_t *proxies; /* trusted proxies (crest_app_trust_proxy) */
     size_t nproxies;
     crest__owned_t *owned;    /* freed with the app */
+    int setup_err;            /* the first route or middleware that could not be added */
+    char setup_what[192];     /* ... named, for crest_app_listen's log line */
     struct crest__api_s *api; /* crest_app_route_doc's table (src/json/openapi.c), or NULL */
     crest__rt_t rt;
 };
@@ -273,6 +275,10 @@ typedef struct crest__frame_s {
     int finished;
     struct crest__frame_s *up;
 } crest__frame_t;
+/* Keep the first failure of a call that builds the app (rc nonzero, not CREST_EBUSY), named by
+ * `what a b`: crest_app_listen refuses to start with it. Returns rc. */
+int crest__app_setup_error(crest_app_t *app, int rc, const char *what, const char *a,
+                           const char *b);
 /* The app frees ptr with free_fn(ptr) when it is freed; on failure (CREST_ENOMEM) it frees it at
  * once. */
 int crest__app_own(crest_app_t *app, void *ptr, void (*free_fn)(void *));

@@ -133,8 +133,17 @@ static int valid_value(const char *s) {
     return 1;
 }
 
+static int app_static(crest_app_t *app, const char *prefix, const char *root,
+                      const crest_static_opts_t *opts);
+
 int crest_app_static(crest_app_t *app, const char *prefix, const char *root,
                      const crest_static_opts_t *opts) {
+    return crest__app_setup_error(app, app_static(app, prefix, root, opts), "crest_app_static",
+                                  prefix, root);
+}
+
+static int app_static(crest_app_t *app, const char *prefix, const char *root,
+                      const crest_static_opts_t *opts) {
     if (app->rt.running)
         return CREST_EBUSY;
     crest_static_opts_t defaults;

@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -153,8 +154,48 @@ static void test_twice_and_done(void **state) {
     assert_int_equal(dones, before + 1);
 }
 
+static int logged;
+static void count_log(void *data, crest_log_level_t level, const char *msg) {
+    (void)data;
+    logged += level == CREST_LOG_ERROR && strstr(msg, "crest_app_route GET /dup") != NULL;
+}
+
+/* A call that built the app and failed stops crest_app_listen, unchecked as it may have been. */
+static void test_setup_error(void **state) {
+    (void)state;
+    crest_app_opts_t o;
+    crest_app_opts_default(&o);
+    o.port = 0;
+    o.log = count_log;
+    crest_app_t *a = crest_app_new(&o);
+    assert_int_equal(crest_app_route(a, "GET", "/dup", on_static, NULL), 0);
+    assert_int_equal(crest_app_route(a, "GET", "/dup", on_static, NULL), CREST_EEXIST);
+    assert_int_equal(crest_app_route(a, "GET", "/ok", on_static, NULL), 0);
+    assert_int_equal(crest_app_listen(a), CREST_EEXIST);
+    assert_int_equal(logged, 1);
+    crest_app_free(a);
+}
+
+static void test_opts_env(void **state) {
+    (void)state;
+    crest_app_opts_t o;
+    crest_app_opts_default(&o);
+    setenv("HOST", "::1", 1);
+    setenv("PORT", "9123", 1);
+    assert_int_equal(crest_app_opts_env(&o), 0);
+    assert_string_equal(o.host, "::1");
+    assert_int_equal(o.port, 9123);
+    setenv("PORT", "70000", 1);
+    assert_int_equal(crest_app_opts_env(&o), CREST_EINVAL);
+    assert_int_equal(o.port, 9123);
+    unsetenv("HOST");
+    unsetenv("PORT");
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_setup_error),
+        cmocka_unit_test(test_opts_env),
         cmocka_unit_test(test_resumed),
         cmocka_unit_test(test_pass_on),
         cmocka_unit_test(test_errors_and_options),
