@@ -37,6 +37,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "crest/buf.h"
 #include "crest/export.h"
 #include "crest/http.h"
 
@@ -157,5 +158,23 @@ CREST_API const char *crest_db_error(const crest_db_query_t *q);
 /* 1 for the errors that mean "the database is busy or away, try again" (queue full, timeout,
  * unreachable, connection lost, lock contention, deadlock): answer 503 with Retry-After. */
 CREST_API int crest_db_retryable(int err);
+
+/* ---- answers ---- */
+
+struct crest_schema_s; /* crest/json.h */
+/* Append row `row` of statement i as a JSON object shaped by `schema` (crest/json.h): column k is
+ * the k-th field, named by it and written as its type says (INT a number, BOOL true or false from
+ * an integer, STRING a JSON string, NUMBER and the others the column's text as it is, NULL
+ * null). The schema that validates and documents an object also writes it. Returns 0 or the
+ * buffer's error (CREST_ENOMEM). */
+CREST_API int crest_db_json_row(crest_buf_t *out, const crest_db_query_t *q, int i, int row,
+                                const struct crest_schema_s *schema);
+/* The rows of statement i, at most `max` of them (-1: all), as a JSON array of such objects. */
+CREST_API int crest_db_json_rows(crest_buf_t *out, const crest_db_query_t *q, int i, int max,
+                                 const struct crest_schema_s *schema);
+/* Answer a batch's error (crest_db_done_cb's status) with crest_res_error(): 503 with
+ * Retry-After for the errors worth retrying (crest_db_retryable) and for a stop, 500 otherwise,
+ * with the backend's message. Finishing call. */
+CREST_API int crest_db_res_error(crest_req_t *req, int status, const crest_db_query_t *q);
 
 #endif
