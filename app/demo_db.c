@@ -535,6 +535,19 @@ static const crest_field_t todo_patch_fields[] = {CREST_FIELD_STR(todo_body_t, t
                                                   CREST_FIELD_END};
 static const crest_schema_t demo_todo_in = {.name = "TodoIn", .fields = todo_fields};
 static const crest_schema_t demo_todo_patch = {.name = "TodoPatch", .fields = todo_patch_fields};
+/* For the OpenAPI document (/openapi.json) only: what the answers hold and the list's query. */
+static const crest_field_t todo_out_fields[] = {
+    CREST_FIELD("id", CREST_T_INT, CREST_REQUIRED),
+    CREST_FIELD("title", CREST_T_STRING, CREST_REQUIRED),
+    CREST_FIELD("done", CREST_T_BOOL, CREST_REQUIRED), CREST_FIELD_END};
+static const crest_schema_t demo_todo = {.name = "Todo", .fields = todo_out_fields};
+static const crest_field_t page_fields[] = {
+    CREST_FIELD("limit", CREST_T_INT, CREST_MIN | CREST_MAX, .min = 1, .max = 1000,
+                .description = "todos per page (default 100)"),
+    CREST_FIELD("after", CREST_T_INT, CREST_MIN, .min = 0,
+                .description = "the last id of the previous page"),
+    CREST_FIELD_END};
+static const crest_schema_t demo_page = {.name = "TodoPage", .fields = page_fields};
 
 /* Parse and check a todo body into t. `partial` (PATCH): fields may be absent. On bad input it
  * answers the request itself (400 or 422, crest_res_error's shape) and sets *answered; returns 0
@@ -1057,21 +1070,35 @@ int demo_db_routes(crest_app_t *app, const cli_opts_t *opts, demo_db_t **out) {
     struct {
         const char *method, *path;
         crest_handler_cb cb;
+        crest_route_doc_t doc; /* the OpenAPI document's (/openapi.json) */
     } routes[DB_ROUTES] = {
-        {"GET", "/db", on_db},
-        {"GET", "/queries", on_queries},
-        {"GET", "/updates", on_updates},
-        {"GET", "/fortunes", on_fortunes},
-        {"GET", "/api/todos", on_todo_list},
-        {"POST", "/api/todos", on_todo_add},
-        {"GET", "/api/todos/:id", on_todo_get},
-        {"PUT", "/api/todos/:id", on_todo_put},
-        {"PATCH", "/api/todos/:id", on_todo_patch},
-        {"DELETE", "/api/todos/:id", on_todo_del},
+        {"GET", "/db", on_db, {.summary = "One random World row (TechEmpower)"}},
+        {"GET", "/queries", on_queries, {.summary = "N random World rows (TechEmpower)"}},
+        {"GET", "/updates", on_updates, {.summary = "N World rows updated (TechEmpower)"}},
+        {"GET", "/fortunes", on_fortunes, {.summary = "The fortunes page (TechEmpower)"}},
+        {"GET",
+         "/api/todos",
+         on_todo_list,
+         {.summary = "A page of todos", .query = &demo_page, .response = &demo_todo}},
+        {"POST",
+         "/api/todos",
+         on_todo_add,
+         {.summary = "Add a todo", .body = &demo_todo_in, .response = &demo_todo, .status = 201}},
+        {"GET", "/api/todos/:id", on_todo_get, {.summary = "A todo", .response = &demo_todo}},
+        {"PUT",
+         "/api/todos/:id",
+         on_todo_put,
+         {.summary = "Replace a todo", .body = &demo_todo_in, .response = &demo_todo}},
+        {"PATCH",
+         "/api/todos/:id",
+         on_todo_patch,
+         {.summary = "Change a todo", .body = &demo_todo_patch, .response = &demo_todo}},
+        {"DELETE", "/api/todos/:id", on_todo_del, {.summary = "Delete a todo", .status = 204}},
     };
     for (size_t i = 0; i < DB_ROUTES; i++) {
         d->gates[i] = (gate_t){d, routes[i].cb};
-        rc = crest_app_route(app, routes[i].method, routes[i].path, on_gate, &d->gates[i]);
+        rc = crest_app_route_doc(app, routes[i].method, routes[i].path, on_gate, &d->gates[i],
+                                 &routes[i].doc);
         if (rc != 0) {
             fprintf(stderr, "crest: route %s %s: %s\n", routes[i].method, routes[i].path,
                     crest_strerror(rc));
@@ -1080,8 +1107,10 @@ int demo_db_routes(crest_app_t *app, const cli_opts_t *opts, demo_db_t **out) {
         }
     }
     rc = crest_app_route(app, "POST", "/work/hash", on_hash, d);
+    crest_openapi_info_t info = {.title = "crest demo", .version = crest_version()};
+    rc = rc ? rc : crest_app_serve_openapi(app, "/openapi.json", &info);
     if (rc != 0) {
-        fprintf(stderr, "crest: route POST /work/hash: %s\n", crest_strerror(rc));
+        fprintf(stderr, "crest: route POST /work/hash or /openapi.json: %s\n", crest_strerror(rc));
         demo_db_free(d);
         return 1;
     }

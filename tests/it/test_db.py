@@ -73,6 +73,19 @@ def check_world(row):
 
 # ---- TechEmpower ----
 
+@T.case("/openapi.json documents the todos API from the tables that validate its bodies")
+def _():
+    with tmp_dir() as tmp, db_server(tmp) as srv, srv.connect() as c:
+        _, doc = get_json(c, "GET", "/openapi.json")
+        eq(doc["openapi"], "3.1.0", "OpenAPI version")
+        ops = doc["paths"]["/api/todos/{id}"]
+        eq(sorted(ops), ["delete", "get", "parameters", "patch", "put"]
+           if "parameters" in ops else ["delete", "get", "patch", "put"], "operations on {id}")
+        body = doc["paths"]["/api/todos"]["post"]["requestBody"]["content"]["application/json"]
+        eq(body["schema"]["$ref"], "#/components/schemas/TodoIn", "POST body schema")
+        eq(doc["components"]["schemas"]["TodoIn"]["required"], ["title", "done"], "required")
+
+
 @T.case("/db answers one World row as JSON")
 def _():
     with tmp_dir() as tmp, db_server(tmp) as srv, srv.connect() as c:
