@@ -23,9 +23,8 @@ typedef struct {
 
 #define TITLE(flags)                                                                               \
     CREST_FIELD_STR(todo_in_t, title, (flags) | CREST_MIN | CREST_MAX, .min = 1, .max = 200)
-static const crest_field_t todo_fields[] = {TITLE(CREST_REQUIRED),
-                                            CREST_FIELD_BOOL(todo_in_t, done, CREST_REQUIRED),
-                                            CREST_FIELD_END};
+static const crest_field_t todo_fields[] = {
+    TITLE(CREST_REQUIRED), CREST_FIELD_BOOL(todo_in_t, done, CREST_REQUIRED), CREST_FIELD_END};
 static const crest_field_t patch_fields[] = {TITLE(0), CREST_FIELD_BOOL(todo_in_t, done, 0),
                                              CREST_FIELD_END};
 static const crest_field_t out_fields[] = {CREST_FIELD("id", CREST_T_INT, CREST_REQUIRED),
@@ -155,8 +154,8 @@ static int open_db(void) {
         "DELETE FROM todos WHERE id = ?",
         "CREATE TABLE IF NOT EXISTS todos (id INTEGER PRIMARY KEY AUTOINCREMENT, "
         "title TEXT NOT NULL, done INTEGER NOT NULL)"};
-    crest_db_sql_t *create, **handles[] = {&sql_page, &sql_get, &sql_add, &sql_set, &sql_del,
-                                           &create};
+    crest_db_sql_t *create,
+        **handles[] = {&sql_page, &sql_get, &sql_add, &sql_set, &sql_del, &create};
     char url[4096];
     snprintf(url, sizeof(url), "sqlite:%s", env("DB_PATH", "todos.db"));
     int rc = crest_db_open(env("DATABASE_URL", url), NULL, &db);
@@ -193,11 +192,15 @@ int main(void) {
     crest_app_use(app, "/api", auth, NULL);
     crest_app_route(app, "GET", "/healthz", healthz, NULL);
     crest_route_doc_t d_list = {.summary = "A page of todos", .query = &page, .response = &todo},
-                      d_add = {.summary = "Add a todo", .body = &todo_in, .response = &todo,
+                      d_add = {.summary = "Add a todo",
+                               .body = &todo_in,
+                               .response = &todo,
                                .status = 201},
                       d_get = {.summary = "A todo", .response = &todo},
                       d_put = {.summary = "Replace a todo", .body = &todo_in, .response = &todo},
-                      d_patch = {.summary = "Change a todo", .body = &todo_patch, .response = &todo},
+                      d_patch = {.summary = "Change a todo",
+                                 .body = &todo_patch,
+                                 .response = &todo},
                       d_del = {.summary = "Delete a todo", .status = 204};
     crest_app_route_doc(app, "GET", "/api/todos", list, NULL, &d_list);
     crest_app_route_doc(app, "POST", "/api/todos", create, sql_add, &d_add);
