@@ -49,11 +49,11 @@ DEP_LIBS := $(shell pkg-config --libs $(DEP_PKGS) 2>/dev/null) -ldl
 WARN := -Wall -Wextra -Wshadow -Wstrict-prototypes -Werror
 CFLAGS_ALL := -std=c11 -D_GNU_SOURCE $(WARN) $(MODE_CFLAGS) -fPIC -fvisibility=hidden \
 	-Iinclude -Isrc $(UV_CFLAGS) $(DEP_CFLAGS) -DCREST_VERSION_STRING='"$(VERSION)"' $(CFLAGS)
-LDLIBS_ALL := $(UV_LIBS) $(DEP_LIBS) -lpthread $(LDLIBS)
+LDLIBS_ALL := $(UV_LIBS) $(DEP_LIBS) -lm -lpthread $(LDLIBS)
 # The crest binary links libuv statically where Debian ships the archive: only the code it runs is
 # paged in, which keeps an idle server's resident memory small (BENCH.md measures it).
 UV_STATIC := $(wildcard $(shell pkg-config --variable=libdir libuv 2>/dev/null)/libuv_a.a)
-BIN_LDLIBS := $(if $(UV_STATIC),$(UV_STATIC) -ldl -lrt,$(UV_LIBS)) $(DEP_LIBS) -lpthread $(LDLIBS)
+BIN_LDLIBS := $(if $(UV_STATIC),$(UV_STATIC) -ldl -lrt,$(UV_LIBS)) $(DEP_LIBS) -lm -lpthread $(LDLIBS)
 
 LIB_SRC := $(sort $(wildcard src/*/*.c))
 APP_SRC := $(sort $(wildcard app/*.c))
