@@ -61,6 +61,7 @@ static int http_loop_start(crest_loop_t *loop) {
     /* Unreferenced: it never keeps a stopping loop alive; the loop's last walk closes it. */
     uv_timer_init(&loop->uv, &hl->pend_timer);
     uv_unref((uv_handle_t *)&hl->pend_timer);
+    hl->pend_timer_ready = 1;
     crest__http_date_refresh(loop);
     crest__obs_loop_start(loop);
     return 0;
@@ -428,7 +429,8 @@ static void after_chain(crest_req_t *req, int rc, const frame_t *fr, crest_req_t
         req->head = NULL;
         req->body = (crest_str_t){NULL, 0};
     }
-    if (!req->started && !req->pending && app->opts.unanswered_ms > 0)
+    if (!req->started && !req->pending && app->opts.unanswered_ms > 0 &&
+        crest__http_loop(req->loop)->pend_timer_ready)
         crest__http_pend(req);
 }
 
@@ -495,7 +497,8 @@ static void keep_head(crest_req_t *req) {
     *copy = *h;
 #define KEEP(dst, src)                                                                             \
     do {                                                                                           \
-        memcpy(text, (src).ptr, (src).len);                                                        \
+        if ((src).len > 0)                                                                         \
+            memcpy(text, (src).ptr, (src).len);                                                    \
         (dst) = (crest_str_t){text, (src).len};                                                    \
         text += (src).len;                                                                         \
         *text++ = '\0';                                                                            \

@@ -162,6 +162,7 @@ typedef struct {
     crest_req_t *pend_tail;
     uv_timer_t pend_timer; /* checks the pending list while it is not empty */
     int pend_timer_on;
+    int pend_timer_ready; /* set up by the loop's start (a fuzz driver's loop has none) */
     /* Request durations (http/observe.c): per (route slot, method), CREST__HIST_SLOTS counters
      * each (the buckets, then the sum in ns), made before the loop starts. */
     _Atomic uint64_t *hist;
