@@ -48,11 +48,6 @@ static int events(crest_req_t *req, void *data) {
     return 0;
 }
 
-static int healthz(crest_req_t *req, void *data) {
-    (void)data;
-    return crest_res_send(req, 200, "text/plain", "ok\n", 3);
-}
-
 int main(void) {
     crest_app_opts_t o;
     crest_app_opts_default(&o);
@@ -65,7 +60,7 @@ int main(void) {
     crest_app_static(app, "/", folder ? folder : "public", NULL); /* index.html at / */
     crest_app_route(app, "POST", "/messages", post_message, NULL);
     crest_app_route(app, "GET", "/events", events, NULL);
-    crest_app_route(app, "GET", "/healthz", healthz, NULL);
+    crest_app_route(app, "GET", "/healthz", crest_healthz, NULL);
     int rc = crest_app_serve(app); /* a call above that failed is reported here */
     crest_pubsub_free(ps);
     crest_app_free(app);

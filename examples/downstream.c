@@ -32,11 +32,6 @@ static int combined(crest_req_t *req, void *data) {
     return crest_fetch_all(crest_req_loop(req), upstreams, 2, on_both, req);
 }
 
-static int healthz(crest_req_t *req, void *data) {
-    (void)data;
-    return crest_res_send(req, 200, "text/plain", "ok\n", 3);
-}
-
 int main(void) {
     for (int i = 0; i < 2; i++) {
         upstreams[i] = crest_fetch_opts_default();
@@ -50,7 +45,7 @@ int main(void) {
     crest_app_t *app = crest_app_new(&o);
     crest_app_on_error(app, crest_error_json, NULL);
     crest_app_route(app, "GET", "/combined", combined, NULL);
-    crest_app_route(app, "GET", "/healthz", healthz, NULL);
+    crest_app_route(app, "GET", "/healthz", crest_healthz, NULL);
     int rc = crest_app_serve(app); /* a failed crest_app_route above is reported here */
     crest_app_free(app);
     return rc == 0 ? 0 : 1;

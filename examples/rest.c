@@ -133,11 +133,6 @@ static int auth(crest_req_t *req, void *data) {
     return crest_res_error(req, 401, "a valid bearer token is required");
 }
 
-static int healthz(crest_req_t *req, void *data) {
-    (void)data;
-    return crest_res_send(req, 200, "text/plain", "ok\n", 3);
-}
-
 static const char *env(const char *name, const char *def) {
     const char *v = getenv(name);
     return v && *v ? v : def;
@@ -190,7 +185,7 @@ int main(void) {
     crest_app_on_error(app, crest_error_json, NULL);
     crest_app_cors(app, "/api", &cors);
     crest_app_use(app, "/api", auth, NULL);
-    crest_app_route(app, "GET", "/healthz", healthz, NULL);
+    crest_app_route(app, "GET", "/healthz", crest_healthz, NULL);
     crest_route_doc_t d_list = {.summary = "A page of todos", .query = &page, .response = &todo},
                       d_add = {.summary = "Add a todo",
                                .body = &todo_in,

@@ -117,6 +117,11 @@ CREST_API int crest_app_route(crest_app_t *app, const char *method, const char *
  * 65535 middleware. */
 CREST_API int crest_app_use(crest_app_t *app, const char *prefix, crest_handler_cb mw, void *data);
 
+/* A liveness route's handler: 200 "ok", and 503 "stopping" (with Retry-After) once a graceful
+ * stop began on this loop thread, so that a load balancer polling it takes the instance out of
+ * rotation before it is gone. crest_app_route(app, "GET", "/healthz", crest_healthz, NULL). */
+CREST_API int crest_healthz(crest_req_t *req, void *data);
+
 /* Handler for requests no route (and no static mount) matches; it may return CREST_NEXT to
  * leave them to the error handler's 404. NULL (the default): the error handler's 404. */
 CREST_API void crest_app_not_found(crest_app_t *app, crest_handler_cb handler, void *data);

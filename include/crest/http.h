@@ -100,6 +100,9 @@ CREST_API const char *crest_req_route(const crest_req_t *req);
  * returns its length, 0 when unknown. This is the proxy's address behind a reverse proxy:
  * crest_req_client() (crest/middleware.h) honours the trusted proxies' headers. */
 CREST_API size_t crest_req_peer(const crest_req_t *req, char *buf, size_t cap);
+/* Nanoseconds since the request arrived (its head was read): a Server-Timing or X-Response-Time
+ * header from a head hook, a deadline of the handler's own. */
+CREST_API uint64_t crest_req_elapsed_ns(const crest_req_t *req);
 /* The loop thread that owns the request, for crest_loop_post() from other threads. */
 CREST_API crest_loop_t *crest_req_loop(const crest_req_t *req);
 /* Memory that lives until the request is finished and freed with it; NULL when out of memory. */

@@ -637,6 +637,16 @@ void crest__http_unpend(crest_req_t *req) {
     req->pending = 0;
 }
 
+int crest_healthz(crest_req_t *req, void *data) {
+    (void)data;
+    if (req->loop->draining) {
+        /* A load balancer that polls this takes the instance out before it is gone. */
+        crest_res_header(req, "Retry-After", "1");
+        return crest_res_send(req, 503, "text/plain", "stopping\n", 9);
+    }
+    return crest_res_send(req, 200, "text/plain", "ok\n", 3);
+}
+
 void crest_app_not_found(crest_app_t *app, crest_handler_cb handler, void *data) {
     app->not_found = handler;
     app->not_found_data = data;

@@ -88,6 +88,10 @@ void crest__req_free(crest_req_t *req) {
     hl->free_reqs = req;
 }
 
+uint64_t crest_req_elapsed_ns(const crest_req_t *req) {
+    return uv_hrtime() - req->start_ns;
+}
+
 crest_method_t crest_req_method(const crest_req_t *req) {
     return (crest_method_t)req->method;
 }

@@ -176,6 +176,40 @@ static void test_setup_error(void **state) {
     crest_app_free(a);
 }
 
+static int on_elapsed(crest_req_t *req, void *data) {
+    (void)data;
+    char v[32];
+    snprintf(v, sizeof(v), "%llu", (unsigned long long)crest_req_elapsed_ns(req));
+    crest_res_header(req, "X-Elapsed-Ns", v);
+    return crest_res_send(req, 200, "text/plain", "", 0);
+}
+
+/* crest_healthz: 200 while serving, 503 once a graceful stop began (a second app, stopped). */
+static void test_healthz(void **state) {
+    (void)state;
+    crest_app_t *a = crest_app_new(NULL);
+    crest_test_t *tc;
+    assert_int_equal(crest_app_route(a, "GET", "/healthz", crest_healthz, NULL), 0);
+    assert_int_equal(crest_app_route(a, "GET", "/elapsed", on_elapsed, NULL), 0);
+    assert_int_equal(crest_test_new(a, NULL, &tc), 0);
+    crest_test_res_t res;
+    assert_int_equal(crest_test_get(tc, "/healthz", &res), 0);
+    assert_int_equal(res.status, 200);
+    assert_string_equal(res.body.ptr, "ok\n");
+    crest_test_res_free(&res);
+    assert_int_equal(crest_test_get(tc, "/elapsed", &res), 0);
+    assert_true(strtoull(crest_test_header(&res, "X-Elapsed-Ns").ptr, NULL, 10) > 0);
+    crest_test_res_free(&res);
+    crest_app_stop(a);
+    assert_int_equal(crest_test_get(tc, "/healthz", &res), 0);
+    assert_int_equal(res.status, 503);
+    assert_string_equal(res.body.ptr, "stopping\n");
+    assert_string_equal(crest_test_header(&res, "Retry-After").ptr, "1");
+    crest_test_res_free(&res);
+    crest_test_free(tc);
+    crest_app_free(a);
+}
+
 static void test_opts_env(void **state) {
     (void)state;
     crest_app_opts_t o;
@@ -194,11 +228,9 @@ static void test_opts_env(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_setup_error),
-        cmocka_unit_test(test_opts_env),
-        cmocka_unit_test(test_resumed),
-        cmocka_unit_test(test_pass_on),
-        cmocka_unit_test(test_errors_and_options),
+        cmocka_unit_test(test_setup_error),    cmocka_unit_test(test_opts_env),
+        cmocka_unit_test(test_healthz),        cmocka_unit_test(test_resumed),
+        cmocka_unit_test(test_pass_on),        cmocka_unit_test(test_errors_and_options),
         cmocka_unit_test(test_twice_and_done),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
