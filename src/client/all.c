@@ -46,7 +46,8 @@ static void keep(crest_fetch_res_t *dst, void **block, const crest_fetch_res_t *
     char *p = b + hdrs;
 #define COPY(dst_, src_)                                                                           \
     do {                                                                                           \
-        memcpy(p, (src_).ptr, (src_).len);                                                         \
+        if ((src_).len > 0)                                                                        \
+            memcpy(p, (src_).ptr, (src_).len);                                                     \
         (dst_) = (crest_str_t){p, (src_).len};                                                     \
         p += (src_).len;                                                                           \
         *p++ = '\0';                                                                               \
