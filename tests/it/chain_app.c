@@ -114,9 +114,14 @@ static int on_last(crest_req_t *req, void *data) {
     return crest_res_send(req, 200, "text/plain", s, strlen(s));
 }
 
+static void forget_abort(crest_req_t *req, void *arg) {
+    (void)arg;
+    crest_res_end(req); /* the client left (or the server stopped): the request is freed */
+}
+
 static int on_forget(crest_req_t *req, void *data) {
-    (void)req;
     (void)data;
+    crest_req_on_abort(req, forget_abort, NULL);
     return 0; /* taken, never answered: reported after --unanswered-warn */
 }
 
