@@ -135,16 +135,24 @@ $(BUILD)/tests/%_app: tests/it/%_app.c $(BUILD)/obj/app/cli.o $(BUILD)/libcrest.
 unit: $(UNIT_BIN) $(ITAPP) $(IT_APPS)
 
 # libFuzzer targets: fuzz/<name>/fuzz_<name>.c with a seed corpus in fuzz/<name>/corpus/, built
-# with clang into build-fuzz/ (the sources are compiled in, instrumented).
+# with clang into build-fuzz/: the library is compiled once, instrumented, into an archive every
+# driver links (compiling it into each driver took minutes as the targets grew).
 FUZZ_NAMES := $(notdir $(patsubst %/,%,$(sort $(wildcard fuzz/*/))))
 FUZZ_BIN := $(FUZZ_NAMES:%=build-fuzz/fuzz_%)
+FUZZ_CFLAGS := -std=c11 -D_GNU_SOURCE -g -O1 -Iinclude -Isrc $(UV_CFLAGS) $(DEP_CFLAGS) \
+	-DCREST_VERSION_STRING='"$(VERSION)"'
+FUZZ_OBJ := $(LIB_SRC:%.c=build-fuzz/obj/%.o)
 fuzz: $(FUZZ_BIN)
+build-fuzz/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link,address,undefined -MMD -MP -c $< -o $@
+build-fuzz/libcrest-fuzz.a: $(FUZZ_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
 define fuzz_rule
-build-fuzz/fuzz_$(1): fuzz/$(1)/fuzz_$(1).c $(LIB_SRC)
-	@mkdir -p build-fuzz
-	clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude -Isrc \
-		$(UV_CFLAGS) $(DEP_CFLAGS) -DCREST_VERSION_STRING='"$(VERSION)"' -o $$@ $$< $(LIB_SRC) \
-		$(LDLIBS_ALL)
+build-fuzz/fuzz_$(1): fuzz/$(1)/fuzz_$(1).c build-fuzz/libcrest-fuzz.a
+	clang $$(FUZZ_CFLAGS) -fsanitize=fuzzer,address,undefined -o $$@ $$< \
+		build-fuzz/libcrest-fuzz.a $$(LDLIBS_ALL)
 endef
 $(foreach n,$(FUZZ_NAMES),$(eval $(call fuzz_rule,$(n))))
 
@@ -187,4 +195,4 @@ format-check:
 clean:
 	rm -rf build build-san build-tsan build-clang build-fuzz
 
--include $(LIB_OBJ:.o=.d) $(APP_OBJ:.o=.d) $(UNIT_BIN:=.d)
+-include $(LIB_OBJ:.o=.d) $(APP_OBJ:.o=.d) $(UNIT_BIN:=.d) $(FUZZ_OBJ:.o=.d)
