@@ -13,6 +13,7 @@
 #include <strings.h>
 
 #include "client/h1res.h"
+#include "codec/hex.h"
 #include "crest/errno.h"
 
 enum { FRAMING_NONE, FRAMING_LENGTH, FRAMING_CHUNKED, FRAMING_CLOSE };
@@ -68,13 +69,6 @@ static int is_tchar(unsigned char c) {
     if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'))
         return 1;
     return c != 0 && strchr("!#$%&'*+-.^_`|~", c) != NULL;
-}
-
-static int hex_value(unsigned char c) {
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    c |= 0x20;
-    return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
 }
 
 static int span_ieq(crest_str_t s, const char *lit) {
@@ -343,7 +337,7 @@ static int feed_head(crest__h1res_t *p, const char *data, size_t len, size_t *i)
 static int chunk_byte(crest__h1res_t *p, unsigned char c) {
     switch (p->state) {
     case ST_CH_SIZE: {
-        int v = hex_value(c);
+        int v = crest__hex_digit((unsigned char)c);
         if (v >= 0) {
             if (p->digits == 16)
                 return CREST_EPROTO;

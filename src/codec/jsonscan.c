@@ -3,6 +3,7 @@
  * name, and what a \u escape decodes to; the grammar stays cJSON's job. */
 #include <string.h>
 
+#include "codec/hex.h"
 #include "codec/jsonscan.h"
 #include "crest/buf.h"
 
@@ -31,21 +32,11 @@ static void found_nul(crest__jsonscan_t *s) {
     }
 }
 
-static int hex_value(uint8_t c) {
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* One byte inside a string (the opening quote already taken). Every byte of a member name but
  * its closing quote is kept, raw, for the NUL verdict's field. */
 static void string_byte(crest__jsonscan_t *s, uint8_t c) {
     if (s->hex_left) {
-        int v = hex_value(c);
+        int v = crest__hex_digit((unsigned char)c);
         if (v >= 0) {
             s->hex = (uint16_t)(s->hex * 16 + v);
             if (--s->hex_left == 0 && s->hex == 0)

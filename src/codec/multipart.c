@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "codec/hex.h"
 #include "codec/multipart.h"
 #include "crest/errno.h"
 
@@ -68,15 +69,6 @@ static int is_bchar(unsigned char c) {
     if ((c >= '0' && c <= '9') || (lower(c) >= 'a' && lower(c) <= 'z'))
         return 1;
     return c != 0 && strchr("'()+_,-./:=? ", c) != NULL;
-}
-
-static int hexval(char c) {
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    c = (char)lower((unsigned char)c);
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    return -1;
 }
 
 /* ---- the boundary ---- */
@@ -215,9 +207,11 @@ static int ext_value(crest_str_t v, crest_str_t *out) {
     char *w = q2 + 1, *start = w;
     for (s = q2 + 1; s < end; s++) {
         if (*s == '%') {
-            if (end - s < 3 || hexval(s[1]) < 0 || hexval(s[2]) < 0)
+            if (end - s < 3 || crest__hex_digit((unsigned char)s[1]) < 0 ||
+                crest__hex_digit((unsigned char)s[2]) < 0)
                 return -1;
-            *w++ = (char)(hexval(s[1]) * 16 + hexval(s[2]));
+            *w++ = (char)(crest__hex_digit((unsigned char)s[1]) * 16 +
+                          crest__hex_digit((unsigned char)s[2]));
             s += 2;
         } else {
             *w++ = *s;

@@ -14,6 +14,7 @@
  *   extensions with a locale-free but time-zone-database-touching implementation, and this file
  *   must stay free of the environment so the fuzzer and the tests see what the server sees. */
 #include "http/cond.h"
+#include "codec/hex.h"
 
 #include <limits.h>
 #include <stdio.h>
@@ -64,15 +65,6 @@ static int eq_ci(const char *p, size_t n, const char *lit) {
     return lit[n] == '\0';
 }
 
-static int hex_val(char c) {
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    c = (char)lower((unsigned char)c);
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    return -1;
-}
-
 /* ---- paths ---- */
 
 int crest__path_clean(const char *in, size_t len, char *out, size_t cap, int *dir_slash) {
@@ -97,8 +89,8 @@ int crest__path_clean(const char *in, size_t len, char *out, size_t cap, int *di
         while (i < len && in[i] != '/') {
             unsigned char c = (unsigned char)in[i];
             if (c == '%') {
-                int hi = len - i >= 3 ? hex_val(in[i + 1]) : -1;
-                int lo = len - i >= 3 ? hex_val(in[i + 2]) : -1;
+                int hi = len - i >= 3 ? crest__hex_digit((unsigned char)in[i + 1]) : -1;
+                int lo = len - i >= 3 ? crest__hex_digit((unsigned char)in[i + 2]) : -1;
                 if (hi < 0 || lo < 0)
                     goto refuse;
                 c = (unsigned char)(hi << 4 | lo);

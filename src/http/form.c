@@ -4,18 +4,9 @@
  * to reading it and spares every request a field. */
 #include <string.h>
 
+#include "codec/hex.h"
 #include "http/http.h"
 #include "http/web.h"
-
-static int hexval(char c) {
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
 
 int crest__form_next(crest_str_t *rest, crest_str_t *name, crest_str_t *value) {
     while (rest->len > 0) {
@@ -38,8 +29,9 @@ int crest__form_name_eq(crest_str_t enc, const char *name, size_t nlen) {
     for (size_t i = 0; i < enc.len; i++, j++) {
         char c = enc.ptr[i];
         int hi, lo;
-        if (c == '%' && i + 2 < enc.len && (hi = hexval(enc.ptr[i + 1])) >= 0 &&
-            (lo = hexval(enc.ptr[i + 2])) >= 0) {
+        if (c == '%' && i + 2 < enc.len &&
+            (hi = crest__hex_digit((unsigned char)enc.ptr[i + 1])) >= 0 &&
+            (lo = crest__hex_digit((unsigned char)enc.ptr[i + 2])) >= 0) {
             c = (char)(hi * 16 + lo);
             i += 2;
         } else if (c == '+') {

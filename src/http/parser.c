@@ -20,6 +20,7 @@
  *   answers them. llhttp rejects methods it does not know.
  */
 #include "parser.h"
+#include "codec/hex.h"
 
 #include <limits.h>
 #include <string.h>
@@ -90,16 +91,6 @@ static int is_value_char(unsigned char c) {
 
 static int is_ows(unsigned char c) {
     return c == ' ' || c == '\t';
-}
-
-static int hex_value(unsigned char c) {
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
 }
 
 /* ---- finding the end of the head ----
@@ -565,7 +556,7 @@ int crest__http_chunked_decode(crest__http_chunked_t *c, char *buf, size_t *len,
         switch (st) {
         case CH_SIZE_START:
         case CH_SIZE: {
-            int h = hex_value(ch);
+            int h = crest__hex_digit((unsigned char)ch);
             if (h >= 0) {
                 if (c->chunk_left > (CHUNK_SIZE_MAX - (uint64_t)h) / 16)
                     goto bad;

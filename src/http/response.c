@@ -5,6 +5,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "codec/hex.h"
 #include "http/cond.h"
 #include "http/http.h"
 
@@ -124,23 +125,14 @@ crest_str_t crest_req_query_param(const crest_req_t *req, const char *name) {
     return (crest_str_t){NULL, 0};
 }
 
-static int hex_digit(char c) {
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 size_t crest_query_decode(crest_str_t v, char *out, size_t cap) {
     size_t n = 0;
     for (size_t i = 0; v.ptr && i < v.len && n + 1 < cap; i++) {
         char c = v.ptr[i];
         int hi, lo;
-        if (c == '%' && i + 2 < v.len && (hi = hex_digit(v.ptr[i + 1])) >= 0 &&
-            (lo = hex_digit(v.ptr[i + 2])) >= 0) {
+        if (c == '%' && i + 2 < v.len &&
+            (hi = crest__hex_digit((unsigned char)v.ptr[i + 1])) >= 0 &&
+            (lo = crest__hex_digit((unsigned char)v.ptr[i + 2])) >= 0) {
             c = (char)(hi * 16 + lo);
             i += 2;
         } else if (c == '+') {
@@ -210,8 +202,8 @@ int crest__path_decode(crest_str_t in, char *out) {
     for (size_t i = 0; i < in.len; i++) {
         char c = in.ptr[i];
         if (c == '%') {
-            int hi = i + 2 < in.len ? hex_digit(in.ptr[i + 1]) : -1;
-            int lo = i + 2 < in.len ? hex_digit(in.ptr[i + 2]) : -1;
+            int hi = i + 2 < in.len ? crest__hex_digit((unsigned char)in.ptr[i + 1]) : -1;
+            int lo = i + 2 < in.len ? crest__hex_digit((unsigned char)in.ptr[i + 2]) : -1;
             if (hi < 0 || lo < 0 || (hi | lo) == 0)
                 return -1; /* "%", "%4", "%zz", and "%00", which C strings would cut short */
             c = (char)(hi * 16 + lo);
