@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "client/h1res.h"
+#include "codec/h1res.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

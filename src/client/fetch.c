@@ -26,7 +26,7 @@
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
-#include "client/h1res.h"
+#include "codec/h1res.h"
 #include "internal.h"
 
 #define READ_SIZE (64 * 1024)

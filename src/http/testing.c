@@ -11,10 +11,9 @@
  * pipe on the same loop, writes the request and reads the response. The cost is two descriptors
  * for the length of a call.
  *
- * The response is taken apart here with a small HTTP/1.1 response reader: the status line, the
- * header fields, and the body framed by Content-Length, chunked encoding (crest's own decoder) or
- * the close. It trusts crest's output no more than a client would: anything malformed is
- * CREST_EIO. */
+ * The response is taken apart by the outbound client's response parser (codec/h1res.c): the
+ * status line, the header fields, and the body framed by Content-Length, chunked encoding or the
+ * close. It trusts crest's output no more than a client would: anything malformed is CREST_EIO. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +21,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "codec/h1res.h"
 #include "http/http.h"
 
 #define DEFAULT_TIMEOUT_MS 5000
@@ -39,34 +39,16 @@ struct crest_test_s {
     crest__addr_t peer;
 };
 
-enum { FRAME_NONE, FRAME_LENGTH, FRAME_CHUNKED, FRAME_CLOSE };
-
-typedef struct {
-    size_t name_off, name_len, value_off, value_len;
-} field_t;
-
 /* One call's client end. Lives on the caller's stack for the call. */
 typedef struct {
     uv_pipe_t pipe;
     uv_write_t wreq;
-    char *in; /* response bytes read; a chunked body is decoded in place behind the head */
-    size_t len;
-    size_t cap;
-    int head_only;   /* a HEAD request: the response has no body whatever it says */
-    size_t scanned;  /* bytes searched for the end of the head */
-    size_t head_len; /* 0 until the final head has arrived */
-    int status;      /* of the final head */
-    field_t *fields; /* its header fields */
-    size_t nfields;
-    int frame;       /* FRAME_*, once the head has arrived */
-    uint64_t length; /* FRAME_LENGTH */
-    crest__http_chunked_t chunked;
-    size_t raw_off;  /* FRAME_CHUNKED: first byte not decoded yet */
-    size_t body_len; /* FRAME_CHUNKED: decoded bytes at in[head_len ..] */
-    int done;        /* 1 complete, or a negative error: the call ends */
-    int eof;         /* the server closed its end */
-    int expired;     /* the timer fired */
-    int pipe_closed; /* the pipe's close callback ran */
+    char in[READ_CHUNK]; /* what one read brings, for the parser */
+    crest__h1res_t parser;
+    crest_buf_t body; /* the body as the parser decodes it */
+    int done;         /* 1 complete, or a negative error: the call ends */
+    int expired;      /* the timer fired */
+    int pipe_closed;  /* the pipe's close callback ran */
 } call_t;
 
 void crest_test_opts_default(crest_test_opts_t *opts) {
@@ -75,183 +57,60 @@ void crest_test_opts_default(crest_test_opts_t *opts) {
     opts->client = "127.0.0.1";
 }
 
-/* ---- the response reader ---- */
+/* ---- the response ---- */
 
-static int ieq(const char *a, size_t alen, const char *lower) {
-    return crest__str_ieq((crest_str_t){a, alen}, lower);
+static void on_body(void *arg, const char *data, size_t len) {
+    call_t *k = arg;
+    crest_buf_append(&k->body, data, len); /* a failure is seen in fill_res (k->body.err) */
 }
 
-static int is_space(char ch) {
-    return ch == ' ' || ch == '\t';
-}
-
-/* Does the comma-separated list v[0..n) name `token` (chunked) as its last element? */
-static int last_token_is(const char *v, size_t n, const char *token) {
-    while (n > 0 && (is_space(v[n - 1]) || v[n - 1] == ','))
+/* Does the comma-separated list v names `token` (chunked) as its last element? */
+static int last_token_is(crest_str_t v, const char *token) {
+    size_t n = v.len, start;
+    while (n > 0 && (v.ptr[n - 1] == ' ' || v.ptr[n - 1] == '\t' || v.ptr[n - 1] == ','))
         n--;
-    size_t start = n;
-    while (start > 0 && v[start - 1] != ',')
+    for (start = n; start > 0 && v.ptr[start - 1] != ',';)
         start--;
-    while (start < n && is_space(v[start]))
+    while (start < n && (v.ptr[start] == ' ' || v.ptr[start] == '\t'))
         start++;
-    return ieq(v + start, n - start, token);
+    return crest__str_ieq((crest_str_t){v.ptr + start, n - start}, token);
 }
 
-/* The head in[0..head_len): status line and fields. Returns 0 or CREST_EIO. */
-static int parse_head(call_t *k, size_t head_len) {
-    const char *p = k->in, *end = k->in + head_len - 2; /* the last line's CRLF stays out */
-    if (head_len < 16 || memcmp(p, "HTTP/1.", 7) != 0 || (p[7] != '0' && p[7] != '1') ||
-        p[8] != ' ')
-        return CREST_EIO;
-    int status = 0;
-    for (int i = 9; i < 12; i++) {
-        if (p[i] < '0' || p[i] > '9')
-            return CREST_EIO;
-        status = status * 10 + (p[i] - '0');
-    }
-    if (status < 100 || (p[12] != ' ' && p[12] != '\r'))
-        return CREST_EIO;
-    const char *line = memchr(p, '\n', head_len);
-    if (line == NULL)
-        return CREST_EIO;
-    line++;
-    k->status = status;
-    k->nfields = 0;
-    size_t cap = 0;
-    k->frame = FRAME_CLOSE;
-    int have_length = 0;
-    while (line < end) {
-        const char *eol = memchr(line, '\n', (size_t)(end - line) + 1);
-        if (eol == NULL || eol == line || eol[-1] != '\r')
-            return CREST_EIO;
-        const char *colon = memchr(line, ':', (size_t)(eol - line));
-        if (colon == NULL || colon == line)
-            return CREST_EIO;
-        const char *v = colon + 1, *ve = eol - 1;
-        while (v < ve && is_space(*v))
-            v++;
-        while (ve > v && is_space(ve[-1]))
-            ve--;
-        if (k->nfields == cap) {
-            cap = cap ? cap * 2 : 16;
-            field_t *f = realloc(k->fields, cap * sizeof(*f));
-            if (f == NULL)
-                return CREST_ENOMEM;
-            k->fields = f;
-        }
-        k->fields[k->nfields++] = (field_t){(size_t)(line - k->in), (size_t)(colon - line),
-                                            (size_t)(v - k->in), (size_t)(ve - v)};
-        size_t nlen = (size_t)(colon - line), vlen = (size_t)(ve - v);
-        if (ieq(line, nlen, "transfer-encoding") && last_token_is(v, vlen, "chunked")) {
-            k->frame = FRAME_CHUNKED;
-        } else if (ieq(line, nlen, "content-length")) {
-            uint64_t n = 0;
-            if (vlen == 0 || vlen > 18)
-                return CREST_EIO;
-            for (size_t i = 0; i < vlen; i++) {
-                if (v[i] < '0' || v[i] > '9')
-                    return CREST_EIO;
-                n = n * 10 + (uint64_t)(v[i] - '0');
-            }
-            if (have_length && n != k->length)
-                return CREST_EIO;
-            have_length = 1;
-            k->length = n;
-        }
-        line = eol + 1;
-    }
-    if (k->frame != FRAME_CHUNKED && have_length)
-        k->frame = FRAME_LENGTH;
-    /* RFC 9112 6.3: these have no body, whatever the head says. */
-    if (k->head_only || status < 200 || status == 204 || status == 304)
-        k->frame = FRAME_NONE;
-    if (k->frame == FRAME_CHUNKED) {
-        crest__http_chunked_init(&k->chunked, 0, 0);
-        k->raw_off = head_len;
-        k->body_len = 0;
-    }
-    k->head_len = head_len;
-    return 0;
-}
-
-/* Take in what arrived: 1 when the response is complete, 0 for more, or a negative error. */
-static int advance(call_t *k) {
-    while (k->head_len == 0) {
-        size_t from = k->scanned > 3 ? k->scanned - 3 : 0;
-        const char *e = k->len > from ? memmem(k->in + from, k->len - from, "\r\n\r\n", 4) : NULL;
-        if (e == NULL) {
-            k->scanned = k->len;
-            return k->len > MAX_HEAD ? CREST_EIO : 0;
-        }
-        size_t head_len = (size_t)(e - k->in) + 4;
-        int rc = parse_head(k, head_len);
-        if (rc != 0)
-            return rc;
-        if (k->status >= 100 && k->status < 200 && k->status != 101) {
-            /* Interim (100 Continue): the final response follows. */
-            memmove(k->in, k->in + head_len, k->len - head_len);
-            k->len -= head_len;
-            k->head_len = k->scanned = 0;
-            k->status = 0;
-            k->nfields = 0;
-        }
-    }
-    size_t have = k->len - k->head_len;
-    switch (k->frame) {
-    case FRAME_NONE:
-        return 1;
-    case FRAME_LENGTH:
-        return have >= k->length ? 1 : 0;
-    case FRAME_CLOSE:
-        return k->eof ? 1 : 0;
-    default: {
-        size_t n = k->len - k->raw_off, consumed = 0;
-        int d = crest__http_chunked_decode(&k->chunked, k->in + k->raw_off, &n, &consumed);
-        if (d < 0)
-            return CREST_EIO;
-        memmove(k->in + k->head_len + k->body_len, k->in + k->raw_off, n);
-        k->body_len += n;
-        k->raw_off += consumed;
-        return d;
-    }
-    }
-}
-
-/* Move what arrived into res, complete or not. */
+/* Move what arrived into res, complete or not: the fields, then the names and values
+ * NUL-terminated, then the body, in one block. */
 static int fill_res(call_t *k, crest_test_res_t *res) {
+    const crest__h1res_t *p = &k->parser;
     memset(res, 0, sizeof(*res));
-    if (k->head_len == 0)
+    if (!p->head_done)
         return 0;
-    size_t body_len = 0;
-    if (k->frame == FRAME_CHUNKED)
-        body_len = k->body_len;
-    else if (k->frame != FRAME_NONE)
-        body_len = k->len - k->head_len;
-    if (k->frame == FRAME_LENGTH && body_len > k->length)
-        body_len = (size_t)k->length;
-    /* One block: the fields, the head (names and values NUL-terminated in place), the body. */
-    size_t fields = k->nfields * sizeof(crest_header_t);
-    char *mem = malloc(fields + k->head_len + body_len + 1);
+    if (k->body.err)
+        return CREST_ENOMEM;
+    size_t fields = p->nheaders * sizeof(crest_header_t), text = k->body.len + 1;
+    for (size_t i = 0; i < p->nheaders; i++)
+        text += p->headers[i].name.len + p->headers[i].value.len + 2;
+    char *mem = malloc(fields + text);
     if (mem == NULL)
         return CREST_ENOMEM;
     crest_header_t *h = (crest_header_t *)(void *)mem;
-    char *head = mem + fields, *body = head + k->head_len;
-    memcpy(head, k->in, k->head_len);
-    memcpy(body, k->in + k->head_len, body_len);
-    body[body_len] = '\0';
-    for (size_t i = 0; i < k->nfields; i++) {
-        const field_t *f = &k->fields[i];
-        /* Each name is followed by its ':' and each value by spaces or the CR: room for a NUL. */
-        head[f->name_off + f->name_len] = '\0';
-        head[f->value_off + f->value_len] = '\0';
-        h[i].name = (crest_str_t){head + f->name_off, f->name_len};
-        h[i].value = (crest_str_t){head + f->value_off, f->value_len};
+    char *o = mem + fields;
+    for (size_t i = 0; i < p->nheaders; i++) {
+        crest_str_t n = p->headers[i].name, v = p->headers[i].value;
+        h[i].name = (crest_str_t){memcpy(o, n.ptr, n.len), n.len};
+        o[n.len] = '\0';
+        o += n.len + 1;
+        h[i].value = (crest_str_t){v.len ? memcpy(o, v.ptr, v.len) : o, v.len};
+        o[v.len] = '\0';
+        o += v.len + 1;
     }
-    res->status = k->status;
+    if (k->body.len > 0)
+        memcpy(o, k->body.ptr, k->body.len);
+    o[k->body.len] = '\0';
+    res->status = p->status;
     res->headers = h;
-    res->nheaders = k->nfields;
-    res->body = (crest_str_t){body, body_len};
-    res->chunked = k->frame == FRAME_CHUNKED;
+    res->nheaders = p->nheaders;
+    res->body = (crest_str_t){o, k->body.len};
+    crest_str_t te = crest__h1res_header(p, "transfer-encoding");
+    res->chunked = te.ptr != NULL && last_token_is(te, "chunked");
     res->internal_ = mem;
     return 0;
 }
@@ -278,41 +137,28 @@ void crest_test_res_free(crest_test_res_t *res) {
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
     (void)suggested;
     call_t *k = h->data;
-    buf->base = NULL;
-    buf->len = 0;
-    if (k->cap - k->len < READ_CHUNK) {
-        size_t cap = k->cap ? k->cap * 2 : READ_CHUNK * 2;
-        while (cap - k->len < READ_CHUNK)
-            cap *= 2;
-        char *p = realloc(k->in, cap);
-        if (p == NULL)
-            return; /* libuv reports UV_ENOBUFS to on_read */
-        k->in = p;
-        k->cap = cap;
-    }
-    buf->base = k->in + k->len;
-    buf->len = k->cap - k->len;
+    *buf = uv_buf_init(k->in, sizeof(k->in));
+}
+
+/* The parser's verdict as the call's: 1 complete, CREST_EIO malformed or over a limit. */
+static int verdict(int rc) {
+    return rc == CREST__H1RES_DONE ? 1 : rc == CREST_ENOMEM ? CREST_ENOMEM : CREST_EIO;
 }
 
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
-    (void)buf;
     call_t *k = s->data;
-    if (k->done)
+    if (k->done || nread == 0)
         return;
-    if (nread == UV_ENOBUFS) {
-        k->done = CREST_ENOMEM;
+    if (nread < 0) { /* EOF, or a reset: the server is gone either way */
+        int rc = crest__h1res_eof(&k->parser);
+        /* A response cut short by the server's close is a reset, not a malformed one. */
+        k->done = rc == CREST__H1RES_DONE ? 1 : CREST_ECONNRESET;
         return;
     }
-    if (nread < 0) {
-        k->eof = 1; /* EOF, or a reset: the server is gone either way */
-    } else {
-        k->len += (size_t)nread;
-    }
-    int rc = advance(k);
-    if (rc == 0 && k->eof)
-        rc = CREST_ECONNRESET; /* the server closed before the response was whole */
-    if (rc != 0)
-        k->done = rc;
+    size_t used;
+    int rc = crest__h1res_feed(&k->parser, buf->base, (size_t)nread, &used);
+    if (rc != CREST__H1RES_MORE)
+        k->done = verdict(rc);
 }
 
 static void on_written(uv_write_t *w, int status) {
@@ -343,7 +189,13 @@ static int exchange(crest_test_t *t, const char *req, size_t len, int head_only,
         return errno == ENOMEM || errno == ENOBUFS ? CREST_ENOMEM : CREST_EMFILE;
     call_t k;
     memset(&k, 0, sizeof(k));
-    k.head_only = head_only;
+    crest__h1res_init(&k.parser);
+    k.parser.no_body = head_only;
+    k.parser.max_head = MAX_HEAD;
+    k.parser.max_body = UINT64_MAX; /* a test may ask for a large body */
+    k.parser.on_body = on_body;
+    k.parser.arg = &k;
+    k.body = (crest_buf_t)CREST_BUF_INIT;
     int rc = uv_pipe_init(&loop->uv, &k.pipe, 0);
     if (rc == 0) {
         k.pipe.data = &k;
@@ -391,8 +243,8 @@ static int exchange(crest_test_t *t, const char *req, size_t len, int head_only,
         uv_run(&loop->uv, UV_RUN_ONCE);
     uv_timer_stop(&t->timer);
     int frc = fill_res(&k, res);
-    free(k.in);
-    free(k.fields);
+    crest__h1res_free(&k.parser);
+    crest_buf_free(&k.body);
     return rc != 0 ? rc : frc;
 }
 

@@ -11,7 +11,7 @@
 
 #include <cmocka.h>
 
-#include "client/h1res.h"
+#include "codec/h1res.h"
 #include "crest/errno.h"
 
 typedef struct {

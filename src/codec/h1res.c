@@ -1,4 +1,4 @@
-/* The client's HTTP/1.1 response parser (see h1res.h).
+/* An HTTP/1.1 response parser (see h1res.h), shared by the outbound client and the test client.
  *
  * Written by hand rather than taken from a library for the same reasons as the server's request
  * parser (src/http/parser.c): the framing rules decide whether a pooled connection can carry
@@ -12,7 +12,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "client/h1res.h"
+#include "codec/h1res.h"
 #include "codec/hex.h"
 #include "crest/errno.h"
 

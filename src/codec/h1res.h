@@ -1,6 +1,6 @@
-/* An HTTP/1.1 response parser for the outbound client: bytes in, a status, headers and body
- * bytes out. A pure codec (no uv.h, no allocation but its head buffer), so it is unit-tested and
- * fuzzed on plain memory.
+/* An HTTP/1.1 response parser (the outbound client, the test client): bytes in, a status, headers
+ * and body bytes out. A pure codec (no uv.h, no allocation but its head buffer), so it is
+ * unit-tested and fuzzed on plain memory.
  *
  * Feed the bytes read from the connection in any pieces. The head (status line and fields) is
  * copied into the parser's own buffer, up to max_head bytes, and parsed once complete: header
@@ -9,8 +9,8 @@
  * chunked (extensions skipped, trailers read and dropped) or, without either, up to the end of
  * the connection. Interim (1xx) responses other than 101 are skipped. A response to HEAD, and
  * 204 and 304 responses, have no body whatever their headers say. */
-#ifndef CREST_CLIENT_H1RES_H
-#define CREST_CLIENT_H1RES_H
+#ifndef CREST_CODEC_H1RES_H
+#define CREST_CODEC_H1RES_H
 
 #include <stddef.h>
 #include <stdint.h>
