@@ -1,6 +1,7 @@
 /* The demo app (CONTRACT.md), written only against the public header. */
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "cli.h"
 #include "demo.h"
@@ -67,8 +68,11 @@ static int demo_static(crest_app_t *app, const cli_opts_t *opts) {
     if (opts->static_cache_control)
         so.cache_control = opts->static_cache_control;
     const char *dir = opts->public_dir ? opts->public_dir : "app/public";
-    int rc = crest_app_static(app, "/", dir, &so);
-    if (rc == 0 || (opts->public_dir == NULL && (rc == CREST_ENOENT || rc == CREST_ENOTDIR)))
+    struct stat st;
+    if (opts->public_dir == NULL && (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)))
+        return 0; /* the default folder is optional (the demo run from elsewhere) */
+    int rc = crest_app_static(app, "/", dir, &so); /* a failure would stop crest_app_listen */
+    if (rc == 0)
         return 0;
     fprintf(stderr, "crest: --public %s: %s\n", dir, crest_strerror(rc));
     return 1;

@@ -7,3 +7,6 @@ dofile(dir .. 'report.lua')
 wrk.method = 'POST'
 wrk.body = '{"title":"buy milk","done":false}'
 wrk.headers['Content-Type'] = 'application/json'
+-- The REST example takes writes with its bearer token only (API_TOKEN, default "secret"); the
+-- demo ignores the header.
+wrk.headers['Authorization'] = 'Bearer secret'

@@ -80,7 +80,9 @@ def main():
     body = b""
     if a.body is not None:
         body = a.body.encode()
+        # The REST example takes writes with its bearer token only; the demo ignores it.
         head += f"Content-Type: {a.type}\r\nContent-Length: {len(body)}\r\n"
+        head += "Authorization: Bearer secret\r\n"
     request = (head + "\r\n").encode() + body
 
     sock = socket.create_connection(("127.0.0.1", a.port), timeout=a.timeout)

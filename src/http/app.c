@@ -386,12 +386,12 @@ static int route(crest_req_t *req, const frame_t *fr, crest_req_t *const *slot) 
 static int run(crest_req_t *req, const frame_t *fr, crest_req_t *const *slot) {
     const crest_app_t *app = crest__app_of(req->loop);
     crest_str_t path = req->head->path;
+    req->chain = CREST__CHAIN_MW;
     for (size_t i = req->mw_next, n = app->nmws; i < n; i++) {
         const crest__mw_t *mw = &app->mws[i];
         if (!mw_matches(mw, path))
             continue;
         req->mw_next = (uint16_t)(i + 1); /* where crest_req_next and the head hooks go on */
-        req->chain = CREST__CHAIN_MW;
         int rc = mw->cb(req, mw->data);
         if (ended(fr, slot) || rc != CREST_NEXT) {
             if (rc == 0 && !ended(fr, slot) && req->chain == CREST__CHAIN_MW)

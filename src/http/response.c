@@ -476,11 +476,13 @@ void crest__http_count(crest_loop_t *loop, int status) {
     crest__count(&crest__http_loop(loop)->status_counts[status], 1);
 }
 
-int crest__res_head(crest_req_t *req, int status, const char *ctype, int64_t body_len) {
+/* Inlined into this file's answers (the request path); crest__res_head is the same for the
+ * other files. The hooks and the pending list are the rare cases, kept out of line. */
+static inline int res_head(crest_req_t *req, int status, const char *ctype, int64_t body_len) {
     const crest_app_t *app = crest__app_of(req->loop);
-    if (req->mw_next < app->every_end || app->nheads > 0)
+    if (__builtin_expect(req->mw_next < app->every_end || app->nheads > 0, 0))
         crest__http_head_work(req, status);
-    if (req->pending)
+    if (__builtin_expect(req->pending, 0))
         crest__http_unpend(req);
     if (ctype == NULL)
         ctype = req->ctype;
@@ -490,6 +492,10 @@ int crest__res_head(crest_req_t *req, int status, const char *ctype, int64_t bod
         crest__http_count(req->loop, status);
     }
     return rc;
+}
+
+int crest__res_head(crest_req_t *req, int status, const char *ctype, int64_t body_len) {
+    return res_head(req, status, ctype, body_len);
 }
 
 /* The common path of every complete response. */
@@ -528,7 +534,7 @@ static int send_full(crest_req_t *req, int status, const char *ctype, const void
             return zrc; /* sent compressed (or failed trying) */
     }
     int no_body = req->head_only || status == 204 || status == 304 || status < 200;
-    int rc = crest__res_head(req, status, ctype, (int64_t)len);
+    int rc = res_head(req, status, ctype, (int64_t)len);
     if (rc == 0 && !no_body && len > 0) {
         /* Small bodies are copied behind the head (one contiguous write); large borrowed ones
          * go out from where they are. */
@@ -606,7 +612,7 @@ int crest_res_start(crest_req_t *req, int status, const char *content_type) {
     if (req->gz != NULL)
         crest__compress_start(req, status, content_type);
     req->started = 1;
-    if (crest__res_head(req, status, content_type, -1) != 0) {
+    if (res_head(req, status, content_type, -1) != 0) {
         req->w->abort(req);
         return CREST_ENOMEM;
     }

@@ -194,9 +194,10 @@ class Server:
     exits 0 within STOP_TIMEOUT.
     """
 
-    def __init__(self, argv, env=None, start=True, expect_listen=True):
+    def __init__(self, argv, env=None, start=True, expect_listen=True, cwd=None):
         self.argv = list(argv)
         self.env = env
+        self.cwd = cwd or ROOT
         self.tls_cert = _flag_value(self.argv, "--tls-cert")  # clients trust it (self-signed)
         self.scheme = None
         self.proc = None
@@ -223,7 +224,7 @@ class Server:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             env=env,
-            cwd=ROOT,
+            cwd=self.cwd,
         )
         _live_servers.append(self)
         t1 = threading.Thread(target=self._read_stdout, daemon=True)

@@ -353,6 +353,18 @@ def _():
     check("--public" in err and "no such file" in err, "message: %r" % err)
 
 
+@T.case("run from another folder (no app/public there), the demo serves without its page",
+        skip="cleartext only: the case is about the folder" if TLS_MODE else None)
+def _():
+    need_binary(CREST_BIN)
+    with tmp_dir() as d:
+        db = os.path.join(d, "x.db")
+        with Server([os.path.abspath(CREST_BIN), "demo", "--host", "127.0.0.1", "--port", "0",
+                     "--db", "sqlite:" + db], cwd=d) as srv, srv.connect() as c:
+            eq(c.request("GET", "/plaintext").body, b"Hello, World!", "/plaintext")
+            eq(c.request("GET", "/").status, 404, "no page")
+
+
 if __name__ == "__main__":
     try:
         T.main()
