@@ -110,17 +110,18 @@ static const char *type_noun(crest_type_t t) {
     }
 }
 
-/* Check a value's size (a number, a length, a count) against the field's bounds. */
+/* Check a value's size (a number, a length, a count) against the field's bounds. `unit` is
+ * singular (" character"), or "" for a number's value. */
 static int check_bounds(walk_t *w, const crest_field_t *f, double v, const char *unit) {
     char b[32];
     if ((f->flags & CREST_MIN) && !(v >= f->min)) {
-        crest__json_fault(w->errs, w->path, "must be at least %s%s", bound(b, sizeof(b), f->min),
-                          unit);
+        crest__json_fault(w->errs, w->path, "must be at least %s%s%s",
+                          bound(b, sizeof(b), f->min), unit, *unit && f->min != 1 ? "s" : "");
         return 0;
     }
     if ((f->flags & CREST_MAX) && !(v <= f->max)) {
-        crest__json_fault(w->errs, w->path, "must be at most %s%s", bound(b, sizeof(b), f->max),
-                          unit);
+        crest__json_fault(w->errs, w->path, "must be at most %s%s%s",
+                          bound(b, sizeof(b), f->max), unit, *unit && f->max != 1 ? "s" : "");
         return 0;
     }
     return 1;
@@ -164,7 +165,7 @@ static void check_value(walk_t *w, const crest_field_t *f, const cJSON *v, char 
             return;
         }
         size_t len = strlen(v->valuestring);
-        if (!check_bounds(w, f, (double)crest__utf8_chars(v->valuestring, len), " characters") ||
+        if (!check_bounds(w, f, (double)crest__utf8_chars(v->valuestring, len), " character") ||
             !check_enum(w, f, v->valuestring))
             return;
         if (slot)
@@ -234,7 +235,7 @@ static void check_value(walk_t *w, const crest_field_t *f, const cJSON *v, char 
             }
             n++;
         }
-        check_bounds(w, f, (double)n, " items");
+        check_bounds(w, f, (double)n, " item");
         break;
     }
     case CREST_T_ANY:

@@ -84,7 +84,7 @@ def _():
         eq(faults(e), [("name", "is required"), ("qty", "must be at least 1"),
                        ("price", "must be at least 0"), ("gift", "must be a boolean"),
                        ("size", "must be one of: S, M, L"),
-                       ("tags[0]", "must be at least 1 characters"),
+                       ("tags[0]", "must be at least 1 character"),
                        ("tags[1]", "must be a string"), ("tags", "must be at most 3 items"),
                        ("extra", "is not allowed")], "faults")
         # Length in characters, not bytes: ten 2-byte characters fit, eleven do not.

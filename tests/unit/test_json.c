@@ -227,7 +227,7 @@ static void test_valid_faults(void **state) {
     e = run("{\"title\":null}", &o, "title");
     assert_string_equal(e.list[0].message, "must be a string, not null");
     e = run("{\"title\":\"\"}", &o, "title");
-    assert_string_equal(e.list[0].message, "must be at least 1 characters");
+    assert_string_equal(e.list[0].message, "must be at least 1 character");
     e = run("{\"title\":\"\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\"}", &o, "title");
     assert_string_equal(e.list[0].message, "must be at most 5 characters");
     e = run("{\"title\":\"a\",\"count\":11}", &o, "count");
