@@ -115,13 +115,13 @@ static const char *type_noun(crest_type_t t) {
 static int check_bounds(walk_t *w, const crest_field_t *f, double v, const char *unit) {
     char b[32];
     if ((f->flags & CREST_MIN) && !(v >= f->min)) {
-        crest__json_fault(w->errs, w->path, "must be at least %s%s%s",
-                          bound(b, sizeof(b), f->min), unit, *unit && f->min != 1 ? "s" : "");
+        crest__json_fault(w->errs, w->path, "must be at least %s%s%s", bound(b, sizeof(b), f->min),
+                          unit, *unit && f->min != 1 ? "s" : "");
         return 0;
     }
     if ((f->flags & CREST_MAX) && !(v <= f->max)) {
-        crest__json_fault(w->errs, w->path, "must be at most %s%s%s",
-                          bound(b, sizeof(b), f->max), unit, *unit && f->max != 1 ? "s" : "");
+        crest__json_fault(w->errs, w->path, "must be at most %s%s%s", bound(b, sizeof(b), f->max),
+                          unit, *unit && f->max != 1 ? "s" : "");
         return 0;
     }
     return 1;
