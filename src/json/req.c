@@ -103,10 +103,14 @@ static cJSON *coerce(const char *s, size_t len, crest_type_t t) {
     return cJSON_CreateString(s);
 }
 
-/* Check the text values vals[0..n) of field f (decoded, NUL-terminated) into `keep` (whose life
- * is the request's: outputs point into it) and out. */
-static int check_texts(const crest_field_t *f, const char **vals, size_t *lens, size_t n,
-                       cJSON *keep, void *out, crest_json_errors_t *errs) {
+static cJSON *keeper(crest_req_t *req);
+
+/* Check the text values vals[0..n) of field f (decoded, NUL-terminated) into out. A value whose
+ * output points into it (a string, an array) joins *keep, made on first use, whose life is the
+ * request's; a number or boolean is copied out and its node freed at once, so typed route and
+ * query parameters allocate nothing that outlives the call. */
+static int check_texts(crest_req_t *req, const crest_field_t *f, const char **vals, size_t *lens,
+                       size_t n, cJSON **keep, void *out, crest_json_errors_t *errs) {
     void *slot = out != NULL && f->offset != CREST_NO_OUTPUT ? (char *)out + f->offset : NULL;
     if (f->type == CREST_T_OBJECT || f->type == CREST_T_ANY ||
         (f->type == CREST_T_ARRAY && f->items != NULL &&
@@ -138,7 +142,14 @@ static int check_texts(const crest_field_t *f, const char **vals, size_t *lens, 
     } else if (n > 0 && (v = coerce(vals[0], lens[0], f->type)) == NULL) {
         return CREST_ENOMEM;
     }
-    if (v != NULL && !cJSON_AddItemToArray(keep, v)) {
+    if (v != NULL &&
+        (f->type == CREST_T_INT || f->type == CREST_T_NUMBER || f->type == CREST_T_BOOL)) {
+        int rc = crest__json_check_field(v, f, slot, f->name, errs);
+        cJSON_Delete(v);
+        return rc;
+    }
+    if (v != NULL &&
+        ((*keep == NULL && (*keep = keeper(req)) == NULL) || !cJSON_AddItemToArray(*keep, v))) {
         cJSON_Delete(v);
         return CREST_ENOMEM;
     }
@@ -198,35 +209,23 @@ static int field_of(const crest_schema_t *s, crest_str_t key) {
     return 0;
 }
 
-/* Every value of key `name` decoded into request memory: fills up to max, returns the count. */
-static int query_values(crest_req_t *req, const char *name, const char **vals, size_t *lens,
-                        size_t max, size_t *count) {
-    crest_str_t q = crest_req_query(req);
-    qiter_t it = {q.ptr, q.ptr + q.len, {0}, {0}};
-    size_t n = 0;
-    while (qnext(&it)) {
-        if (!key_is(it.key, name))
-            continue;
-        if (n < max) {
-            char *d = crest_req_alloc(req, it.val.len + 1);
-            if (d == NULL)
-                return CREST_ENOMEM;
-            lens[n] = crest_query_decode(it.val, d, it.val.len + 1);
-            vals[n] = d;
-        }
-        n++;
-    }
-    *count = n;
-    return 0;
-}
-
 /* Repeated keys beyond this many are not looked at (a query string is at most a request line). */
 #define MAX_REPEAT 64
 
+/* crest_req_query_all's values as the texts and lengths check_texts takes (max <= MAX_REPEAT). */
+static int query_values(crest_req_t *req, const char *name, const char **vals, size_t *lens,
+                        size_t max, size_t *count) {
+    crest_str_t v[MAX_REPEAT];
+    int rc = crest_req_query_all(req, name, v, max, count);
+    for (size_t i = 0; rc == 0 && i < max && i < *count; i++) {
+        vals[i] = v[i].ptr;
+        lens[i] = v[i].len;
+    }
+    return rc;
+}
+
 int crest_req_query_valid(crest_req_t *req, const crest_schema_t *schema, void *out) {
-    cJSON *keep = keeper(req);
-    if (keep == NULL)
-        return CREST_ENOMEM;
+    cJSON *keep = NULL;
     crest_json_errors_t errs;
     errs.count = 0;
     for (const crest_field_t *f = schema->fields; f->name != NULL; f++) {
@@ -234,7 +233,8 @@ int crest_req_query_valid(crest_req_t *req, const crest_schema_t *schema, void *
         size_t lens[MAX_REPEAT], n;
         int rc = query_values(req, f->name, vals, lens, MAX_REPEAT, &n);
         if (rc == 0)
-            rc = check_texts(f, vals, lens, n < MAX_REPEAT ? n : MAX_REPEAT, keep, out, &errs);
+            rc =
+                check_texts(req, f, vals, lens, n < MAX_REPEAT ? n : MAX_REPEAT, &keep, out, &errs);
         if (rc != 0)
             return rc;
     }
@@ -253,9 +253,7 @@ int crest_req_query_valid(crest_req_t *req, const crest_schema_t *schema, void *
 }
 
 int crest_req_params_valid(crest_req_t *req, const crest_schema_t *schema, void *out) {
-    cJSON *keep = keeper(req);
-    if (keep == NULL)
-        return CREST_ENOMEM;
+    cJSON *keep = NULL;
     crest_json_errors_t errs;
     errs.count = 0;
     for (const crest_field_t *f = schema->fields; f->name != NULL; f++) {
@@ -266,7 +264,7 @@ int crest_req_params_valid(crest_req_t *req, const crest_schema_t *schema, void 
         const char *val = v.ptr ? crest_req_keep(req, v).ptr : NULL;
         if (v.ptr != NULL && val == NULL)
             return CREST_ENOMEM;
-        int rc = check_texts(f, &val, &v.len, v.ptr ? 1 : 0, keep, out, &errs);
+        int rc = check_texts(req, f, &val, &v.len, v.ptr ? 1 : 0, &keep, out, &errs);
         if (rc != 0)
             return rc;
     }
@@ -281,14 +279,12 @@ static int query_one(crest_req_t *req, const crest_field_t *f, void *slot) {
     int rc = query_values(req, f->name, &val, &len, 1, &n);
     if (rc != 0 || n == 0)
         return rc;
-    cJSON *keep = keeper(req);
-    if (keep == NULL)
-        return CREST_ENOMEM;
+    cJSON *keep = NULL;
     crest_json_errors_t errs;
     errs.count = 0;
     crest_field_t g = *f;
     g.offset = 0;
-    if ((rc = check_texts(&g, &val, &len, 1, keep, slot, &errs)) != 0)
+    if ((rc = check_texts(req, &g, &val, &len, 1, &keep, slot, &errs)) != 0)
         return rc;
     return errs.count ? answer_faults(req, &errs) : 0;
 }
