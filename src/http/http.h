@@ -75,7 +75,6 @@ struct crest_req_s {
     size_t drain_mark;               /* drain_cb runs once the queued output is at or below this */
     const crest_compress_opts_t *gz; /* set by crest_app_compress's middleware, or NULL */
     void *gz_state; /* compress.c's state of a body being compressed; owner: the request */
-    struct crest__spill_s *spills; /* upload.c's temporary files, unlinked with the request */
     crest_req_t *next_free;
     int method;
     int status;
@@ -416,8 +415,6 @@ int crest__res_head(crest_req_t *req, int status, const char *ctype, int64_t bod
 
 /* upload.c: multipart bodies (crest_req_parts) */
 typedef struct crest__spill_s crest__spill_t;
-/* Unlink the request's temporary files that the app did not move away (crest__req_free). */
-void crest__upload_free(crest_req_t *req);
 
 /* compress.c: gzip of responses whose request went through crest_app_compress (req->gz) */
 /* A complete response: CREST_NEXT when it goes out as it is (the calls may have added Vary),

@@ -68,8 +68,6 @@ void crest__req_free(crest_req_t *req) {
     }
     if (req->gz_state != NULL)
         crest__compress_free(req); /* a compressed body cut short */
-    if (req->spills != NULL)
-        crest__upload_free(req); /* before the arena: the list lives in it */
     arena_blk_t *b = req->arena;
     while (b != NULL) {
         arena_blk_t *next = b->next;

@@ -1,6 +1,6 @@
 /* multipart/form-data request bodies: the codec (src/codec/multipart.c) fed the request's body,
  * parts handed to a callback, or gathered for the app with large files spilled to temporary
- * files that go with the request (crest__upload_free, from crest__req_free). */
+ * files that go with the request (unlinked by a cleanup of the request, crest__req_on_free). */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -19,11 +19,27 @@ struct crest__spill_s {
     char *path;
 };
 
-void crest__upload_free(crest_req_t *req) {
-    for (crest__spill_t *s = req->spills; s != NULL; s = s->next)
+/* A request's temporary files: one list, in its arena, unlinked when the request is freed. */
+typedef struct {
+    crest__spill_t *head;
+} spills_t;
+
+static void spills_unlink(void *arg) {
+    for (crest__spill_t *s = ((spills_t *)arg)->head; s != NULL; s = s->next)
         if (s->path != NULL)
             unlink(s->path);
-    req->spills = NULL;
+}
+
+/* The request's list; made (and its cleanup registered) with `make`. NULL: none, or no memory. */
+static spills_t *spills_of(crest_req_t *req, int make) {
+    spills_t *l = crest__req_cleanup_find(req, spills_unlink);
+    if (l != NULL || !make)
+        return l;
+    l = crest_req_alloc(req, sizeof(*l));
+    if (l == NULL || crest__req_on_free(req, spills_unlink, l) != 0)
+        return NULL;
+    l->head = NULL;
+    return l;
 }
 
 void crest_multipart_opts_default(crest_multipart_opts_t *o) {
@@ -126,7 +142,8 @@ static int spill(crest_req_t *req, gather_t *g) {
     if (dir == NULL || *dir == '\0')
         dir = "/tmp";
     size_t len = strlen(dir) + sizeof("/crest-upload-XXXXXX");
-    crest__spill_t *s = crest_req_alloc(req, sizeof(*s) + len);
+    spills_t *l = spills_of(req, 1);
+    crest__spill_t *s = l ? crest_req_alloc(req, sizeof(*s) + len) : NULL;
     if (s == NULL)
         return CREST_ENOMEM;
     s->path = (char *)(s + 1);
@@ -137,8 +154,8 @@ static int spill(crest_req_t *req, gather_t *g) {
         return CREST_EIO;
     }
     /* On the list at once: whatever fails later, the file goes with the request. */
-    s->next = req->spills;
-    req->spills = s;
+    s->next = l->head;
+    l->head = s;
     g->fd = fd;
     g->path = s->path;
     int rc = write_all(fd, g->data.ptr, g->data.len);
@@ -231,7 +248,8 @@ int crest_req_parts(crest_req_t *req, const crest_multipart_opts_t *opts, crest_
 int crest_part_move(crest_req_t *req, crest_part_t *part, const char *dest) {
     if (part->path == NULL)
         return CREST_EINVAL;
-    for (crest__spill_t *s = req->spills; s != NULL; s = s->next) {
+    spills_t *l = spills_of(req, 0);
+    for (crest__spill_t *s = l ? l->head : NULL; s != NULL; s = s->next) {
         if (s->path != part->path)
             continue;
         if (rename(s->path, dest) != 0)
