@@ -355,6 +355,11 @@ static const db_cell_t *cell(const crest_db_query_t *q, int i, int row, int col)
     return &q->cells[st->first_cell + (uint32_t)row * (uint32_t)st->ncols + (uint32_t)col];
 }
 
+int crest__db_cell_kind(const crest_db_query_t *q, int i, int row, int col) {
+    const db_cell_t *c = cell(q, i, row, col);
+    return c == NULL ? CELL_NULL : c->kind;
+}
+
 int crest_db_rows(const crest_db_query_t *q, int i) {
     return i >= 0 && i < q->nsteps ? q->steps[i].nrows : 0;
 }

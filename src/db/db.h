@@ -35,6 +35,9 @@ typedef struct {
     size_t len;
 } db_cell_t;
 
+/* CELL_* of column col of row `row` of statement i (CELL_NULL for one that is not there). */
+int crest__db_cell_kind(const crest_db_query_t *q, int i, int row, int col);
+
 typedef struct {
     const crest_db_sql_t *sql;
     uint32_t first_arg;

@@ -5,29 +5,33 @@
 #include <string.h>
 
 #include "crest.h"
+#include "db/db.h"
 
+/* One column as the field's type says. A cell is an integer (SQLite's integers) or text
+ * (SQLite's text and reals, everything PostgreSQL answers): an integer is written as a number, or
+ * as a string for a STRING field; a boolean is true for a nonzero integer or PostgreSQL's "t". */
 static void value(crest_buf_t *out, const crest_db_query_t *q, int i, int row, int col,
                   crest_type_t type) {
-    if (crest_db_is_null(q, i, row, col)) {
+    int kind = crest__db_cell_kind(q, i, row, col);
+    if (kind == CELL_NULL) {
         crest_buf_puts(out, "null");
         return;
     }
-    crest_str_t t = crest_db_text(q, i, row, col);
-    switch (type) {
-    case CREST_T_INT:
+    crest_str_t t = kind == CELL_TEXT ? crest_db_text(q, i, row, col) : (crest_str_t){NULL, 0};
+    if (type == CREST_T_BOOL) {
+        int yes = kind == CELL_INT ? crest_db_int(q, i, row, col) != 0
+                                   : (t.len > 0 && (t.ptr[0] == 't' || t.ptr[0] == 'T')) ||
+                                         crest_db_int(q, i, row, col) != 0;
+        crest_buf_puts(out, yes ? "true" : "false");
+    } else if (kind == CELL_INT) {
+        crest_buf_printf(out, type == CREST_T_STRING ? "\"%lld\"" : "%lld",
+                         (long long)crest_db_int(q, i, row, col));
+    } else if (type == CREST_T_INT) {
         crest_buf_printf(out, "%lld", (long long)crest_db_int(q, i, row, col));
-        break;
-    case CREST_T_BOOL:
-        crest_buf_puts(out, crest_db_int(q, i, row, col) ? "true" : "false");
-        break;
-    case CREST_T_NUMBER:
-    case CREST_T_ARRAY:
-    case CREST_T_OBJECT:
-    case CREST_T_ANY: /* the database's text of a number, or JSON kept as text: as it is */
-        crest_buf_append(out, t.ptr, t.len);
-        break;
-    default:
-        crest_buf_json_str(out, t.ptr, t.len);
+    } else if (type == CREST_T_STRING || t.len == 0) {
+        crest_buf_json_str(out, t.ptr, t.len); /* an empty text is no number: a string */
+    } else {
+        crest_buf_append(out, t.ptr, t.len); /* a number's text, or JSON kept as text */
     }
 }
 
