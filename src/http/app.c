@@ -425,6 +425,8 @@ static void after_chain(crest_req_t *req, int rc, const frame_t *fr, crest_req_t
     req->match = NULL;
     if (req->chain == CREST__CHAIN_WAIT) {
         keep_head(req); /* crest_req_next() routes it later */
+        if (ended(fr, slot))
+            return; /* no memory to keep it: answered 503 (and freed) instead */
     } else {
         req->head = NULL;
         req->body = (crest_str_t){NULL, 0};
@@ -444,11 +446,11 @@ void crest__http_dispatch(crest_req_t *req, crest_req_t *const *slot) {
     frame_t fr = {req, 0, hl->frames};
     hl->frames = &fr;
     int rc = run(req, &fr, slot);
+    /* Still in the frame: an error answer or a failed copy in after_chain frees the request. */
+    if (!ended(&fr, slot)) /* else answered, or the connection closed (req lives on detached) */
+        after_chain(req, rc, &fr, slot);
     hl->frames = fr.up;
     hl->dispatching = NULL;
-    if (ended(&fr, slot))
-        return; /* answered, or the connection closed (req then lives on detached) */
-    after_chain(req, rc, &fr, slot);
 }
 
 int crest_req_next(crest_req_t *req) {
@@ -468,10 +470,10 @@ int crest_req_next(crest_req_t *req) {
     frame_t fr = {req, 0, hl->frames};
     hl->frames = &fr;
     int rc = run(req, &fr, NULL);
+    if (!ended(&fr, NULL))
+        after_chain(req, rc, &fr, NULL); /* in the frame, as in crest__http_dispatch */
     hl->frames = fr.up;
     hl->dispatching = outer;
-    if (!ended(&fr, NULL))
-        after_chain(req, rc, &fr, NULL);
     return 0;
 }
 

@@ -36,6 +36,12 @@ static int on_who(crest_req_t *req, void *data) {
     return crest_res_send(req, 200, "text/plain", body, (size_t)n);
 }
 
+static int on_fail_later(crest_req_t *req, void *data) {
+    (void)req;
+    (void)data;
+    return CREST_EIO; /* after a resumed middleware: the error handler answers */
+}
+
 static int on_static(crest_req_t *req, void *data) {
     (void)data;
     if (crest_req_query_param(req, "pass").ptr != NULL)
@@ -82,6 +88,7 @@ static int setup(void **state) {
     assert_int_equal(crest_app_on_done(app, done_hook, NULL), 0);
     assert_int_equal(crest_app_use(app, "/wait", mw_wait, NULL), 0);
     assert_int_equal(crest_app_route(app, "POST", "/wait/who", on_who, NULL), 0);
+    assert_int_equal(crest_app_route(app, "GET", "/wait/fail", on_fail_later, NULL), 0);
     assert_int_equal(crest_app_route(app, "GET", "/items/new", on_static, NULL), 0);
     assert_int_equal(crest_app_route(app, "GET", "/items/:id", on_param, NULL), 0);
     assert_int_equal(crest_app_route(app, "GET", "/twice", on_twice, NULL), 0);
@@ -104,6 +111,16 @@ static void test_resumed(void **state) {
     assert_int_equal(res.status, 200);
     assert_string_equal(res.body.ptr, "ada yes body!");
     assert_string_equal(crest_test_header(&res, "X-Hook").ptr, "ok");
+    crest_test_res_free(&res);
+}
+
+/* A route that fails after the chain was resumed: the error handler answers, once. */
+static void test_resumed_failure(void **state) {
+    (void)state;
+    crest_test_res_t res;
+    assert_int_equal(crest_test_get(t, "/wait/fail", &res), 0);
+    assert_int_equal(res.status, 500);
+    assert_string_equal(res.body.ptr, "{\"status\":500,\"error\":\"Internal Server Error\"}");
     crest_test_res_free(&res);
 }
 
@@ -228,9 +245,13 @@ static void test_opts_env(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_setup_error),    cmocka_unit_test(test_opts_env),
-        cmocka_unit_test(test_healthz),        cmocka_unit_test(test_resumed),
-        cmocka_unit_test(test_pass_on),        cmocka_unit_test(test_errors_and_options),
+        cmocka_unit_test(test_setup_error),
+        cmocka_unit_test(test_opts_env),
+        cmocka_unit_test(test_healthz),
+        cmocka_unit_test(test_resumed),
+        cmocka_unit_test(test_resumed_failure),
+        cmocka_unit_test(test_pass_on),
+        cmocka_unit_test(test_errors_and_options),
         cmocka_unit_test(test_twice_and_done),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

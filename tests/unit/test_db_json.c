@@ -16,7 +16,7 @@
 #include "crest.h"
 
 static const crest_field_t fields[] = {
-    CREST_FIELD("id", CREST_T_INT, 0),      CREST_FIELD("name", CREST_T_STRING, 0),
+    CREST_FIELD("id", CREST_T_INT, 0),       CREST_FIELD("name", CREST_T_STRING, 0),
     CREST_FIELD("price", CREST_T_NUMBER, 0), CREST_FIELD("count", CREST_T_NUMBER, 0),
     CREST_FIELD("code", CREST_T_STRING, 0),  CREST_FIELD("on", CREST_T_BOOL, 0),
     CREST_FIELD("pg", CREST_T_BOOL, 0),      CREST_FIELD("none", CREST_T_INT, 0),
