@@ -16,8 +16,6 @@
 #include "codec/hex.h"
 #include "crest/errno.h"
 
-enum { FRAMING_NONE, FRAMING_LENGTH, FRAMING_CHUNKED, FRAMING_CLOSE };
-
 enum {
     ST_HEAD,             /* reading the head */
     ST_BODY,             /* Content-Length or close-delimited data */
@@ -50,7 +48,7 @@ void crest__h1res_reset(crest__h1res_t *p) {
     p->body_len = 0;
     p->head_len = 0;
     p->line_start = 0;
-    p->framing = FRAMING_NONE;
+    p->framing = CREST__H1RES_NONE;
     p->state = ST_HEAD;
     p->left = 0;
     p->digits = 0;
@@ -237,7 +235,7 @@ static int set_framing(crest__h1res_t *p) {
     if (p->status == 101)
         p->keep_alive = 0; /* the connection now speaks something else */
     if (p->no_body || p->status < 200 || p->status == 204 || p->status == 304) {
-        p->framing = FRAMING_NONE;
+        p->framing = CREST__H1RES_NONE;
         return 0;
     }
     if (has_te) {
@@ -246,12 +244,12 @@ static int set_framing(crest__h1res_t *p) {
         if (len.seen)
             p->keep_alive = 0;
         if (chunked) {
-            p->framing = FRAMING_CHUNKED;
+            p->framing = CREST__H1RES_CHUNKED;
             p->state = ST_CH_SIZE;
             p->left = 0;
             p->digits = 0;
         } else {
-            p->framing = FRAMING_CLOSE;
+            p->framing = CREST__H1RES_CLOSE;
             p->keep_alive = 0;
             p->state = ST_BODY;
         }
@@ -260,12 +258,12 @@ static int set_framing(crest__h1res_t *p) {
     if (len.seen) {
         if (len.value > p->max_body)
             return CREST_E2BIG;
-        p->framing = len.value ? FRAMING_LENGTH : FRAMING_NONE;
+        p->framing = len.value ? CREST__H1RES_LENGTH : CREST__H1RES_NONE;
         p->left = len.value;
         p->state = ST_BODY;
         return 0;
     }
-    p->framing = FRAMING_CLOSE;
+    p->framing = CREST__H1RES_CLOSE;
     p->keep_alive = 0;
     p->state = ST_BODY;
     return 0;
@@ -326,7 +324,7 @@ static int feed_head(crest__h1res_t *p, const char *data, size_t len, size_t *i)
         if (rc)
             return rc;
         p->head_done = 1;
-        if (p->framing == FRAMING_NONE)
+        if (p->framing == CREST__H1RES_NONE)
             p->state = ST_COMPLETE;
         return 0;
     }
@@ -441,11 +439,11 @@ int crest__h1res_feed(crest__h1res_t *p, const char *data, size_t len, size_t *u
             rc = feed_head(p, data, len, &i);
         } else if (p->state == ST_BODY) {
             size_t n = len - i;
-            if (p->framing == FRAMING_LENGTH && n > p->left)
+            if (p->framing == CREST__H1RES_LENGTH && n > p->left)
                 n = (size_t)p->left;
             rc = deliver(p, data + i, n);
             i += n;
-            if (rc == 0 && p->framing == FRAMING_LENGTH && (p->left -= n) == 0)
+            if (rc == 0 && p->framing == CREST__H1RES_LENGTH && (p->left -= n) == 0)
                 p->state = ST_COMPLETE;
         } else if (p->state == ST_CH_DATA) {
             size_t n = len - i;
@@ -470,7 +468,7 @@ int crest__h1res_feed(crest__h1res_t *p, const char *data, size_t len, size_t *u
 int crest__h1res_eof(crest__h1res_t *p) {
     if (p->error)
         return p->error;
-    if (p->state == ST_BODY && p->framing == FRAMING_CLOSE)
+    if (p->state == ST_BODY && p->framing == CREST__H1RES_CLOSE)
         p->state = ST_COMPLETE;
     if (p->state == ST_COMPLETE)
         return CREST__H1RES_DONE;

@@ -25,6 +25,14 @@ enum {
     CREST__H1RES_DONE = 1, /* the response is complete; *used says how many bytes it took */
 };
 
+/* How a response's body is framed (crest__h1res_t.framing, once the head is parsed). */
+enum {
+    CREST__H1RES_NONE,    /* no body (HEAD, 1xx, 204, 304, or a length of 0) */
+    CREST__H1RES_LENGTH,  /* Content-Length */
+    CREST__H1RES_CHUNKED, /* Transfer-Encoding: chunked */
+    CREST__H1RES_CLOSE,   /* up to the end of the connection */
+};
+
 typedef void (*crest__h1res_body_cb)(void *arg, const char *data, size_t len);
 
 typedef struct {
@@ -50,7 +58,7 @@ typedef struct {
     size_t head_len;
     size_t head_cap;
     size_t line_start; /* offset in head of the line being read */
-    int framing;       /* how the body ends (see h1res.c) */
+    int framing;       /* how the body ends: CREST__H1RES_NONE ... */
     int state;         /* where the body decoder is */
     uint64_t left;     /* bytes left of the body or of the current chunk */
     size_t digits;     /* hex digits of the chunk size read */

@@ -64,18 +64,6 @@ static void on_body(void *arg, const char *data, size_t len) {
     crest_buf_append(&k->body, data, len); /* a failure is seen in fill_res (k->body.err) */
 }
 
-/* Does the comma-separated list v names `token` (chunked) as its last element? */
-static int last_token_is(crest_str_t v, const char *token) {
-    size_t n = v.len, start;
-    while (n > 0 && (v.ptr[n - 1] == ' ' || v.ptr[n - 1] == '\t' || v.ptr[n - 1] == ','))
-        n--;
-    for (start = n; start > 0 && v.ptr[start - 1] != ',';)
-        start--;
-    while (start < n && (v.ptr[start] == ' ' || v.ptr[start] == '\t'))
-        start++;
-    return crest__str_ieq((crest_str_t){v.ptr + start, n - start}, token);
-}
-
 /* Move what arrived into res, complete or not: the fields, then the names and values
  * NUL-terminated, then the body, in one block. */
 static int fill_res(call_t *k, crest_test_res_t *res) {
@@ -109,8 +97,7 @@ static int fill_res(call_t *k, crest_test_res_t *res) {
     res->headers = h;
     res->nheaders = p->nheaders;
     res->body = (crest_str_t){o, k->body.len};
-    crest_str_t te = crest__h1res_header(p, "transfer-encoding");
-    res->chunked = te.ptr != NULL && last_token_is(te, "chunked");
+    res->chunked = p->framing == CREST__H1RES_CHUNKED;
     res->internal_ = mem;
     return 0;
 }
