@@ -108,6 +108,15 @@ CREST_API void **crest_app_data(crest_app_t *app);
 CREST_API int crest_app_route(crest_app_t *app, const char *method, const char *pattern,
                               crest_handler_cb handler, void *data);
 
+/* Add a route (as crest_app_route()) that streams its request body: its chain (middleware, then
+ * the handler) runs as soon as the head is read, and the body comes through
+ * crest_req_body_stream() (crest/http.h), up to max_body bytes (0: the app's max_body), however
+ * large the app's own limit is: a Content-Length above it gets 413 before the handler runs, a
+ * chunked body that outgrows it ends with CREST_E2BIG. Which route streams is decided by the
+ * first route that matches the request's method and path. Same returns as crest_app_route(). */
+CREST_API int crest_app_route_stream(crest_app_t *app, const char *method, const char *pattern,
+                                     crest_handler_cb handler, void *data, uint64_t max_body);
+
 /* Add middleware for every request whose path is `prefix` or lies below it ("/api" matches
  * "/api" and "/api/x", not "/apix"; "/" or NULL matches all). Middleware runs in the order added,
  * before routing; it returns CREST_NEXT to pass on, or 0 when it has taken the request: it has

@@ -88,7 +88,8 @@ CREST_API const crest_header_t *crest_req_headers(const crest_req_t *req, size_t
  * crest_req_params_valid() (crest/json.h) answers 400. .ptr NULL also when memory ran out. */
 CREST_API crest_str_t crest_req_param(const crest_req_t *req, const char *name);
 /* The whole request body (buffered up to the app's max_body before the handler runs, chunked
- * framing removed). Empty when there is none. */
+ * framing removed). Empty when there is none, and for a route that streams its body
+ * (crest_app_route_stream(): see crest_req_body_stream()). */
 CREST_API crest_str_t crest_req_body(const crest_req_t *req);
 /* HTTP minor version: 0 for HTTP/1.0, 1 for HTTP/1.1. */
 CREST_API int crest_req_version(const crest_req_t *req);
@@ -129,6 +130,45 @@ CREST_API int crest_req_next(crest_req_t *req);
 CREST_API void crest_req_on_abort(crest_req_t *req, crest_abort_cb cb, void *arg);
 /* Nonzero once the client has gone; a finishing call then only frees the request. */
 CREST_API int crest_req_aborted(const crest_req_t *req);
+
+/* ---- request bodies streamed as they arrive ----
+ *
+ * A route added with crest_app_route_stream() (crest/app.h) runs its chain as soon as the
+ * request's head is read, before the body, which crest never buffers whole: the handler (or a
+ * middleware) takes it piece by piece with crest_req_body_stream(), and an upload of gigabytes
+ * holds about one read's worth of memory. The client is held back while nobody takes the body
+ * (before crest_req_body_stream(), and while paused): by TCP over HTTP/1.1, by the stream's
+ * flow-control window over HTTP/2. A response that ends before the whole body was read closes
+ * the connection (HTTP/1.1) or resets the stream (HTTP/2), since the rest will not be read. */
+
+/* What a body callback is told. */
+enum {
+    CREST_BODY_DATA = 0, /* the next `len` bytes of the body at `data` (valid during the call) */
+    CREST_BODY_END = 1,  /* the whole body arrived (data NULL, len 0) */
+};
+
+/* Called with CREST_BODY_DATA for each piece in order, then once with CREST_BODY_END, or once
+ * with a negative error instead of the end: CREST_E2BIG (the body outgrew the route's limit),
+ * CREST_ETIMEDOUT (the client sent too slowly: the app's body_timeout_ms and min_body_rate),
+ * CREST_EINVAL (malformed chunked framing) or CREST_ECANCELED (the client has gone). After an
+ * error the callback is not called again, and a request it leaves unanswered is answered by
+ * crest (413, 408, 400; through the app's error handler), so it may answer with its own error or
+ * only clean up. Return 0 to go on, or a negative value to stop reading: no more calls, and the
+ * app answers the request (if it has not) as usual. A callback may answer or finish the request;
+ * it must not touch it afterwards. On the request's loop thread. */
+typedef int (*crest_body_cb)(crest_req_t *req, int event, const void *data, size_t len, void *arg);
+
+/* Take the request's body as it arrives: cb is first called on a later turn of the loop, never
+ * inside this call, and for a request without a body it is called once with CREST_BODY_END. A
+ * 100 Continue the client waits for is sent now. Returns 0, CREST_EINVAL when the request's route
+ * does not stream its body or a callback is already set, CREST_ECANCELED when the client has gone
+ * (finish the request as usual), CREST_EALREADY when the request was finished. */
+CREST_API int crest_req_body_stream(crest_req_t *req, crest_body_cb cb, void *arg);
+/* Stop (paused 1) or resume (0) the body callbacks, so that a slow consumer (a disk, a worker
+ * job) sets the pace: the client is held back meanwhile and the body's deadline does not run.
+ * Calls resume on a later turn of the loop. Returns 0 or CREST_EINVAL (the body is not
+ * streamed, or has ended). */
+CREST_API int crest_req_body_pause(crest_req_t *req, int paused);
 
 /* ---- response ----
  * Server, Date and Content-Length (or Transfer-Encoding: chunked) are added by crest. */

@@ -423,8 +423,9 @@ static void after_chain(crest_req_t *req, int rc, const frame_t *fr, crest_req_t
     /* Still open: answered later. The views into the read buffer end here. */
     crest__obs_keep(req);
     req->match = NULL;
-    if (req->chain == CREST__CHAIN_WAIT) {
-        keep_head(req); /* crest_req_next() routes it later */
+    if (req->chain == CREST__CHAIN_WAIT || req->body_stream != NULL) {
+        /* crest_req_next() routes it later, or its body's callbacks read the head. */
+        keep_head(req);
         if (ended(fr, slot))
             return; /* no memory to keep it: answered 503 (and freed) instead */
     } else {

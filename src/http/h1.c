@@ -149,6 +149,8 @@ static int w_head(crest_req_t *req, int status, const char *ctype, int64_t body_
         crest__http_date_refresh(loop); /* a batch refreshed it when it began */
     if (loop->draining)
         req->keep_alive = 0; /* shutting down: this is the connection's last response */
+    if (req->body_stream != NULL && !req->body_stream->ended)
+        req->keep_alive = 0; /* the rest of a streamed body will not be read */
     if (body_len == -1) {
         if (req->version_minor == 0)
             req->keep_alive = 0; /* HTTP/1.0 has no chunked framing: the body ends at close */
@@ -297,8 +299,11 @@ static int64_t w_sendfile(crest_req_t *req, int fd, uint64_t *off, uint64_t len)
     return crest__conn_sendfile(c, fd, off, len);
 }
 
+static void w_body_pull(crest_req_t *req);
+
 const crest__writer_t crest__h1_writer = {
-    w_head, w_body, w_end, w_finish, w_buffered, w_push, w_want_drain, w_abort, w_sendfile,
+    w_head, w_body,       w_end,   w_finish,    w_buffered,
+    w_push, w_want_drain, w_abort, w_body_pull, w_sendfile,
 };
 
 void crest__send_error(crest__conn_t *c, int status, int version_minor) {
@@ -350,7 +355,29 @@ static void send_continue(crest__conn_t *c, const crest__http_head_t *head) {
         crest__conn_close(c);
 }
 
-static void dispatch(crest__conn_t *c, crest__http_head_t *head, crest_str_t body) {
+/* The body of a request whose route streams it (crest_app_route_stream) is read as it comes,
+ * after the chain ran with the head alone: its framing is kept with it. 0 or CREST_ENOMEM. */
+static int stream_begin(crest__conn_t *c, crest_req_t *req, const crest__http_head_t *head,
+                        uint64_t limit) {
+    crest__body_t *b = crest__body_new(req, limit);
+    if (b == NULL)
+        return CREST_ENOMEM;
+    b->framing = (uint8_t)head->body_kind;
+    if (head->body_kind == CREST__BODY_LENGTH) {
+        b->remaining = head->content_length;
+        b->ended = b->remaining == 0;
+    } else if (head->body_kind == CREST__BODY_CHUNKED) {
+        crest__http_chunked_init(&b->chunked, 4096, conn_loop(c)->rt->opts->max_header_bytes);
+    } else {
+        b->ended = 1;
+    }
+    return 0;
+}
+
+/* Run the request through the chain. stream_limit > 0: its route streams the body (body is
+ * empty; the body follows through body_feed). */
+static void dispatch(crest__conn_t *c, crest__http_head_t *head, crest_str_t body,
+                     uint64_t stream_limit) {
     crest_loop_t *loop = conn_loop(c);
     crest_req_t *req = crest__req_new(loop, c, &crest__h1_writer);
     if (req == NULL) {
@@ -366,7 +393,102 @@ static void dispatch(crest__conn_t *c, crest__http_head_t *head, crest_str_t bod
     req->head_only = head->method_id == CREST_METHOD_HEAD;
     h->req = req;
     h->requests++;
+    if (stream_limit > 0 && stream_begin(c, req, head, stream_limit) != 0) {
+        req->keep_alive = 0;
+        crest__res_reject(req, 503);
+        return;
+    }
     crest__http_dispatch(req, &h->req);
+}
+
+/* ---- a streamed request body ---- */
+
+/* Arm the body's deadline (the connection's timer, unless output being written holds it for the
+ * write deadline: h1_on_written arms this once that is met). */
+static void body_deadline(crest__conn_t *c, crest__body_t *b) {
+    crest_loop_t *loop = conn_loop(c);
+    crest__body_rate_mark(b, uv_now(&loop->uv));
+    if (c->tx == NULL)
+        crest__wheel_arm(&loop->wheel, &c->timer, loop->rt->opts->body_timeout_ms);
+}
+
+/* Hand the streamed body of the connection's request what data[0..len) holds of it (its framing
+ * taken off in place) while the consumer takes it; then its end, once all arrived. Returns the
+ * bytes used; the rest is the client's next request, or body the consumer did not want yet. The
+ * request may have ended on return (h->req tells). */
+static size_t body_feed(crest__conn_t *c, crest_req_t *req, char *data, size_t len) {
+    h1_t *h = h1_of(c);
+    crest__body_t *b = req->body_stream;
+    size_t pos = 0;
+    while (pos < len && !b->ended && crest__body_wants(req)) {
+        char *piece = data + pos;
+        size_t n;
+        if (b->framing == CREST__BODY_LENGTH) {
+            n = len - pos < b->remaining ? len - pos : (size_t)b->remaining;
+            b->remaining -= n;
+            b->ended = b->remaining == 0;
+            pos += n;
+        } else {
+            size_t consumed = 0;
+            n = len - pos;
+            int d = crest__http_chunked_decode(&b->chunked, piece, &n, &consumed);
+            if (d < 0) {
+                req->keep_alive = 0;
+                crest__body_end(req, CREST_EINVAL);
+                return len;
+            }
+            b->ended = d == 1;
+            pos += consumed;
+        }
+        if (n > 0 && (crest__body_data(req, piece, n) != 0 || h->req != req))
+            break;
+    }
+    if (h->req != req)
+        return pos;
+    if (b->ended && crest__body_wants(req))
+        crest__body_end(req, 0);
+    if (h->req == req && !crest__body_open(req) && c->tx == NULL)
+        crest__wheel_disarm(&conn_loop(c)->wheel, &c->timer); /* the body's deadline is over */
+    return pos;
+}
+
+/* The consumer is ready: what rx holds of the body first, then reading again. */
+static void body_pull(crest__conn_t *c, crest_req_t *req) {
+    h1_t *h = h1_of(c);
+    if (!crest__body_wants(req))
+        return;
+    h1_rx_t *rx = h->rx;
+    size_t used = body_feed(c, req, rx ? rx->buf : NULL, rx ? rx->len : 0);
+    if (c->flags & CONN_CLOSING)
+        return;
+    if (h->rx != NULL && used > 0) {
+        /* What rx still holds is more body for later, or the client's next request. */
+        if (used == h->rx->len) {
+            rx_free(c);
+        } else {
+            memmove(h->rx->buf, h->rx->buf + used, h->rx->len - used);
+            h->rx->len -= used;
+        }
+    }
+    if (h->req == req && crest__body_open(req) && h->rx == NULL)
+        crest__conn_reading(c, 1);
+}
+
+static void w_body_pull(crest_req_t *req) {
+    crest__conn_t *c = req->conn;
+    crest__body_t *b = req->body_stream;
+    if (!b->continued && !b->ended && !req->started && req->version_minor == 1 &&
+        req->head != NULL && req->head->expect_continue) {
+        /* The client waits for this before it sends the body (RFC 9110 10.1.1). */
+        b->continued = 1;
+        crest__outq_t *q = crest__conn_out(c);
+        if (q == NULL || crest__outq_copy(q, "HTTP/1.1 100 Continue\r\n\r\n", 25) != 0) {
+            crest__conn_close(c);
+            return;
+        }
+        h1_push(c);
+    }
+    crest__conn_park(c); /* h1_on_resume feeds it */
 }
 
 /* The head is complete and the body is not: its deadline starts (once, not per read). */
@@ -417,7 +539,15 @@ static size_t handle_request(crest__conn_t *c, char *p, size_t n, h1_rx_t *rx) {
     }
     crest_str_t body = {NULL, 0};
     size_t used = hl;
-    if (head->body_kind == CREST__BODY_LENGTH) {
+    const crest_app_t *app = crest__app_of(loop);
+    uint64_t stream =
+        app->stream_routes ? crest__app_body_streams(app, head->method_id, head->path) : 0;
+    if (stream > 0) {
+        if (head->body_kind == CREST__BODY_LENGTH && head->content_length > stream) {
+            reject_head(c, 413, head);
+            return n;
+        }
+    } else if (head->body_kind == CREST__BODY_LENGTH) {
         if (head->content_length > o->max_body) {
             reject_head(c, 413, head);
             return n;
@@ -492,7 +622,10 @@ static size_t handle_request(crest__conn_t *c, char *p, size_t n, h1_rx_t *rx) {
         crest__conn_write_deadline(c); /* output of earlier requests is still being written */
     else
         crest__wheel_disarm(&loop->wheel, &c->timer);
-    dispatch(c, head, body);
+    dispatch(c, head, body, stream);
+    crest_req_t *req = h1_of(c)->req;
+    if (stream > 0 && req != NULL && crest__body_open(req))
+        body_deadline(c, req->body_stream);
     return used;
 }
 
@@ -695,6 +828,14 @@ static void h1_on_data(crest__conn_t *c, char *data, size_t len) {
     if (h->requests == 0 && (h->rx == NULL || h->rx->len < H2_PREFACE_LEN) &&
         h1_maybe_h2(c, data, len))
         return;
+    if (h->req != NULL && h->rx == NULL && crest__body_wants(h->req) && crest__body_open(h->req)) {
+        /* A streamed body straight from the read buffer; what is left is the next request. */
+        size_t used = body_feed(c, h->req, data, len);
+        data += used;
+        len -= used;
+        if (len == 0 || (c->flags & (CONN_CLOSING | CONN_CLOSE_AFTER_WRITE)))
+            return;
+    }
     if (h->req != NULL || crest__loop_busy(loop)) {
         /* Pipelined input behind a request answered later waits in rx; so does input that
          * arrives when this turn of the loop has run long already (many connections ready at
@@ -722,6 +863,11 @@ static void h1_on_data(crest__conn_t *c, char *data, size_t len) {
 }
 
 static void h1_on_resume(crest__conn_t *c) {
+    crest_req_t *req = h1_of(c)->req;
+    if (req != NULL && req->body_stream != NULL) {
+        body_pull(c, req);
+        return;
+    }
     if (h1_of(c)->req == NULL && (c->pflags & H1_INPUT_PENDING) &&
         crest__conn_buffered(c) <= conn_loop(c)->rt->opts->max_output)
         h1_process(c, NULL, 0);
@@ -731,6 +877,13 @@ static void h1_on_resume(crest__conn_t *c) {
 
 static void h1_on_written(crest__conn_t *c) {
     crest_req_t *req = h1_of(c)->req;
+    if (req != NULL && crest__body_open(req) && c->tx == NULL) {
+        /* The write deadline held the timer: the body's own runs again, and reading too if
+         * the output stopped it. */
+        body_deadline(c, req->body_stream);
+        if (h1_of(c)->rx == NULL)
+            crest__conn_reading(c, 1);
+    }
     if (req != NULL) {
         if (req->drain_cb != NULL && crest__conn_buffered(c) <= req->drain_mark) {
             crest_drain_cb cb = req->drain_cb;
@@ -747,6 +900,21 @@ static void h1_on_timer(crest__conn_t *c) {
     crest_loop_t *loop = conn_loop(c);
     const crest_app_opts_t *o = loop->rt->opts;
     h1_t *h = h1_of(c);
+    if (h->req != NULL && crest__body_open(h->req)) {
+        /* A streamed body's deadline: met while it keeps coming at min_body_rate, and never
+         * the client's fault while nobody takes it. Too slow: 408, and the connection closes. */
+        crest__body_t *b = h->req->body_stream;
+        uint64_t now = uv_now(&loop->uv), elapsed = now - b->rate_start;
+        if (!crest__body_wants(h->req) ||
+            (b->received - b->rate_mark) * 1000 >= elapsed * o->min_body_rate) {
+            crest__body_rate_mark(b, now);
+            crest__wheel_arm(&loop->wheel, &c->timer, o->body_timeout_ms);
+            return;
+        }
+        h->req->keep_alive = 0;
+        crest__body_end(h->req, CREST_ETIMEDOUT);
+        return;
+    }
     if (h->req != NULL) {
         crest__conn_close(c);
         return;
@@ -788,6 +956,9 @@ static void h1_on_close(crest__conn_t *c) {
         h->req = NULL;
         req->conn = NULL;
         req->aborted = 1;
+        if (crest__body_open(req) && req->body_stream->cb != NULL &&
+            crest__body_end(req, CREST_ECANCELED))
+            return; /* the app finished req in its body callback */
         if (req->abort_cb)
             req->abort_cb(req, req->abort_arg);
     }

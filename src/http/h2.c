@@ -94,6 +94,9 @@ struct h2_stream_s {
     unsigned body_eof : 1;        /* no more body will be queued */
     unsigned deferred : 1;        /* nghttp2 waits for nghttp2_session_resume_data */
     unsigned sized : 1;           /* the response said its length: its body comes in one piece */
+    unsigned held : 1;            /* a streamed body nobody takes now: not counted as receiving */
+    unsigned pull : 1;            /* its streamed body's consumer is ready: deliver what is held */
+    uint64_t body_max; /* its route streams the body (crest_app_route_stream): the limit */
 };
 
 /* What the connection's timer (c->timer) is counting down. */
@@ -119,6 +122,7 @@ typedef struct h2_s {
     uint64_t timer_mark;         /* rx_bytes or tx_bytes then */
     uint64_t abuse_start;        /* loop time the current abuse window began */
     unsigned resets, empty_data; /* in that window */
+    unsigned pulls;              /* streams with `pull` set */
     uint32_t goaway_code;        /* set by a defence: the connection ends with this GOAWAY */
     int busy;                    /* nesting of our entry points: the state outlives them */
     unsigned in_nghttp2 : 1;     /* inside mem_recv or mem_send: no sending from callbacks */
@@ -288,13 +292,30 @@ static h2_stream_t *stream_of(h2_t *h, int32_t id) {
 static void stream_request_done(h2_stream_t *s) {
     if (!s->request_done) {
         s->request_done = 1;
-        s->h->receiving--;
+        if (!s->held)
+            s->h->receiving--;
     }
+}
+
+/* A streamed body that nobody takes now (not subscribed yet, or paused) is not the client's
+ * delay: its stream stops counting as receiving, for the body's deadline, until it is taken. */
+static void stream_hold(h2_stream_t *s, int hold) {
+    if (s->request_done || s->held == (unsigned)(hold != 0))
+        return;
+    s->held = hold != 0;
+    if (hold)
+        s->h->receiving--;
+    else
+        s->h->receiving++;
 }
 
 static void stream_free(h2_stream_t *s) {
     h2_t *h = s->h;
     stream_request_done(s);
+    if (s->pull)
+        h->pulls--;
+    if (s->body.len > 0 && s->body_max > 0) /* a streamed body held back, never taken */
+        nghttp2_session_consume_connection(h->ng, s->body.len);
     if (s->prev)
         s->prev->next = s->next;
     else
@@ -349,6 +370,9 @@ static void stream_detach(h2_stream_t *s) {
     req->conn = NULL;
     req->stream = NULL;
     req->aborted = 1;
+    if (crest__body_open(req) && req->body_stream->cb != NULL &&
+        crest__body_end(req, CREST_ECANCELED))
+        return; /* the app finished req in its body callback */
     if (req->abort_cb)
         req->abort_cb(req, req->abort_arg);
 }
@@ -741,9 +765,28 @@ static void w_abort(crest_req_t *req) {
     h2_push(h);
 }
 
+/* A streamed body's consumer is ready: the 100 Continue the client waits for, then what the
+ * stream holds, delivered from h2_on_event (a later turn). */
+static void w_body_pull(crest_req_t *req) {
+    h2_stream_t *s = req->stream;
+    h2_t *h = s->h;
+    crest__body_t *b = req->body_stream;
+    if (s->expect_continue && !b->continued && !b->ended && !s->answered) {
+        b->continued = 1;
+        nghttp2_nv nv = {(uint8_t *)":status", (uint8_t *)"100", 7, 3, NGHTTP2_NV_FLAG_NONE};
+        nghttp2_submit_headers(h->ng, NGHTTP2_FLAG_NONE, s->id, NULL, &nv, 1, NULL);
+    }
+    if (!s->pull) {
+        s->pull = 1;
+        h->pulls++;
+    }
+    crest__conn_park(h->c);
+    h2_push(h);
+}
+
 /* No sendfile: a file's bytes travel in DATA frames of the stream's queue (read in slices). */
 static const crest__writer_t h2_writer = {
-    w_head, w_body, w_end, w_finish, w_buffered, w_push, w_want_drain, w_abort, NULL,
+    w_head, w_body, w_end, w_finish, w_buffered, w_push, w_want_drain, w_abort, w_body_pull, NULL,
 };
 
 /* ---- receiving requests ---- */
@@ -894,10 +937,75 @@ static void stream_dispatch(h2_stream_t *s) {
     req->version_minor = 1;
     req->keep_alive = 1;
     req->head_only = head->method_id == CREST_METHOD_HEAD;
+    if (s->body_max > 0) {
+        /* Its route streams the body: the chain runs now, and DATA goes to the app as it comes
+         * (stream_body_data), each frame's window given back once the app has taken it. */
+        crest__body_t *b = crest__body_new(req, s->body_max);
+        if (b == NULL) {
+            crest__res_reject(req, 503);
+            buf_release(h, &s->fields);
+            return;
+        }
+        b->ended = s->request_done;
+        crest__http_dispatch(req, &s->req);
+        buf_release(h, &s->fields);
+        if (s->req == req)
+            stream_hold(s, !crest__body_wants(req));
+        return;
+    }
     crest__http_dispatch(req, &s->req);
     /* The views into the fields and the body ended with the handler call. */
     buf_release(h, &s->fields);
     buf_release(h, &s->body);
+}
+
+/* Deliver what the stream holds of its streamed body, then its end once all arrived, while the
+ * consumer takes them; the held bytes' window goes back to the client once delivered. Inside our
+ * entry points (in_nghttp2 set): the app's callbacks cannot make the stream go away. */
+static void stream_body_flush(h2_stream_t *s) {
+    h2_t *h = s->h;
+    crest_req_t *req = s->req;
+    if (req == NULL || !crest__body_wants(req))
+        return;
+    if (s->body.len > 0) {
+        crest_buf_t held = s->body;
+        s->body = (crest_buf_t)CREST_BUF_INIT;
+        nghttp2_session_consume(h->ng, s->id, held.len);
+        crest__body_data(req, held.ptr, held.len);
+        buf_release(h, &held);
+        if (s->req != req)
+            return;
+    }
+    if (req->body_stream->ended && crest__body_wants(req) && crest__body_end(req, 0))
+        return;
+    if (s->req == req)
+        stream_hold(s, !crest__body_wants(req));
+}
+
+/* DATA of a streamed body: to the app at once when it takes it and nothing is held before, else
+ * held (at most the stream's window: the client cannot send more until it is given back). */
+static void stream_body_data(h2_stream_t *s, const uint8_t *data, size_t len) {
+    h2_t *h = s->h;
+    crest_req_t *req = s->req;
+    if (!crest__body_open(req)) {
+        nghttp2_session_consume(h->ng, s->id, len); /* dropped: nobody will read it */
+        return;
+    }
+    if (s->body.len == 0 && crest__body_wants(req)) {
+        nghttp2_session_consume(h->ng, s->id, len);
+        crest__body_data(req, data, len);
+        if (s->req == req)
+            stream_hold(s, !crest__body_wants(req));
+        return;
+    }
+    if (buf_reserve(h, &s->body, s->body.len + len) != 0) {
+        nghttp2_session_consume(h->ng, s->id, len);
+        crest__body_end(req, CREST_ENOBUFS);
+        return;
+    }
+    memcpy(s->body.ptr + s->body.len, data, len);
+    s->body.len += len;
+    stream_hold(s, !crest__body_wants(req));
 }
 
 static int on_begin_headers(nghttp2_session *ng, const nghttp2_frame *frame, void *user) {
@@ -978,6 +1086,12 @@ static int on_data_chunk(nghttp2_session *ng, uint8_t flags, int32_t id, const u
     if (h->dead)
         return NGHTTP2_ERR_CALLBACK_FAILURE;
     h2_stream_t *s = stream_of(h, id);
+    if (s != NULL && s->req != NULL && s->req->body_stream != NULL) {
+        stream_body_data(s, data, len);
+        return 0;
+    }
+    /* A buffered body's window goes back at once (flow control is ours: see h2_session_new). */
+    nghttp2_session_consume(ng, id, len);
     if (s == NULL || s->reject || s->answered || s->req != NULL)
         return 0; /* dropped: the request was answered already */
     if (s->body.len + len > h2_opts(h)->max_body) {
@@ -993,11 +1107,45 @@ static int on_data_chunk(nghttp2_session *ng, uint8_t flags, int32_t id, const u
     return 0;
 }
 
+/* The route the stream's request goes to streams its body: its limit, else 0. Read from the
+ * fields before the head is built (only :method and :path matter). */
+static uint64_t stream_body_max(h2_t *h, h2_stream_t *s) {
+    const crest_app_t *app = crest__app_of(h2_loop(h));
+    if (app->stream_routes == 0)
+        return 0;
+    crest_str_t method = {NULL, 0}, path = {NULL, 0};
+    for (size_t off = 0; off + 8 <= s->fields.len;) {
+        uint32_t nl, vl;
+        memcpy(&nl, s->fields.ptr + off, 4);
+        memcpy(&vl, s->fields.ptr + off + 4, 4);
+        crest_str_t name = {s->fields.ptr + off + 8, nl}, value = {name.ptr + nl, vl};
+        off += 8 + nl + vl;
+        if (crest__str_ieq(name, ":method"))
+            method = value;
+        else if (crest__str_ieq(name, ":path"))
+            path = value;
+    }
+    if (method.ptr == NULL || path.ptr == NULL)
+        return 0;
+    const char *q = memchr(path.ptr, '?', path.len);
+    if (q != NULL)
+        path.len = (size_t)(q - path.ptr);
+    return crest__app_body_streams(app, crest__http_method_id(method.ptr, method.len), path);
+}
+
 /* The header block of a request is complete. */
 static void on_request_headers(h2_t *h, h2_stream_t *s, int end_stream) {
     const crest_app_opts_t *o = h2_opts(h);
     if (s->reject) {
         stream_reject(s, s->reject, 0);
+        return;
+    }
+    s->body_max = stream_body_max(h, s);
+    if (s->body_max > 0) {
+        if (s->has_length && s->content_length > s->body_max)
+            stream_reject(s, 413, 1);
+        else if (!end_stream)
+            stream_dispatch(s); /* at once: the body follows (with END_STREAM, the caller) */
         return;
     }
     if (s->has_length && s->content_length > o->max_body) {
@@ -1060,6 +1208,11 @@ static int on_frame_recv(nghttp2_session *ng, const nghttp2_frame *frame, void *
     if (s != NULL && end_stream &&
         (frame->hd.type == NGHTTP2_DATA || frame->hd.type == NGHTTP2_HEADERS)) {
         stream_request_done(s);
+        if (s->req != NULL && s->req->body_stream != NULL) {
+            s->req->body_stream->ended = 1;
+            stream_body_flush(s);
+            return 0;
+        }
         if (s->reject && !s->answered)
             stream_reject(s, s->reject, 0);
         else
@@ -1126,7 +1279,19 @@ static void h2_on_event(crest__conn_t *c) {
     if (h2_stopped(h))
         return;
     h2_enter(h);
-    h2_output(h, 1);
+    if (h->pulls > 0) {
+        h->in_nghttp2 = 1; /* sent below, once: the app's callbacks queue only */
+        for (h2_stream_t *s = h->streams; s != NULL && !h->dead; s = s->next) {
+            if (!s->pull)
+                continue;
+            s->pull = 0;
+            h->pulls--;
+            stream_body_flush(s);
+        }
+        h->in_nghttp2 = 0;
+    }
+    if (!h->dead)
+        h2_output(h, 1);
     h2_leave(h);
 }
 
@@ -1215,6 +1380,9 @@ static int h2_session_new(h2_t *h) {
     nghttp2_session_callbacks_set_send_data_callback(cb, on_send_data);
     /* Closed streams are forgotten at once (no priority tree to keep them for). */
     nghttp2_option_set_no_closed_streams(opt, 1);
+    /* Flow control is ours: a buffered body's window goes back as it arrives, a streamed body's
+     * once the app has taken it, so a slow consumer holds back its own client only. */
+    nghttp2_option_set_no_auto_window_update(opt, 1);
     nghttp2_option_set_max_outbound_ack(opt, MAX_OUTBOUND_ACK);
     nghttp2_option_set_max_continuations(opt, MAX_CONTINUATIONS);
     int rv = nghttp2_session_server_new2(&h->ng, cb, h, opt);

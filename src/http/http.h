@@ -29,6 +29,9 @@ typedef struct {
     void (*want_drain)(crest_req_t *req);
     /* Cut the response short: the client sees it end incomplete. */
     void (*abort)(crest_req_t *req);
+    /* The streamed body's consumer is ready again (it subscribed, or resumed): deliver what is
+     * held, and read on, from a later turn of the loop (never inside this call). */
+    void (*body_pull)(crest_req_t *req);
     /* Optional: send up to len bytes of file fd from *off straight to the client (sendfile),
      * after what is queued, advancing *off. Returns the bytes sent, 0 when it cannot now
      * (output is queued first, or the socket is full: wait for a drain), CREST_ENOTSUP when this
@@ -75,6 +78,7 @@ struct crest_req_s {
     size_t drain_mark;               /* drain_cb runs once the queued output is at or below this */
     const crest_compress_opts_t *gz; /* set by crest_app_compress's middleware, or NULL */
     void *gz_state; /* compress.c's state of a body being compressed; owner: the request */
+    struct crest__body_s *body_stream; /* a streamed body (crest_app_route_stream), or NULL */
     crest_req_t *next_free;
     int method;
     int status;
@@ -241,6 +245,7 @@ struct crest_app_s {
     int setup_err;            /* the first route or middleware that could not be added */
     char setup_what[192];     /* ... named, for crest_app_listen's log line */
     struct crest__api_s *api; /* crest_app_route_doc's table (src/json/openapi.c), or NULL */
+    size_t stream_routes;     /* routes that stream their body: HTTP/1.1 and 2 look them up */
     crest__rt_t rt;
 };
 
@@ -275,6 +280,19 @@ typedef struct crest__frame_s {
     int finished;
     struct crest__frame_s *up;
 } crest__frame_t;
+/* Run app code that may finish req inside a frame: crest__frame_pop says whether it did (then req
+ * must not be touched). */
+static inline void crest__frame_push(crest_req_t *req, crest__frame_t *fr) {
+    crest__http_loop_t *hl = crest__http_loop(req->loop);
+    fr->req = req;
+    fr->finished = 0;
+    fr->up = hl->frames;
+    hl->frames = fr;
+}
+static inline int crest__frame_pop(crest_loop_t *loop, crest__frame_t *fr) {
+    crest__http_loop(loop)->frames = fr->up;
+    return fr->finished;
+}
 /* Keep the first failure of a call that builds the app (rc nonzero, not CREST_EBUSY), named by
  * `what a b`: crest_app_listen refuses to start with it. Returns rc. */
 int crest__app_setup_error(crest_app_t *app, int rc, const char *what, const char *a,
@@ -412,6 +430,54 @@ void crest__http_count(crest_loop_t *loop, int status);
  * CREST__BODY_UNTIL_CLOSE for a 101 or a body that runs until the connection closes. */
 #define CREST__BODY_UNTIL_CLOSE (-2)
 int crest__res_head(crest_req_t *req, int status, const char *ctype, int64_t body_len);
+
+/* body.c: a request body streamed to its handler (crest_app_route_stream). The protocol reads and
+ * unframes the body and calls these; body.c keeps the consumer's side (its callback, the route's
+ * limit, the pause, the answers to errors). Lives in the request's arena. */
+typedef struct crest__body_s {
+    crest_body_cb cb; /* NULL until crest_req_body_stream */
+    void *arg;
+    uint64_t limit;      /* the route's max_body */
+    uint64_t received;   /* body bytes delivered */
+    uint64_t rate_mark;  /* `received` when the current deadline period began (min_body_rate) */
+    uint64_t rate_start; /* loop time (ms) it began */
+    /* HTTP/1.1's framing of the body (HTTP/2 frames it itself) */
+    uint64_t remaining; /* Content-Length: bytes still to come */
+    crest__http_chunked_t chunked;
+    uint8_t framing;     /* CREST__BODY_LENGTH or CREST__BODY_CHUNKED */
+    unsigned paused : 1; /* crest_req_body_pause */
+    unsigned ended : 1;  /* the protocol has read the whole body */
+    unsigned over : 1;   /* the end or an error was delivered, or the app stopped: no more calls */
+    unsigned continued : 1; /* HTTP/1.1: 100 Continue was sent */
+} crest__body_t;
+/* The app's first route for this method and path streams its body: its limit, else 0. */
+uint64_t crest__app_body_streams(const crest_app_t *app, int method_id, crest_str_t path);
+/* Give req a streamed body with this limit (in its arena). NULL when out of memory. */
+crest__body_t *crest__body_new(crest_req_t *req, uint64_t limit);
+/* The consumer takes data now: subscribed, not paused, not over. */
+static inline int crest__body_wants(const crest_req_t *req) {
+    const crest__body_t *b = req->body_stream;
+    return b != NULL && b->cb != NULL && !b->paused && !b->over;
+}
+/* The body is still being read from the client: not all arrived and nobody gave up on it. */
+static inline int crest__body_open(const crest_req_t *req) {
+    const crest__body_t *b = req->body_stream;
+    return b != NULL && !b->ended && !b->over;
+}
+/* Deliver the next decoded bytes (only while crest__body_wants). Returns 0 to go on; nonzero when
+ * no more is wanted: the app stopped, the route's limit was passed (handled: the error was
+ * delivered and answered), or the request ended meanwhile: the protocol then checks its own
+ * slot before it touches req again. */
+int crest__body_data(crest_req_t *req, const void *data, size_t len);
+/* The body is complete (err 0; only once all data was delivered) or failed (a negative error):
+ * the callback's last call, then for an error crest's answer when the request is still
+ * unanswered. Returns 1 when req ended meanwhile (do not touch it), else 0. */
+int crest__body_end(crest_req_t *req, int err);
+/* Restart the measure of min_body_rate (the deadline was re-armed at `now`). */
+static inline void crest__body_rate_mark(crest__body_t *b, uint64_t now) {
+    b->rate_mark = b->received;
+    b->rate_start = now;
+}
 
 /* upload.c: multipart bodies (crest_req_parts) */
 typedef struct crest__spill_s crest__spill_t;

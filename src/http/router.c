@@ -23,7 +23,7 @@ typedef struct node_s {
 
 struct crest__router_s {
     node_t root;
-    const crest__route_t **slots; /* by slot - 1: the routes in the nodes (which never move) */
+    crest__route_t **slots; /* by slot - 1: the routes in the nodes (which never move) */
     size_t nslots;
 };
 
@@ -179,8 +179,7 @@ int crest__router_add(crest__router_t *r, int method_id, const char *pattern, cr
     if (n->methods & (1u << method_id))
         return CREST_EEXIST;
     char *copy = strdup(pattern);
-    const crest__route_t **slots =
-        copy ? realloc(r->slots, (r->nslots + 1) * sizeof(*slots)) : NULL;
+    crest__route_t **slots = copy ? realloc(r->slots, (r->nslots + 1) * sizeof(*slots)) : NULL;
     if (slots == NULL) {
         free(copy);
         return CREST_ENOMEM;
@@ -286,6 +285,11 @@ int crest__router_match(const crest__router_t *r, int method_id, const char *pat
     if (m->allowed & (1u << CREST_METHOD_GET))
         m->allowed |= 1u << CREST_METHOD_HEAD;
     return 405;
+}
+
+void crest__router_set_body_max(crest__router_t *r, uint32_t slot, uint64_t max) {
+    if (slot > 0 && slot <= r->nslots)
+        r->slots[slot - 1]->body_max = max;
 }
 
 size_t crest__router_routes(const crest__router_t *r) {

@@ -15,8 +15,9 @@ typedef struct crest__router_s crest__router_t;
 typedef struct {
     crest_handler_cb cb;
     void *data;
-    char *pattern; /* the route's template as added ("/api/todos/:id"), for logs and metrics */
-    uint32_t slot; /* 1, 2, ... in the order routes were added: indexes per-route metrics */
+    char *pattern;     /* the route's template as added ("/api/todos/:id"), for logs and metrics */
+    uint32_t slot;     /* 1, 2, ... in the order routes were added: indexes per-route metrics */
+    uint64_t body_max; /* a route that streams its body (crest_app_route_stream): its limit */
 } crest__route_t;
 
 typedef struct {
@@ -41,6 +42,8 @@ int crest__router_add(crest__router_t *r, int method_id, const char *pattern, cr
  * only 200 or 404. */
 int crest__router_match(const crest__router_t *r, int method_id, const char *path, size_t len,
                         unsigned skip, crest__match_t *m);
+/* Make the route in `slot` stream its request body, up to max bytes (before the app runs). */
+void crest__router_set_body_max(crest__router_t *r, uint32_t slot, uint64_t max);
 /* Routes added so far; slots run from 1 to this. */
 size_t crest__router_routes(const crest__router_t *r);
 /* The template of the route in `slot` (1 .. crest__router_routes); NULL for another slot. */
