@@ -6,9 +6,10 @@
  * the request unless said otherwise.
  *
  * Request bodies: crest buffers the whole body, up to the app's max_body, before the handler
- * runs. The multipart parser is incremental and is fed that buffered body; streaming parts from
- * the socket as they arrive comes with request-body streaming (not there yet), with this same
- * callback interface. */
+ * runs, and crest_req_multipart() / crest_req_parts() parse that. A route added with
+ * crest_app_route_stream() gets its body as it arrives instead: crest_req_multipart_stream() /
+ * crest_req_parts_stream() parse it piece by piece, so an upload larger than memory goes to a
+ * callback or a temporary file while it is still arriving. */
 #ifndef CREST_WEB_H
 #define CREST_WEB_H
 
@@ -148,6 +149,37 @@ CREST_API int crest_req_multipart(crest_req_t *req, const crest_multipart_opts_t
  * 503 out of memory; the request is then finished and the handler returns 0. */
 CREST_API int crest_req_parts(crest_req_t *req, const crest_multipart_opts_t *opts,
                               crest_part_t **parts, size_t *count);
+
+/* Called once when a streamed multipart body is over: rc 0 after the closing boundary, or its
+ * failure: as crest_req_multipart()'s (CREST_EINVAL malformed or not multipart/form-data,
+ * CREST_E2BIG over a limit of opts or the route's max_body, CREST_ENOMEM, what the part callback
+ * returned), CREST_ETIMEDOUT (the client sent too slowly), CREST_ECANCELED (the client has
+ * gone). why as crest_req_multipart()'s. Answer the request here (or later); on a failure a
+ * request this leaves unanswered gets crest's JSON error (400, 413, 408, 500, 503). */
+typedef void (*crest_multipart_done_cb)(crest_req_t *req, int rc, const char *why, void *arg);
+
+/* For a route that streams its body (crest_app_route_stream()): parse the multipart body as it
+ * arrives, calling cb as crest_req_multipart() does (a part's DATA comes as the client sends
+ * it), then done. Both get arg; neither is called inside this call. opts NULL: the defaults
+ * (copied: it need not outlive the call). Returns 0, CREST_EINVAL when the route does not stream
+ * its body or it is already being read, CREST_ECANCELED (the client has gone), CREST_EALREADY,
+ * CREST_ENOMEM; a body that is not multipart/form-data is reported to done. */
+CREST_API int crest_req_multipart_stream(crest_req_t *req, const crest_multipart_opts_t *opts,
+                                         crest_part_cb cb, crest_multipart_done_cb done, void *arg);
+
+/* Called once when crest_req_parts_stream()'s body is over: rc as crest_multipart_done_cb's,
+ * and with rc 0 the parts as crest_req_parts() gives them (request memory; spilled files go with
+ * the request unless moved with crest_part_move()). */
+typedef void (*crest_parts_done_cb)(crest_req_t *req, int rc, crest_part_t *parts, size_t count,
+                                    void *arg);
+
+/* crest_req_parts() for a route that streams its body: file parts over opts->spill_bytes are
+ * written to their temporary file as they arrive (blocking writes on the loop thread, as there),
+ * so memory holds at most spill_bytes of a part whatever the upload's size. done is called once,
+ * never inside this call; on a failure a request it leaves unanswered gets crest's JSON error.
+ * Returns as crest_req_multipart_stream(). */
+CREST_API int crest_req_parts_stream(crest_req_t *req, const crest_multipart_opts_t *opts,
+                                     crest_parts_done_cb done, void *arg);
 
 /* Move a spilled part's file (part->path, from crest_req_parts()) to `dest` with rename(2) (same
  * file system) so that it is kept; part->path becomes NULL. Returns 0, CREST_EINVAL when the part

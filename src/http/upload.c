@@ -49,64 +49,176 @@ void crest_multipart_opts_default(crest_multipart_opts_t *o) {
     o->spill_bytes = 65536;
 }
 
-int crest_req_multipart(crest_req_t *req, const crest_multipart_opts_t *opts, crest_part_cb cb,
-                        void *arg, const char **why) {
-    crest_multipart_opts_t def;
-    if (opts == NULL) {
-        crest_multipart_opts_default(&def);
-        opts = &def;
+/* A multipart body being parsed: the codec and the part it is in, fed piece by piece (a
+ * buffered body at once, a streamed one as it arrives). */
+typedef struct {
+    crest__mp_t mp;
+    crest_part_t part;
+    crest_part_cb cb;
+    void *arg;
+} feed_t;
+
+static void opts_or_default(const crest_multipart_opts_t **opts, crest_multipart_opts_t *def) {
+    if (*opts == NULL) {
+        crest_multipart_opts_default(def);
+        *opts = def;
     }
-    if (why != NULL)
-        *why = NULL;
+}
+
+/* Start on the request's body: CREST_EINVAL (why set) when it is not multipart/form-data. */
+static int feed_init(crest_req_t *req, feed_t *f, const crest_multipart_opts_t *opts,
+                     crest_part_cb cb, void *arg, const char **why) {
+    memset(f, 0, sizeof(*f));
+    f->cb = cb;
+    f->arg = arg;
     char boundary[CREST__MP_BOUNDARY_MAX + 1];
     int blen =
         crest__mp_boundary(crest_req_header(req, "content-type"), boundary, sizeof(boundary));
     if (blen < 0) {
-        if (why != NULL)
-            *why = "the body is not multipart/form-data with a boundary";
+        *why = "the body is not multipart/form-data with a boundary";
         return CREST_EINVAL;
     }
     crest__mp_limits_t lim = {opts->max_parts, opts->max_header_bytes, opts->max_part_size,
                               opts->max_total};
-    crest__mp_t mp;
-    int rc = crest__mp_init(&mp, boundary, (size_t)blen, &lim);
-    if (rc != 0)
-        return rc;
-    crest_str_t body = crest_req_body(req);
-    crest_part_t part;
-    memset(&part, 0, sizeof(part));
+    return crest__mp_init(&f->mp, boundary, (size_t)blen, &lim);
+}
+
+/* Parse the next piece of the body, calling back for each event: 0 when all of it was used, or
+ * an error (the codec's, or what the callback returned). */
+static int feed(crest_req_t *req, feed_t *f, const char *data, size_t len) {
     size_t pos = 0;
     for (;;) {
         crest__mp_event_t ev;
         size_t used;
-        rc = crest__mp_parse(&mp, body.ptr + pos, body.len - pos, &used, &ev);
+        int rc = crest__mp_parse(&f->mp, data + pos, len - pos, &used, &ev);
         pos += used;
-        if (rc == CREST__MP_NEED) {
-            rc = crest__mp_finish(&mp);
-            break;
-        }
-        if (rc < 0)
-            break;
+        if (rc == CREST__MP_NEED || rc < 0)
+            return rc;
+        crest_part_t *part = &f->part;
         if (rc == CREST__MP_BEGIN) {
-            memset(&part, 0, sizeof(part));
-            part.name = ev.name;
-            part.filename = ev.filename;
-            part.content_type = ev.content_type;
-            rc = cb(req, CREST_PART_BEGIN, &part, NULL, 0, arg);
+            memset(part, 0, sizeof(*part));
+            part->name = ev.name;
+            part->filename = ev.filename;
+            part->content_type = ev.content_type;
+            rc = f->cb(req, CREST_PART_BEGIN, part, NULL, 0, f->arg);
         } else if (rc == CREST__MP_DATA) {
-            part.size += ev.len;
-            rc = cb(req, CREST_PART_DATA, &part, ev.data, ev.len, arg);
+            part->size += ev.len;
+            rc = f->cb(req, CREST_PART_DATA, part, ev.data, ev.len, f->arg);
         } else if (rc == CREST__MP_END) {
-            rc = cb(req, CREST_PART_END, &part, NULL, 0, arg);
+            rc = f->cb(req, CREST_PART_END, part, NULL, 0, f->arg);
         } else {
             rc = 0; /* DONE: what follows is the epilogue */
         }
         if (rc != 0)
-            break;
+            return rc;
     }
-    if (rc != 0 && why != NULL)
-        *why = mp.why;
-    crest__mp_free(&mp);
+}
+
+int crest_req_multipart(crest_req_t *req, const crest_multipart_opts_t *opts, crest_part_cb cb,
+                        void *arg, const char **why) {
+    crest_multipart_opts_t def;
+    opts_or_default(&opts, &def);
+    const char *w = NULL;
+    feed_t f;
+    int rc = feed_init(req, &f, opts, cb, arg, &w);
+    if (rc == 0) {
+        crest_str_t body = crest_req_body(req);
+        rc = feed(req, &f, body.ptr, body.len);
+        if (rc == 0)
+            rc = crest__mp_finish(&f.mp);
+        if (rc != 0)
+            w = f.mp.why;
+        crest__mp_free(&f.mp);
+    }
+    if (why != NULL)
+        *why = rc != 0 ? w : NULL;
+    return rc;
+}
+
+/* The answer to a multipart body that failed. */
+static int fail_status(int rc) {
+    return rc == CREST_EINVAL                          ? 400
+           : rc == CREST_E2BIG                         ? 413
+           : rc == CREST_ETIMEDOUT                     ? 408
+           : rc == CREST_ENOMEM || rc == CREST_ENOBUFS ? 503
+                                                       : 500;
+}
+
+/* ---- a streamed multipart body (crest_req_multipart_stream) ---- */
+
+typedef struct {
+    feed_t f;
+    crest_multipart_done_cb done;
+    void *arg;
+    const char *const *why; /* a better reason than the codec's, when set (crest_req_parts) */
+    const char *bad;        /* why the body cannot be parsed at all (not multipart), or NULL */
+    int over;               /* done was called */
+} mstream_t;
+
+static void mstream_free(void *arg) {
+    mstream_t *m = arg;
+    if (!m->over)
+        crest__mp_free(&m->f.mp); /* the request ended before its body did */
+}
+
+/* The body was read, or failed: done, then crest's error answer when done left none. */
+static void mstream_end(crest_req_t *req, mstream_t *m, int rc) {
+    m->over = 1;
+    const char *why = NULL;
+    if (rc != 0)
+        why = m->bad ? m->bad : m->why != NULL && *m->why != NULL ? *m->why : m->f.mp.why;
+    crest__mp_free(&m->f.mp);
+    crest_loop_t *loop = req->loop;
+    crest__frame_t fr;
+    crest__frame_push(req, &fr);
+    m->done(req, rc, why, m->arg);
+    if (crest__frame_pop(loop, &fr))
+        return;
+    if (rc != 0 && rc != CREST_ECANCELED && !req->started && !crest__req_gone(req))
+        crest_res_error(req, fail_status(rc), fail_status(rc) >= 500 ? NULL : why);
+}
+
+static int on_stream_body(crest_req_t *req, int event, const void *data, size_t len, void *arg) {
+    mstream_t *m = arg;
+    int rc = event;
+    if (m->bad != NULL && event >= 0) {
+        rc = CREST_EINVAL; /* the first call says it: the body is not read any further */
+    } else if (event == CREST_BODY_DATA) {
+        rc = feed(req, &m->f, data, len);
+        if (rc == 0)
+            return 0;
+    } else if (event == CREST_BODY_END) {
+        rc = crest__mp_finish(&m->f.mp);
+    }
+    mstream_end(req, m, rc);
+    return rc < 0 ? rc : CREST_ECANCELED; /* no more calls either way */
+}
+
+int crest_req_multipart_stream(crest_req_t *req, const crest_multipart_opts_t *opts,
+                               crest_part_cb cb, crest_multipart_done_cb done, void *arg) {
+    crest_multipart_opts_t def;
+    opts_or_default(&opts, &def);
+    if (req->freed)
+        return CREST_EALREADY;
+    if (req->body_stream == NULL || req->body_stream->cb != NULL || cb == NULL || done == NULL)
+        return CREST_EINVAL;
+    mstream_t *m = crest_req_alloc(req, sizeof(*m));
+    if (m == NULL || crest__req_on_free(req, mstream_free, m) != 0)
+        return CREST_ENOMEM;
+    const char *why = NULL;
+    int rc = feed_init(req, &m->f, opts, cb, arg, &why);
+    if (rc == CREST_ENOMEM)
+        return rc;
+    m->done = done;
+    m->arg = arg;
+    m->why = NULL;
+    m->bad = rc != 0 ? (why ? why : "the body is not multipart/form-data") : NULL;
+    m->over = 0;
+    rc = crest_req_body_stream(req, on_stream_body, m);
+    if (rc != 0) {
+        m->over = 1;
+        crest__mp_free(&m->f.mp);
+    }
     return rc;
 }
 
@@ -237,11 +349,72 @@ int crest_req_parts(crest_req_t *req, const crest_multipart_opts_t *opts, crest_
         return 0;
     if (g.why != NULL)
         why = g.why;
-    int status = rc == CREST_EINVAL   ? 400
-                 : rc == CREST_E2BIG  ? 413
-                 : rc == CREST_ENOMEM ? 503
-                                      : 500;
-    crest_res_error(req, status, status == 503 ? NULL : why);
+    int status = fail_status(rc);
+    crest_res_error(req, status, status >= 500 ? NULL : why);
+    return rc;
+}
+
+/* ---- crest_req_parts_stream ---- */
+
+typedef struct {
+    gather_t g;
+    crest_multipart_opts_t opts;
+    crest_parts_done_cb done;
+    void *arg;
+} pstream_t;
+
+static void pstream_free(void *arg) {
+    pstream_t *p = arg;
+    if (p->g.fd >= 0)
+        close(p->g.fd); /* the request ended half-way through a file (unlinked with it) */
+    crest_buf_free(&p->g.parts);
+    crest_buf_free(&p->g.data);
+}
+
+static void on_parts_done(crest_req_t *req, int rc, const char *why, void *arg) {
+    (void)why; /* answered by mstream_end when the app does not */
+    pstream_t *p = arg;
+    if (p->g.fd >= 0) {
+        close(p->g.fd);
+        p->g.fd = -1;
+    }
+    crest_part_t *parts = NULL;
+    size_t count = 0;
+    if (rc == 0 && p->g.parts.len > 0) {
+        parts = crest_req_alloc(req, p->g.parts.len);
+        if (parts == NULL) {
+            rc = CREST_ENOMEM;
+        } else {
+            memcpy(parts, p->g.parts.ptr, p->g.parts.len);
+            count = p->g.parts.len / sizeof(crest_part_t);
+        }
+    }
+    crest_buf_free(&p->g.parts);
+    crest_buf_free(&p->g.data);
+    p->done(req, rc, parts, count, p->arg);
+}
+
+int crest_req_parts_stream(crest_req_t *req, const crest_multipart_opts_t *opts,
+                           crest_parts_done_cb done, void *arg) {
+    crest_multipart_opts_t def;
+    opts_or_default(&opts, &def);
+    if (req->freed)
+        return CREST_EALREADY;
+    if (done == NULL)
+        return CREST_EINVAL;
+    pstream_t *p = crest_req_alloc(req, sizeof(*p));
+    if (p == NULL || crest__req_on_free(req, pstream_free, p) != 0)
+        return CREST_ENOMEM;
+    p->opts = *opts;
+    p->g = (gather_t){&p->opts, CREST_BUF_INIT, CREST_BUF_INIT, -1, NULL, NULL};
+    p->done = done;
+    p->arg = arg;
+    /* p is on_gather's gather_t (its first member) and on_parts_done's pstream_t. */
+    int rc = crest_req_multipart_stream(req, &p->opts, on_gather, on_parts_done, p);
+    if (rc == 0) {
+        mstream_t *m = req->body_stream->arg;
+        m->why = &p->g.why; /* a temporary file's failure says so */
+    }
     return rc;
 }
 
