@@ -150,12 +150,14 @@ enum {
 /* Called with CREST_BODY_DATA for each piece in order, then once with CREST_BODY_END, or once
  * with a negative error instead of the end: CREST_E2BIG (the body outgrew the route's limit),
  * CREST_ETIMEDOUT (the client sent too slowly: the app's body_timeout_ms and min_body_rate),
- * CREST_EINVAL (malformed chunked framing) or CREST_ECANCELED (the client has gone). After an
- * error the callback is not called again, and a request it leaves unanswered is answered by
- * crest (413, 408, 400; through the app's error handler), so it may answer with its own error or
- * only clean up. Return 0 to go on, or a negative value to stop reading: no more calls, and the
- * app answers the request (if it has not) as usual. A callback may answer or finish the request;
- * it must not touch it afterwards. On the request's loop thread. */
+ * CREST_EINVAL (malformed chunked framing), CREST_ENOBUFS (HTTP/2: no memory left to hold it) or
+ * CREST_ECANCELED (the client has gone). The error call is the request's last: the callback may
+ * answer it with an error of its own, and crest finishes whatever it leaves (answered 413, 408,
+ * 400 or 503 through the app's error handler, a streamed response cut short, or only freed when
+ * the client has gone), so the app drops every reference to it there (a job in flight included).
+ * Return 0 to go on, or a negative value to stop reading: no more calls, and the app answers the
+ * request (if it has not) as usual. A callback may answer or finish the request; it must not
+ * touch it afterwards. On the request's loop thread. */
 typedef int (*crest_body_cb)(crest_req_t *req, int event, const void *data, size_t len, void *arg);
 
 /* Take the request's body as it arrives: cb is first called on a later turn of the loop, never

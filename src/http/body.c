@@ -22,10 +22,10 @@ int crest_app_route_stream(crest_app_t *app, const char *method, const char *pat
                            crest_handler_cb handler, void *data, uint64_t max_body) {
     if (app->rt.running)
         return CREST_EBUSY;
-    int rc = method == NULL ? CREST_EINVAL
-                            : crest__router_add(app->router,
-                                                crest__http_method_id(method, strlen(method)),
-                                                pattern, handler, data);
+    int rc = method == NULL
+                 ? CREST_EINVAL
+                 : crest__router_add(app->router, crest__http_method_id(method, strlen(method)),
+                                     pattern, handler, data);
     if (rc == 0) {
         uint32_t slot = (uint32_t)crest__router_routes(app->router);
         crest__router_set_body_max(app->router, slot, max_body ? max_body : app->opts.max_body);
@@ -87,11 +87,18 @@ int crest__body_end(crest_req_t *req, int err) {
     int rc;
     if (b->cb != NULL && call(req, err ? err : CREST_BODY_END, NULL, 0, &rc))
         return 1;
-    if (err != 0 && err != CREST_ECANCELED && !req->started && !crest__req_gone(req)) {
+    if (err == 0)
+        return 0;
+    /* The request ends with its body: answered, cut short or (its client gone) only freed. */
+    if (crest__req_gone(req)) {
+        req->w->finish(req);
+    } else if (req->started) {
+        req->w->abort(req);
+        req->w->finish(req);
+    } else {
         crest__http_error(req, error_status(err));
-        return 1; /* answered, so finished */
     }
-    return 0;
+    return 1;
 }
 
 int crest_req_body_stream(crest_req_t *req, crest_body_cb cb, void *arg) {

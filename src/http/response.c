@@ -51,10 +51,10 @@ void crest__req_free(crest_req_t *req) {
     crest_loop_t *loop = req->loop;
     crest__http_loop_t *hl = crest__http_loop(loop);
     if (hl->frames != NULL) {
-        if (hl->frames->req == req)
+        if (hl->frames->req == req && hl->frames->up == NULL)
             hl->frames->finished = 1; /* the usual case: answered by its own handler */
         else
-            crest__http_frame_end(req);
+            crest__http_frame_end(req); /* every frame of it: they may nest (body.c) */
     }
     if (req->pending)
         crest__http_unpend(req);
