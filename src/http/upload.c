@@ -406,6 +406,12 @@ int crest_req_parts_stream(crest_req_t *req, const crest_multipart_opts_t *opts,
     if (p == NULL || crest__req_on_free(req, pstream_free, p) != 0)
         return CREST_ENOMEM;
     p->opts = *opts;
+    if (opts->tmp_dir != NULL) { /* opts need not outlive the call: its folder's name is kept */
+        p->opts.tmp_dir =
+            crest_req_keep(req, (crest_str_t){opts->tmp_dir, strlen(opts->tmp_dir)}).ptr;
+        if (p->opts.tmp_dir == NULL)
+            return CREST_ENOMEM;
+    }
     p->g = (gather_t){&p->opts, CREST_BUF_INIT, CREST_BUF_INIT, -1, NULL, NULL};
     p->done = done;
     p->arg = arg;
