@@ -85,7 +85,7 @@ run_unit_and_it() {
 # bytes of each write with strace) nor the test_hardening* attacks (raw cleartext sockets, and
 # memory and CPU bounds measured without TLS); test_tls holds the cases of TLS itself.
 TLS_IT=(test_http test_app test_ws test_sse test_ws_node test_db test_limits test_tools test_work
-    test_cli test_static test_security test_compress test_chain)
+    test_cli test_static test_security test_compress test_chain test_upload)
 
 # test_db's cases again on a real PostgreSQL (CREST_IT_DB=postgres: the file starts one on a free
 # loopback port), in every pass: both backends answer the same contract.
