@@ -3,10 +3,10 @@
  * crest's HTTP/2 protocol on a real crest connection (one end of a socketpair, the other read and
  * thrown away), so nghttp2 runs with crest's exact callbacks, and its requests reach routes that
  * answer at once, later (a loop timer), streamed with drain callbacks, aborted half-way, from a
- * borrowed buffer, or fail: the writer, the streams' and the connection's lifetimes and the
- * defences run as in the server. Each input ends with the connection closed, every request
- * finished and every borrowed buffer given back (checked), so AddressSanitizer's leak check at
- * exit sees what an input left behind.
+ * borrowed buffer, or fail, and a route that streams its request body with a pausing consumer: the
+ * writer, the streams' and the connection's lifetimes and the defences run as in the server. Each
+ * input ends with the connection closed, every request finished and every borrowed buffer given
+ * back (checked), so AddressSanitizer's leak check at exit sees what an input left behind.
  *
  * make fuzz   (build-fuzz/fuzz_h2; seeds in fuzz/h2/corpus, made by fuzz/h2/seeds.py) */
 #include <stdint.h>
@@ -115,6 +115,35 @@ static int on_fail(crest_req_t *req, void *data) {
     return CREST_EINVAL; /* crest answers 500 */
 }
 
+/* POST /upload streams its body (crest_app_route_stream): counted as it comes, the consumer
+ * pausing after every other piece and resuming from the loop, answered at its end. */
+static void upload_resume(crest_loop_t *l, void *arg) {
+    (void)l;
+    crest_req_body_pause(arg, 0);
+}
+
+static int on_upload_body(crest_req_t *req, int event, const void *data, size_t len, void *arg) {
+    (void)data;
+    size_t *pieces = arg;
+    if (event == CREST_BODY_DATA) {
+        if (len > 0 && (*pieces)++ % 2 == 1 && crest_req_body_pause(req, 1) == 0)
+            crest_loop_after(crest_req_loop(req), 0, upload_resume, req);
+        return 0;
+    }
+    if (event == CREST_BODY_END)
+        return crest_res_send(req, 200, "text/plain", "done", 4);
+    return 0; /* an error: crest answers it, or the client has gone */
+}
+
+static int on_upload(crest_req_t *req, void *data) {
+    (void)data;
+    size_t *pieces = crest_req_alloc(req, sizeof(*pieces));
+    if (pieces == NULL)
+        return CREST_ENOMEM;
+    *pieces = 0;
+    return crest_req_body_stream(req, on_upload_body, pieces);
+}
+
 /* ---- the loop and the connection ---- */
 
 static void setup(void) {
@@ -138,6 +167,8 @@ static void setup(void) {
     for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++)
         if (crest_app_route(app, routes[i].method, routes[i].path, routes[i].cb, NULL) != 0)
             abort();
+    if (crest_app_route_stream(app, "POST", "/upload", on_upload, NULL, 30000) != 0)
+        abort();
     app->hloops = calloc(1, sizeof(*app->hloops));
     if (app->hloops == NULL || crest__loop_init(&loop, &app->rt, 0) != 0)
         abort();

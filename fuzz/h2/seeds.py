@@ -68,6 +68,13 @@ def seeds():
     e = Encoder()
     s["empty-data"] = settings() + frame(HEADERS, EH, 1, req(e, "POST", "/echo")) + \
         frame(DATA, 0, 1) * 120
+    e = Encoder()
+    s["upload"] = settings() + frame(HEADERS, EH, 1, req(e, "POST", "/upload")) + b"".join(
+        frame(DATA, 0, 1, bytes([65 + i]) * 3000) for i in range(5)) + frame(DATA, ES, 1, b"z") + \
+        frame(HEADERS, EH, 3, req(e, "POST", "/upload", [("content-length", "40000")])) + \
+        frame(HEADERS, EH, 5, req(e, "POST", "/upload", [("expect", "100-continue")])) + \
+        frame(DATA, 0, 5, b"y" * 16000) + frame(DATA, 0, 5, b"y" * 16000) + \
+        frame(RST, 0, 5, struct.pack(">I", 8))
     s["garbage"] = b"\x00\x00\x04\x0f\x00\x00\x00\x00\x01abcd" + frame(HEADERS, EH, 2, b"\x82")
     return s
 
