@@ -303,7 +303,7 @@ void crest__rt_stop(crest__rt_t *rt);
 void crest__rt_free(crest__rt_t *rt);
 
 /* The runtime without listeners or threads (http/testing.c's test client): one loop, run by the
- * caller's thread in turns (uv_run), which is handed its connections (crest__conn_adopt).
+ * caller's thread in turns (uv_run), which is handed its connections (crest__conn_adopt_memory).
  * crest__rt_local_prepare is crest__rt_listen's counterpart (the limits, one loop; nothing is
  * bound): CREST_EBUSY when the runtime runs or has listeners. crest__rt_local_start then makes and
  * starts the loop (the layer's loop_start included) and marks the runtime running; a stop request
@@ -431,10 +431,6 @@ int64_t crest__conn_sendfile(crest__conn_t *c, int fd, uint64_t *off, uint64_t l
 size_t crest__conn_buffered(const crest__conn_t *c);
 /* (Re)arm the write deadline of c's write in progress (c->tx). */
 void crest__conn_write_deadline(crest__conn_t *c);
-/* Make a connection of the socket fd (connected, non-blocking; its owner now) on `loop`, as an
- * accepted one: the layer above installs its protocol and reading starts. On the loop's thread.
- * Returns 0, or CREST_ENOMEM or libuv's error (fd is closed then). */
-int crest__conn_adopt(crest_loop_t *loop, int fd, const crest__addr_t *peer);
 /* The memory transport: a connection with no socket below it, whose client is code on the
  * loop's thread (the test client, http/testing.c). Where a socket's client would read, the sink
  * is called; all three callbacks run on the loop's thread, never from inside the adopt, feed or

@@ -655,7 +655,9 @@ static crest__conn_t *conn_new(crest_loop_t *loop, const crest__addr_t *peer) {
     return c;
 }
 
-int crest__conn_adopt(crest_loop_t *loop, int fd, const crest__addr_t *peer) {
+/* Make a connection of the accepted socket fd (its owner now): the layer above installs its
+ * protocol and reading starts. Returns 0, or CREST_ENOMEM or libuv's error (fd is closed then). */
+static int conn_adopt(crest_loop_t *loop, int fd, const crest__addr_t *peer) {
     crest__conn_t *c = conn_new(loop, peer);
     if (c == NULL) {
         close(fd);
@@ -708,7 +710,7 @@ static void on_listener(uv_poll_t *p, int status, int events) {
             loop->accept_backoff = 0;
             crest__addr_t addr;
             crest__addr_from_sockaddr(&addr, &peer);
-            crest__conn_adopt(loop, fd, &addr);
+            conn_adopt(loop, fd, &addr);
             continue;
         }
         int err = errno;
