@@ -303,7 +303,7 @@ void crest__rt_stop(crest__rt_t *rt);
 void crest__rt_free(crest__rt_t *rt);
 
 /* The runtime without listeners or threads (http/testing.c's test client): one loop, run by the
- * caller's thread in turns (uv_run), which is handed its connections (crest__conn_adopt).
+ * caller's thread in turns (uv_run), which is handed its connections (crest__conn_adopt_memory).
  * crest__rt_local_prepare is crest__rt_listen's counterpart (the limits, one loop; nothing is
  * bound): CREST_EBUSY when the runtime runs or has listeners. crest__rt_local_start then makes and
  * starts the loop (the layer's loop_start included) and marks the runtime running; a stop request
@@ -355,6 +355,7 @@ enum {
     CONN_PARKED = 1 << 3,            /* on the loop's list of connections to go on with */
     CONN_NOTIFY_WRITTEN = 1 << 4,    /* the protocol waits for on_written: no synchronous write */
     CONN_CLOSE_AFTER_WRITE = 1 << 5, /* the output queued is the last: linger once it is out */
+    CONN_MEMORY = 1 << 6,            /* the memory transport (crest__conn_adopt_memory) */
 };
 
 /* An IP address in 17 bytes: kept per connection (from accept, no getpeername per request) for
@@ -374,7 +375,8 @@ size_t crest__addr_format(const crest__addr_t *a, char *buf, size_t cap);
 /* One client connection; lives on one loop thread. About 350 bytes when idle, with the
  * protocol state behind it (rt->hooks->conn_extra bytes, see crest__conn_extra). */
 struct crest__conn_s {
-    uv_tcp_t tcp;
+    uv_tcp_t tcp; /* the socket; a memory connection's is never opened, and its data field holds
+                     the memory transport's state (unused by sockets) */
     crest__wheel_node_t timer; /* the protocol's deadlines, the write deadline, the linger */
     crest__tx_t *tx;
     const crest__proto_t *proto;
@@ -420,19 +422,47 @@ void crest__conn_flush(crest__conn_t *c);
 /* The same below TLS: the bytes that go on the wire as they are (TLS records). */
 crest__outq_t *crest__conn_raw_out(crest__conn_t *c);
 void crest__conn_raw_flush(crest__conn_t *c);
-/* Send up to len bytes of file fd from *off to the client with sendfile(2), advancing *off; only
- * with nothing queued (crest__conn_buffered 0) and no TLS. Returns the bytes sent, 0 when the
- * socket takes none now, CREST_EIO when the file ended early, or another negative error (the
- * connection is closed then). */
+/* Send up to len bytes of file fd from *off to the client with sendfile(2) (a memory connection:
+ * pread into its sink), advancing *off; only with nothing queued (crest__conn_buffered 0) and no
+ * TLS. Returns the bytes sent, 0 when the socket takes none now, CREST_EIO when the file ended
+ * early, or another negative error (the connection is closed then). */
 int64_t crest__conn_sendfile(crest__conn_t *c, int fd, uint64_t *off, uint64_t len);
 /* Bytes queued on the connection and not yet taken by the kernel. */
 size_t crest__conn_buffered(const crest__conn_t *c);
 /* (Re)arm the write deadline of c's write in progress (c->tx). */
 void crest__conn_write_deadline(crest__conn_t *c);
-/* Make a connection of the socket fd (connected, non-blocking; its owner now) on `loop`, as an
- * accepted one: the layer above installs its protocol and reading starts. On the loop's thread.
- * Returns 0, or CREST_ENOMEM or libuv's error (fd is closed then). */
-int crest__conn_adopt(crest_loop_t *loop, int fd, const crest__addr_t *peer);
+/* The memory transport: a connection with no socket below it, whose client is code on the
+ * loop's thread (the test client, http/testing.c). Where a socket's client would read, the sink
+ * is called; all three callbacks run on the loop's thread, never from inside the adopt, feed or
+ * feed_end calls, and may not call back into the connection (crest__conn_feed and the like)
+ * during the call. A memory client takes all output at once: no backpressure, no write deadline
+ * ever reached. No TLS. */
+typedef struct {
+    /* Output: bufs[0..n) in order, valid during the call only (copy what is kept). */
+    void (*on_output)(void *arg, const uv_buf_t *bufs, size_t n);
+    /* The server shut its write side (a linger: a close-delimited body ends here): no output
+     * follows. NULL: not wanted. */
+    void (*on_end)(void *arg);
+    /* The connection is closed and its memory freed: the last callback. Required. */
+    void (*on_close)(void *arg);
+    void *arg;
+} crest__memsink_t;
+
+/* A memory connection on `loop` from the client at `peer`, as an accepted one (counted in
+ * open_conns and max_connections; the layer above installs its protocol, its header deadline
+ * runs from now) and reading. The sink is copied; its arg must stay valid until on_close. On
+ * the loop's thread. Returns 0 and sets *out (valid until sink.on_close runs), or CREST_ENOMEM
+ * (no callback will run). */
+int crest__conn_adopt_memory(crest_loop_t *loop, const crest__addr_t *peer,
+                             const crest__memsink_t *sink, crest__conn_t **out);
+/* The client sends len bytes (copied). They reach the protocol as reads would (through
+ * proto->on_data, in pieces of at most the loop's scratch buffer, held while reading is paused)
+ * from the loop, after this returns. Returns 0, CREST_ENOMEM, CREST_ECANCELED when the connection
+ * is closing, CREST_EINVAL after crest__conn_feed_end. On the loop's thread. */
+int crest__conn_feed(crest__conn_t *c, const void *data, size_t len);
+/* The client ends its input (closes): after what was fed, the connection sees the EOF a
+ * socket's read would, and closes, once reading is on. Nothing when it is closing already. */
+void crest__conn_feed_end(crest__conn_t *c);
 /* A loop's connections: accepting (with a listen_fd; none for a loop that is handed its
  * connections) and buffers, on the loop's thread. */
 int crest__conn_loop_start(crest_loop_t *loop);

@@ -3,13 +3,14 @@
  * or any other framework).
  *
  * A test client runs the app on one loop, driven by the calling thread during each call: the
- * request goes in as HTTP/1.1 bytes over a connected pair of Unix sockets (an anonymous pipe of
- * the kernel's, no port, no file), through crest's real parser, middleware, router, handler and
- * response writer, and the client side reads the bytes back and takes them apart. What a test
- * sees is what a client on the wire would get: the status line, Server, Date, Content-Length or
- * Transfer-Encoding, the limits (413, 431, ...), keep-alive and Connection: close. A handler that
- * answers later (crest_loop_after, crest_work_submit, a database query) is waited for: the loop
- * runs until the response is complete or the call's timeout passes.
+ * request goes in as HTTP/1.1 bytes over a connection whose transport is memory (no socket, no
+ * descriptor, no port: a call works whatever the process's open-file limit), through crest's
+ * real parser, middleware, router, handler and response writer, and the client side collects
+ * the bytes the server writes and parses them. What a test sees is what a client on the wire
+ * would get: the status line, Server, Date, Content-Length or Transfer-Encoding, the limits
+ * (413, 431, ...), keep-alive and Connection: close. A handler that answers later
+ * (crest_loop_after, crest_work_submit, a database query) is waited for: the loop runs until the
+ * response is complete or the call's timeout passes.
  *
  * Example (cmocka):
  *
@@ -38,10 +39,13 @@
  * falls due then fires during the next call or at crest_test_free. Use one test client from one
  * thread at a time.
  *
- * Not covered: HTTP/2 and TLS (the client speaks HTTP/1.1 in cleartext whatever the app's TLS
- * options); an upgrade (WebSocket) completes with the 101 head and no body, after which the
- * connection is closed; an event stream (SSE) or any body that does not end completes only with
- * the timeout: the call then returns CREST_ETIMEDOUT with the head and the events that arrived. */
+ * Not covered: a slow client (the client takes every byte of output at once, so an app's
+ * backpressure, crest_res_on_drain waiting on a full socket and the write deadline are not
+ * exercised; drain callbacks still run, a turn of the loop later); HTTP/2 and TLS (the client
+ * speaks HTTP/1.1 in cleartext whatever the app's TLS options); an upgrade (WebSocket) completes
+ * with the 101 head and no body, after which the connection is closed; an event stream (SSE) or any
+ * body that does not end completes only with the timeout: the call then returns CREST_ETIMEDOUT
+ * with the head and the events that arrived. */
 #ifndef CREST_TESTING_H
 #define CREST_TESTING_H
 
@@ -106,7 +110,10 @@ typedef struct {
 
 /* Send `rq` to the app on a new connection and run the app's loop on this thread until the
  * response is complete (including answers made later by timers, worker jobs or database
- * queries), then close the connection (the app sees the client leave) and return. Interim 1xx
+ * queries), then close the client's side (the app reads the client leave, after any bytes it
+ * had not read yet) and return once the app's side has closed, so nothing of this connection
+ * runs after the call (a side that stopped reading is closed after a second, as its own timeout
+ * would close it later). Interim 1xx
  * responses (100 Continue) are skipped; a 101 completes with its head. Returns 0 with *res filled,
  * or, with *res holding whatever arrived (free it in every case):
  * - CREST_ETIMEDOUT: timeout_ms passed first (an endless event stream; a forgotten answer);
@@ -115,7 +122,7 @@ typedef struct {
  * - CREST_EIO: the response bytes were not valid HTTP/1.1;
  * - CREST_ECANCELED: the app is stopping (crest_app_stop was called); nothing was sent;
  * - CREST_EINVAL: a method, target or header that cannot be sent (empty, or with CR or LF);
- * - CREST_EMFILE, CREST_ENOMEM.
+ * - CREST_ENOMEM.
  * Handlers and callbacks run inside this call, on this thread; none runs after it returns. */
 CREST_API int crest_test_call(crest_test_t *t, const crest_test_req_t *rq, crest_test_res_t *res);
 

@@ -5,7 +5,15 @@
  * queues with crest__conn_out is written here. Reads land in the loop's scratch buffer, which
  * the protocol parses in place. Output of one read batch goes to the loop's batch queue and out
  * in one uv_try_write (a writev) when the batch is flushed; only what the kernel does not take
- * at once is moved to the connection's own tx. */
+ * at once is moved to the connection's own tx.
+ *
+ * Below a connection is its transport: a TCP socket (uv_tcp_t), TLS over it (core/tls.c), or
+ * memory (the test client's, crest__conn_adopt_memory). A memory connection is a crest__conn_t
+ * like the others, with the same protocol, timers, parking, drain and close; its uv_tcp_t is
+ * initialised but never opened, so it has no descriptor yet is a handle that the loop's walks
+ * (drain_walk) and uv_close see. Where a socket would be read, written or shut down, CONN_MEMORY
+ * (one flag test, on paths that test flags already) turns to the memory transport instead: its
+ * state hangs off c->tcp.data (unused by sockets), so a TCP connection does not grow by a byte. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -29,6 +37,17 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 static void accept_resume(crest_loop_t *loop);
 static void tx_free(crest__conn_t *c, crest__tx_t *tx);
+static void read_start(crest__conn_t *c);
+
+/* The memory transport, at the end of the file. */
+typedef struct memconn_s memconn_t;
+static void mem_free(memconn_t *m);
+static void mem_cancel(crest__conn_t *c);
+static void mem_end(crest__conn_t *c);
+static void mem_read_start(crest__conn_t *c);
+static int mem_write(crest__conn_t *c, const uv_buf_t *bufs, size_t n);
+static int mem_write_async(crest__conn_t *c, const uv_buf_t *bufs, size_t n);
+static int64_t mem_sendfile(crest__conn_t *c, int fd, uint64_t *off, uint64_t len);
 
 static crest_loop_t *conn_loop(const crest__conn_t *c) {
     return crest__conn_loop(c);
@@ -39,9 +58,12 @@ static crest_loop_t *conn_loop(const crest__conn_t *c) {
 static void on_close(uv_handle_t *h) {
     crest__conn_t *c = CREST__CONTAINER_OF(h, crest__conn_t, tcp);
     crest_loop_t *loop = conn_loop(c);
+    memconn_t *m = (c->flags & CONN_MEMORY) ? c->tcp.data : NULL;
     free(c);
     crest__count(&loop->open_conns, -1);
     int64_t open = atomic_fetch_sub_explicit(&loop->rt->conns, 1, memory_order_relaxed) - 1;
+    if (m != NULL)
+        mem_free(m); /* tells the client, after the counts: the connection is gone */
     if (loop->accept_paused && (uint64_t)open < loop->rt->opts->max_connections)
         accept_resume(loop);
     crest__loop_maybe_finish(loop);
@@ -79,8 +101,11 @@ void crest__conn_close(crest__conn_t *c) {
     if (c->proto && c->proto->on_close)
         c->proto->on_close(c);
     crest__tls_free(c);
-    if (c->tx != NULL && c->tx->inflight.total == 0) {
-        /* Output queued but never handed to libuv: no on_write will come to free it. */
+    if (c->flags & CONN_MEMORY)
+        mem_cancel(c); /* a write's completion, input: nothing more comes through the kick */
+    if (c->tx != NULL && (c->tx->inflight.total == 0 || (c->flags & CONN_MEMORY))) {
+        /* Output queued but never handed to libuv (or handed to a memory client, whose
+         * completion was just cancelled): no on_write will come to free it. */
         tx_free(c, c->tx);
         c->tx = NULL;
     }
@@ -101,31 +126,43 @@ void crest__conn_linger(crest__conn_t *c) {
         return;
     }
     c->flags |= CONN_LINGERING;
-    uv_os_fd_t fd;
-    if (uv_fileno((uv_handle_t *)&c->tcp, &fd) != 0 || shutdown(fd, SHUT_WR) != 0) {
-        crest__conn_close(c);
-        return;
+    if (c->flags & CONN_MEMORY) {
+        mem_end(c); /* the memory client's EOF */
+    } else {
+        uv_os_fd_t fd;
+        if (uv_fileno((uv_handle_t *)&c->tcp, &fd) != 0 || shutdown(fd, SHUT_WR) != 0) {
+            crest__conn_close(c);
+            return;
+        }
     }
     if (c->flags & CONN_PARKED)
         unpark(c);
     if (c->flags & CONN_READ_PAUSED) {
         c->flags &= ~CONN_READ_PAUSED;
-        uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+        read_start(c);
     }
     crest__wheel_arm(&loop->wheel, &c->timer, LINGER_MS);
 }
 
 /* ---- reading ---- */
 
+static void read_start(crest__conn_t *c) {
+    if (c->flags & CONN_MEMORY)
+        mem_read_start(c);
+    else
+        uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+}
+
 void crest__conn_reading(crest__conn_t *c, int on) {
     if (!on) {
         if (!(c->flags & CONN_READ_PAUSED)) {
             c->flags |= CONN_READ_PAUSED;
-            uv_read_stop((uv_stream_t *)&c->tcp);
+            if (!(c->flags & CONN_MEMORY)) /* memory input waits for the flag to clear */
+                uv_read_stop((uv_stream_t *)&c->tcp);
         }
     } else if ((c->flags & CONN_READ_PAUSED) && !(c->flags & CONN_CLOSING)) {
         c->flags &= ~CONN_READ_PAUSED;
-        uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+        read_start(c);
     }
 }
 
@@ -213,7 +250,9 @@ static int outq_try_write(crest__conn_t *c, crest__outq_t *q) {
     if (bufs == NULL)
         return CREST_ENOMEM;
     size_t n = crest__outq_bufs(q, 0, 0, bufs);
-    int written = uv_try_write((uv_stream_t *)&c->tcp, bufs, (unsigned)n);
+    int written = (c->flags & CONN_MEMORY)
+                      ? mem_write(c, bufs, n)
+                      : uv_try_write((uv_stream_t *)&c->tcp, bufs, (unsigned)n);
     if (bufs != stackbufs)
         free(bufs);
     return written == UV_EAGAIN ? 0 : written;
@@ -242,9 +281,8 @@ static void tx_free(crest__conn_t *c, crest__tx_t *tx) {
     free(tx);
 }
 
-static void on_write(uv_write_t *w, int status) {
-    crest__tx_t *tx = CREST__CONTAINER_OF(w, crest__tx_t, req);
-    crest__conn_t *c = CREST__CONTAINER_OF(w->handle, crest__conn_t, tcp);
+/* The write of tx->inflight completed (libuv's callback, or a memory connection's kick). */
+static void tx_written(crest__conn_t *c, crest__tx_t *tx, int status) {
     size_t seg, off;
     crest__outq_consume(&tx->inflight, tx->inflight.total, &seg, &off);
     crest__outq_reset(&tx->inflight);
@@ -274,7 +312,12 @@ static void on_write(uv_write_t *w, int status) {
         c->proto->on_written(c);
 }
 
-/* Hand tx->pending to libuv as the new inflight queue. */
+static void on_write(uv_write_t *w, int status) {
+    tx_written(CREST__CONTAINER_OF(w->handle, crest__conn_t, tcp),
+               CREST__CONTAINER_OF(w, crest__tx_t, req), status);
+}
+
+/* Hand tx->pending to libuv (or the memory client) as the new inflight queue. */
 static void tx_start(crest__conn_t *c) {
     crest__tx_t *tx = c->tx;
     crest__outq_t t = tx->inflight;
@@ -290,7 +333,9 @@ static void tx_start(crest__conn_t *c) {
         tx->nbufs = tx->inflight.nsegs;
     }
     size_t n = crest__outq_bufs(&tx->inflight, 0, 0, tx->bufs);
-    int rc = uv_write(&tx->req, (uv_stream_t *)&c->tcp, tx->bufs, (unsigned)n, on_write);
+    int rc = (c->flags & CONN_MEMORY)
+                 ? mem_write_async(c, tx->bufs, n)
+                 : uv_write(&tx->req, (uv_stream_t *)&c->tcp, tx->bufs, (unsigned)n, on_write);
     if (rc != 0) {
         /* No callback will come: put the output back where conn_close frees it. */
         crest__outq_t back = tx->pending;
@@ -437,6 +482,8 @@ void crest__conn_raw_flush(crest__conn_t *c) {
 int64_t crest__conn_sendfile(crest__conn_t *c, int fd, uint64_t *off, uint64_t len) {
     if (c->flags & CONN_CLOSING)
         return CREST_ECANCELED;
+    if (c->flags & CONN_MEMORY)
+        return mem_sendfile(c, fd, off, len);
     uv_os_fd_t sock;
     if (uv_fileno((const uv_handle_t *)&c->tcp, &sock) != 0)
         return CREST_EINVAL;
@@ -591,12 +638,13 @@ size_t crest__addr_format(const crest__addr_t *a, char *buf, size_t cap) {
     return strlen(buf);
 }
 
-int crest__conn_adopt(crest_loop_t *loop, int fd, const crest__addr_t *peer) {
+/* A new connection on `loop`, counted as accepted, its handle initialised (not opened); NULL
+ * when memory ran out. */
+static crest__conn_t *conn_new(crest_loop_t *loop, const crest__addr_t *peer) {
     crest__conn_t *c = calloc(1, sizeof(*c) + loop->rt->hooks->conn_extra);
     if (c == NULL) {
         crest__log_limited(loop->rt, &loop->log_accept, CREST_LOG_ERROR, "accept: out of memory");
-        close(fd);
-        return CREST_ENOMEM;
+        return NULL;
     }
     uv_tcp_init(&loop->uv, &c->tcp);
     crest__count(&loop->open_conns, 1);
@@ -604,6 +652,17 @@ int crest__conn_adopt(crest_loop_t *loop, int fd, const crest__addr_t *peer) {
     atomic_fetch_add_explicit(&loop->rt->conns, 1, memory_order_relaxed);
     c->timer.cb = on_conn_timer;
     c->peer = *peer;
+    return c;
+}
+
+/* Make a connection of the accepted socket fd (its owner now): the layer above installs its
+ * protocol and reading starts. Returns 0, or CREST_ENOMEM or libuv's error (fd is closed then). */
+static int conn_adopt(crest_loop_t *loop, int fd, const crest__addr_t *peer) {
+    crest__conn_t *c = conn_new(loop, peer);
+    if (c == NULL) {
+        close(fd);
+        return CREST_ENOMEM;
+    }
     int rc = uv_tcp_open(&c->tcp, fd);
     if (rc != 0) {
         close(fd);
@@ -611,8 +670,7 @@ int crest__conn_adopt(crest_loop_t *loop, int fd, const crest__addr_t *peer) {
         uv_close((uv_handle_t *)&c->tcp, on_close);
         return rc;
     }
-    /* Output goes out in one write per batch already; Nagle would only delay it. (It fails,
-     * harmlessly, on the test client's Unix socket.) */
+    /* Output goes out in one write per batch already; Nagle would only delay it. */
     uv_tcp_nodelay(&c->tcp, 1);
     if (loop->rt->tls != NULL && crest__tls_accept(c) != 0) {
         crest__conn_close(c);
@@ -652,7 +710,7 @@ static void on_listener(uv_poll_t *p, int status, int events) {
             loop->accept_backoff = 0;
             crest__addr_t addr;
             crest__addr_from_sockaddr(&addr, &peer);
-            crest__conn_adopt(loop, fd, &addr);
+            conn_adopt(loop, fd, &addr);
             continue;
         }
         int err = errno;
@@ -774,4 +832,196 @@ void crest__conn_loop_force(crest_loop_t *loop) {
     uv_walk(&loop->uv, drain_walk, loop);
     loop->stopped = was;
     crest__loop_fire_timers(loop);
+}
+
+/* ---- the memory transport ----
+ * The test client's (http/testing.c): its bytes are handed in with crest__conn_feed and the
+ * server's output goes to its sink, all on the loop's thread, with no descriptor. Input is
+ * copied and delivered from a kick (a zero-delay loop timer), never from inside the caller's
+ * call: the protocol runs from the loop as it does after a socket's read, and a protocol that
+ * turns reading back on from inside its own on_data is not re-entered. The kick also completes
+ * a write made with the uv_write path (a protocol waiting for on_written expects its callback
+ * later, never during the write). Output is handed to the sink whole: a memory client takes
+ * everything at once, so a memory connection has no backpressure (its output never waits in a
+ * tx past the next kick). No TLS: the client speaks cleartext. */
+
+struct memconn_s {
+    crest__memsink_t sink;
+    crest_buf_t in; /* input not delivered yet, from in_off */
+    size_t in_off;
+    int eof;       /* the client ended its input (after what is in `in`) */
+    int write_due; /* a write awaits its completion (tx_written) in the kick */
+    uint64_t kick; /* the pending kick's timer id, or 0 */
+};
+
+static void mem_free(memconn_t *m) {
+    crest__memsink_t sink = m->sink;
+    crest_buf_free(&m->in);
+    free(m);
+    sink.on_close(sink.arg);
+}
+
+/* Input that can go now, in pieces of the loop's scratch buffer as reads bring it; then the
+ * client's EOF, once reading is on and everything before it went. */
+static void mem_deliver(crest__conn_t *c) {
+    memconn_t *m = c->tcp.data;
+    crest_loop_t *loop = conn_loop(c);
+    while (m->in_off < m->in.len && !(c->flags & (CONN_READ_PAUSED | CONN_CLOSING))) {
+        size_t n = m->in.len - m->in_off;
+        if (n > loop->scratch_size)
+            n = loop->scratch_size;
+        memcpy(loop->scratch, m->in.ptr + m->in_off, n);
+        m->in_off += n;
+        if (c->flags & (CONN_LINGERING | CONN_CLOSE_AFTER_WRITE))
+            continue; /* discarded, as on_read does */
+        c->proto->on_data(c, loop->scratch, n);
+    }
+    if (c->flags & CONN_CLOSING)
+        return; /* m goes with the connection */
+    if (m->in_off == m->in.len) {
+        m->in.len = 0;
+        m->in_off = 0;
+        if (m->in.cap > 4 * SCRATCH_SIZE) /* a large body's copy is not kept */
+            crest_buf_free(&m->in);
+        if (m->eof && !(c->flags & CONN_READ_PAUSED))
+            crest__conn_close(c);
+    }
+}
+
+static void mem_on_kick(crest_loop_t *loop, void *arg) {
+    (void)loop;
+    crest__conn_t *c = arg;
+    memconn_t *m = c->tcp.data;
+    m->kick = 0;
+    if (m->write_due) {
+        m->write_due = 0;
+        tx_written(c, c->tx, 0);
+        if (c->flags & CONN_CLOSING)
+            return;
+    }
+    mem_deliver(c);
+}
+
+/* Have the kick run (once) soon. */
+static int mem_kick(crest__conn_t *c) {
+    memconn_t *m = c->tcp.data;
+    if (m->kick == 0 && (m->kick = crest_loop_timer(conn_loop(c), 0, mem_on_kick, c)) == 0)
+        return CREST_ENOMEM;
+    return 0;
+}
+
+static void mem_cancel(crest__conn_t *c) {
+    memconn_t *m = c->tcp.data;
+    if (m->kick != 0)
+        crest_loop_cancel(conn_loop(c), m->kick);
+    m->kick = 0;
+    m->write_due = 0;
+}
+
+static void mem_end(crest__conn_t *c) {
+    memconn_t *m = c->tcp.data;
+    if (m->sink.on_end != NULL)
+        m->sink.on_end(m->sink.arg);
+}
+
+static void mem_read_start(crest__conn_t *c) {
+    memconn_t *m = c->tcp.data;
+    if ((m->in_off < m->in.len || m->eof) && mem_kick(c) != 0)
+        crest__conn_close(c);
+}
+
+/* uv_try_write's part: the client takes everything (at most 1 GiB a call: the count is an int,
+ * and the caller writes the rest next). */
+static int mem_write(crest__conn_t *c, const uv_buf_t *bufs, size_t n) {
+    memconn_t *m = c->tcp.data;
+    const size_t cap = (size_t)1 << 30;
+    size_t total = 0, i = 0;
+    while (i < n && total + bufs[i].len <= cap)
+        total += bufs[i++].len;
+    if (i == 0) { /* one buffer over the cap: its first GiB */
+        uv_buf_t b = uv_buf_init(bufs[0].base, (unsigned)cap);
+        m->sink.on_output(m->sink.arg, &b, 1);
+        return (int)cap;
+    }
+    m->sink.on_output(m->sink.arg, bufs, i);
+    return (int)total;
+}
+
+/* uv_write's part: the client takes everything now; the completion comes with the kick. */
+static int mem_write_async(crest__conn_t *c, const uv_buf_t *bufs, size_t n) {
+    memconn_t *m = c->tcp.data;
+    int rc = mem_kick(c);
+    if (rc != 0)
+        return rc;
+    m->sink.on_output(m->sink.arg, bufs, n);
+    m->write_due = 1;
+    return 0;
+}
+
+/* sendfile's part: the file's bytes read into memory and handed over, a slice at a time. */
+static int64_t mem_sendfile(crest__conn_t *c, int fd, uint64_t *off, uint64_t len) {
+    memconn_t *m = c->tcp.data;
+    size_t want = len < 4 * SCRATCH_SIZE ? (size_t)len : 4 * SCRATCH_SIZE;
+    char *buf = malloc(want > 0 ? want : 1);
+    if (buf == NULL)
+        return CREST_ENOMEM;
+    ssize_t n;
+    do
+        n = pread(fd, buf, want, (off_t)*off);
+    while (n < 0 && errno == EINTR);
+    if (n <= 0) {
+        int err = n == 0 ? CREST_EIO : -errno; /* 0: the file is shorter than it was */
+        free(buf);
+        crest__conn_close(c);
+        return err;
+    }
+    uv_buf_t b = uv_buf_init(buf, (unsigned)n);
+    m->sink.on_output(m->sink.arg, &b, 1);
+    free(buf);
+    *off += (uint64_t)n;
+    return n;
+}
+
+int crest__conn_adopt_memory(crest_loop_t *loop, const crest__addr_t *peer,
+                             const crest__memsink_t *sink, crest__conn_t **out) {
+    *out = NULL;
+    memconn_t *m = calloc(1, sizeof(*m));
+    if (m == NULL)
+        return CREST_ENOMEM;
+    crest__conn_t *c = conn_new(loop, peer);
+    if (c == NULL) {
+        free(m);
+        return CREST_ENOMEM;
+    }
+    m->sink = *sink;
+    m->in = (crest_buf_t)CREST_BUF_INIT;
+    c->tcp.data = m;
+    c->flags |= CONN_MEMORY;
+    loop->rt->hooks->conn_open(c);
+    *out = c;
+    return 0;
+}
+
+int crest__conn_feed(crest__conn_t *c, const void *data, size_t len) {
+    memconn_t *m = c->tcp.data;
+    if (c->flags & CONN_CLOSING)
+        return CREST_ECANCELED;
+    if (m->eof)
+        return CREST_EINVAL;
+    if (len == 0)
+        return 0;
+    if (crest_buf_append(&m->in, data, len) != 0)
+        return CREST_ENOMEM;
+    if (!(c->flags & CONN_READ_PAUSED))
+        return mem_kick(c);
+    return 0;
+}
+
+void crest__conn_feed_end(crest__conn_t *c) {
+    memconn_t *m = c->tcp.data;
+    if (c->flags & CONN_CLOSING)
+        return;
+    m->eof = 1;
+    if (!(c->flags & CONN_READ_PAUSED) && mem_kick(c) != 0)
+        crest__conn_close(c); /* no memory to wait with: the client is gone either way */
 }

@@ -505,7 +505,8 @@ static void on_local_stop(uv_async_t *a) {
 int crest__rt_local_start(crest__rt_t *rt) {
     if (rt->running || rt->nthreads != 1)
         return CREST_EBUSY;
-    /* A test client that closes its end first must not kill the process with SIGPIPE. */
+    /* As crest_app_run: a write to a socket the peer closed (the outbound client's, a
+     * database's) must not kill the process with SIGPIPE. */
     signal(SIGPIPE, SIG_IGN);
     /* An earlier local run's loop is reused in place (crest__loop_init clears it): modules that
      * listed the loops' addresses (pub/sub) keep valid ones. */

@@ -1,15 +1,15 @@
 /* The test client (crest/testing.h): an app called in-process, its loop run by the caller.
  *
- * Why a socket pair and not a transport in memory: a connection (core/conn.c) is a libuv TCP
- * handle whose reads, writes (try-write, then uv_write with its callback), sendfile, shutdown
- * and close all go to a descriptor. A transport in memory needs a second path through each of
- * them, on the request path of every real connection, and still would not behave as a socket
- * does when the client reads slowly (partial writes, drain callbacks, max_output, the write
- * deadline). A connected AF_UNIX pair behaves exactly as a TCP socket does for all of that, needs
- * no port, no address and no file, and stays inside the process: the server end is adopted as an
- * accepted connection (crest__conn_adopt) and crest runs unchanged, while the client end, a libuv
- * pipe on the same loop, writes the request and reads the response. The cost is two descriptors
- * for the length of a call.
+ * The request travels over crest's memory transport (core/conn.c, crest__conn_adopt_memory):
+ * a connection like an accepted one, with the same protocol (HTTP/1.1 parser, chain, response
+ * writer), timers, parking, drain and close, but no socket below it. The request's bytes are fed
+ * to it and reach the parser as reads would, in pieces of the loop's read buffer and held while
+ * the protocol stops reading; the response's bytes come to a sink here as the server writes them
+ * (sendfile included, read from the file), its linger is the end of output and its close a
+ * callback. So a call needs no descriptor, no port and no kernel buffer, and runs the same
+ * whatever the process's descriptor limit. What it does not show is a slow client: a memory
+ * client takes all output at once, so backpressure (max_output, drain callbacks waiting on the
+ * kernel, the write deadline) is not exercised here; integration tests over TCP cover it.
  *
  * The response is taken apart by the outbound client's response parser (codec/h1res.c): the
  * status line, the header fields, and the body framed by Content-Length, chunked encoding or the
@@ -18,8 +18,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 #include "codec/h1res.h"
 #include "http/http.h"
@@ -28,7 +26,6 @@
 /* After the response, how long the server's end may take to close (it sees the client's close
  * at once unless it stopped reading; then its own timers close it later). */
 #define CLOSE_WAIT_MS 1000
-#define READ_CHUNK (64 * 1024)
 #define MAX_HEAD (1024 * 1024) /* a response head larger than this is taken for garbage */
 
 struct crest_test_s {
@@ -39,16 +36,14 @@ struct crest_test_s {
     crest__addr_t peer;
 };
 
-/* One call's client end. Lives on the caller's stack for the call. */
+/* One call's client end. Lives on the caller's stack for the call, which lasts until the
+ * connection's close callback (the sink's arg is this). */
 typedef struct {
-    uv_pipe_t pipe;
-    uv_write_t wreq;
-    char in[READ_CHUNK]; /* what one read brings, for the parser */
+    crest__conn_t *conn; /* the server's end; NULL once closed */
     crest__h1res_t parser;
     crest_buf_t body; /* the body as the parser decodes it */
     int done;         /* 1 complete, or a negative error: the call ends */
     int expired;      /* the timer fired */
-    int pipe_closed;  /* the pipe's close callback ran */
 } call_t;
 
 void crest_test_opts_default(crest_test_opts_t *opts) {
@@ -121,47 +116,50 @@ void crest_test_res_free(crest_test_res_t *res) {
 
 /* ---- the client end ---- */
 
-static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
-    (void)suggested;
-    call_t *k = h->data;
-    *buf = uv_buf_init(k->in, sizeof(k->in));
-}
-
 /* The parser's verdict as the call's: 1 complete, CREST_EIO malformed or over a limit. */
 static int verdict(int rc) {
     return rc == CREST__H1RES_DONE ? 1 : rc == CREST_ENOMEM ? CREST_ENOMEM : CREST_EIO;
 }
 
-static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
-    call_t *k = s->data;
-    if (k->done || nread == 0)
-        return;
-    if (nread < 0) { /* EOF, or a reset: the server is gone either way */
-        int rc = crest__h1res_eof(&k->parser);
-        /* A response cut short by the server's close is a reset, not a malformed one. */
-        k->done = rc == CREST__H1RES_DONE ? 1 : CREST_ECONNRESET;
-        return;
+/* The server wrote: parse it as it comes (the parser keeps what it needs of a partial head). */
+static void on_output(void *arg, const uv_buf_t *bufs, size_t n) {
+    call_t *k = arg;
+    for (size_t i = 0; i < n && !k->done; i++) {
+        size_t used;
+        int rc = crest__h1res_feed(&k->parser, bufs[i].base, bufs[i].len, &used);
+        if (rc != CREST__H1RES_MORE)
+            k->done = verdict(rc);
     }
-    size_t used;
-    int rc = crest__h1res_feed(&k->parser, buf->base, (size_t)nread, &used);
-    if (rc != CREST__H1RES_MORE)
-        k->done = verdict(rc);
 }
 
-static void on_written(uv_write_t *w, int status) {
-    /* A server that answered before reading the whole request (413) may close first: the
-     * response decides, not the write. */
-    (void)w;
-    (void)status;
+/* The server's end of output (its linger, or its close): a body delimited by the close ends
+ * here; anything else still incomplete was cut short, a reset rather than malformed. */
+static void on_end(void *arg) {
+    call_t *k = arg;
+    if (k->done)
+        return;
+    k->done = crest__h1res_eof(&k->parser) == CREST__H1RES_DONE ? 1 : CREST_ECONNRESET;
 }
 
-static void on_pipe_close(uv_handle_t *h) {
-    call_t *k = h->data;
-    k->pipe_closed = 1;
+static void on_conn_close(void *arg) {
+    call_t *k = arg;
+    on_end(k);
+    k->conn = NULL;
 }
 
 static void on_timer(uv_timer_t *timer) {
     *(int *)timer->data = 1; /* the call's `expired` */
+}
+
+/* Run the loop until the connection closed or the timer (ms) fired: 1 when it closed. */
+static int wait_close(crest_test_t *t, call_t *k, uint64_t ms) {
+    k->expired = 0;
+    t->timer.data = &k->expired;
+    uv_timer_start(&t->timer, on_timer, ms, 0);
+    while (k->conn != NULL && !k->expired)
+        uv_run(&t->loop->uv, UV_RUN_ONCE);
+    uv_timer_stop(&t->timer);
+    return k->conn == NULL;
 }
 
 /* Send req[0..len) on a new connection and read one response into res. */
@@ -171,9 +169,6 @@ static int exchange(crest_test_t *t, const char *req, size_t len, int head_only,
     crest_loop_t *loop = t->loop;
     if (loop->draining)
         return CREST_ECANCELED;
-    int sv[2];
-    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) != 0)
-        return errno == ENOMEM || errno == ENOBUFS ? CREST_ENOMEM : CREST_EMFILE;
     call_t k;
     memset(&k, 0, sizeof(k));
     crest__h1res_init(&k.parser);
@@ -183,52 +178,39 @@ static int exchange(crest_test_t *t, const char *req, size_t len, int head_only,
     k.parser.on_body = on_body;
     k.parser.arg = &k;
     k.body = (crest_buf_t)CREST_BUF_INIT;
-    int rc = uv_pipe_init(&loop->uv, &k.pipe, 0);
+    /* The loop has not run since the last call: its clock would start the connection's header
+     * deadline in the past. */
+    uv_update_time(&loop->uv);
+    crest__memsink_t sink = {on_output, on_end, on_conn_close, &k};
+    int rc = crest__conn_adopt_memory(loop, &t->peer, &sink, &k.conn);
     if (rc == 0) {
-        k.pipe.data = &k;
-        rc = uv_pipe_open(&k.pipe, sv[1]);
-        if (rc != 0) {
-            close(sv[1]);
-            uv_close((uv_handle_t *)&k.pipe, on_pipe_close);
+        /* Connected, then the request: the loop turns once in between, as for a client on the
+         * wire, so a stop asked for before the call (crest_app_stop) reaches this connection
+         * first and the request is answered as a draining server answers (503, close). */
+        uv_run(&loop->uv, UV_RUN_NOWAIT);
+        rc = k.conn != NULL ? crest__conn_feed(k.conn, req, len) : CREST_ECONNRESET;
+        if (rc == 0) {
+            k.expired = 0;
+            t->timer.data = &k.expired;
+            uv_timer_start(&t->timer, on_timer, t->timeout_ms, 0);
+            while (!k.done && !k.expired)
+                uv_run(&loop->uv, UV_RUN_ONCE);
+            uv_timer_stop(&t->timer);
+            rc = k.done == 1 ? 0 : k.done != 0 ? k.done : CREST_ETIMEDOUT;
         }
-    } else {
-        close(sv[1]);
-        k.pipe_closed = 1;
+        /* The client leaves: the server's end reads the EOF (a request still open hears its
+         * abort callback) and closes, and the call waits for that so that nothing of this
+         * connection runs after the call returns. A server end that stopped reading does not
+         * see the EOF; after CLOSE_WAIT_MS it is closed here, as its own timers would later. */
+        if (k.conn != NULL) {
+            crest__conn_feed_end(k.conn);
+            if (!wait_close(t, &k, CLOSE_WAIT_MS)) {
+                crest__conn_close(k.conn);
+                while (k.conn != NULL) /* the close callback comes in the loop's next turn */
+                    uv_run(&loop->uv, UV_RUN_ONCE);
+            }
+        }
     }
-    uint64_t conns_before = atomic_load_explicit(&loop->open_conns, memory_order_relaxed);
-    if (rc == 0) {
-        rc = crest__conn_adopt(loop, sv[0], &t->peer);
-        if (rc != 0)
-            uv_close((uv_handle_t *)&k.pipe, on_pipe_close);
-    } else {
-        close(sv[0]);
-    }
-    if (rc == 0) {
-        uv_buf_t b = uv_buf_init((char *)req, (unsigned)len);
-        rc = uv_write(&k.wreq, (uv_stream_t *)&k.pipe, &b, 1, on_written);
-        if (rc == 0)
-            rc = uv_read_start((uv_stream_t *)&k.pipe, on_alloc, on_read);
-        if (rc != 0)
-            uv_close((uv_handle_t *)&k.pipe, on_pipe_close);
-    }
-    if (rc == 0) {
-        t->timer.data = &k.expired;
-        uv_timer_start(&t->timer, on_timer, t->timeout_ms, 0);
-        while (!k.done && !k.expired)
-            uv_run(&loop->uv, UV_RUN_ONCE);
-        rc = k.done == 1 ? 0 : k.done != 0 ? k.done : CREST_ETIMEDOUT;
-        uv_close((uv_handle_t *)&k.pipe, on_pipe_close);
-    }
-    /* The client has left: the server's end reads the close (a request still open hears its
-     * abort callback), and the call waits for that so that nothing of this request runs after
-     * the call returns; at most CLOSE_WAIT_MS, for a server end that stopped reading. */
-    k.expired = 0;
-    uv_timer_start(&t->timer, on_timer, CLOSE_WAIT_MS, 0);
-    while (!k.pipe_closed ||
-           (!k.expired &&
-            atomic_load_explicit(&loop->open_conns, memory_order_relaxed) > conns_before))
-        uv_run(&loop->uv, UV_RUN_ONCE);
-    uv_timer_stop(&t->timer);
     int frc = fill_res(&k, res);
     crest__h1res_free(&k.parser);
     crest_buf_free(&k.body);

@@ -2,6 +2,8 @@
  * answers checked as a client on the wire would see them. Each test builds its own app and test
  * client, so each ends with the loop closed and (under ASan) nothing leaked. No sleeps: a call
  * runs the loop until the response is complete; the timers below are the app's own. */
+#include <dirent.h>
+#include <fcntl.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -9,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -93,7 +96,8 @@ static int h_stream(crest_req_t *req, void *data) {
     return rc == 0 ? crest_res_end(req) : rc;
 }
 
-/* A body larger than a socket buffer takes: partial writes, then the write callback. */
+/* A body larger than the loop's read buffer and than 1 MiB: the memory transport hands it over
+ * whole. */
 #define BIG (3 * 1024 * 1024 + 7)
 static int h_big(crest_req_t *req, void *data) {
     (void)data;
@@ -144,6 +148,79 @@ static int h_admin(crest_req_t *req, void *data) {
     return crest_res_send(req, 200, "text/plain", "admin", 5);
 }
 
+/* The process's open descriptors, as the handler sees them during a call. */
+static int count_fds(void) {
+    DIR *d = opendir("/proc/self/fd");
+    if (d == NULL)
+        return -1;
+    int n = 0;
+    for (struct dirent *e; (e = readdir(d)) != NULL;)
+        n += e->d_name[0] != '.';
+    closedir(d);
+    return n; /* the directory's own descriptor included, every time */
+}
+
+static int fds_in_handler;
+static int h_fds(crest_req_t *req, void *data) {
+    (void)data;
+    fds_in_handler = count_fds();
+    return crest_res_send(req, 200, "text/plain", "fds", 3);
+}
+
+static atomic_int counted;
+static int h_count(crest_req_t *req, void *data) {
+    (void)data;
+    atomic_fetch_add(&counted, 1);
+    return crest_res_send(req, 200, "text/plain", "n", 1);
+}
+
+/* A response streamed in pieces, each written once the one before drained: the protocol waits
+ * for its write callbacks (on_written). */
+#define PUMP_PIECE (48 * 1024)
+#define PUMP_PIECES 40
+typedef struct {
+    int sent;
+    char piece[PUMP_PIECE];
+} pump_t;
+
+static void pump(crest_req_t *req, void *arg) {
+    pump_t *p = arg;
+    for (;;) {
+        if (p->sent == PUMP_PIECES) {
+            free(p);
+            crest_res_end(req);
+            return;
+        }
+        memset(p->piece, 'A' + p->sent % 26, sizeof(p->piece));
+        if (crest_res_write(req, p->piece, sizeof(p->piece)) != 0) {
+            free(p);
+            return;
+        }
+        p->sent++;
+        int rc = crest_res_on_drain(req, pump, p);
+        if (rc == 0)
+            return; /* back in the drain callback */
+        if (rc != CREST_EALREADY) {
+            free(p);
+            return;
+        }
+    }
+}
+
+static int h_pump(crest_req_t *req, void *data) {
+    (void)data;
+    pump_t *p = calloc(1, sizeof(*p));
+    if (p == NULL)
+        return CREST_ENOMEM;
+    int rc = crest_res_start(req, 200, "application/octet-stream");
+    if (rc != 0) {
+        free(p);
+        return rc;
+    }
+    pump(req, p);
+    return 0;
+}
+
 static crest_app_t *make_app(size_t max_body) {
     crest_app_opts_t o;
     crest_app_opts_default(&o);
@@ -164,6 +241,9 @@ static crest_app_t *make_app(size_t max_body) {
     assert_int_equal(crest_app_route(app, "GET", "/stop", h_stop, app), 0);
     assert_int_equal(crest_app_route(app, "GET", "/admin/panel", h_admin, NULL), 0);
     assert_int_equal(crest_app_use(app, "/admin", mw_auth, NULL), 0);
+    assert_int_equal(crest_app_route(app, "GET", "/fds", h_fds, NULL), 0);
+    assert_int_equal(crest_app_route(app, "GET", "/count", h_count, NULL), 0);
+    assert_int_equal(crest_app_route(app, "GET", "/pump", h_pump, NULL), 0);
     return app;
 }
 
@@ -359,7 +439,7 @@ static void test_head_has_no_body(void **state) {
     crest_app_free(app);
 }
 
-static void test_large_body_through_partial_writes(void **state) {
+static void test_large_body_arrives_whole(void **state) {
     (void)state;
     crest_app_t *app = make_app(0);
     crest_test_t *t;
@@ -678,6 +758,164 @@ static void test_get_user(void **state) {
     crest_app_free(app);
 }
 
+/* ---- the memory transport ---- */
+
+/* A call opens no descriptor: the handler, in the middle of it, sees as many as before (a
+ * socket pair would be two more), and none is left after. */
+static void test_no_descriptor_per_call(void **state) {
+    (void)state;
+    crest_app_t *app = make_app(0);
+    crest_test_t *t;
+    assert_int_equal(crest_test_new(app, NULL, &t), 0);
+    crest_test_res_t res;
+    assert_int_equal(crest_test_get(t, "/hello", &res), 0); /* anything made once, made now */
+    crest_test_res_free(&res);
+    int before = count_fds();
+    assert_true(before > 0);
+    fds_in_handler = -1;
+    assert_int_equal(crest_test_get(t, "/fds", &res), 0);
+    assert_int_equal(res.status, 200);
+    crest_test_res_free(&res);
+    assert_int_equal(fds_in_handler, before);
+    assert_int_equal(count_fds(), before);
+    crest_test_free(t);
+    crest_app_free(app);
+}
+
+/* A request body larger than the loop's read buffer (3 MiB, max_body raised) reaches the handler
+ * whole: it is fed in pieces of the read buffer, as reads would bring it. */
+static void test_large_request_body_arrives_whole(void **state) {
+    (void)state;
+    const size_t n = 3 * 1024 * 1024 + 11;
+    crest_app_t *app = make_app(4 * 1024 * 1024);
+    crest_test_t *t;
+    assert_int_equal(crest_test_new(app, NULL, &t), 0);
+    char *body = malloc(n);
+    assert_non_null(body);
+    for (size_t i = 0; i < n; i++)
+        body[i] = (char)('0' + i % 10);
+    crest_test_res_t res;
+    assert_int_equal(crest_test_post(t, "/echo", "application/octet-stream", body, n, &res), 0);
+    assert_int_equal(res.status, 200);
+    assert_int_equal(res.body.len, n);
+    assert_memory_equal(res.body.ptr, body, n);
+    crest_test_res_free(&res);
+    free(body);
+    crest_test_free(t);
+    crest_app_free(app);
+}
+
+/* A response written piece by piece from drain callbacks (the protocol waits for its writes'
+ * completions) arrives whole and in order. */
+static void test_streamed_with_drain_callbacks(void **state) {
+    (void)state;
+    crest_app_t *app = make_app(0);
+    crest_test_t *t;
+    assert_int_equal(crest_test_new(app, NULL, &t), 0);
+    crest_test_res_t res;
+    assert_int_equal(crest_test_get(t, "/pump", &res), 0);
+    assert_int_equal(res.status, 200);
+    assert_true(res.chunked);
+    assert_int_equal(res.body.len, (size_t)PUMP_PIECE * PUMP_PIECES);
+    for (size_t i = 0; i < PUMP_PIECES; i++) {
+        assert_int_equal(res.body.ptr[i * PUMP_PIECE], 'A' + (int)(i % 26));
+        assert_int_equal(res.body.ptr[(i + 1) * PUMP_PIECE - 1], 'A' + (int)(i % 26));
+    }
+    crest_test_res_free(&res);
+    crest_test_free(t);
+    crest_app_free(app);
+}
+
+/* Two requests back to back, the first answered later (a loop timer): the first response comes
+ * back. */
+static void test_pipelined_behind_a_later_answer(void **state) {
+    (void)state;
+    crest_app_t *app = make_app(0);
+    crest_test_t *t;
+    assert_int_equal(crest_test_new(app, NULL, &t), 0);
+    static const char two[] = "GET /later HTTP/1.1\r\nHost: t\r\n\r\n"
+                              "GET /hello HTTP/1.1\r\nHost: t\r\n\r\n";
+    crest_test_res_t res;
+    assert_int_equal(crest_test_raw(t, two, sizeof(two) - 1, &res), 0);
+    assert_int_equal(res.status, 200);
+    assert_string_equal(res.body.ptr, "later");
+    crest_test_res_free(&res);
+    crest_test_free(t);
+    crest_app_free(app);
+}
+
+/* A pipeline longer than the read buffer behind a request answered later: HTTP stops reading
+ * (more than max_header_bytes wait), the rest of the input is held, and it is delivered once
+ * reading goes on; the client's close comes after it, so every request is served before the
+ * connection closes, within the call. */
+static void test_input_held_while_reading_is_paused(void **state) {
+    (void)state;
+    enum { N = 3000 };
+    static const char one[] = "GET /count HTTP/1.1\r\nHost: t\r\n\r\n";
+    static const char first[] = "GET /later HTTP/1.1\r\nHost: t\r\n\r\n";
+    size_t len = sizeof(first) - 1 + N * (sizeof(one) - 1);
+    assert_true(len > 64 * 1024);
+    char *bytes = malloc(len), *o = bytes;
+    assert_non_null(bytes);
+    memcpy(o, first, sizeof(first) - 1);
+    o += sizeof(first) - 1;
+    for (int i = 0; i < N; i++, o += sizeof(one) - 1)
+        memcpy(o, one, sizeof(one) - 1);
+    crest_app_t *app = make_app(0);
+    crest_test_t *t;
+    assert_int_equal(crest_test_new(app, NULL, &t), 0);
+    atomic_store(&counted, 0);
+    crest_test_res_t res;
+    assert_int_equal(crest_test_raw(t, bytes, len, &res), 0);
+    assert_string_equal(res.body.ptr, "later");
+    crest_test_res_free(&res);
+    assert_int_equal(atomic_load(&counted), N);
+    free(bytes);
+    crest_test_free(t);
+    crest_app_free(app);
+}
+
+/* A static file above the cache's size goes out with sendfile on a socket; here it is read into
+ * the client whole, and a range from its middle too. */
+static void test_static_file_through_sendfile(void **state) {
+    (void)state;
+    char dir[] = "/tmp/crest-tc-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char path[64];
+    snprintf(path, sizeof(path), "%s/big.bin", dir);
+    const size_t n = 1536 * 1024 + 5;
+    char *data = malloc(n);
+    assert_non_null(data);
+    for (size_t i = 0; i < n; i++)
+        data[i] = (char)(i * 7 + i / 251);
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, data, n), (ssize_t)n);
+    close(fd);
+    crest_app_t *app = make_app(0);
+    assert_int_equal(crest_app_static(app, "/files", dir, NULL), 0);
+    crest_test_t *t;
+    assert_int_equal(crest_test_new(app, NULL, &t), 0);
+    crest_test_res_t res;
+    assert_int_equal(crest_test_get(t, "/files/big.bin", &res), 0);
+    assert_int_equal(res.status, 200);
+    assert_int_equal(res.body.len, n);
+    assert_memory_equal(res.body.ptr, data, n);
+    crest_test_res_free(&res);
+    crest_header_t range = {{"Range", 5}, {"bytes=700000-700099", 19}};
+    crest_test_req_t rq = {.target = "/files/big.bin", .headers = &range, .nheaders = 1};
+    assert_int_equal(crest_test_call(t, &rq, &res), 0);
+    assert_int_equal(res.status, 206);
+    assert_int_equal(res.body.len, 100);
+    assert_memory_equal(res.body.ptr, data + 700000, 100);
+    crest_test_res_free(&res);
+    crest_test_free(t);
+    crest_app_free(app);
+    unlink(path);
+    rmdir(dir);
+    free(data);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_sync_answer_as_on_the_wire),
@@ -688,7 +926,7 @@ int main(void) {
         cmocka_unit_test(test_post_body_and_headers_echo),
         cmocka_unit_test(test_streamed_response_is_dechunked),
         cmocka_unit_test(test_head_has_no_body),
-        cmocka_unit_test(test_large_body_through_partial_writes),
+        cmocka_unit_test(test_large_body_arrives_whole),
         cmocka_unit_test(test_rejections_from_the_parser),
         cmocka_unit_test(test_client_address),
         cmocka_unit_test(test_timeout_aborts_the_request),
@@ -698,6 +936,12 @@ int main(void) {
         cmocka_unit_test(test_sqlite_query),
         cmocka_unit_test(test_event_stream_and_websocket),
         cmocka_unit_test(test_get_user),
+        cmocka_unit_test(test_no_descriptor_per_call),
+        cmocka_unit_test(test_large_request_body_arrives_whole),
+        cmocka_unit_test(test_streamed_with_drain_callbacks),
+        cmocka_unit_test(test_pipelined_behind_a_later_answer),
+        cmocka_unit_test(test_input_held_while_reading_is_paused),
+        cmocka_unit_test(test_static_file_through_sendfile),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
