@@ -221,6 +221,38 @@ static int h_pump(crest_req_t *req, void *data) {
     return 0;
 }
 
+/* POST /upload streams its body (crest_app_route_stream): its size and a checksum, as counted
+ * piece by piece. */
+typedef struct {
+    size_t bytes, pieces;
+    uint32_t sum;
+} upload_t;
+
+static int on_upload_piece(crest_req_t *req, int event, const void *data, size_t len, void *arg) {
+    upload_t *u = arg;
+    if (event == CREST_BODY_DATA) {
+        for (size_t i = 0; i < len; i++)
+            u->sum = u->sum * 31 + ((const unsigned char *)data)[i];
+        u->bytes += len;
+        u->pieces++;
+        return 0;
+    }
+    if (event != CREST_BODY_END)
+        return 0;
+    char out[96];
+    int n = snprintf(out, sizeof(out), "%zu %zu %u", u->bytes, u->pieces, (unsigned)u->sum);
+    return crest_res_send(req, 200, "text/plain", out, (size_t)n);
+}
+
+static int h_upload(crest_req_t *req, void *data) {
+    (void)data;
+    upload_t *u = crest_req_alloc(req, sizeof(*u));
+    if (u == NULL)
+        return CREST_ENOMEM;
+    memset(u, 0, sizeof(*u));
+    return crest_req_body_stream(req, on_upload_piece, u);
+}
+
 static crest_app_t *make_app(size_t max_body) {
     crest_app_opts_t o;
     crest_app_opts_default(&o);
@@ -244,6 +276,7 @@ static crest_app_t *make_app(size_t max_body) {
     assert_int_equal(crest_app_route(app, "GET", "/fds", h_fds, NULL), 0);
     assert_int_equal(crest_app_route(app, "GET", "/count", h_count, NULL), 0);
     assert_int_equal(crest_app_route(app, "GET", "/pump", h_pump, NULL), 0);
+    assert_int_equal(crest_app_route_stream(app, "POST", "/upload", h_upload, NULL, 64 << 20), 0);
     return app;
 }
 
@@ -805,6 +838,39 @@ static void test_large_request_body_arrives_whole(void **state) {
     crest_app_free(app);
 }
 
+/* A route that streams its body gets a body far over the app's max_body piece by piece. */
+static void test_streamed_request_body(void **state) {
+    (void)state;
+    const size_t n = 5 * 1024 * 1024 + 3;
+    crest_app_t *app = make_app(0); /* max_body: the default 1 MiB */
+    crest_test_t *t;
+    assert_int_equal(crest_test_new(app, NULL, &t), 0);
+    char *body = malloc(n);
+    assert_non_null(body);
+    uint32_t sum = 0;
+    for (size_t i = 0; i < n; i++) {
+        body[i] = (char)(i * 7 % 251);
+        sum = sum * 31 + (unsigned char)body[i];
+    }
+    crest_test_res_t res;
+    assert_int_equal(crest_test_post(t, "/upload", NULL, body, n, &res), 0);
+    assert_int_equal(res.status, 200);
+    size_t bytes = 0, pieces = 0;
+    unsigned got = 0;
+    assert_int_equal(sscanf(res.body.ptr, "%zu %zu %u", &bytes, &pieces, &got), 3);
+    assert_int_equal(bytes, n);
+    assert_int_equal(got, sum);
+    assert_true(pieces > 1);
+    crest_test_res_free(&res);
+    /* The same body to a buffered route is over max_body. */
+    assert_int_equal(crest_test_post(t, "/echo", NULL, body, n, &res), 0);
+    assert_int_equal(res.status, 413);
+    crest_test_res_free(&res);
+    free(body);
+    crest_test_free(t);
+    crest_app_free(app);
+}
+
 /* A response written piece by piece from drain callbacks (the protocol waits for its writes'
  * completions) arrives whole and in order. */
 static void test_streamed_with_drain_callbacks(void **state) {
@@ -942,6 +1008,7 @@ int main(void) {
         cmocka_unit_test(test_pipelined_behind_a_later_answer),
         cmocka_unit_test(test_input_held_while_reading_is_paused),
         cmocka_unit_test(test_static_file_through_sendfile),
+        cmocka_unit_test(test_streamed_request_body),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
