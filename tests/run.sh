@@ -5,7 +5,7 @@
 #   3. integration tests: the real binary against real clients (tests/it), and the chat page in
 #      headless Chromium (tests/e2e); most of them once more over TLS, the database ones once
 #      more on a real PostgreSQL (started by the tests)
-#   4. each libFuzzer target for a bounded time (FUZZ_SECONDS, default 10: eleven targets, from
+#   4. each libFuzzer target for a bounded time (FUZZ_SECONDS, default 10: twelve targets, from
 #      their seed corpora; `make fuzz` and a longer FUZZ_SECONDS for a deeper run)
 #   5. unit and integration tests again, built with AddressSanitizer + UBSan (HTTP and WebSocket
 #      over TLS too)
