@@ -74,9 +74,9 @@ static int is_bchar(unsigned char c) {
 /* ---- the boundary ---- */
 
 int crest__mp_boundary(crest_str_t ct, char *out, size_t cap) {
-    const char *s = ct.ptr, *end = ct.ptr + ct.len;
-    if (s == NULL)
+    if (ct.ptr == NULL) /* no Content-Type (and no pointer arithmetic on NULL) */
         return CREST_EINVAL;
+    const char *s = ct.ptr, *end = ct.ptr + ct.len;
     while (s < end && is_ows(*s))
         s++;
     const char *t = s;

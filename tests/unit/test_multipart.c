@@ -293,6 +293,8 @@ static int boundary(const char *ct, char *out) {
 static void test_boundary(void **state) {
     (void)state;
     char b[CREST__MP_BOUNDARY_MAX + 1];
+    /* No Content-Type at all (a NULL view): refused, with no arithmetic on the NULL pointer. */
+    assert_int_equal(crest__mp_boundary((crest_str_t){NULL, 0}, b, sizeof(b)), CREST_EINVAL);
     assert_int_equal(boundary("multipart/form-data; boundary=abc", b), 3);
     assert_string_equal(b, "abc");
     assert_int_equal(boundary("Multipart/Form-Data;charset=utf-8;BOUNDARY=\"a b:c\"", b), 5);
