@@ -956,8 +956,8 @@ static void h1_on_close(crest__conn_t *c) {
         h->req = NULL;
         req->conn = NULL;
         req->aborted = 1;
-        if (crest__body_open(req) && req->body_stream->cb != NULL &&
-            crest__body_end(req, CREST_ECANCELED))
+        /* The client left before the body's last call (maybe whole but held by a pause). */
+        if (crest__body_owed(req) && crest__body_end(req, CREST_ECANCELED))
             return; /* the app finished req in its body callback */
         if (req->abort_cb)
             req->abort_cb(req, req->abort_arg);

@@ -370,8 +370,8 @@ static void stream_detach(h2_stream_t *s) {
     req->conn = NULL;
     req->stream = NULL;
     req->aborted = 1;
-    if (crest__body_open(req) && req->body_stream->cb != NULL &&
-        crest__body_end(req, CREST_ECANCELED))
+    /* The client left before the body's last call (maybe whole but held by a pause). */
+    if (crest__body_owed(req) && crest__body_end(req, CREST_ECANCELED))
         return; /* the app finished req in its body callback */
     if (req->abort_cb)
         req->abort_cb(req, req->abort_arg);

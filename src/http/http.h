@@ -464,6 +464,11 @@ static inline int crest__body_open(const crest_req_t *req) {
     const crest__body_t *b = req->body_stream;
     return b != NULL && !b->ended && !b->over;
 }
+/* The callback still waits for its last call (the end or an error), delivered or not. */
+static inline int crest__body_owed(const crest_req_t *req) {
+    const crest__body_t *b = req->body_stream;
+    return b != NULL && b->cb != NULL && !b->over;
+}
 /* Deliver the next decoded bytes (only while crest__body_wants). Returns 0 to go on; nonzero when
  * no more is wanted: the app stopped, the route's limit was passed (handled: the error was
  * delivered and answered), or the request ended meanwhile: the protocol then checks its own
