@@ -152,8 +152,10 @@ for f in build-fuzz/fuzz_*; do
     [ -x "$f" ] || continue
     target=${f##*/fuzz_}
     work=$(mktemp -d /tmp/crest-fuzz.XXXXXX)
-    step "fuzz $target for ${FUZZ_SECONDS}s" "$f" -max_total_time="$FUZZ_SECONDS" -timeout=10 \
-        -rss_limit_mb=2048 -print_final_stats=1 "$work" "fuzz/$target/corpus"
+    # Undefined behaviour fails the step (UBSan only reports it by default).
+    step "fuzz $target for ${FUZZ_SECONDS}s" env UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+        "$f" -max_total_time="$FUZZ_SECONDS" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+        "$work" "fuzz/$target/corpus"
     rm -rf "$work"
 done
 

@@ -117,19 +117,29 @@ static int on_fail(crest_req_t *req, void *data) {
 
 /* POST /upload streams its body (crest_app_route_stream): counted as it comes, the consumer
  * pausing after every other piece and resuming from the loop, answered at its end. */
+typedef struct {
+    crest_req_t *req;
+    size_t pieces;
+    uint64_t resume; /* the pending resume timer, or 0 */
+} upload_t;
+
 static void upload_resume(crest_loop_t *l, void *arg) {
     (void)l;
-    crest_req_body_pause(arg, 0);
+    upload_t *u = arg;
+    u->resume = 0;
+    crest_req_body_pause(u->req, 0);
 }
 
 static int on_upload_body(crest_req_t *req, int event, const void *data, size_t len, void *arg) {
     (void)data;
-    size_t *pieces = arg;
+    upload_t *u = arg;
     if (event == CREST_BODY_DATA) {
-        if (len > 0 && (*pieces)++ % 2 == 1 && crest_req_body_pause(req, 1) == 0)
-            crest_loop_after(crest_req_loop(req), 0, upload_resume, req);
+        if (len > 0 && u->pieces++ % 2 == 1 && crest_req_body_pause(req, 1) == 0)
+            u->resume = crest_loop_timer(crest_req_loop(req), 0, upload_resume, u);
         return 0;
     }
+    if (u->resume != 0) /* the error call is the request's last: nothing may touch it later */
+        crest_loop_cancel(crest_req_loop(req), u->resume);
     if (event == CREST_BODY_END)
         return crest_res_send(req, 200, "text/plain", "done", 4);
     return 0; /* an error: crest answers it, or the client has gone */
@@ -137,11 +147,11 @@ static int on_upload_body(crest_req_t *req, int event, const void *data, size_t 
 
 static int on_upload(crest_req_t *req, void *data) {
     (void)data;
-    size_t *pieces = crest_req_alloc(req, sizeof(*pieces));
-    if (pieces == NULL)
+    upload_t *u = crest_req_alloc(req, sizeof(*u));
+    if (u == NULL)
         return CREST_ENOMEM;
-    *pieces = 0;
-    return crest_req_body_stream(req, on_upload_body, pieces);
+    *u = (upload_t){req, 0, 0};
+    return crest_req_body_stream(req, on_upload_body, u);
 }
 
 /* ---- the loop and the connection ---- */
