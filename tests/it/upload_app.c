@@ -26,6 +26,7 @@ typedef struct {
     int pause_ms;  /* pause this long after each piece (a slow consumer) */
     uint64_t stop; /* stop (return an error) once this many bytes came; 0: never */
     crest_req_t *req;
+    uint64_t resume; /* the pending resume timer, or 0 */
 } count_t;
 
 static int answer_count(crest_req_t *req, const count_t *k) {
@@ -39,6 +40,7 @@ static int answer_count(crest_req_t *req, const count_t *k) {
 static void on_unpause(crest_loop_t *loop, void *arg) {
     (void)loop;
     count_t *k = arg;
+    k->resume = 0;
     crest_req_body_pause(k->req, 0);
 }
 
@@ -54,10 +56,12 @@ static int on_count_body(crest_req_t *req, int event, const void *data, size_t l
         }
         if (k->pause_ms > 0) {
             crest_req_body_pause(req, 1);
-            crest_loop_timer(crest_req_loop(req), (uint64_t)k->pause_ms, on_unpause, k);
+            k->resume = crest_loop_timer(crest_req_loop(req), (uint64_t)k->pause_ms, on_unpause, k);
         }
         return 0;
     }
+    if (k->resume != 0) /* the last call: nothing may touch the request afterwards */
+        crest_loop_cancel(crest_req_loop(req), k->resume);
     if (event == CREST_BODY_END)
         return answer_count(req, k);
     if (event == CREST_ECANCELED)
@@ -88,8 +92,10 @@ static int on_count(crest_req_t *req, void *data) {
     count_t *k = crest_req_alloc(req, sizeof(*k));
     if (k == NULL)
         return CREST_ENOMEM;
-    *k = (count_t){0, CRC_INIT, 0, (int)query_long(req, "pause", 0),
-                   (uint64_t)query_long(req, "stop", 0), req};
+    *k = (count_t){.sum = CRC_INIT,
+                   .pause_ms = (int)query_long(req, "pause", 0),
+                   .stop = (uint64_t)query_long(req, "stop", 0),
+                   .req = req};
     return crest_req_body_stream(req, on_count_body, k);
 }
 
@@ -117,12 +123,7 @@ static int on_echo(crest_req_t *req, void *data) {
 
 /* POST /parts?spill=N&max_part=N&dir=...: crest_req_parts_stream(); each part's name, size,
  * CRC-32 (read back from its file when spilled) and whether it was spilled. */
-typedef struct {
-    crest_multipart_opts_t o;
-} parts_t;
-
-static void on_parts_done(crest_req_t *req, int rc, crest_part_t *parts, size_t count,
-                          void *arg) {
+static void on_parts_done(crest_req_t *req, int rc, crest_part_t *parts, size_t count, void *arg) {
     (void)arg;
     if (rc != 0)
         return; /* crest answers: 400, 413, 408 */
@@ -142,11 +143,10 @@ static void on_parts_done(crest_req_t *req, int rc, crest_part_t *parts, size_t 
         } else {
             sum = crc(sum, p->data.ptr, p->data.len);
         }
-        crest_buf_printf(&b,
-                         "%s{\"name\":\"%.*s\",\"size\":%" PRIu64 ",\"sum\":\"%08" PRIx64
-                         "\",\"spilled\":%s}",
-                         i ? "," : "", (int)p->name.len, p->name.ptr, p->size, sum,
-                         p->path ? "true" : "false");
+        crest_buf_printf(
+            &b,
+            "%s{\"name\":\"%.*s\",\"size\":%" PRIu64 ",\"sum\":\"%08" PRIx64 "\",\"spilled\":%s}",
+            i ? "," : "", (int)p->name.len, p->name.ptr, p->size, sum, p->path ? "true" : "false");
     }
     crest_buf_puts(&b, "]");
     if (b.err)
@@ -220,10 +220,10 @@ static int on_events(crest_req_t *req, void *data) {
 static int on_stats(crest_req_t *req, void *data) {
     (void)data;
     char body[128];
-    int n = snprintf(body, sizeof(body),
-                     "{\"cancelled\":%" PRIu64 ",\"timed_out\":%" PRIu64 ",\"too_big\":%" PRIu64
-                     "}",
-                     (uint64_t)cancelled, (uint64_t)timed_out, (uint64_t)too_big);
+    int n =
+        snprintf(body, sizeof(body),
+                 "{\"cancelled\":%" PRIu64 ",\"timed_out\":%" PRIu64 ",\"too_big\":%" PRIu64 "}",
+                 (uint64_t)cancelled, (uint64_t)timed_out, (uint64_t)too_big);
     return crest_res_json(req, 200, body, (size_t)n);
 }
 
