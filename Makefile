@@ -65,7 +65,7 @@ EXAMPLES := $(patsubst examples/%.c,$(BUILD)/examples/%,$(sort $(wildcard exampl
 ITAPP := $(BUILD)/tests/it_app
 MAN_PAGES := $(BUILD)/man/crest.1 $(BUILD)/man/crest.3
 
-.PHONY: all run test unit install uninstall clean format format-check fuzz deps man
+.PHONY: all run test unit install uninstall clean format format-check fuzz deps man showdown
 all: $(BUILD)/libcrest.a $(BUILD)/libcrest.so $(BUILD)/crest $(BUILD)/crest.pc $(EXAMPLES) \
 	$(if $(SCDOC),$(MAN_PAGES))
 
@@ -84,6 +84,12 @@ run: deps
 test:
 	@scripts/deps.sh test
 	@tests/run.sh
+
+# crest beside Node.js, Python and Java on every workload (bench/showdown/run.py: about 40
+# minutes; QUICK=1 about 6). It installs what the peers need itself.
+showdown: deps
+	@$(MAKE) --no-print-directory all
+	/usr/bin/python3 bench/showdown/run.py $(if $(QUICK),--quick) $(SHOWDOWN_ARGS)
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)

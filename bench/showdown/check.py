@@ -246,10 +246,11 @@ CHECKS = {"plaintext": check_plaintext, "json": check_json, "db": check_db,
           "todos": check_todos, "hash": check_hash}
 
 
-def check(base, workloads, db=None):
-    """The problems found (an empty list: the peer answers as the contract says)."""
+def check(base, workloads, db=None, ready="/healthz"):
+    """The problems found (an empty list: the peer answers as the contract says). ready: the
+    path that answers 200 once the peer is up (a peer without /healthz names another)."""
     p = Peer(base, db)
-    p.expect("GET", "/healthz", 200)
+    p.expect("GET", ready, 200)
     for w in workloads:
         if w in CHECKS:
             CHECKS[w](p)

@@ -1,0 +1,129 @@
+"""The load generators the showdown drives, and the parsing of what they print: wrk (with
+bench/report.lua's WRKJSON line), h2load, and bench/tools/wsload. The parsers are pure functions
+of the text (tests/it/test_showdown.py feeds them recorded outputs)."""
+
+import json
+import os
+import re
+import subprocess
+
+from lib import CLIENT_CPU, ROOT, cpu_ticks
+
+BENCH = os.path.join(ROOT, "bench")
+
+
+class LoadError(Exception):
+    pass
+
+
+# ---------------------------------------------------------------- wrk -----------------------
+
+def parse_wrk(text):
+    """wrk's output -> {requests, seconds, rps, errors: {...}, non2xx, p50_us, p99_us}. Takes the
+    WRKJSON line of bench/report.lua when there is one (exact counts and percentiles), else wrk's
+    own summary; `Non-2xx or 3xx responses: N` is read from the summary either way."""
+    non2xx = 0
+    m = re.search(r"Non-2xx or 3xx responses:\s*(\d+)", text)
+    if m:
+        non2xx = int(m.group(1))
+    for line in text.splitlines():
+        if line.startswith("WRKJSON "):
+            d = json.loads(line[len("WRKJSON "):])
+            secs = d["duration_us"] / 1e6
+            lat = d.get("latency_us", {})
+            return {"requests": d["requests"], "seconds": secs,
+                    "rps": d["requests"] / secs if secs > 0 else 0.0,
+                    "errors": d.get("errors", {}), "non2xx": non2xx,
+                    "p50_us": lat.get("p50"), "p99_us": lat.get("p99"),
+                    "bytes": d.get("bytes", 0)}
+    m = re.search(r"(\d+) requests in ([\d.]+)(us|ms|s|m)", text)
+    if not m:
+        raise LoadError("no wrk summary in: %r" % text[-300:])
+    scale = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0}[m.group(3)]
+    req, secs = int(m.group(1)), float(m.group(2)) * scale
+    errors = {}
+    m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
+    if m:
+        errors = dict(zip(("connect", "read", "write", "timeout"), map(int, m.groups())))
+    return {"requests": req, "seconds": secs, "rps": req / secs if secs else 0.0,
+            "errors": errors, "non2xx": non2xx, "p50_us": None, "p99_us": None, "bytes": 0}
+
+
+def wrk(url, seconds, conns=256, script=None, script_args=(), threads=1, cpus=CLIENT_CPU,
+        server=None, timeout_s=None):
+    """Runs wrk pinned to `cpus` for `seconds`; returns parse_wrk's dict plus, when `server` is
+    given, the server's CPU time over the run (cpu_s) and wrk's own (client_cpu_s)."""
+    script = script or os.path.join(BENCH, "report.lua")
+    argv = ["taskset", "-c", cpus, "wrk", "-t%d" % threads, "-c%d" % conns, "-d%ds" % seconds,
+            "--timeout", "%ds" % (timeout_s or max(4, seconds)), "-s", script, url]
+    if script_args:
+        argv += ["--"] + [str(a) for a in script_args]
+    t0 = server.cpu_ticks() if server else 0
+    p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    out = p.stdout.read()
+    _, status, ru = os.wait4(p.pid, 0)  # wrk's own CPU time: was the load generator the limit?
+    p.returncode = os.waitstatus_to_exitcode(status)
+    text = out.decode(errors="replace")
+    if p.returncode != 0:
+        raise LoadError("wrk exited %d: %s" % (p.returncode, text[-300:]))
+    r = parse_wrk(text)
+    r["client_cpu_s"] = ru.ru_utime + ru.ru_stime
+    if server:
+        from lib import CLK_TCK
+        r["cpu_s"] = (server.cpu_ticks() - t0) / CLK_TCK
+    return r
+
+
+# ---------------------------------------------------------------- h2load --------------------
+
+def parse_h2load(text):
+    """h2load's output -> {requests, ok, failed, errored, non2xx, rps, seconds}."""
+    m = re.search(r"finished in ([\d.]+)(us|ms|s), ([\d.]+) req/s", text)
+    r = re.search(r"requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, "
+                  r"(\d+) failed, (\d+) errored, (\d+) timeout", text)
+    s = re.search(r"status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx", text)
+    if not (m and r and s):
+        raise LoadError("no h2load summary in: %r" % text[-300:])
+    scale = {"us": 1e-6, "ms": 1e-3, "s": 1.0}[m.group(2)]
+    return {"seconds": float(m.group(1)) * scale, "rps": float(m.group(3)),
+            "requests": int(r.group(3)), "ok": int(r.group(4)), "failed": int(r.group(5)),
+            "errored": int(r.group(6)), "timeout": int(r.group(7)),
+            "non2xx": int(s.group(2)) + int(s.group(3)) + int(s.group(4))}
+
+
+# ---------------------------------------------------------------- wsload --------------------
+
+def parse_kv(text):
+    """The last line of key=value pairs (bench/tools/wsload) -> a dict of numbers or strings."""
+    for line in reversed(text.strip().splitlines()):
+        if "=" in line and not line.startswith(("ready", "done")):
+            out = {}
+            for tok in line.split():
+                k, _, v = tok.partition("=")
+                try:
+                    out[k] = int(v)
+                except ValueError:
+                    try:
+                        out[k] = float(v)
+                    except ValueError:
+                        out[k] = v
+            return out
+    raise LoadError("no key=value line in: %r" % text[-300:])
+
+
+def wsload(tools, port, mode, seconds, warmup, conns, extra=(), server_pid=None,
+           cpus=CLIENT_CPU):
+    argv = ["taskset", "-c", cpus, os.path.join(tools, "wsload"), "-m", mode, "-p", str(port),
+            "-n", str(conns), "-d", str(seconds), "-W", str(warmup)] + [str(a) for a in extra]
+    if server_pid:
+        argv += ["-P", str(server_pid)]
+    p = subprocess.run(argv, capture_output=True, timeout=seconds + warmup + 120)
+    text = p.stdout.decode(errors="replace")
+    if p.returncode != 0:
+        raise LoadError("wsload exited %d: %s %s" % (p.returncode, text[-200:],
+                                                     p.stderr.decode(errors="replace")[-300:]))
+    return parse_kv(text)
+
+
+def client_cpu_ticks(pid):
+    return cpu_ticks(pid)
