@@ -54,7 +54,6 @@ import io.netty.handler.codec.http.HttpServerCodec;
 import io.netty.handler.codec.http.HttpServerKeepAliveHandler;
 import io.netty.handler.codec.http.HttpVersion;
 import io.netty.handler.codec.http.QueryStringDecoder;
-import io.netty.util.AsciiString;
 import io.netty.util.ReferenceCountUtil;
 import io.netty.util.concurrent.DefaultEventExecutorGroup;
 import io.netty.util.concurrent.EventExecutorGroup;
@@ -132,15 +131,13 @@ public final class Server {
     });
 
 
-    static final AsciiString TEXT = AsciiString.cached("text/plain");
-    static final AsciiString JSON = AsciiString.cached("application/json");
     static final byte[] HELLO = "Hello, World!".getBytes(StandardCharsets.UTF_8);
-
-    // The Date header's value, set once a second by the event loop group (as servers do).
-    static volatile String date = httpDate();
 
     static final DateTimeFormatter HTTP_DATE =
             DateTimeFormatter.ofPattern("EEE, dd MMM yyyy HH:mm:ss 'GMT'", Locale.US);
+
+    // The Date header's value, set once a second by the event loop group (as servers do).
+    static volatile String date = httpDate();
 
     static String httpDate() {
         return HTTP_DATE.format(ZonedDateTime.now(ZoneOffset.UTC));
