@@ -168,6 +168,8 @@ public final class Server {
             Reply r;
             try {
                 r = call.call();
+            } catch (TooLarge e) {
+                r = error(413, "the body is larger than 1 MiB", null, "Connection", "close");
             } catch (SQLException | RuntimeException e) { // RuntimeException: no connection
                 System.err.println(ex.getRequestURI() + ": " + e);
                 dropBrokenConnection();
@@ -200,9 +202,20 @@ public final class Server {
         }
     }
 
+    /** A request body beyond MAX_BODY: answered 413. */
+    static final class TooLarge extends RuntimeException {
+        TooLarge() {
+            super(null, null, false, false);
+        }
+    }
+
     static byte[] body(HttpExchange ex) throws IOException {
         try (InputStream in = ex.getRequestBody()) {
-            return in.readNBytes(MAX_BODY);
+            byte[] b = in.readNBytes(MAX_BODY + 1);
+            if (b.length > MAX_BODY) {
+                throw new TooLarge();
+            }
+            return b;
         }
     }
 

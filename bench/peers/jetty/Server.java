@@ -55,6 +55,7 @@ import javax.servlet.http.HttpServlet;
 import javax.servlet.http.HttpServletRequest;
 import javax.servlet.http.HttpServletResponse;
 import javax.sql.DataSource;
+import org.eclipse.jetty.http.BadMessageException;
 import org.eclipse.jetty.server.ServerConnector;
 import org.eclipse.jetty.servlet.ServletContextHandler;
 import org.eclipse.jetty.servlet.ServletHolder;
@@ -157,7 +158,11 @@ public final class Server {
 
     static byte[] body(HttpServletRequest req) throws IOException {
         try (InputStream in = req.getInputStream()) {
-            return in.readNBytes(MAX_BODY);
+            byte[] b = in.readNBytes(MAX_BODY + 1);
+            if (b.length > MAX_BODY) {
+                throw new BadMessageException(413, "the body is larger than 1 MiB");
+            }
+            return b;
         }
     }
 
