@@ -134,7 +134,7 @@ def todo_fields(request, partial):
 def todos(request):
     if request.method == "POST":
         fields, bad = todo_fields(request, False)
-        if bad:
+        if bad is not None:
             return bad
         t = Todo.objects.create(title=fields["title"], done=int(fields["done"]))
         response = JsonResponse(t.as_json(), status=201)
@@ -162,7 +162,7 @@ def todo_item(request, tid):
         return HttpResponse(status=204) if deleted else error(404, "no such todo")
     if request.method == "PATCH":
         fields, bad = todo_fields(request, True)
-        if bad:
+        if bad is not None:
             return bad
         if "done" in fields:
             fields["done"] = int(fields["done"])
