@@ -1,4 +1,4 @@
-"""Settings of the showdown's Django peer (bench/peers/django/README: see showdown/views.py).
+"""Settings of the showdown's Django peer (the peer itself: showdown/views.py).
 Production settings: DEBUG off, persistent database connections, only the middleware an API
 without sessions or cookies uses."""
 
