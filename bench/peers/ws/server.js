@@ -3,12 +3,14 @@
 // sent to every member. permessage-deflate off (ws's default for servers), as in crest, unless
 // WS_DEFLATE=1 (bench/abuse.sh's compression bomb, against crest --ws-deflate): then ws's
 // `perMessageDeflate: true`, its defaults otherwise. GET /healthz answers "ok" for
-// bench/abuse.sh's bystander.
+// bench/abuse.sh's bystander. Also the showdown's `ws` peer (ws.peer.json): env HOST
+// (127.0.0.1) and PORT (8080); one process, since its rooms live in that process's memory.
 "use strict";
 const http = require("http");
 const { WebSocketServer } = require("ws");
 
 const port = Number(process.env.PORT || 8080);
+const host = process.env.HOST || "127.0.0.1";
 const server = http.createServer((req, res) => {
   if (req.url === "/healthz") {
     res.writeHead(200, { "Content-Type": "text/plain", "Content-Length": 3 });
@@ -56,5 +58,5 @@ server.on("upgrade", (req, socket, head) => {
   });
 });
 
-server.listen(port, "127.0.0.1", () => console.log("listening on " + port));
+server.listen(port, host, () => console.log("listening on " + port));
 process.on("SIGTERM", () => process.exit(0));
