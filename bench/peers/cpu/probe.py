@@ -22,17 +22,19 @@ def read_response(sock, buf):
         buf += data
     head, _, rest = buf.partition(b"\r\n\r\n")
     status = int(head.split(b" ", 2)[1])
-    length = 0
+    length, close = 0, False
     for line in head.split(b"\r\n")[1:]:
         k, _, v = line.partition(b":")
         if k.strip().lower() == b"content-length":
             length = int(v)
+        elif k.strip().lower() == b"connection" and v.strip().lower() == b"close":
+            close = True  # a server without keep-alive (gunicorn's sync workers)
     while len(rest) < length:
         data = sock.recv(65536)
         if not data:
             raise ConnectionError("closed")
         rest += data
-    return status, rest[length:]
+    return status, rest[length:], close
 
 
 def connect(port):
@@ -44,12 +46,15 @@ def connect(port):
 def loader(port, rounds, stop_at, counter, errors):
     s = connect(port)
     body = b"benchmark password"
-    req = (b"POST /work/hash?rounds=%d HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n"
+    req = (b"POST /work/hash?rounds=%d HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: %d\r\n\r\n"
            % (rounds, len(body))) + body
     buf = b""
     while time.monotonic() < stop_at:
         s.sendall(req)
-        status, buf = read_response(s, buf)
+        status, buf, close = read_response(s, buf)
+        if close:
+            s.close()
+            s, buf = connect(port), b""
         with counter.get_lock():
             if status == 200:
                 counter.value += 1
@@ -67,7 +72,7 @@ def main():
     for p in procs:
         p.start()
     s = connect(port)
-    req = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+    req = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
     buf = b""
     samples = []
     start_count = None
@@ -80,8 +85,11 @@ def main():
             start_count = counter.value
         t0 = time.perf_counter()
         s.sendall(req)
-        status, buf = read_response(s, buf)
+        status, buf, close = read_response(s, buf)
         t1 = time.perf_counter()
+        if close:
+            s.close()
+            s, buf = connect(port), b""
         if status != 200:
             raise SystemExit("healthz answered %d" % status)
         if now >= t_begin:
