@@ -7,6 +7,7 @@ import glob
 import json
 import os
 import platform
+import shutil
 import signal
 import socket
 import subprocess
@@ -104,6 +105,8 @@ def apt_install(debs):
 
 def prepare(peer):
     """The peer's setup (npm ci, ...) and build, once per run."""
+    if peer.setup and peer.setup[0] == "npm" and shutil.which("npm") is None:
+        apt_install(["npm"])  # Debian's nodejs comes without it (NodeSource's includes it)
     for step in (peer.setup, peer.build):
         if step:
             run_quiet([a.replace("{root}", ROOT) for a in step], cwd=peer.dir)
@@ -242,6 +245,16 @@ class Server:
                                    % (peer.name, ready_timeout, self.log_path))
             time.sleep(0.05)
         self.ready_s = time.monotonic() - self.t_exec
+
+    def wait_for(self, path, timeout_s=60):
+        """Waits until path answers 200 (a peer that is up before its database pool is: its
+        /healthz may not wait for the database). False when it did not within timeout_s."""
+        end = time.monotonic() + timeout_s
+        while http_status(self.port, path) != 200:
+            if time.monotonic() > end or not self.alive():
+                return False
+            time.sleep(0.1)
+        return True
 
     def url(self, path=""):
         return "http://127.0.0.1:%d%s" % (self.port, path)
