@@ -4,6 +4,7 @@ for the machine to be quiet, the load tools, the machine's description and the p
 Nothing here measures; workloads.py does."""
 
 import glob
+import hashlib
 import json
 import os
 import platform
@@ -54,6 +55,7 @@ class Peer:
         self.workers_max = int(d.get("workers_max", 2))
         self.changed_defaults = d.get("changed_defaults", [])
         self.env = d.get("env", {})
+        self.warmup = int(d.get("warmup", 0))  # seconds of warm-up it needs at least (a JIT)
 
     def command(self, port, workers, db):
         subst = {"{port}": str(port), "{workers}": str(workers), "{db}": db or "",
@@ -103,13 +105,41 @@ def apt_install(debs):
     run_quiet(["apt-get", "install", "-y", "-qq", "--no-install-recommends"] + missing, env=env)
 
 
+def _stamp(peer):
+    """A digest of the peer folder's own files (not node_modules or build output) and its set-up
+    commands: set-up and build run again only when it changes."""
+    h = hashlib.sha256(json.dumps([peer.setup, peer.build]).encode())
+    for dirpath, dirs, files in os.walk(peer.dir):
+        dirs[:] = sorted(d for d in dirs if d not in ("node_modules", "out", "__pycache__"))
+        for f in sorted(files):
+            with open(os.path.join(dirpath, f), "rb") as fh:
+                h.update(f.encode() + b"\0" + fh.read())
+    return h.hexdigest()
+
+
 def prepare(peer):
-    """The peer's setup (npm ci, ...) and build, once per run."""
+    """The peer's setup (npm ci, ...) and build, when its files changed since the last run
+    (a stamp under bench/results/, which git ignores)."""
+    if not peer.setup and not peer.build:
+        return
+    stamp_dir = os.path.join(ROOT, "bench", "results", ".stamps")
+    stamp = os.path.join(stamp_dir, peer.name)
+    digest = _stamp(peer)
+    crest_build = peer.build and "make" in peer.build[0]  # crest's build is make's own business
+    try:
+        with open(stamp) as f:
+            if f.read() == digest and not crest_build:
+                return
+    except OSError:
+        pass
     if peer.setup and peer.setup[0] == "npm" and shutil.which("npm") is None:
         apt_install(["npm"])  # Debian's nodejs comes without it (NodeSource's includes it)
     for step in (peer.setup, peer.build):
         if step:
             run_quiet([a.replace("{root}", ROOT) for a in step], cwd=peer.dir)
+    os.makedirs(stamp_dir, exist_ok=True)
+    with open(stamp, "w") as f:
+        f.write(digest)
 
 
 def versions(peer):

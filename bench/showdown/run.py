@@ -2,8 +2,8 @@
 """The showdown: every peer of bench/peers (*.peer.json) on every workload it serves, crest
 among them, side by side in one invocation; then the report (report.py).
 
-    make showdown              # full: 3 interleaved repeats, 6 s counted runs (about 40 min)
-    make showdown QUICK=1      # every workload once, 2 s runs (about 6 min)
+    make showdown              # full: 3 interleaved repeats, 3 s counted runs (about 40 min)
+    make showdown QUICK=1      # every workload once, 1 s runs (about 6 min)
     bench/showdown/run.py [--quick] [--peers a,b] [--workloads x,y] [--out DIR]
 
 Method (BENCH.md): the server pinned to CPU 0 with WORKERS=1 (one core each), the load generator
@@ -29,9 +29,11 @@ import lib  # noqa: E402
 import report  # noqa: E402
 from workloads import WORKLOADS  # noqa: E402
 
-FULL = {"repeats": 3, "duration": 6, "warmup": 2, "cold_runs": 5, "idle_conns": 10000,
+# About 175 (peer, workload, mode) runs per repeat: the full run's 3 repeats of 1 + 3 s fit in
+# about 40 minutes on this 2-core machine, the quick run's one repeat of 1 + 1 s in about 6.
+FULL = {"repeats": 3, "duration": 3, "warmup": 1, "cold_runs": 3, "idle_conns": 10000,
         "members": 1000}
-QUICK = {"repeats": 1, "duration": 2, "warmup": 1, "cold_runs": 1, "idle_conns": 2000,
+QUICK = {"repeats": 1, "duration": 1, "warmup": 1, "cold_runs": 1, "idle_conns": 2000,
          "members": 200}
 
 
@@ -121,6 +123,8 @@ def main(argv):
             continue
         try:
             with lib.Server(p, 1, lib.SERVER_CPU, logdir, db=pg.url() if pg else None) as s:
+                if pg and "db" in p.serves:
+                    s.wait_for("/db")
                 probs = check.check(s.url(), names, pg.url() if pg else None, p.ready)
         except RuntimeError as e:
             probs = [str(e)]
@@ -164,6 +168,8 @@ def main(argv):
                         sample(w, mode, p, rep, {"problem": str(e)})
                     continue
                 with server:
+                    if pg and "db" in p.serves and any(w.db for w in todo):
+                        server.wait_for("/db")
                     # Memory first: before any load has grown the heaps.
                     for w in sorted(todo, key=lambda w: w.name != "conns"):
                         cp = contract_problem(p, w)

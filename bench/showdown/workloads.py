@@ -54,8 +54,9 @@ def _problem(r, total):
 
 def _http(ctx, server, path, conns=256, script=None, script_args=(), latency=True):
     url = server.url(path)
-    # Warm-up (JITs, pools, caches), not counted.
-    wrk(url, ctx.warmup, conns, script, script_args, cpus=ctx.client_cpus)
+    # Warm-up (JITs, pools, caches), not counted; a JVM peer asks for more (peer.json "warmup").
+    wrk(url, max(ctx.warmup, server.peer.warmup), conns, script, script_args,
+        cpus=ctx.client_cpus)
     r = wrk(url, ctx.duration, conns, script, script_args, cpus=ctx.client_cpus, server=server)
     cores = len(server.cpus.split(","))
     out = {"rps": r["rps"], "requests": r["requests"], "seconds": r["seconds"],
