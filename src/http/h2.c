@@ -834,19 +834,29 @@ static int str_is(const uint8_t *s, size_t len, const char *lower) {
     return strlen(lower) == len && memcmp(s, lower, len) == 0;
 }
 
+/* The stream's next kept field at *off ([u32 name_len][u32 value_len][name][value]), *off moved
+ * past it; 0 at the end. */
+static int next_field(const h2_stream_t *s, size_t *off, crest_str_t *name, crest_str_t *value) {
+    if (*off + 8 > s->fields.len)
+        return 0;
+    uint32_t nl, vl;
+    memcpy(&nl, s->fields.ptr + *off, 4);
+    memcpy(&vl, s->fields.ptr + *off + 4, 4);
+    *name = (crest_str_t){s->fields.ptr + *off + 8, nl};
+    *value = (crest_str_t){name->ptr + nl, vl};
+    *off += 8 + nl + vl;
+    return 1;
+}
+
 /* Fill head (the loop's, valid during the handler call) from the stream's fields. */
 static void build_head(h2_stream_t *s, crest_req_t *req, crest__http_head_t *head) {
     crest_str_t authority = {NULL, 0};
     size_t n = 0, cookies = 0, cookie_len = 0;
     head->method = head->target = head->path = head->query = (crest_str_t){"", 0};
     head->has_host = 0;
-    for (size_t off = 0; off + 8 <= s->fields.len;) {
-        uint32_t nl, vl;
-        memcpy(&nl, s->fields.ptr + off, 4);
-        memcpy(&vl, s->fields.ptr + off + 4, 4);
-        crest_str_t name = {s->fields.ptr + off + 8, nl}, value = {name.ptr + nl, vl};
-        off += 8 + nl + vl;
-        if (nl > 0 && name.ptr[0] == ':') {
+    crest_str_t name, value;
+    for (size_t off = 0; next_field(s, &off, &name, &value);) {
+        if (name.len > 0 && name.ptr[0] == ':') {
             if (crest__str_ieq(name, ":method"))
                 head->method = value;
             else if (crest__str_ieq(name, ":path"))
@@ -1114,12 +1124,8 @@ static uint64_t stream_body_max(h2_t *h, h2_stream_t *s) {
     if (app->stream_routes == 0)
         return 0;
     crest_str_t method = {NULL, 0}, path = {NULL, 0};
-    for (size_t off = 0; off + 8 <= s->fields.len;) {
-        uint32_t nl, vl;
-        memcpy(&nl, s->fields.ptr + off, 4);
-        memcpy(&vl, s->fields.ptr + off + 4, 4);
-        crest_str_t name = {s->fields.ptr + off + 8, nl}, value = {name.ptr + nl, vl};
-        off += 8 + nl + vl;
+    crest_str_t name, value;
+    for (size_t off = 0; next_field(s, &off, &name, &value);) {
         if (crest__str_ieq(name, ":method"))
             method = value;
         else if (crest__str_ieq(name, ":path"))
