@@ -242,15 +242,32 @@ int crest__app_setup_error(crest_app_t *app, int rc, const char *what, const cha
     return rc;
 }
 
-int crest_app_route(crest_app_t *app, const char *method, const char *pattern,
-                    crest_handler_cb handler, void *data) {
+/* crest_app_route and crest_app_route_stream (body_max > 0: the route streams its body). */
+static int add_route(crest_app_t *app, const char *what, const char *method, const char *pattern,
+                     crest_handler_cb handler, void *data, uint64_t body_max) {
     if (app->rt.running)
         return CREST_EBUSY;
     int rc = method == NULL
                  ? CREST_EINVAL
                  : crest__router_add(app->router, crest__http_method_id(method, strlen(method)),
                                      pattern, handler, data);
-    return crest__app_setup_error(app, rc, "crest_app_route", method, pattern);
+    if (rc == 0 && body_max > 0) {
+        crest__router_set_body_max(app->router, (uint32_t)crest__router_routes(app->router),
+                                   body_max);
+        app->stream_routes++;
+    }
+    return crest__app_setup_error(app, rc, what, method, pattern);
+}
+
+int crest_app_route(crest_app_t *app, const char *method, const char *pattern,
+                    crest_handler_cb handler, void *data) {
+    return add_route(app, "crest_app_route", method, pattern, handler, data, 0);
+}
+
+int crest_app_route_stream(crest_app_t *app, const char *method, const char *pattern,
+                           crest_handler_cb handler, void *data, uint64_t max_body) {
+    return add_route(app, "crest_app_route_stream", method, pattern, handler, data,
+                     max_body ? max_body : app->opts.max_body);
 }
 
 static int app_use(crest_app_t *app, const char *prefix, crest_handler_cb mw, void *data);

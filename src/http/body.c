@@ -18,22 +18,6 @@ uint64_t crest__app_body_streams(const crest_app_t *app, int method_id, crest_st
     return m.route->body_max;
 }
 
-int crest_app_route_stream(crest_app_t *app, const char *method, const char *pattern,
-                           crest_handler_cb handler, void *data, uint64_t max_body) {
-    if (app->rt.running)
-        return CREST_EBUSY;
-    int rc = method == NULL
-                 ? CREST_EINVAL
-                 : crest__router_add(app->router, crest__http_method_id(method, strlen(method)),
-                                     pattern, handler, data);
-    if (rc == 0) {
-        uint32_t slot = (uint32_t)crest__router_routes(app->router);
-        crest__router_set_body_max(app->router, slot, max_body ? max_body : app->opts.max_body);
-        app->stream_routes++;
-    }
-    return crest__app_setup_error(app, rc, "crest_app_route_stream", method, pattern);
-}
-
 crest__body_t *crest__body_new(crest_req_t *req, uint64_t limit) {
     crest__body_t *b = crest_req_alloc(req, sizeof(*b));
     if (b == NULL)
