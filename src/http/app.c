@@ -367,6 +367,14 @@ static int route(crest_req_t *req, const frame_t *fr, crest_req_t *const *slot) 
             break;
         req->route = match->route->pattern;
         req->route_slot = match->route->slot;
+        if (match->route->body_max > 0 && req->body_stream == NULL && req->body.len == 0) {
+            /* A route that streams its body, asked without one (GET, Content-Length: 0): its
+             * protocol did not look the route up for it; crest_req_body_stream() ends at once. */
+            crest__body_t *b = crest__body_new(req, match->route->body_max);
+            if (b == NULL)
+                return crest__http_error(req, 503);
+            b->ended = 1;
+        }
         int rc = match->route->cb(req, match->route->data);
         if (ended(fr, slot) || rc != CREST_NEXT)
             return rc;

@@ -362,14 +362,12 @@ static int stream_begin(crest__conn_t *c, crest_req_t *req, const crest__http_he
     crest__body_t *b = crest__body_new(req, limit);
     if (b == NULL)
         return CREST_ENOMEM;
-    b->framing = (uint8_t)head->body_kind;
+    b->framing = (uint8_t)head->body_kind; /* LENGTH or CHUNKED: only those stream */
     if (head->body_kind == CREST__BODY_LENGTH) {
         b->remaining = head->content_length;
         b->ended = b->remaining == 0;
-    } else if (head->body_kind == CREST__BODY_CHUNKED) {
-        crest__http_chunked_init(&b->chunked, 4096, conn_loop(c)->rt->opts->max_header_bytes);
     } else {
-        b->ended = 1;
+        crest__http_chunked_init(&b->chunked, 4096, conn_loop(c)->rt->opts->max_header_bytes);
     }
     return 0;
 }
@@ -539,9 +537,12 @@ static size_t handle_request(crest__conn_t *c, char *p, size_t n, h1_rx_t *rx) {
     }
     crest_str_t body = {NULL, 0};
     size_t used = hl;
+    /* Only a request with a body looks its route up here (the chain gives a bodiless one to a
+     * streaming route with its body ended). */
     const crest_app_t *app = crest__app_of(loop);
-    uint64_t stream =
-        app->stream_routes ? crest__app_body_streams(app, head->method_id, head->path) : 0;
+    uint64_t stream = app->stream_routes && head->body_kind != CREST__BODY_NONE
+                          ? crest__app_body_streams(app, head->method_id, head->path)
+                          : 0;
     if (stream > 0) {
         if (head->body_kind == CREST__BODY_LENGTH && head->content_length > stream) {
             reject_head(c, 413, head);

@@ -956,7 +956,6 @@ static void stream_dispatch(h2_stream_t *s) {
             buf_release(h, &s->fields);
             return;
         }
-        b->ended = s->request_done;
         crest__http_dispatch(req, &s->req);
         buf_release(h, &s->fields);
         if (s->req == req)
@@ -1146,12 +1145,14 @@ static void on_request_headers(h2_t *h, h2_stream_t *s, int end_stream) {
         stream_reject(s, s->reject, 0);
         return;
     }
-    s->body_max = stream_body_max(h, s);
+    /* Only a request with a body looks its route up here (a bodiless one reaches a streaming
+     * route through the chain, its body ended). */
+    s->body_max = end_stream ? 0 : stream_body_max(h, s);
     if (s->body_max > 0) {
         if (s->has_length && s->content_length > s->body_max)
             stream_reject(s, 413, 1);
-        else if (!end_stream)
-            stream_dispatch(s); /* at once: the body follows (with END_STREAM, the caller) */
+        else
+            stream_dispatch(s); /* at once: the body follows */
         return;
     }
     if (s->has_length && s->content_length > o->max_body) {

@@ -321,6 +321,9 @@ def _():
             eq(st.status, 413, "over the route's limit")
             st = h.response(h.request("POST", "/early", body=b"x" * 300000))
             eq(st.status, 403, "early answer")
+            st = h.get("/count")
+            eq((st.status, json.loads(bytes(st.body))["bytes"]), (200, 0),
+               "GET on a streaming route: no body, the end at once")
             st = h.get("/stats")
             eq(st.status, 200, "the connection goes on")
         check_memory_small(srv, "HTTP/2 uploads")
