@@ -345,14 +345,22 @@ static void reject_head(crest__conn_t *c, int status, crest__http_head_t *head) 
     rx_free(c);
 }
 
+/* Queue the interim 100 Continue the client waits for before it sends the body (RFC 9110
+ * 10.1.1); 0, or nonzero when the connection was closed for want of memory. */
+static int queue_continue(crest__conn_t *c) {
+    crest__outq_t *q = crest__conn_out(c);
+    if (q != NULL && crest__outq_copy(q, "HTTP/1.1 100 Continue\r\n\r\n", 25) == 0)
+        return 0;
+    crest__conn_close(c);
+    return 1;
+}
+
 static void send_continue(crest__conn_t *c, const crest__http_head_t *head) {
     h1_rx_t *rx = h1_of(c)->rx;
     if (!head->expect_continue || head->version_minor == 0 || rx == NULL || rx->continue_sent)
         return;
     rx->continue_sent = 1;
-    crest__outq_t *q = crest__conn_out(c);
-    if (q == NULL || crest__outq_copy(q, "HTTP/1.1 100 Continue\r\n\r\n", 25) != 0)
-        crest__conn_close(c);
+    queue_continue(c);
 }
 
 /* The body of a request whose route streams it (crest_app_route_stream) is read as it comes,
@@ -402,10 +410,10 @@ static void dispatch(crest__conn_t *c, crest__http_head_t *head, crest_str_t bod
 /* ---- a streamed request body ---- */
 
 /* Arm the body's deadline (the connection's timer, unless output being written holds it for the
- * write deadline: h1_on_written arms this once that is met). */
-static void body_deadline(crest__conn_t *c, crest__body_t *b) {
+ * write deadline: h1_on_written arms this again once that is met, keeping the rate's measure, so
+ * that writes the body causes (an echo) do not excuse a client that trickles it). */
+static void body_deadline(crest__conn_t *c) {
     crest_loop_t *loop = conn_loop(c);
-    crest__body_rate_mark(b, uv_now(&loop->uv));
     if (c->tx == NULL)
         crest__wheel_arm(&loop->wheel, &c->timer, loop->rt->opts->body_timeout_ms);
 }
@@ -430,8 +438,7 @@ static size_t body_feed(crest__conn_t *c, crest_req_t *req, char *data, size_t l
             size_t consumed = 0;
             n = len - pos;
             int d = crest__http_chunked_decode(&b->chunked, piece, &n, &consumed);
-            if (d < 0) {
-                req->keep_alive = 0;
+            if (d < 0) { /* the answer closes the connection: the body never ended */
                 crest__body_end(req, CREST_EINVAL);
                 return len;
             }
@@ -477,13 +484,9 @@ static void w_body_pull(crest_req_t *req) {
     crest__body_t *b = req->body_stream;
     if (!b->continued && !b->ended && !req->started && req->version_minor == 1 &&
         req->head != NULL && req->head->expect_continue) {
-        /* The client waits for this before it sends the body (RFC 9110 10.1.1). */
         b->continued = 1;
-        crest__outq_t *q = crest__conn_out(c);
-        if (q == NULL || crest__outq_copy(q, "HTTP/1.1 100 Continue\r\n\r\n", 25) != 0) {
-            crest__conn_close(c);
+        if (queue_continue(c))
             return;
-        }
         h1_push(c);
     }
     crest__conn_park(c); /* h1_on_resume feeds it */
@@ -625,8 +628,10 @@ static size_t handle_request(crest__conn_t *c, char *p, size_t n, h1_rx_t *rx) {
         crest__wheel_disarm(&loop->wheel, &c->timer);
     dispatch(c, head, body, stream);
     crest_req_t *req = h1_of(c)->req;
-    if (stream > 0 && req != NULL && crest__body_open(req))
-        body_deadline(c, req->body_stream);
+    if (stream > 0 && req != NULL && crest__body_open(req)) {
+        crest__body_rate_mark(req->body_stream, uv_now(&loop->uv));
+        body_deadline(c);
+    }
     return used;
 }
 
@@ -881,7 +886,7 @@ static void h1_on_written(crest__conn_t *c) {
     if (req != NULL && crest__body_open(req) && c->tx == NULL) {
         /* The write deadline held the timer: the body's own runs again, and reading too if
          * the output stopped it. */
-        body_deadline(c, req->body_stream);
+        body_deadline(c);
         if (h1_of(c)->rx == NULL)
             crest__conn_reading(c, 1);
     }
@@ -912,7 +917,6 @@ static void h1_on_timer(crest__conn_t *c) {
             crest__wheel_arm(&loop->wheel, &c->timer, o->body_timeout_ms);
             return;
         }
-        h->req->keep_alive = 0;
         crest__body_end(h->req, CREST_ETIMEDOUT);
         return;
     }
