@@ -765,6 +765,12 @@ static void w_abort(crest_req_t *req) {
     h2_push(h);
 }
 
+/* The interim 100 the client waits for before it sends the body (expect: 100-continue). */
+static void submit_continue(h2_stream_t *s) {
+    nghttp2_nv nv = {(uint8_t *)":status", (uint8_t *)"100", 7, 3, NGHTTP2_NV_FLAG_NONE};
+    nghttp2_submit_headers(s->h->ng, NGHTTP2_FLAG_NONE, s->id, NULL, &nv, 1, NULL);
+}
+
 /* A streamed body's consumer is ready: the 100 Continue the client waits for, then what the
  * stream holds, delivered from h2_on_event (a later turn). */
 static void w_body_pull(crest_req_t *req) {
@@ -773,8 +779,7 @@ static void w_body_pull(crest_req_t *req) {
     crest__body_t *b = req->body_stream;
     if (s->expect_continue && !b->continued && !b->ended && !s->answered) {
         b->continued = 1;
-        nghttp2_nv nv = {(uint8_t *)":status", (uint8_t *)"100", 7, 3, NGHTTP2_NV_FLAG_NONE};
-        nghttp2_submit_headers(h->ng, NGHTTP2_FLAG_NONE, s->id, NULL, &nv, 1, NULL);
+        submit_continue(s);
     }
     if (!s->pull) {
         s->pull = 1;
@@ -1167,8 +1172,7 @@ static void on_request_headers(h2_t *h, h2_stream_t *s, int end_stream) {
     if (end_stream)
         return; /* dispatched by the caller */
     if (s->expect_continue) {
-        nghttp2_nv nv = {(uint8_t *)":status", (uint8_t *)"100", 7, 3, NGHTTP2_NV_FLAG_NONE};
-        nghttp2_submit_headers(h->ng, NGHTTP2_FLAG_NONE, s->id, NULL, &nv, 1, NULL);
+        submit_continue(s);
     }
 }
 

@@ -321,6 +321,13 @@ def _():
             eq(st.status, 413, "over the route's limit")
             st = h.response(h.request("POST", "/early", body=b"x" * 300000))
             eq(st.status, 403, "early answer")
+            # expect: 100-continue: the 100 comes once the handler asks for the body.
+            sid = h.request("POST", "/count", headers=[("expect", "100-continue"),
+                                                        ("content-length", "5000")], end=False)
+            h.wait(lambda: h.streams[sid].informational == [100], "the interim 100")
+            h.send_body(sid, b"c" * 5000)
+            st = h.response(sid)
+            eq((st.status, json.loads(bytes(st.body))["bytes"]), (200, 5000), "after the 100")
             st = h.get("/count")
             eq((st.status, json.loads(bytes(st.body))["bytes"]), (200, 0),
                "GET on a streaming route: no body, the end at once")
