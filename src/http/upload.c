@@ -150,9 +150,8 @@ typedef struct {
     feed_t f;
     crest_multipart_done_cb done;
     void *arg;
-    const char *const *why; /* a better reason than the codec's, when set (crest_req_parts) */
-    const char *bad;        /* why the body cannot be parsed at all (not multipart), or NULL */
-    int over;               /* done was called */
+    const char *bad; /* why the body cannot be parsed at all (not multipart), or NULL */
+    int over;        /* done was called */
 } mstream_t;
 
 static void mstream_free(void *arg) {
@@ -166,7 +165,7 @@ static void mstream_end(crest_req_t *req, mstream_t *m, int rc) {
     m->over = 1;
     const char *why = NULL;
     if (rc != 0)
-        why = m->bad ? m->bad : m->why != NULL && *m->why != NULL ? *m->why : m->f.mp.why;
+        why = m->bad ? m->bad : m->f.mp.why;
     crest__mp_free(&m->f.mp);
     crest_loop_t *loop = req->loop;
     crest__frame_t fr;
@@ -203,16 +202,19 @@ int crest_req_multipart_stream(crest_req_t *req, const crest_multipart_opts_t *o
     if (req->body_stream == NULL || req->body_stream->cb != NULL || cb == NULL || done == NULL)
         return CREST_EINVAL;
     mstream_t *m = crest_req_alloc(req, sizeof(*m));
-    if (m == NULL || crest__req_on_free(req, mstream_free, m) != 0)
+    if (m == NULL)
         return CREST_ENOMEM;
-    const char *why = NULL;
-    int rc = feed_init(req, &m->f, opts, cb, arg, &why);
+    memset(m, 0, sizeof(*m));
+    m->over = 1; /* until the parser is set up: nothing for mstream_free to free */
+    if (crest__req_on_free(req, mstream_free, m) != 0)
+        return CREST_ENOMEM;
+    const char *bad = NULL;
+    int rc = feed_init(req, &m->f, opts, cb, arg, &bad);
     if (rc == CREST_ENOMEM)
         return rc;
     m->done = done;
     m->arg = arg;
-    m->why = NULL;
-    m->bad = rc != 0 ? (why ? why : "the body is not multipart/form-data") : NULL;
+    m->bad = rc != 0 ? (bad ? bad : "the body is not multipart/form-data") : NULL;
     m->over = 0;
     rc = crest_req_body_stream(req, on_stream_body, m);
     if (rc != 0) {
@@ -230,7 +232,6 @@ typedef struct {
     crest_buf_t data;  /* the current part's bytes while in memory */
     int fd;            /* the current part's temporary file, or -1 */
     char *path;
-    const char *why;
 } gather_t;
 
 static int write_all(int fd, const char *p, size_t n) {
@@ -262,7 +263,6 @@ static int spill(crest_req_t *req, gather_t *g) {
     snprintf(s->path, len, "%s/crest-upload-XXXXXX", dir);
     int fd = mkostemp(s->path, O_CLOEXEC);
     if (fd < 0) {
-        g->why = "a temporary file could not be made";
         return CREST_EIO;
     }
     /* On the list at once: whatever fails later, the file goes with the request. */
@@ -288,12 +288,8 @@ static int on_gather(crest_req_t *req, crest_part_event_t ev, const crest_part_t
             if (rc != 0)
                 return rc;
         }
-        if (g->fd >= 0) {
-            int rc = write_all(g->fd, data, len);
-            if (rc != 0)
-                g->why = "a temporary file could not be written";
-            return rc;
-        }
+        if (g->fd >= 0)
+            return write_all(g->fd, data, len);
         return crest_buf_append(&g->data, data, len);
     }
     crest_part_t p = *part;
@@ -304,10 +300,8 @@ static int on_gather(crest_req_t *req, crest_part_event_t ev, const crest_part_t
     if (g->fd >= 0) {
         int rc = close(g->fd);
         g->fd = -1;
-        if (rc != 0) {
-            g->why = "a temporary file could not be written";
+        if (rc != 0)
             return CREST_EIO;
-        }
         p.path = g->path;
         p.data = (crest_str_t){"", 0};
     } else {
@@ -328,7 +322,7 @@ int crest_req_parts(crest_req_t *req, const crest_multipart_opts_t *opts, crest_
     }
     *parts = NULL;
     *count = 0;
-    gather_t g = {opts, CREST_BUF_INIT, CREST_BUF_INIT, -1, NULL, NULL};
+    gather_t g = {opts, CREST_BUF_INIT, CREST_BUF_INIT, -1, NULL};
     const char *why = NULL;
     int rc = crest_req_multipart(req, opts, on_gather, &g, &why);
     if (g.fd >= 0)
@@ -347,8 +341,6 @@ int crest_req_parts(crest_req_t *req, const crest_multipart_opts_t *opts, crest_
     crest_buf_free(&g.data);
     if (rc == 0)
         return 0;
-    if (g.why != NULL)
-        why = g.why;
     int status = fail_status(rc);
     crest_res_error(req, status, status >= 500 ? NULL : why);
     return rc;
@@ -373,7 +365,7 @@ static void pstream_free(void *arg) {
 
 static void on_parts_done(crest_req_t *req, int rc, const char *why, void *arg) {
     (void)why; /* answered by mstream_end when the app does not */
-    pstream_t *p = arg;
+    pstream_t *p = CREST__CONTAINER_OF((gather_t *)arg, pstream_t, g);
     if (p->g.fd >= 0) {
         close(p->g.fd);
         p->g.fd = -1;
@@ -412,16 +404,10 @@ int crest_req_parts_stream(crest_req_t *req, const crest_multipart_opts_t *opts,
         if (p->opts.tmp_dir == NULL)
             return CREST_ENOMEM;
     }
-    p->g = (gather_t){&p->opts, CREST_BUF_INIT, CREST_BUF_INIT, -1, NULL, NULL};
+    p->g = (gather_t){&p->opts, CREST_BUF_INIT, CREST_BUF_INIT, -1, NULL};
     p->done = done;
     p->arg = arg;
-    /* p is on_gather's gather_t (its first member) and on_parts_done's pstream_t. */
-    int rc = crest_req_multipart_stream(req, &p->opts, on_gather, on_parts_done, p);
-    if (rc == 0) {
-        mstream_t *m = req->body_stream->arg;
-        m->why = &p->g.why; /* a temporary file's failure says so */
-    }
-    return rc;
+    return crest_req_multipart_stream(req, &p->opts, on_gather, on_parts_done, &p->g);
 }
 
 int crest_part_move(crest_req_t *req, crest_part_t *part, const char *dest) {
