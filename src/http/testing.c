@@ -151,15 +151,23 @@ static void on_timer(uv_timer_t *timer) {
     *(int *)timer->data = 1; /* the call's `expired` */
 }
 
-/* Run the loop until the connection closed or the timer (ms) fired: 1 when it closed. */
-static int wait_close(crest_test_t *t, call_t *k, uint64_t ms) {
+static int answered(const call_t *k) {
+    return k->done != 0;
+}
+
+static int closed(const call_t *k) {
+    return k->conn == NULL;
+}
+
+/* Run the loop until done(k) or ms have passed; returns done(k). */
+static int run_until(crest_test_t *t, call_t *k, uint64_t ms, int (*done)(const call_t *)) {
     k->expired = 0;
     t->timer.data = &k->expired;
     uv_timer_start(&t->timer, on_timer, ms, 0);
-    while (k->conn != NULL && !k->expired)
+    while (!done(k) && !k->expired)
         uv_run(&t->loop->uv, UV_RUN_ONCE);
     uv_timer_stop(&t->timer);
-    return k->conn == NULL;
+    return done(k);
 }
 
 /* Send req[0..len) on a new connection and read one response into res. */
@@ -190,12 +198,7 @@ static int exchange(crest_test_t *t, const char *req, size_t len, int head_only,
         uv_run(&loop->uv, UV_RUN_NOWAIT);
         rc = k.conn != NULL ? crest__conn_feed(k.conn, req, len) : CREST_ECONNRESET;
         if (rc == 0) {
-            k.expired = 0;
-            t->timer.data = &k.expired;
-            uv_timer_start(&t->timer, on_timer, t->timeout_ms, 0);
-            while (!k.done && !k.expired)
-                uv_run(&loop->uv, UV_RUN_ONCE);
-            uv_timer_stop(&t->timer);
+            run_until(t, &k, t->timeout_ms, answered);
             rc = k.done == 1 ? 0 : k.done != 0 ? k.done : CREST_ETIMEDOUT;
         }
         /* The client leaves: the server's end reads the EOF (a request still open hears its
@@ -204,7 +207,7 @@ static int exchange(crest_test_t *t, const char *req, size_t len, int head_only,
          * see the EOF; after CLOSE_WAIT_MS it is closed here, as its own timers would later. */
         if (k.conn != NULL) {
             crest__conn_feed_end(k.conn);
-            if (!wait_close(t, &k, CLOSE_WAIT_MS)) {
+            if (!run_until(t, &k, CLOSE_WAIT_MS, closed)) {
                 crest__conn_close(k.conn);
                 while (k.conn != NULL) /* the close callback comes in the loop's next turn */
                     uv_run(&loop->uv, UV_RUN_ONCE);
