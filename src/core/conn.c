@@ -173,6 +173,16 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
     buf->len = loop->scratch_size;
 }
 
+/* Bytes read (from the socket, or handed in by a memory client) to the transport above. */
+static void conn_input(crest__conn_t *c, char *data, size_t len) {
+    if (c->flags & (CONN_LINGERING | CONN_CLOSE_AFTER_WRITE))
+        return; /* discarded: the connection is closing after its last output */
+    if (c->tls)
+        crest__tls_on_read(c, data, len);
+    else
+        c->proto->on_data(c, data, len);
+}
+
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     crest__conn_t *c = CREST__CONTAINER_OF(s, crest__conn_t, tcp);
     if (nread == 0 || (c->flags & CONN_CLOSING))
@@ -182,12 +192,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
         crest__conn_close(c);
         return;
     }
-    if (c->flags & (CONN_LINGERING | CONN_CLOSE_AFTER_WRITE))
-        return; /* discarded: the connection is closing after its last output */
-    if (c->tls)
-        crest__tls_on_read(c, buf->base, (size_t)nread);
-    else
-        c->proto->on_data(c, buf->base, (size_t)nread);
+    conn_input(c, buf->base, (size_t)nread);
 }
 
 /* ---- going on after a pause ---- */
@@ -872,9 +877,7 @@ static void mem_deliver(crest__conn_t *c) {
             n = loop->scratch_size;
         memcpy(loop->scratch, m->in.ptr + m->in_off, n);
         m->in_off += n;
-        if (c->flags & (CONN_LINGERING | CONN_CLOSE_AFTER_WRITE))
-            continue; /* discarded, as on_read does */
-        c->proto->on_data(c, loop->scratch, n);
+        conn_input(c, loop->scratch, n);
     }
     if (c->flags & CONN_CLOSING)
         return; /* m goes with the connection */
