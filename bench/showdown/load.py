@@ -7,7 +7,7 @@ import os
 import re
 import subprocess
 
-from lib import CLIENT_CPU, ROOT, cpu_ticks
+from lib import CLIENT_CPU, CLK_TCK, ROOT
 
 BENCH = os.path.join(ROOT, "bench")
 
@@ -69,7 +69,6 @@ def wrk(url, seconds, conns=256, script=None, script_args=(), threads=1, cpus=CL
     r = parse_wrk(text)
     r["client_cpu_s"] = ru.ru_utime + ru.ru_stime
     if server:
-        from lib import CLK_TCK
         r["cpu_s"] = (server.cpu_ticks() - t0) / CLK_TCK
     return r
 
@@ -123,7 +122,3 @@ def wsload(tools, port, mode, seconds, warmup, conns, extra=(), server_pid=None,
         raise LoadError("wsload exited %d: %s %s" % (p.returncode, text[-200:],
                                                      p.stderr.decode(errors="replace")[-300:]))
     return parse_kv(text)
-
-
-def client_cpu_ticks(pid):
-    return cpu_ticks(pid)

@@ -12,10 +12,11 @@ import os
 import pwd
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
+
+from lib import free_port
 
 FORTUNES = [
     (1, "fortune: No such file or directory"),
@@ -46,14 +47,6 @@ def _sql_str(s):
     return "'" + s.replace("'", "''") + "'"
 
 
-def _free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
 class Postgres:
     """A private PostgreSQL server. cpu: pin it to that CPU (taskset), or None."""
 
@@ -69,7 +62,7 @@ class Postgres:
         if self.as_root:
             pw = pwd.getpwnam("postgres")
             os.chown(self.root, pw.pw_uid, pw.pw_gid)
-        self.port = _free_port()
+        self.port = free_port()
         self.cpu = cpu
         self._run([os.path.join(self.bin, "initdb"), "-D", self.data, "-A", "trust", "-U",
                    "postgres", "--no-sync", "-E", "UTF8"])

@@ -135,11 +135,7 @@ def main(argv):
 
     def contract_problem(p, w):
         probs = failed_checks.get(p.name, [])
-        paths = {"plaintext": "/plaintext", "json": "/json", "db": "/db",
-                 "queries": "/queries", "fortunes": "/fortunes", "updates": "/updates",
-                 "todos": "/api/todos", "hash": "/work/hash", "ws": "/ws/echo",
-                 "rooms": "/ws/chat"}
-        hits = [pr for pr in probs if any(paths.get(n, "?") in pr for n in w.needs)]
+        hits = [pr for pr in probs if any(check.ENDPOINTS.get(n, "?") in pr for n in w.needs)]
         if any("ready" in pr or "exited" in pr for pr in probs):
             hits = probs
         return hits[0] if hits else None
@@ -179,8 +175,8 @@ def main(argv):
                         if not server.alive():
                             sample(w, mode, p, rep, {"problem": "the server died"})
                             continue
-                        if w.db and pg:
-                            pg.reset_todos() if w.name == "todos" else None
+                        if w.name == "todos" and pg:
+                            pg.reset_todos()
                         try:
                             data = w.run(ctx, server)
                         except Exception as e:  # noqa: BLE001 (a peer's failure is a result)

@@ -17,15 +17,6 @@ def summary(xs):
     return {"median": median(v), "min": min(v), "max": max(v), "n": len(v)}
 
 
-def percentile(xs, p):
-    """The nearest-rank p-th percentile (0 < p <= 100) of the numbers; None when empty."""
-    v = sorted(xs)
-    if not v:
-        return None
-    k = max(1, -(-len(v) * p // 100))  # ceil(n * p / 100), at least the first
-    return v[int(k) - 1]
-
-
 def ratio(value, base, higher_is_better=True):
     """How many times better than base (crest) value is: > 1 better, < 1 worse; None when either
     is missing or zero."""

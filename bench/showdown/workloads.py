@@ -14,7 +14,7 @@ import subprocess
 import time
 
 import stats
-from lib import CLIENT_CPU, CLK_TCK, ROOT
+from lib import CLK_TCK, ROOT
 from load import LoadError, wrk, wsload
 
 BENCH = os.path.join(ROOT, "bench")
@@ -23,7 +23,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 class Workload:
     def __init__(self, name, title, run, needs, unit="req/s", better="higher", modes=("1core",),
-                 db=False, cores_note=None):
+                 db=False):
         self.name = name
         self.title = title
         self.run = run
@@ -32,7 +32,6 @@ class Workload:
         self.better = better
         self.modes = modes  # "1core": the server on CPU 0; "2core": on both (WORKERS=2)
         self.db = db
-        self.cores_note = cores_note
 
     def serves(self, peer):
         return all(n in peer.serves for n in self.needs)
