@@ -463,6 +463,15 @@ int crest__conn_feed(crest__conn_t *c, const void *data, size_t len);
 /* The client ends its input (closes): after what was fed, the connection sees the EOF a
  * socket's read would, and closes, once reading is on. Nothing when it is closing already. */
 void crest__conn_feed_end(crest__conn_t *c);
+/* Move c to loop `to` (another thread): the socket and its TLS session leave this loop, and on
+ * `to` they become a new connection whose protocol the layer above installs (conn_open) and
+ * which is handed `replay` (len plaintext bytes, malloc'd) as if it had just read them. Only with
+ * no output left to write. On c's loop thread. Returns 0: c is closed (its protocol's on_close
+ * ran) and replay taken; the client sees no change. Otherwise nothing changed and replay is still
+ * the caller's: CREST_EBUSY (output is being written: try again once it is out), CREST_ENOTSUP (a
+ * memory connection), CREST_ECANCELED (c is closing, or `to` has stopped), CREST_EMFILE,
+ * CREST_ENOMEM. */
+int crest__conn_move(crest__conn_t *c, crest_loop_t *to, char *replay, size_t len);
 /* A loop's connections: accepting (with a listen_fd; none for a loop that is handed its
  * connections) and buffers, on the loop's thread. */
 int crest__conn_loop_start(crest_loop_t *loop);
@@ -483,6 +492,10 @@ void crest__tls_ctx_free(crest__rt_t *rt);
 /* A connection accepted on a TLS listener: its session (c->tls). */
 int crest__tls_accept(crest__conn_t *c);
 void crest__tls_free(crest__conn_t *c);
+/* Free a session that belongs to no connection (one whose move failed). NULL does nothing. */
+void crest__tls_discard(crest__tls_t *t);
+/* Give c the session t of a connection that moved from another loop (crest__conn_move). */
+void crest__tls_attach(crest__conn_t *c, crest__tls_t *t);
 /* Ciphertext read: handshake, or decrypt and hand the plaintext to c->proto->on_data. */
 void crest__tls_on_read(crest__conn_t *c, const char *data, size_t len);
 /* The protocol's plaintext queue, and the bytes in it not encrypted yet. */

@@ -643,9 +643,9 @@ size_t crest__addr_format(const crest__addr_t *a, char *buf, size_t cap) {
     return strlen(buf);
 }
 
-/* A new connection on `loop`, counted as accepted, its handle initialised (not opened); NULL
- * when memory ran out. */
-static crest__conn_t *conn_new(crest_loop_t *loop, const crest__addr_t *peer) {
+/* A new connection on `loop` (counted as accepted unless it moved from another loop), its handle
+ * initialised (not opened); NULL when memory ran out. */
+static crest__conn_t *conn_new(crest_loop_t *loop, const crest__addr_t *peer, int accepted) {
     crest__conn_t *c = calloc(1, sizeof(*c) + loop->rt->hooks->conn_extra);
     if (c == NULL) {
         crest__log_limited(loop->rt, &loop->log_accept, CREST_LOG_ERROR, "accept: out of memory");
@@ -653,7 +653,8 @@ static crest__conn_t *conn_new(crest_loop_t *loop, const crest__addr_t *peer) {
     }
     uv_tcp_init(&loop->uv, &c->tcp);
     crest__count(&loop->open_conns, 1);
-    crest__count(&loop->accepted, 1);
+    if (accepted)
+        crest__count(&loop->accepted, 1);
     atomic_fetch_add_explicit(&loop->rt->conns, 1, memory_order_relaxed);
     c->timer.cb = on_conn_timer;
     c->peer = *peer;
@@ -663,7 +664,7 @@ static crest__conn_t *conn_new(crest_loop_t *loop, const crest__addr_t *peer) {
 /* Make a connection of the accepted socket fd (its owner now): the layer above installs its
  * protocol and reading starts. Returns 0, or CREST_ENOMEM or libuv's error (fd is closed then). */
 static int conn_adopt(crest_loop_t *loop, int fd, const crest__addr_t *peer) {
-    crest__conn_t *c = conn_new(loop, peer);
+    crest__conn_t *c = conn_new(loop, peer, 1);
     if (c == NULL) {
         close(fd);
         return CREST_ENOMEM;
@@ -683,6 +684,103 @@ static int conn_adopt(crest_loop_t *loop, int fd, const crest__addr_t *peer) {
     }
     loop->rt->hooks->conn_open(c);
     uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+    return 0;
+}
+
+/* ---- moving a connection to another loop thread ----
+ *
+ * The socket's descriptor is duplicated, the connection closed on its old loop (closing the
+ * original descriptor: the duplicate keeps the socket open, so the client sees nothing) and the
+ * duplicate made a connection on the new loop, with the TLS session carried over. libuv removes
+ * the old descriptor from its epoll set before closing it, so the old loop hears nothing more of
+ * the socket. */
+typedef struct {
+    crest__msg_t msg;
+    int fd;
+    crest__tls_t *tls;
+    crest__addr_t peer;
+    char *replay;
+    size_t len;
+} move_t;
+
+static void move_free(move_t *mv) {
+    if (mv->fd >= 0)
+        close(mv->fd);
+    crest__tls_discard(mv->tls);
+    free(mv->replay);
+    free(mv);
+}
+
+static void on_moved(crest_loop_t *loop, void *arg) {
+    move_t *mv = arg;
+    if (loop->draining) {
+        move_free(mv); /* the client sees the close a draining server gives idle connections */
+        return;
+    }
+    crest__conn_t *c = conn_new(loop, &mv->peer, 0);
+    if (c == NULL) {
+        move_free(mv);
+        return;
+    }
+    if (uv_tcp_open(&c->tcp, mv->fd) != 0) {
+        c->flags |= CONN_CLOSING;
+        uv_close((uv_handle_t *)&c->tcp, on_close);
+        move_free(mv);
+        return;
+    }
+    mv->fd = -1;
+    uv_tcp_nodelay(&c->tcp, 1);
+    if (mv->tls != NULL) {
+        crest__tls_attach(c, mv->tls);
+        mv->tls = NULL;
+    }
+    loop->rt->hooks->conn_open(c);
+    uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+    /* The replay is plaintext, as the protocol would have had it from the transport. */
+    if (mv->len > 0)
+        c->proto->on_data(c, mv->replay, mv->len);
+    move_free(mv);
+}
+
+int crest__conn_move(crest__conn_t *c, crest_loop_t *to, char *replay, size_t len) {
+    if (c->flags & CONN_MEMORY)
+        return CREST_ENOTSUP;
+    if (c->flags & (CONN_CLOSING | CONN_LINGERING | CONN_CLOSE_AFTER_WRITE))
+        return CREST_ECANCELED;
+    crest_loop_t *loop = conn_loop(c);
+    if (c->tx != NULL || (loop->batch_conn == c && loop->batch.total > 0) ||
+        (c->tls != NULL && crest__tls_pending(c) > 0))
+        return CREST_EBUSY;
+    uv_os_fd_t fd;
+    if (uv_fileno((uv_handle_t *)&c->tcp, &fd) != 0)
+        return CREST_EINVAL;
+    move_t *mv = calloc(1, sizeof(*mv));
+    if (mv == NULL)
+        return CREST_ENOMEM;
+    mv->fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    if (mv->fd < 0) {
+        int err = errno;
+        free(mv);
+        return err == EMFILE || err == ENFILE ? CREST_EMFILE : CREST_EINVAL;
+    }
+    mv->peer = c->peer;
+    mv->tls = c->tls;
+    mv->replay = replay;
+    mv->len = len;
+    mv->msg.cb = on_moved;
+    mv->msg.arg = mv;
+    mv->msg.borrowed = 1; /* on_moved frees mv */
+    /* Taken before the post: from the post on, `to` may use them at any moment. */
+    c->tls = NULL;
+    if (crest__loop_post_msg(to, &mv->msg) != 0) {
+        c->tls = mv->tls;
+        close(mv->fd);
+        free(mv);
+        return CREST_ECANCELED;
+    }
+    /* Closed at once, in this call: this loop reads nothing more of the socket. */
+    uv_read_stop((uv_stream_t *)&c->tcp);
+    crest__conn_close(c);
     return 0;
 }
 
@@ -991,7 +1089,7 @@ int crest__conn_adopt_memory(crest_loop_t *loop, const crest__addr_t *peer,
     memconn_t *m = calloc(1, sizeof(*m));
     if (m == NULL)
         return CREST_ENOMEM;
-    crest__conn_t *c = conn_new(loop, peer);
+    crest__conn_t *c = conn_new(loop, peer, 1);
     if (c == NULL) {
         free(m);
         return CREST_ENOMEM;

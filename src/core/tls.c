@@ -310,6 +310,19 @@ void crest__tls_free(crest__conn_t *c) {
     c->tls = NULL;
 }
 
+void crest__tls_discard(crest__tls_t *t) {
+    if (t == NULL)
+        return;
+    crest__outq_free(&t->plain);
+    SSL_free(t->ssl);
+    free(t);
+}
+
+void crest__tls_attach(crest__conn_t *c, crest__tls_t *t) {
+    BIO_set_app_data(SSL_get_rbio(t->ssl), c); /* the BIO writes into its connection's queue */
+    c->tls = t;
+}
+
 crest__outq_t *crest__tls_plain(crest__conn_t *c) {
     crest__outq_t *q = &c->tls->plain;
     crest__outq_t *spare = &crest__conn_loop(c)->tls_spare;
