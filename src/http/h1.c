@@ -987,6 +987,119 @@ void crest__h1_open(crest__conn_t *c) {
     crest__wheel_arm(&loop->wheel, &c->timer, loop->rt->opts->header_timeout_ms);
 }
 
+/* ---- moving a request's connection to another loop thread ----
+ *
+ * The request is written out again as HTTP/1.1 (its head, and its body with a Content-Length
+ * whatever framing it came with), followed by whatever the client sent after it, and the
+ * connection moves with those bytes as its first input (crest__conn_move). Until the move is
+ * done (output of earlier requests may still be being written) the connection is driven by
+ * the small protocol below, which only gathers input. */
+typedef struct {
+    crest_loop_t *to;
+    crest_buf_t replay; /* heap memory: crest__conn_move takes it */
+} h1_move_t;
+
+static void mv_try(crest__conn_t *c) {
+    h1_move_t *mv = c->proto_data;
+    char *replay = mv->replay.ptr;
+    mv->replay.ptr = NULL; /* on_close, which the move runs, must not free it */
+    int rc = crest__conn_move(c, mv->to, replay, mv->replay.len);
+    if (rc == 0)
+        return;
+    mv->replay.ptr = replay;
+    if (rc == CREST_EBUSY)
+        c->flags |= CONN_NOTIFY_WRITTEN; /* on_written comes back here */
+    else
+        crest__conn_close(c);
+}
+
+static void mv_on_data(crest__conn_t *c, char *data, size_t len) {
+    h1_move_t *mv = c->proto_data;
+    const crest_app_opts_t *o = conn_loop(c)->rt->opts;
+    /* Bounded like a pipeline behind a request answered later. */
+    if (crest_buf_append(&mv->replay, data, len) != 0 ||
+        mv->replay.len > o->max_body + 2 * o->max_header_bytes)
+        crest__conn_close(c);
+}
+
+static void mv_on_written(crest__conn_t *c) {
+    if (c->tx == NULL) {
+        c->flags &= ~(uint32_t)CONN_NOTIFY_WRITTEN;
+        mv_try(c);
+    }
+}
+
+static void mv_on_timer(crest__conn_t *c) {
+    crest__conn_close(c); /* only the write deadline is ever armed here */
+}
+
+static void mv_on_close(crest__conn_t *c) {
+    h1_move_t *mv = c->proto_data;
+    crest_buf_free(&mv->replay);
+    free(mv);
+}
+
+static const crest__proto_t mv_proto = {
+    .on_data = mv_on_data,
+    .on_resume = mv_try,
+    .on_written = mv_on_written,
+    .on_timer = mv_on_timer,
+    .on_shutdown = crest__conn_close,
+    .on_close = mv_on_close,
+    .flags = CREST__PROTO_WRITE_DEADLINE,
+};
+
+static int is_framing(crest_str_t name) {
+    return crest__str_ieq(name, "content-length") || crest__str_ieq(name, "transfer-encoding") ||
+           crest__str_ieq(name, "expect");
+}
+
+int crest__req_move(crest_req_t *req, crest_loop_t *to) {
+    crest__conn_t *c = req->conn;
+    if (c == NULL)
+        return CREST_ECANCELED;
+    if (c->proto != &crest__h1_proto || (c->flags & CONN_MEMORY) || req->body_stream != NULL)
+        return CREST_ENOTSUP;
+    const crest__http_head_t *head = req->head;
+    if (head == NULL || h1_of(c)->req != req || req->started)
+        return CREST_EINVAL;
+    h1_move_t *mv = calloc(1, sizeof(*mv));
+    if (mv == NULL)
+        return CREST_ENOMEM;
+    mv->to = to;
+    crest_buf_t *b = &mv->replay;
+    crest_buf_printf(b, "%.*s %.*s HTTP/1.%d\r\n", (int)head->method.len, head->method.ptr,
+                     (int)head->target.len, head->target.ptr, head->version_minor);
+    for (size_t i = 0; i < head->num_headers; i++) {
+        const crest_header_t *hd = &head->headers[i];
+        if (is_framing(hd->name))
+            continue;
+        crest_buf_append(b, hd->name.ptr, hd->name.len);
+        crest_buf_append(b, ": ", 2);
+        crest_buf_append(b, hd->value.ptr, hd->value.len);
+        crest_buf_append(b, "\r\n", 2);
+    }
+    if (head->body_kind != CREST__BODY_NONE)
+        crest_buf_printf(b, "Content-Length: %zu\r\n", req->body.len);
+    crest_buf_append(b, "\r\n", 2);
+    crest_buf_append(b, req->body.ptr, req->body.len);
+    if (b->err) {
+        crest_buf_free(b);
+        free(mv);
+        return CREST_ENOMEM;
+    }
+    int rc = crest__conn_takeover(req, &mv_proto, mv);
+    if (rc != 0) {
+        crest_buf_free(b);
+        free(mv);
+        return rc;
+    }
+    /* The bytes after the request reach mv_on_data when the read batch goes on; the move is
+     * tried after that, once the loop has polled (mv_try). */
+    crest__conn_park(c);
+    return 0;
+}
+
 int crest__conn_takeover(crest_req_t *req, const crest__proto_t *proto, void *proto_data) {
     crest__conn_t *c = req->conn;
     if (c == NULL || (c->flags & CONN_CLOSING))

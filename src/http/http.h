@@ -322,6 +322,15 @@ void crest__h1_open(crest__conn_t *c);
  * request is not its connection's current one or a response was started, CREST_ECANCELED when
  * the client is gone. */
 int crest__conn_takeover(crest_req_t *req, const crest__proto_t *proto, void *proto_data);
+/* Move req's connection to loop `to` (another thread) and serve req there as if it had arrived
+ * there: the request is finished here (freed, not answered) and made again on `to` from its head
+ * and body, followed by what the client pipelined after it; the client sees nothing. For a
+ * module whose state lives on one thread (src/sio's sessions). Only during the handler call of
+ * req; return 0 from the handler afterwards. Returns 0, CREST_ENOTSUP (HTTP/2, whose connection
+ * carries other streams; the test client's memory connections; a streamed body), CREST_EINVAL
+ * (not during the handler, or a response was started), CREST_ECANCELED, CREST_ENOMEM. The move
+ * itself may still fail later (the socket is closed then, as a lost connection). */
+int crest__req_move(crest_req_t *req, crest_loop_t *to);
 /* Answer a request the protocol rejected (status 400, 408, 413, ...); the connection closes
  * afterwards. */
 void crest__send_error(crest__conn_t *c, int status, int version_minor);
