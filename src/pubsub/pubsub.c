@@ -631,53 +631,44 @@ static int wants(local_t *l, uint64_t h) {
     return 0;
 }
 
-static int publish(crest_pubsub_t *ps, const char *topic, const char *event, const char *id,
-                   const void *data, size_t len, int binary, int local_only) {
-    size_t tlen = topic ? strlen(topic) : 0;
-    if (tlen == 0 || tlen > UINT32_MAX)
-        return CREST_EINVAL;
-    atomic_fetch_add_explicit(&ps->published, 1, memory_order_relaxed);
-    /* Other instances first: they may have subscribers when this one has none. */
-    if (ps->bridge != NULL && !local_only)
-        ps->bridge->publish(ps->bridge, topic, tlen, event, id, data, len, binary);
-    local_t *locals = atomic_load_explicit(&ps->locals, memory_order_acquire);
-    if (locals == NULL)
-        return 0; /* not running yet, or nobody ever subscribed */
-    uint64_t h = hash_topic(topic, tlen);
-    uint64_t want = 0; /* loops to send it to, as a bit set for the first 64 */
-    int any = 0;
+/* A message's bytes, in the order they are laid out in its block. */
+typedef struct {
+    const void *ws_head; /* a frame header in front of ws, or NULL */
+    size_t ws_head_len;
+    const void *ws;
+    size_t ws_len;
+    const void *sse;
+    size_t sse_len;
+    const void *extra;
+    size_t extra_len;
+} parts_t;
+
+/* The loops that may have a reader of topic hash h (a bit set for the first 64; the others are
+ * asked again when queued); 0 with *any unset when there is none. */
+static uint64_t wanted(crest_pubsub_t *ps, local_t *locals, uint64_t h, int *any) {
+    uint64_t want = 0;
+    *any = 0;
     for (int i = 0; i < ps->nlocals; i++)
         if (wants(&locals[i], h)) {
-            any = 1;
+            *any = 1;
             if (i < 64)
                 want |= 1ull << i;
         }
-    if (!any)
-        return 0; /* encoded for nobody */
+    return want;
+}
 
-    /* Both encodings in one block: the SSE event is small next to the saved copies. */
-    char sse_mem[512];
-    crest_buf_t sse = CREST_BUF_ON(sse_mem);
-    if (!binary)
-        crest__sse_encode(&sse, event ? event : "message", id, data, len);
-    if (sse.err) {
-        crest_buf_free(&sse);
-        return CREST_ENOMEM;
-    }
-    uint8_t hdr[CREST__WS_MAX_HEADER];
-    size_t hlen =
-        crest__ws_header(hdr, binary ? CREST__WS_BINARY : CREST__WS_TEXT, 1, 0, len, NULL);
+/* Make the one block of a message and hand it to every loop in `want`. */
+static int publish_block(crest_pubsub_t *ps, local_t *locals, uint64_t want, const char *topic,
+                         size_t tlen, uint64_t h, const parts_t *pt) {
     size_t links = (size_t)ps->nlocals * sizeof(crest__psmsg_t *);
-    size_t size = sizeof(crest__psmsg_t) + links + tlen + 1 + hlen + len + sse.len;
+    size_t size = sizeof(crest__psmsg_t) + links + tlen + 1 + pt->ws_head_len + pt->ws_len +
+                  pt->sse_len + pt->extra_len;
     /* The block is charged once, for its whole life, however many queues and sockets share it. */
-    if (crest__mem_take(ps->rt, size) != 0) {
-        crest_buf_free(&sse);
+    if (crest__mem_take(ps->rt, size) != 0)
         return CREST_ENOBUFS;
-    }
     crest__psmsg_t *m = malloc(size);
     if (m == NULL) {
         crest__mem_give(ps->rt, NULL, size);
-        crest_buf_free(&sse);
         return CREST_ENOMEM;
     }
     m->rt = ps->rt;
@@ -692,16 +683,21 @@ static int publish(crest_pubsub_t *ps, const char *topic, const char *event, con
     memcpy(p, topic, tlen + 1);
     p += tlen + 1;
     m->ws = (const uint8_t *)p;
-    m->ws_len = hlen + len;
-    memcpy(p, hdr, hlen);
-    if (len)
-        memcpy(p + hlen, data, len);
-    p += hlen + len;
+    m->ws_len = pt->ws_head_len + pt->ws_len;
+    if (pt->ws_head_len)
+        memcpy(p, pt->ws_head, pt->ws_head_len);
+    if (pt->ws_len)
+        memcpy(p + pt->ws_head_len, pt->ws, pt->ws_len);
+    p += m->ws_len;
     m->sse = (const uint8_t *)p;
-    m->sse_len = sse.len;
-    if (sse.len)
-        memcpy(p, sse.ptr, sse.len);
-    crest_buf_free(&sse);
+    m->sse_len = pt->sse_len;
+    if (pt->sse_len)
+        memcpy(p, pt->sse, pt->sse_len);
+    p += pt->sse_len;
+    m->extra = (const uint8_t *)p;
+    m->extra_len = pt->extra_len;
+    if (pt->extra_len)
+        memcpy(p, pt->extra, pt->extra_len);
 
     const crest_pubsub_opts_t *o = &ps->opts;
     for (int i = 0; i < ps->nlocals; i++) {
@@ -739,6 +735,60 @@ static int publish(crest_pubsub_t *ps, const char *topic, const char *event, con
     }
     unqueue(ps, m);
     return 0;
+}
+
+static int publish(crest_pubsub_t *ps, const char *topic, const char *event, const char *id,
+                   const void *data, size_t len, int binary, int local_only) {
+    size_t tlen = topic ? strlen(topic) : 0;
+    if (tlen == 0 || tlen > UINT32_MAX)
+        return CREST_EINVAL;
+    atomic_fetch_add_explicit(&ps->published, 1, memory_order_relaxed);
+    /* Other instances first: they may have subscribers when this one has none. */
+    if (ps->bridge != NULL && !local_only)
+        ps->bridge->publish(ps->bridge, topic, tlen, event, id, data, len, binary);
+    local_t *locals = atomic_load_explicit(&ps->locals, memory_order_acquire);
+    if (locals == NULL)
+        return 0; /* not running yet, or nobody ever subscribed */
+    uint64_t h = hash_topic(topic, tlen);
+    int any;
+    uint64_t want = wanted(ps, locals, h, &any);
+    if (!any)
+        return 0; /* encoded for nobody */
+
+    /* Both encodings in one block: the SSE event is small next to the saved copies. */
+    char sse_mem[512];
+    crest_buf_t sse = CREST_BUF_ON(sse_mem);
+    if (!binary)
+        crest__sse_encode(&sse, event ? event : "message", id, data, len);
+    if (sse.err) {
+        crest_buf_free(&sse);
+        return CREST_ENOMEM;
+    }
+    uint8_t hdr[CREST__WS_MAX_HEADER];
+    size_t hlen =
+        crest__ws_header(hdr, binary ? CREST__WS_BINARY : CREST__WS_TEXT, 1, 0, len, NULL);
+    parts_t pt = {hdr, hlen, data, len, sse.ptr, sse.len, NULL, 0};
+    int rc = publish_block(ps, locals, want, topic, tlen, h, &pt);
+    crest_buf_free(&sse);
+    return rc;
+}
+
+int crest__ps_publish_raw(crest_pubsub_t *ps, const char *topic, const void *ws, size_t ws_len,
+                          const void *extra, size_t extra_len) {
+    size_t tlen = topic ? strlen(topic) : 0;
+    if (tlen == 0 || tlen > UINT32_MAX)
+        return CREST_EINVAL;
+    atomic_fetch_add_explicit(&ps->published, 1, memory_order_relaxed);
+    local_t *locals = atomic_load_explicit(&ps->locals, memory_order_acquire);
+    if (locals == NULL)
+        return 0;
+    uint64_t h = hash_topic(topic, tlen);
+    int any;
+    uint64_t want = wanted(ps, locals, h, &any);
+    if (!any)
+        return 0;
+    parts_t pt = {NULL, 0, ws, ws_len, NULL, 0, extra, extra_len};
+    return publish_block(ps, locals, want, topic, tlen, h, &pt);
 }
 
 int crest_pubsub_publish(crest_pubsub_t *ps, const char *topic, const void *data, size_t len,

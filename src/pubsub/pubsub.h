@@ -19,6 +19,8 @@ typedef struct crest__psmsg_s {
     size_t ws_len;
     const uint8_t *sse; /* a complete SSE event */
     size_t sse_len;
+    const uint8_t *extra; /* what a subscriber kind of its own reads (crest__ps_publish_raw) */
+    size_t extra_len;
     struct crest__psmsg_s *next[]; /* one link per loop thread's queue */
 } crest__psmsg_t;
 
@@ -54,6 +56,13 @@ void crest__ps_mark_dirty(crest__psub_t *s);
  * that topic's messages. Call with 1 when deliver drops for the output limit, with 0 once the
  * output has drained. Loop thread only. */
 void crest__ps_slow(crest__psub_t *s, int slow);
+
+/* Publish bytes encoded by the caller to this instance's subscribers of `topic` (never to the
+ * bridge): `ws` (complete WebSocket frames, maybe several) for WebSockets, and `extra` for a
+ * subscriber kind of its own (src/sio's), both copied into the one shared block. SSE streams get
+ * nothing. Any thread; returns as crest_pubsub_publish. */
+int crest__ps_publish_raw(crest_pubsub_t *ps, const char *topic, const void *ws, size_t ws_len,
+                          const void *extra, size_t extra_len);
 
 /* Something that carries a hub's topics to other instances (src/redis: the Redis bridge). The hub
  * calls it; it never calls back into the hub from these calls. */

@@ -22,6 +22,7 @@
 #include "codec/ws_frame.h"
 #include "http/http.h"
 #include "pubsub/pubsub.h"
+#include "ws/ws.h"
 
 enum {
     WS_IN_OPEN = 1 << 0,       /* inside on_open: the handler's batch writes later */
@@ -855,17 +856,16 @@ static const crest__proto_t ws_proto = {
 
 /* ---- pub/sub subscriber ---- */
 
-static int ws_deliver(crest__psub_t *s, crest__psmsg_t *m) {
-    crest_ws_t *ws = CREST__CONTAINER_OF(s, crest_ws_t, sub);
+int crest__ws_share(crest_ws_t *ws, crest__psmsg_t *m) {
     crest__conn_t *c = ws->conn;
     if (ws_closing(ws) || (ws->flags & (WS_CLOSE_SENT | WS_CLOSE_RCVD | WS_KILL)))
-        return 0;
-    if (crest__conn_buffered(c) > ws->opts->max_buffered && s->dirty) {
+        return -1;
+    if (crest__conn_buffered(c) > ws->opts->max_buffered && ws->sub.dirty) {
         /* A burst within one slice: hand what this slice queued to the kernel before judging
          * the reader, or a fast reader would look slow. */
         crest__conn_flush(c); /* it stays on the dirty list; flushing twice is harmless */
         if (c->flags & CONN_CLOSING)
-            return 0; /* a write error closed it, and ws is gone: only c lives on */
+            return -1; /* a write error closed it, and ws is gone: only c lives on */
     }
     if (crest__conn_buffered(c) > ws->opts->max_buffered) {
         if (ws->opts->slow_policy == CREST_WS_SLOW_CLOSE) {
@@ -873,15 +873,13 @@ static int ws_deliver(crest__psub_t *s, crest__psmsg_t *m) {
         } else {
             ws->dropped++;
             /* Until its output drains, publishers skip a loop where only such sockets listen. */
-            crest__ps_slow(s, 1);
+            crest__ps_slow(&ws->sub, 1);
         }
-        crest__ps_mark_dirty(s);
         return 0;
     }
     crest__outq_t *q = crest__conn_out(c);
     if (q == NULL) {
         ws->flags |= WS_KILL;
-        crest__ps_mark_dirty(s);
         return 0;
     }
     crest__psmsg_ref(m);
@@ -889,12 +887,18 @@ static int ws_deliver(crest__psub_t *s, crest__psmsg_t *m) {
         ws->flags |= WS_KILL; /* the borrow released the reference */
     else
         crest__count(&crest__http_loop(ws_loop(ws))->mod[CREST__MOD_WS_OUT], 1);
-    crest__ps_mark_dirty(s);
     return 1;
 }
 
-static void ws_psflush(crest__psub_t *s) {
-    crest_ws_t *ws = CREST__CONTAINER_OF(s, crest_ws_t, sub);
+static int ws_deliver(crest__psub_t *s, crest__psmsg_t *m) {
+    int rc = crest__ws_share(CREST__CONTAINER_OF(s, crest_ws_t, sub), m);
+    if (rc < 0)
+        return 0; /* closing, maybe gone: not touched again */
+    crest__ps_mark_dirty(s);
+    return rc;
+}
+
+void crest__ws_push(crest_ws_t *ws) {
     crest__conn_t *c = ws->conn;
     if (ws->flags & WS_KILL) {
         crest__conn_close(c);
@@ -902,8 +906,12 @@ static void ws_psflush(crest__psub_t *s) {
     }
     crest__conn_flush(c);
     /* Written at once: no write completes later to call on_written. */
-    if (!(c->flags & CONN_CLOSING) && s->slow && crest__conn_buffered(c) == 0)
-        crest__ps_slow(s, 0);
+    if (!(c->flags & CONN_CLOSING) && ws->sub.slow && crest__conn_buffered(c) == 0)
+        crest__ps_slow(&ws->sub, 0);
+}
+
+static void ws_psflush(crest__psub_t *s) {
+    crest__ws_push(CREST__CONTAINER_OF(s, crest_ws_t, sub));
 }
 
 int crest_ws_subscribe(crest_ws_t *ws, crest_pubsub_t *ps, const char *topic) {
