@@ -19,6 +19,7 @@ extern "C" {
 #include "crest/middleware.h"
 #include "crest/observe.h"
 #include "crest/pubsub.h"
+#include "crest/sio.h"
 #include "crest/sse.h"
 #include "crest/static.h"
 #include "crest/testing.h"

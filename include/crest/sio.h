@@ -48,11 +48,11 @@ typedef struct {
     uint32_t ping_timeout_ms;    /* time to answer it; default 20000 */
     uint32_t upgrade_timeout_ms; /* an unfinished upgrade to WebSocket is dropped; default 10000 */
     uint32_t connect_timeout_ms; /* a session in no namespace is closed; default 45000 */
-    size_t max_payload;      /* largest message or polling POST body (maxHttpBufferSize); default
-                                1000000; at most the app's max_body */
-    size_t max_buffered;     /* output one session may hold before it is a slow consumer (closed);
-                                default 1 MiB */
-    size_t max_packets;      /* packets a polling session holds for its next GET; default 1024 */
+    size_t max_payload;       /* largest message or polling POST body (maxHttpBufferSize); default
+                                 1000000; at most the app's max_body */
+    size_t max_buffered;      /* output one session may hold before it is a slow consumer (closed);
+                                 default 1 MiB */
+    size_t max_packets;       /* packets a polling session holds for its next GET; default 1024 */
     uint32_t max_attachments; /* binary attachments of one packet; default 10 */
     int polling;              /* accept the long-polling transport; default 1 */
     int websocket;            /* accept WebSocket (direct, or as an upgrade); default 1 */
@@ -92,8 +92,7 @@ typedef void (*crest_sio_disconnect_cb)(crest_sio_socket_t *s, const char *reaso
 typedef void (*crest_sio_event_cb)(crest_sio_socket_t *s, crest_sio_event_t *ev, void *data);
 
 CREST_API int crest_sio_on_connect(crest_sio_nsp_t *nsp, crest_sio_connect_cb cb, void *data);
-CREST_API int crest_sio_on_disconnect(crest_sio_nsp_t *nsp, crest_sio_disconnect_cb cb,
-                                      void *data);
+CREST_API int crest_sio_on_disconnect(crest_sio_nsp_t *nsp, crest_sio_disconnect_cb cb, void *data);
 /* Call cb for event `name` (copied) in this namespace; a later call for the same name replaces
  * it. Events without a handler are ignored (an ack they ask for is never sent). Returns 0,
  * CREST_EINVAL for an empty name, CREST_ENOMEM. */
@@ -200,15 +199,15 @@ CREST_API int crest_sio_disconnect(crest_sio_socket_t *s);
 
 /* Counters (summed over loop threads; a moment's snapshot). Any thread. */
 typedef struct {
-    uint64_t sessions;       /* now: Engine.IO sessions */
-    uint64_t sockets;        /* now: namespace memberships */
-    uint64_t opened;         /* sessions opened so far */
-    uint64_t moved;          /* requests whose connection moved to the session's thread */
-    uint64_t ping_timeouts;  /* sessions closed for not answering a ping */
-    uint64_t slow_closed;    /* sessions closed as slow consumers */
-    uint64_t packets_in;     /* Socket.IO packets received */
-    uint64_t packets_out;    /* Socket.IO packets sent to one socket (emits and acks) */
-    uint64_t bad_packets;    /* sessions closed for a malformed packet */
+    uint64_t sessions;      /* now: Engine.IO sessions */
+    uint64_t sockets;       /* now: namespace memberships */
+    uint64_t opened;        /* sessions opened so far */
+    uint64_t moved;         /* requests whose connection moved to the session's thread */
+    uint64_t ping_timeouts; /* sessions closed for not answering a ping */
+    uint64_t slow_closed;   /* sessions closed as slow consumers */
+    uint64_t packets_in;    /* Socket.IO packets received */
+    uint64_t packets_out;   /* Socket.IO packets sent to one socket (emits and acks) */
+    uint64_t bad_packets;   /* sessions closed for a malformed packet */
 } crest_sio_stats_t;
 
 CREST_API void crest_sio_stats(const crest_sio_t *io, crest_sio_stats_t *out);

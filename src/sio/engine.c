@@ -1,0 +1,714 @@
+/* Engine.IO 4, the session layer below Socket.IO: the handshake, HTTP long-polling, the
+ * WebSocket transport and the upgrade from one to the other, and the server-driven heartbeat.
+ *
+ * Threads. A session lives on the loop thread that opened it, in that loop's table; its id names
+ * the loop (its first two characters), so a request that lands on another loop thread finds the
+ * owner without a shared table or a lock, and moves its connection there (crest__req_move)
+ * before anything is read from the session. Every callback of a session, and of its sockets,
+ * therefore runs on one thread.
+ *
+ * Lifetime. A session is closed once (crest__eio_close): it leaves its loop's table, its sockets
+ * leave their namespaces, a waiting GET is answered with the close packet and its WebSockets are
+ * closed. Its memory goes when nothing refers to it any more: no WebSocket (transport or probe),
+ * no waiting GET and no dispatch under way (maybe_free).
+ *
+ * Polling output is a payload being built (packets joined by 0x1e) that the next GET takes
+ * whole. It is bounded by max_packets and max_buffered; a session over either is a slow
+ * consumer and is closed, since Engine.IO has no way to tell a client that packets were lost. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+
+#include "codec/eio.h"
+#include "sio/sio.h"
+#include "ws/ws.h"
+
+enum { T_POLLING, T_WS };
+enum { HB_INTERVAL, HB_PONG };
+
+typedef struct sloop_s sloop_t;
+
+struct crest__eio_s {
+    struct crest__eio_s *hnext; /* in the loop's table */
+    struct crest__eio_s *dnext; /* in the loop's list of sessions to flush */
+    sloop_t *lp;
+    crest_ws_t *ws;    /* the WebSocket transport (after the upgrade, or from the start) */
+    crest_ws_t *probe; /* a WebSocket being upgraded to */
+    crest_req_t *poll; /* a GET waiting for packets */
+    crest_buf_t out;   /* polling: the payload the next GET takes */
+    uint32_t out_packets;
+    uint32_t holds; /* dispatches under way: the session is not freed meanwhile */
+    crest__wheel_node_t hb;       /* heartbeat: the next ping, or the pong's deadline */
+    crest__wheel_node_t deadline; /* connect and upgrade timeouts */
+    uint64_t connect_due;         /* loop ms; 0 once a namespace was joined */
+    uint64_t upgrade_due;         /* loop ms while a probe is open */
+    uint8_t transport;
+    uint8_t hb_state;
+    uint8_t closed;
+    uint8_t dirty; /* in lp->dirty */
+    uint8_t probed; /* the probe answered "3probe": "5" completes the upgrade */
+    uint8_t doomed; /* a slow consumer: closed at the next push, outside any callback */
+    crest__sio_sess_t upper;
+    char sid[CREST__SIO_ID_LEN + 1];
+};
+
+/* One loop thread's sessions. Owner: the loop (an extension, freed by its finish). */
+struct sloop_s {
+    crest__loop_ext_t ext;
+    crest_sio_t *io;
+    crest_loop_t *loop;
+    crest__eio_t **buckets;
+    size_t nbuckets; /* a power of two */
+    size_t count;
+    crest__eio_t *dirty; /* polling sessions with output for their waiting GET */
+    int posted;          /* flush_dirty is posted */
+    crest__drain_node_t drain;
+};
+
+static const char b64url[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+static int b64url_val(char ch) {
+    const char *p = ch ? strchr(b64url, ch) : NULL;
+    return p ? (int)(p - b64url) : -1;
+}
+
+static uint64_t now_ms(const sloop_t *lp) {
+    return uv_now(&lp->loop->uv);
+}
+
+crest_loop_t *crest__eio_loop(const crest__eio_t *e) {
+    return e->lp->loop;
+}
+
+const char *crest__eio_transport(const crest__eio_t *e) {
+    return e->transport == T_WS ? "websocket" : "polling";
+}
+
+crest__sio_sess_t *crest__eio_upper(crest__eio_t *e) {
+    return &e->upper;
+}
+
+crest_sio_t *crest__eio_server(const crest__eio_t *e) {
+    return e->lp->io;
+}
+
+/* ---- the loop's table ---- */
+
+static size_t bucket_of(const sloop_t *lp, const char *sid) {
+    uint64_t h = 1469598103934665603ull;
+    for (size_t i = 0; i < CREST__SIO_ID_LEN; i++)
+        h = (h ^ (uint8_t)sid[i]) * 1099511628211ull;
+    return (size_t)h & (lp->nbuckets - 1);
+}
+
+static crest__eio_t *table_find(const sloop_t *lp, const char *sid, size_t len) {
+    if (len != CREST__SIO_ID_LEN || lp->nbuckets == 0)
+        return NULL;
+    for (crest__eio_t *e = lp->buckets[bucket_of(lp, sid)]; e != NULL; e = e->hnext)
+        if (memcmp(e->sid, sid, CREST__SIO_ID_LEN) == 0)
+            return e;
+    return NULL;
+}
+
+static int table_add(sloop_t *lp, crest__eio_t *e) {
+    if (lp->count >= lp->nbuckets) {
+        size_t n = lp->nbuckets ? lp->nbuckets * 2 : 64;
+        crest__eio_t **b = calloc(n, sizeof(*b));
+        if (b == NULL)
+            return CREST_ENOMEM;
+        crest__eio_t **old = lp->buckets;
+        size_t oldn = lp->nbuckets;
+        lp->buckets = b;
+        lp->nbuckets = n;
+        for (size_t i = 0; i < oldn; i++)
+            for (crest__eio_t *x = old[i], *next; x != NULL; x = next) {
+                next = x->hnext;
+                size_t k = bucket_of(lp, x->sid);
+                x->hnext = b[k];
+                b[k] = x;
+            }
+        free(old);
+    }
+    size_t k = bucket_of(lp, e->sid);
+    e->hnext = lp->buckets[k];
+    lp->buckets[k] = e;
+    lp->count++;
+    return 0;
+}
+
+static void table_remove(sloop_t *lp, crest__eio_t *e) {
+    for (crest__eio_t **pp = &lp->buckets[bucket_of(lp, e->sid)]; *pp != NULL;
+         pp = &(*pp)->hnext)
+        if (*pp == e) {
+            *pp = e->hnext;
+            lp->count--;
+            return;
+        }
+}
+
+/* ---- answers to requests ---- */
+
+/* Engine.IO's error answer: 400 with {"code":N,"message":"..."}. */
+static int http_error(crest_req_t *req, int status, int code, const char *message) {
+    char body[128];
+    int n = snprintf(body, sizeof(body), "{\"code\":%d,\"message\":\"%s\"}", code, message);
+    crest_res_json(req, status, body, (size_t)n);
+    return 0;
+}
+
+static void answer_poll(crest__eio_t *e, const char *data, size_t len) {
+    crest_req_t *req = e->poll;
+    e->poll = NULL;
+    crest_req_on_abort(req, NULL, NULL);
+    crest_res_send(req, 200, "text/plain; charset=UTF-8", data, len);
+}
+
+/* ---- freeing ---- */
+
+static void dirty_remove(crest__eio_t *e) {
+    if (!e->dirty)
+        return;
+    for (crest__eio_t **pp = &e->lp->dirty; *pp != NULL; pp = &(*pp)->dnext)
+        if (*pp == e) {
+            *pp = e->dnext;
+            break;
+        }
+    e->dirty = 0;
+}
+
+static void maybe_free(crest__eio_t *e) {
+    if (!e->closed || e->ws || e->probe || e->poll || e->holds)
+        return;
+    dirty_remove(e);
+    crest_buf_free(&e->out);
+    free(e);
+}
+
+void crest__eio_close(crest__eio_t *e, const char *reason) {
+    if (e->closed)
+        return;
+    e->closed = 1;
+    sloop_t *lp = e->lp;
+    crest_sio_t *io = lp->io;
+    table_remove(lp, e);
+    atomic_fetch_sub_explicit(&io->sessions, 1, memory_order_relaxed);
+    crest__wheel_disarm(&lp->loop->wheel, &e->hb);
+    crest__wheel_disarm(&lp->loop->wheel, &e->deadline);
+    e->holds++; /* the disconnect handlers may call back into the session */
+    crest__sio_session_gone(e, &e->upper, reason);
+    e->holds--;
+    if (e->poll)
+        answer_poll(e, "1", 1); /* the close packet */
+    if (e->ws)
+        crest_ws_close(e->ws, 1000, NULL);
+    if (e->probe)
+        crest_ws_close(e->probe, 1000, NULL);
+    maybe_free(e);
+}
+
+static void release(crest__eio_t *e) {
+    e->holds--;
+    maybe_free(e);
+}
+
+/* ---- output ---- */
+
+static void flush_dirty(crest_loop_t *loop, void *arg) {
+    (void)loop;
+    sloop_t *lp = arg;
+    lp->posted = 0;
+    while (lp->dirty) {
+        crest__eio_t *e = lp->dirty;
+        lp->dirty = e->dnext;
+        e->dirty = 0;
+        crest__eio_push(e);
+    }
+}
+
+static void list_dirty(crest__eio_t *e) {
+    sloop_t *lp = e->lp;
+    e->dirty = 1;
+    e->dnext = lp->dirty;
+    lp->dirty = e;
+    if (!lp->posted && crest_loop_post(lp->loop, flush_dirty, lp) == 0)
+        lp->posted = 1;
+}
+
+/* A polling session has output: its waiting GET is answered after the current callback (so
+ * that packets sent together go out in one answer). */
+static void mark_dirty(crest__eio_t *e) {
+    if (!e->dirty && e->poll != NULL)
+        list_dirty(e);
+}
+
+/* Polling output over a limit: the session is a slow consumer. */
+static int over_limits(const crest__eio_t *e, size_t more, uint32_t packets) {
+    const crest_sio_opts_t *o = &e->lp->io->opts;
+    return e->out_packets + packets > o->max_packets || e->out.len + more > o->max_buffered;
+}
+
+/* Closed later, from the loop: the caller may be a handler of one of the session's sockets, or
+ * a delivery to one, which must not see it freed under it. */
+static void slow_close(crest__eio_t *e) {
+    if (e->doomed)
+        return;
+    e->doomed = 1;
+    atomic_fetch_add_explicit(&e->lp->io->slow_closed, 1, memory_order_relaxed);
+    if (!e->dirty)
+        list_dirty(e);
+}
+
+/* Send one Engine.IO packet of `type` (binary: a MESSAGE with raw bytes). */
+static int send_packet(crest__eio_t *e, int type, const void *data, size_t len, int binary) {
+    if (e->closed || e->doomed)
+        return CREST_EPIPE;
+    if (e->transport == T_WS) {
+        if (binary)
+            return crest_ws_send(e->ws, data, len, 1) == CREST_ENOMEM ? CREST_ENOMEM : 0;
+        char mem[512];
+        crest_buf_t b = CREST_BUF_ON(mem);
+        char t = (char)('0' + type);
+        crest_buf_append(&b, &t, 1);
+        crest_buf_append(&b, data, len);
+        int rc = b.err ? b.err : crest_ws_send(e->ws, b.ptr, b.len, 0);
+        crest_buf_free(&b);
+        /* Dropped or closing: the WebSocket's own slow policy (close) tells the session. */
+        return rc == CREST_ENOMEM ? rc : 0;
+    }
+    if (over_limits(e, len + 1, 1)) {
+        slow_close(e);
+        return CREST_EPIPE;
+    }
+    if (crest__eio_append(&e->out, type, data, len, binary) != 0)
+        return CREST_ENOMEM;
+    e->out_packets++;
+    mark_dirty(e);
+    return 0;
+}
+
+int crest__eio_send(crest__eio_t *e, const void *data, size_t len, int binary) {
+    return send_packet(e, CREST__EIO_MESSAGE, data, len, binary);
+}
+
+int crest__eio_share(crest__eio_t *e, crest__psmsg_t *m, const char *payload, size_t plen) {
+    if (e->closed || e->doomed)
+        return 0;
+    if (e->transport == T_WS)
+        return crest__ws_share(e->ws, m) > 0;
+    /* Packets in the payload: its separators, plus one. */
+    uint32_t packets = 1;
+    for (size_t i = 0; i < plen; i++)
+        packets += payload[i] == CREST__EIO_SEP;
+    if (over_limits(e, plen + 1, packets)) {
+        slow_close(e);
+        return 0;
+    }
+    if (e->out.len > 0)
+        crest_buf_append(&e->out, "\x1e", 1);
+    crest_buf_append(&e->out, payload, plen);
+    e->out_packets += packets;
+    return 1;
+}
+
+void crest__eio_push(crest__eio_t *e) {
+    if (e->closed)
+        return;
+    if (e->doomed) {
+        crest__eio_close(e, "transport error");
+        return;
+    }
+    if (e->transport == T_WS) {
+        crest__ws_push(e->ws);
+        return;
+    }
+    if (e->poll != NULL && e->out.len > 0) {
+        answer_poll(e, e->out.ptr, e->out.len);
+        crest_buf_free(&e->out); /* an idle session keeps no buffer */
+        e->out_packets = 0;
+    }
+}
+
+/* ---- heartbeat and deadlines ---- */
+
+static void on_hb(crest__wheel_node_t *node) {
+    crest__eio_t *e = CREST__CONTAINER_OF(node, crest__eio_t, hb);
+    crest_sio_t *io = e->lp->io;
+    if (e->hb_state == HB_PONG) {
+        atomic_fetch_add_explicit(&io->ping_timeouts, 1, memory_order_relaxed);
+        crest__eio_close(e, "ping timeout");
+        return;
+    }
+    e->hb_state = HB_PONG;
+    crest__wheel_arm(&e->lp->loop->wheel, &e->hb, io->opts.ping_timeout_ms);
+    send_packet(e, CREST__EIO_PING, NULL, 0, 0); /* outside a callback: written now */
+}
+
+static void arm_deadline(crest__eio_t *e) {
+    uint64_t due = 0;
+    if (e->connect_due)
+        due = e->connect_due;
+    if (e->upgrade_due && (due == 0 || e->upgrade_due < due))
+        due = e->upgrade_due;
+    if (due == 0) {
+        crest__wheel_disarm(&e->lp->loop->wheel, &e->deadline);
+        return;
+    }
+    uint64_t now = now_ms(e->lp);
+    crest__wheel_arm(&e->lp->loop->wheel, &e->deadline, due > now ? due - now : 0);
+}
+
+static void on_deadline(crest__wheel_node_t *node) {
+    crest__eio_t *e = CREST__CONTAINER_OF(node, crest__eio_t, deadline);
+    uint64_t now = now_ms(e->lp);
+    if (e->connect_due && now >= e->connect_due && !e->upper.joined) {
+        crest__eio_close(e, "transport close");
+        return;
+    }
+    if (e->upgrade_due && now >= e->upgrade_due && e->probe) {
+        e->upgrade_due = 0;
+        crest_ws_close(e->probe, 1000, NULL); /* the client goes on polling */
+    }
+    arm_deadline(e);
+}
+
+/* ---- sessions ---- */
+
+static void on_drain(crest__drain_node_t *node);
+
+static void sloop_finish(crest__loop_ext_t *ext, crest_loop_t *loop) {
+    (void)loop;
+    sloop_t *lp = (sloop_t *)ext;
+    /* The loop is done: whatever is left (polling sessions without a waiting GET) goes now. */
+    for (size_t i = 0; i < lp->nbuckets; i++)
+        while (lp->buckets[i] != NULL)
+            crest__eio_close(lp->buckets[i], "server shutting down");
+    if (lp->drain.cb != NULL)
+        crest__http_drain_remove(lp->loop, &lp->drain);
+    free(lp->buckets);
+    free(lp);
+}
+
+static void on_drain(crest__drain_node_t *node) {
+    sloop_t *lp = CREST__CONTAINER_OF(node, sloop_t, drain);
+    lp->drain.cb = NULL; /* ran: no longer listed */
+    for (size_t i = 0; i < lp->nbuckets; i++)
+        while (lp->buckets[i] != NULL)
+            crest__eio_close(lp->buckets[i], "server shutting down");
+}
+
+static sloop_t *sloop_get(crest_sio_t *io, crest_loop_t *loop) {
+    sloop_t *lp = (sloop_t *)crest__loop_ext_find(loop, io);
+    if (lp != NULL)
+        return lp;
+    lp = calloc(1, sizeof(*lp));
+    if (lp == NULL)
+        return NULL;
+    lp->ext.owner = io;
+    lp->ext.finish = sloop_finish;
+    lp->io = io;
+    lp->loop = loop;
+    lp->drain.cb = on_drain;
+    crest__http_drain_add(loop, &lp->drain);
+    crest__loop_ext_add(loop, &lp->ext);
+    return lp;
+}
+
+/* A new session on this loop: its id names the loop in its first two characters. */
+static crest__eio_t *session_new(sloop_t *lp, int transport) {
+    crest__eio_t *e = calloc(1, sizeof(*e));
+    if (e == NULL)
+        return NULL;
+    uint8_t rnd[CREST__SIO_ID_LEN];
+    if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd)) {
+        free(e);
+        return NULL;
+    }
+    int idx = crest_loop_index(lp->loop);
+    e->sid[0] = b64url[(idx >> 6) & 63];
+    e->sid[1] = b64url[idx & 63];
+    for (size_t i = 2; i < CREST__SIO_ID_LEN; i++)
+        e->sid[i] = b64url[rnd[i] & 63];
+    e->lp = lp;
+    e->transport = (uint8_t)transport;
+    e->hb.cb = on_hb;
+    e->deadline.cb = on_deadline;
+    if (table_add(lp, e) != 0) {
+        free(e);
+        return NULL;
+    }
+    crest_sio_t *io = lp->io;
+    atomic_fetch_add_explicit(&io->sessions, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&io->opened, 1, memory_order_relaxed);
+    crest__wheel_arm(&lp->loop->wheel, &e->hb, io->opts.ping_interval_ms);
+    e->connect_due = now_ms(lp) + io->opts.connect_timeout_ms;
+    arm_deadline(e);
+    return e;
+}
+
+/* The open packet's data. */
+static int open_json(const crest__eio_t *e, char *buf, size_t cap) {
+    const crest_sio_opts_t *o = &e->lp->io->opts;
+    return snprintf(buf, cap,
+                    "{\"sid\":\"%s\",\"upgrades\":[%s],\"pingInterval\":%u,\"pingTimeout\":%u,"
+                    "\"maxPayload\":%zu}",
+                    e->sid, e->transport == T_POLLING && o->websocket ? "\"websocket\"" : "",
+                    o->ping_interval_ms, o->ping_timeout_ms, o->max_payload);
+}
+
+/* ---- input ---- */
+
+/* One Engine.IO packet from the client over the session's transport. */
+static void on_packet(crest__eio_t *e, int type, const char *data, size_t len, int binary) {
+    crest_sio_t *io = e->lp->io;
+    switch (type) {
+    case CREST__EIO_PONG:
+        if (e->hb_state == HB_PONG) {
+            e->hb_state = HB_INTERVAL;
+            crest__wheel_arm(&e->lp->loop->wheel, &e->hb, io->opts.ping_interval_ms);
+        }
+        return;
+    case CREST__EIO_MESSAGE:
+        crest__sio_message(e, &e->upper, data, len, binary);
+        if (e->upper.joined && e->connect_due) {
+            e->connect_due = 0;
+            arm_deadline(e);
+        }
+        return;
+    case CREST__EIO_CLOSE:
+        crest__eio_close(e, "transport close");
+        return;
+    case CREST__EIO_NOOP:
+    case CREST__EIO_PING: /* an Engine.IO 3 client's; version 4 has the server ping */
+        return;
+    default: /* open, or upgrade outside an upgrade */
+        atomic_fetch_add_explicit(&io->bad_packets, 1, memory_order_relaxed);
+        crest__eio_close(e, "transport error");
+    }
+}
+
+/* A POST's body: a payload of packets. */
+static void on_post(crest__eio_t *e, crest_req_t *req) {
+    crest_str_t body = crest_req_body(req);
+    if (body.len > e->lp->io->opts.max_payload) {
+        crest_res_error(req, 413, "payload too large");
+        crest__eio_close(e, "transport error");
+        return;
+    }
+    /* A copy: binary packets are decoded in place. */
+    char *p = malloc(body.len ? body.len : 1);
+    if (p == NULL) {
+        crest_res_error(req, 503, "out of memory");
+        return;
+    }
+    memcpy(p, body.ptr, body.len);
+    /* Answered first: the packets' handlers may close the session, and the client's next
+     * request must not wait for them. */
+    crest_res_send(req, 200, "text/html", "ok", 2);
+    e->holds++;
+    size_t off = 0;
+    crest__eio_packet_t pkt;
+    int r = 0;
+    while (!e->closed && (r = crest__eio_next(p, body.len, &off, &pkt)) == 1)
+        on_packet(e, pkt.type, pkt.data, pkt.len, pkt.binary);
+    if (!e->closed && (r < 0 || body.len == 0)) {
+        atomic_fetch_add_explicit(&e->lp->io->bad_packets, 1, memory_order_relaxed);
+        crest__eio_close(e, "transport error");
+    }
+    free(p);
+    release(e);
+}
+
+static void on_poll_abort(crest_req_t *req, void *arg) {
+    (void)req;
+    crest__eio_t *e = arg;
+    e->poll = NULL; /* the request is freed by crest: the packets wait for the next GET */
+    maybe_free(e);
+}
+
+static void on_get(crest__eio_t *e, crest_req_t *req) {
+    if (e->poll != NULL) {
+        /* Two GETs at once: the client is broken (or two clients share an id). */
+        http_error(req, 400, 3, "Bad request");
+        atomic_fetch_add_explicit(&e->lp->io->bad_packets, 1, memory_order_relaxed);
+        crest__eio_close(e, "transport error");
+        return;
+    }
+    e->poll = req;
+    crest_req_on_abort(req, on_poll_abort, e);
+    if (e->out.len > 0)
+        crest__eio_push(e);
+    else if (e->probe != NULL)
+        answer_poll(e, "6", 1); /* upgrading: let the client pause its polling */
+}
+
+static int on_websocket(crest_sio_t *io, sloop_t *lp, crest__eio_t *e, crest_req_t *req) {
+    if (!io->opts.websocket)
+        return http_error(req, 400, 0, "Transport unknown");
+    if (e != NULL && (e->transport != T_POLLING || e->probe != NULL))
+        return http_error(req, 400, 3, "Bad request");
+    if (e == NULL && (e = session_new(lp, T_WS)) == NULL) {
+        crest_res_error(req, 503, "out of memory");
+        return 0;
+    }
+    crest_req_set(req, "crest.sio", e);
+    e->holds++;
+    crest_ws_upgrade(req, &io->ws_opts); /* answers the request either way */
+    if (e->transport == T_WS && e->ws == NULL)
+        crest__eio_close(e, "transport error"); /* a fresh session whose upgrade failed */
+    release(e);
+    return 0;
+}
+
+int crest__eio_http(crest_req_t *req, void *data) {
+    crest_sio_t *io = data;
+    crest_str_t v = crest_req_query_param(req, "EIO");
+    if (v.len != 1 || v.ptr[0] != '4')
+        return http_error(req, 400, 5, "Unsupported protocol version");
+    crest_str_t t = crest_req_query_param(req, "transport");
+    int ws = t.len == 9 && memcmp(t.ptr, "websocket", 9) == 0;
+    int polling = t.len == 7 && memcmp(t.ptr, "polling", 7) == 0;
+    if (!(ws || (polling && io->opts.polling)))
+        return http_error(req, 400, 0, "Transport unknown");
+    crest_loop_t *loop = crest_req_loop(req);
+    crest_str_t sid = crest_req_query_param(req, "sid");
+    if (sid.ptr != NULL) {
+        int hi = sid.len == CREST__SIO_ID_LEN ? b64url_val(sid.ptr[0]) : -1;
+        int lo = hi >= 0 ? b64url_val(sid.ptr[1]) : -1;
+        int idx = hi * 64 + lo;
+        if (lo < 0 || idx >= io->rt->nthreads)
+            return http_error(req, 400, 1, "Session ID unknown");
+        if (idx != crest_loop_index(loop)) {
+            /* The session lives on another loop thread: serve this request there. */
+            if (crest__req_move(req, &io->rt->loops[idx]) == 0) {
+                atomic_fetch_add_explicit(&io->moved, 1, memory_order_relaxed);
+                return 0;
+            }
+            return http_error(req, 400, 1, "Session ID unknown");
+        }
+    }
+    sloop_t *lp = sloop_get(io, loop);
+    if (lp == NULL) {
+        crest_res_error(req, 503, "out of memory");
+        return 0;
+    }
+    crest__eio_t *e = sid.ptr ? table_find(lp, sid.ptr, sid.len) : NULL;
+    if (sid.ptr != NULL && e == NULL)
+        return http_error(req, 400, 1, "Session ID unknown");
+    int method = crest_req_method(req);
+    if (ws)
+        return method == CREST_METHOD_GET ? on_websocket(io, lp, e, req)
+                                          : http_error(req, 400, 2, "Bad handshake method");
+    if (e == NULL) {
+        if (method != CREST_METHOD_GET)
+            return http_error(req, 400, 2, "Bad handshake method");
+        if ((e = session_new(lp, T_POLLING)) == NULL) {
+            crest_res_error(req, 503, "out of memory");
+            return 0;
+        }
+        char open[256];
+        open[0] = '0';
+        int n = open_json(e, open + 1, sizeof(open) - 1);
+        crest_res_send(req, 200, "text/plain; charset=UTF-8", open, (size_t)n + 1);
+        return 0;
+    }
+    if (e->transport != T_POLLING)
+        return http_error(req, 400, 3, "Bad request");
+    if (method == CREST_METHOD_GET)
+        on_get(e, req);
+    else if (method == CREST_METHOD_POST)
+        on_post(e, req);
+    else
+        http_error(req, 400, 3, "Bad request");
+    return 0;
+}
+
+/* ---- the WebSocket transport ---- */
+
+void crest__eio_ws_open(crest_ws_t *ws, crest_req_t *req) {
+    crest__eio_t *e = crest_req_get(req, "crest.sio");
+    *crest_ws_data(ws) = e;
+    if (e->transport == T_WS) {
+        /* A WebSocket-only client: the session starts here. */
+        e->ws = ws;
+        char open[256];
+        open[0] = '0';
+        int n = open_json(e, open + 1, sizeof(open) - 1);
+        crest_ws_send(ws, open, (size_t)n + 1, 0);
+        return;
+    }
+    e->probe = ws;
+    e->probed = 0;
+    e->upgrade_due = now_ms(e->lp) + e->lp->io->opts.upgrade_timeout_ms;
+    arm_deadline(e);
+}
+
+/* The upgrade is complete: the WebSocket becomes the transport, and what waited for a GET goes
+ * out on it, packet by packet. */
+static void upgrade_done(crest__eio_t *e) {
+    e->ws = e->probe;
+    e->probe = NULL;
+    e->transport = T_WS;
+    e->upgrade_due = 0;
+    arm_deadline(e);
+    if (e->poll)
+        answer_poll(e, "6", 1);
+    dirty_remove(e);
+    size_t off = 0;
+    crest__eio_packet_t pkt;
+    while (!e->closed && e->ws && crest__eio_next(e->out.ptr, e->out.len, &off, &pkt) == 1)
+        send_packet(e, pkt.type, pkt.data, pkt.len, pkt.binary);
+    crest_buf_free(&e->out);
+    e->out_packets = 0;
+}
+
+void crest__eio_ws_message(crest_ws_t *ws, const void *data, size_t len, int binary) {
+    crest__eio_t *e = *crest_ws_data(ws);
+    if (e == NULL || e->closed)
+        return;
+    const char *p = data;
+    if (ws == e->probe) {
+        if (!binary && len == 6 && memcmp(p, "2probe", 6) == 0) {
+            crest_ws_send(ws, "3probe", 6, 0);
+            e->probed = 1;
+            if (e->poll)
+                answer_poll(e, "6", 1); /* release the waiting GET: the client pauses polling */
+        } else if (!binary && len == 1 && p[0] == '5' && e->probed) {
+            upgrade_done(e);
+        } else {
+            crest_ws_close(ws, 1002, NULL); /* anything else on a probe: the upgrade fails */
+        }
+        return;
+    }
+    if (ws != e->ws)
+        return;
+    e->holds++;
+    if (binary)
+        on_packet(e, CREST__EIO_MESSAGE, p, len, 1);
+    else if (len == 0 || p[0] < '0' || p[0] > '6') {
+        atomic_fetch_add_explicit(&e->lp->io->bad_packets, 1, memory_order_relaxed);
+        crest__eio_close(e, "transport error");
+    } else
+        on_packet(e, p[0] - '0', p + 1, len - 1, 0);
+    release(e);
+}
+
+void crest__eio_ws_close(crest_ws_t *ws, int code, const char *reason, size_t reason_len) {
+    (void)code;
+    (void)reason;
+    (void)reason_len;
+    crest__eio_t *e = *crest_ws_data(ws);
+    if (e == NULL)
+        return;
+    e->holds++; /* closing the session below must not free it under us */
+    if (ws == e->probe) {
+        e->probe = NULL;
+        e->upgrade_due = 0;
+        if (!e->closed)
+            arm_deadline(e);
+    } else if (ws == e->ws) {
+        e->ws = NULL;
+        crest__eio_close(e, "transport close");
+    }
+    release(e);
+}
