@@ -7,6 +7,7 @@
 #include "demo.h"
 #include "demo_db.h"
 #include "demo_rt.h"
+#include "demo_sio.h"
 
 static int on_plaintext(crest_req_t *req, void *data) {
     (void)data;
@@ -193,9 +194,14 @@ int demo_main(int argc, char **argv, int first) {
         demo_db_free(db);
         return 1;
     }
-    rc = crest_app_route(app, "GET", "/metrics", on_metrics, app);
-    if (rc != 0) {
+    demo_sio_t *sio = NULL;
+    rc = demo_sio_routes(app, demo_rt_pubsub(rt), &sio);
+    if (rc != 0)
+        fprintf(stderr, "crest: Socket.IO: %s\n", crest_strerror(rc));
+    else if ((rc = crest_app_route(app, "GET", "/metrics", on_metrics, app)) != 0)
         fprintf(stderr, "crest: route GET /metrics: %s\n", crest_strerror(rc));
+    if (rc != 0) {
+        demo_sio_free(sio);
         demo_rt_free(rt);
         crest_app_free(app);
         demo_db_free(db);
@@ -203,6 +209,7 @@ int demo_main(int argc, char **argv, int first) {
     }
     rc = demo_middleware(app, &opts);
     if (rc != 0) {
+        demo_sio_free(sio);
         demo_rt_free(rt);
         crest_app_free(app);
         demo_db_free(db);
@@ -220,7 +227,9 @@ int demo_main(int argc, char **argv, int first) {
                 rc = 1;
         }
     }
-    /* The hub's messages are charged to the app's budget: it goes first. */
+    /* The hub's messages are charged to the app's budget: it goes first, after the Socket.IO
+     * server whose rooms it carries. */
+    demo_sio_free(sio);
     demo_rt_free(rt);
     crest_app_free(app);
     demo_db_free(db);
