@@ -50,12 +50,18 @@ typedef struct {
  * set and *off moved past the packet and its separator, 0 when *off == n (no packet left), or
  * CREST_EINVAL for a malformed packet: an empty one (two separators in a row, a trailing
  * separator, an empty payload), a type that is not a digit 0..6, "b" with base64 that is not
- * valid (bad characters, bad length, bad padding). */
+ * valid (bad characters, bad length, bad padding). "b" alone is an empty binary packet
+ * (engine.io-parser writes it for an empty buffer). The packets before a malformed one are
+ * returned first, one call each, as engine.io-parser's decodePayload does (engine.io handles
+ * them, then closes on the error). On 0 or an error *off is left as it was; an error may have
+ * overwritten part of a bad "b" packet. Keeps no state between calls: the trailing separator is
+ * found at the end as p[n - 1] (which no in-place decode overwrites), and *off > n is refused. */
 int crest__eio_next(char *p, size_t n, size_t *off, crest__eio_packet_t *pkt);
 
 /* Append one packet to a polling payload being built in b: a separator first unless b is empty,
  * then the type digit and the data, or "b" and the base64 of the data when binary (type is then
- * ignored: a binary packet is a MESSAGE). Returns 0 or CREST_ENOMEM (b->err). */
+ * ignored: a binary packet is a MESSAGE). Text data must not hold the separator byte (JSON
+ * writes it escaped, as \u001e). Returns 0 or CREST_ENOMEM (b->err). */
 int crest__eio_append(crest_buf_t *b, int type, const void *data, size_t len, int binary);
 
 /* base64 with the standard alphabet and padding (RFC 4648 section 4). */
@@ -82,7 +88,8 @@ enum {
 /* An ack id is at most 2^53 - 1 (a JavaScript safe integer); no id is -1. */
 #define CREST__SIO_ID_MAX ((int64_t)9007199254740991)
 
-/* A Socket.IO packet's parts; the strings point into the packet. */
+/* A Socket.IO packet's parts; the strings point into the packet, except nsp when the packet names
+ * no namespace (then a static "/"). */
 typedef struct {
     int type;             /* CREST__SIO_* */
     uint32_t attachments; /* binary packets that follow (BINARY_EVENT, BINARY_ACK), else 0 */
@@ -95,16 +102,21 @@ typedef struct {
 
 /* Split the Socket.IO packet p[0..n). Returns 0, or CREST_EINVAL when it is malformed: empty, a
  * type that is not a digit 0..6; for the binary types an attachment count that is not digits
- * followed by '-' or is over max_attachments; a namespace that does not end with ',' before the
- * end of the packet (socket.io-parser also accepts a namespace that runs to the end: so does
- * this, with nothing after it); an ack id of more than 16 digits or over CREST__SIO_ID_MAX. The
- * JSON is not checked here. */
+ * followed by '-', is 0 (socket.io-parser refuses it too) or is over max_attachments; an ack id
+ * of more than 16 digits or over CREST__SIO_ID_MAX. The namespace runs from a '/' right after
+ * the type (or the '-') to the first ',', or to the end of the packet when there is none
+ * (socket.io-parser accepts that too; nothing follows it then). The ack id is the run of digits
+ * '0'..'9' after that (socket.io-parser also reads a space as an id digit: "2 [..]" is id 0
+ * there, no id and JSON " [..]" here; no encoder writes it). Leading zeros are accepted in the
+ * count and the id, as Number() accepts them. The JSON is the rest, not checked here. */
 int crest__sio_parse(const char *p, size_t n, uint32_t max_attachments, crest__sio_packet_t *out);
 
 /* Append the head of a Socket.IO packet to b: the type digit, "<attachments>-" when
  * attachments > 0, "<nsp>," unless nsp is "/" (nsp_len 1) or empty, and the ack id unless it is
- * -1. The caller appends the JSON. Returns 0 or CREST_ENOMEM (b->err). */
-int crest__sio_head(crest_buf_t *b, int type, uint32_t attachments, const char *nsp,
-                    size_t nsp_len, int64_t id);
+ * -1 (any negative id is written as none). The caller appends the JSON. BINARY_EVENT and
+ * BINARY_ACK need attachments >= 1: socket.io-parser refuses such a packet without its count.
+ * Returns 0 or CREST_ENOMEM (b->err, also when it was set before the call). */
+int crest__sio_head(crest_buf_t *b, int type, uint32_t attachments, const char *nsp, size_t nsp_len,
+                    int64_t id);
 
 #endif
