@@ -85,7 +85,7 @@ run_unit_and_it() {
 # bytes of each write with strace) nor the test_hardening* attacks (raw cleartext sockets, and
 # memory and CPU bounds measured without TLS); test_tls holds the cases of TLS itself.
 TLS_IT=(test_http test_app test_ws test_sse test_ws_node test_db test_limits test_tools test_work
-    test_cli test_static test_security test_compress test_chain test_upload)
+    test_cli test_static test_security test_compress test_chain test_upload test_sio)
 
 # test_db's cases again on a real PostgreSQL (CREST_IT_DB=postgres: the file starts one on a free
 # loopback port), in every pass: both backends answer the same contract.
@@ -123,17 +123,19 @@ install_check() {
 }
 step "make install PREFIX=... and build examples/hello.c with pkg-config" install_check
 
-# Node.js clients for the WebSocket and browser tests: npm ws and playwright-core in tests/e2e
-# (node_modules is git-ignored); the browser is Debian's chromium (scripts/deps.sh), never a
-# download.
+# Node.js clients for the WebSocket, Socket.IO and browser tests: npm ws, playwright-core,
+# socket.io-client and socket.io (test_sio's reference server) in tests/e2e (node_modules is
+# git-ignored); the browser is Debian's chromium (scripts/deps.sh), never a download.
 e2e_deps() {
     [ -x /usr/bin/chromium ] && command -v node >/dev/null || scripts/deps.sh test || return 1
-    [ -d tests/e2e/node_modules/ws ] && [ -d tests/e2e/node_modules/playwright-core ] && return 0
+    local m=tests/e2e/node_modules
+    [ -d $m/ws ] && [ -d $m/playwright-core ] && [ -d $m/socket.io-client ] && [ -d $m/socket.io ] &&
+        return 0
     # Debian's nodejs comes without npm; NodeSource's ships it (and conflicts with Debian's npm).
     command -v npm >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -q npm || return 1
     (cd tests/e2e && npm install --no-audit --no-fund)
 }
-step "npm ws + playwright-core (tests/e2e)" e2e_deps
+step "npm ws + playwright-core + socket.io (tests/e2e)" e2e_deps
 
 if [ -x build/crest ]; then
     run_unit_and_it build ""
@@ -174,11 +176,12 @@ fi
 # h2, hardening_rt), pub/sub and its bridge (ws, ws_node, sse, redis), the worker pool (work),
 # the SQLite writer and PostgreSQL's loops (db, pg), the access log's writer and the counters
 # summed by /metrics (observe), the rate limiter's table shared by the loops (security), the
-# control thread's notifications and watchdog (systemd), certificate reloads (tls). The others
+# control thread's notifications and watchdog (systemd), certificate reloads (tls), Socket.IO
+# requests moved to their session's loop thread and rooms on every thread (sio). The others
 # (static files, compression, flags, man pages, parser limits) run on one loop thread: the plain
 # and ASan passes cover them, and a TSan pass of them would cost minutes and find nothing new.
 TSAN_IT=(test_http test_app test_h2 test_hardening_rt test_ws test_ws_node test_sse test_redis
-    test_work test_db test_pg test_observe test_security test_systemd test_tls)
+    test_work test_db test_pg test_observe test_security test_systemd test_tls test_sio)
 
 if step "build (ThreadSanitizer)" make -j"$JOBS" TSAN=1 all unit; then
     export TSAN_OPTIONS="halt_on_error=1 exitcode=88"
