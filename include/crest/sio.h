@@ -48,8 +48,8 @@ typedef struct {
     uint32_t ping_timeout_ms;    /* time to answer it; default 20000 */
     uint32_t upgrade_timeout_ms; /* an unfinished upgrade to WebSocket is dropped; default 10000 */
     uint32_t connect_timeout_ms; /* a session in no namespace is closed; default 45000 */
-    size_t max_payload;       /* largest message or polling POST body (maxHttpBufferSize); default
-                                 1000000; at most the app's max_body */
+    size_t max_payload;          /* largest message or polling POST body (maxHttpBufferSize);
+                                    default 1000000; a POST over it gets 413 as it arrives */
     size_t max_buffered;      /* output one session may hold before it is a slow consumer (closed);
                                  default 1 MiB */
     size_t max_packets;       /* packets a polling session holds for its next GET; default 1024 */
@@ -64,7 +64,7 @@ CREST_API void crest_sio_opts_default(crest_sio_opts_t *opts);
 /* A Socket.IO server on `app` whose rooms travel through the hub `ps` (both must outlive it). Adds
  * its routes and the namespace "/". `opts` is copied (NULL: the defaults). Call before
  * crest_app_run(). Returns the server, or NULL when memory ran out or the options are invalid
- * (a zero interval or limit, max_payload over the app's max_body, no transport). */
+ * (a zero interval or limit, no transport). */
 CREST_API crest_sio_t *crest_sio_new(crest_app_t *app, crest_pubsub_t *ps,
                                      const crest_sio_opts_t *opts);
 /* Free the server after crest_app_run() has returned (its sessions are gone by then) and before

@@ -1058,7 +1058,12 @@ int crest__req_move(crest_req_t *req, crest_loop_t *to) {
     crest__conn_t *c = req->conn;
     if (c == NULL)
         return CREST_ECANCELED;
-    if (c->proto != &crest__h1_proto || (c->flags & CONN_MEMORY) || req->body_stream != NULL)
+    const crest__body_t *bs = req->body_stream;
+    if (c->proto != &crest__h1_proto || (c->flags & CONN_MEMORY))
+        return CREST_ENOTSUP;
+    /* A streamed body can go along only while none of it was taken: its bytes then follow the
+     * head as they came, framing and all. */
+    if (bs != NULL && (bs->cb != NULL || bs->received > 0 || bs->continued))
         return CREST_ENOTSUP;
     const crest__http_head_t *head = req->head;
     if (head == NULL || h1_of(c)->req != req || req->started)
@@ -1072,17 +1077,18 @@ int crest__req_move(crest_req_t *req, crest_loop_t *to) {
                      (int)head->target.len, head->target.ptr, head->version_minor);
     for (size_t i = 0; i < head->num_headers; i++) {
         const crest_header_t *hd = &head->headers[i];
-        if (is_framing(hd->name))
+        if (bs == NULL && is_framing(hd->name))
             continue;
         crest_buf_append(b, hd->name.ptr, hd->name.len);
         crest_buf_append(b, ": ", 2);
         crest_buf_append(b, hd->value.ptr, hd->value.len);
         crest_buf_append(b, "\r\n", 2);
     }
-    if (head->body_kind != CREST__BODY_NONE)
+    if (bs == NULL && head->body_kind != CREST__BODY_NONE)
         crest_buf_printf(b, "Content-Length: %zu\r\n", req->body.len);
     crest_buf_append(b, "\r\n", 2);
-    crest_buf_append(b, req->body.ptr, req->body.len);
+    if (bs == NULL)
+        crest_buf_append(b, req->body.ptr, req->body.len);
     if (b->err) {
         crest_buf_free(b);
         free(mv);

@@ -327,7 +327,8 @@ int crest__conn_takeover(crest_req_t *req, const crest__proto_t *proto, void *pr
  * and body, followed by what the client pipelined after it; the client sees nothing. For a
  * module whose state lives on one thread (src/sio's sessions). Only during the handler call of
  * req; return 0 from the handler afterwards. Returns 0, CREST_ENOTSUP (HTTP/2, whose connection
- * carries other streams; the test client's memory connections; a streamed body), CREST_EINVAL
+ * carries other streams; the test client's memory connections; a streamed body of which some
+ * was taken already), CREST_EINVAL
  * (not during the handler, or a response was started), CREST_ECANCELED, CREST_ENOMEM. The move
  * itself may still fail later (the socket is closed then, as a lost connection). */
 int crest__req_move(crest_req_t *req, crest_loop_t *to);

@@ -38,7 +38,7 @@ struct crest__eio_s {
     crest_req_t *poll; /* a GET waiting for packets */
     crest_buf_t out;   /* polling: the payload the next GET takes */
     uint32_t out_packets;
-    uint32_t holds; /* dispatches under way: the session is not freed meanwhile */
+    uint32_t holds;               /* dispatches under way: the session is not freed meanwhile */
     crest__wheel_node_t hb;       /* heartbeat: the next ping, or the pong's deadline */
     crest__wheel_node_t deadline; /* connect and upgrade timeouts */
     uint64_t connect_due;         /* loop ms; 0 once a namespace was joined */
@@ -46,7 +46,7 @@ struct crest__eio_s {
     uint8_t transport;
     uint8_t hb_state;
     uint8_t closed;
-    uint8_t dirty; /* in lp->dirty */
+    uint8_t dirty;  /* in lp->dirty */
     uint8_t probed; /* the probe answered "3probe": "5" completes the upgrade */
     uint8_t doomed; /* a slow consumer: closed at the next push, outside any callback */
     crest__sio_sess_t upper;
@@ -138,8 +138,7 @@ static int table_add(sloop_t *lp, crest__eio_t *e) {
 }
 
 static void table_remove(sloop_t *lp, crest__eio_t *e) {
-    for (crest__eio_t **pp = &lp->buckets[bucket_of(lp, e->sid)]; *pp != NULL;
-         pp = &(*pp)->hnext)
+    for (crest__eio_t **pp = &lp->buckets[bucket_of(lp, e->sid)]; *pp != NULL; pp = &(*pp)->hnext)
         if (*pp == e) {
             *pp = e->hnext;
             lp->count--;
@@ -487,42 +486,84 @@ static void on_packet(crest__eio_t *e, int type, const char *data, size_t len, i
     }
 }
 
-/* A POST's body: a payload of packets. */
-static void on_post(crest__eio_t *e, crest_req_t *req) {
-    crest_str_t body = crest_req_body(req);
-    if (body.len > e->lp->io->opts.max_payload) {
-        crest_res_error(req, 413, "payload too large");
-        crest__eio_close(e, "transport error");
-        return;
-    }
-    /* A copy: binary packets are decoded in place. */
-    char *p = malloc(body.len ? body.len : 1);
-    if (p == NULL) {
-        crest_res_error(req, 503, "out of memory");
-        return;
-    }
-    memcpy(p, body.ptr, body.len);
+/* A POST's body being gathered (the route streams it, so that one over max_payload is refused
+ * as it arrives, as Engine.IO does, not once a larger app limit is reached). Owner: the body
+ * callback, which frees it at the body's last call. */
+typedef struct {
+    crest__eio_t *e; /* held (holds) until then */
+    crest_buf_t body;
+} post_t;
+
+/* A POST over max_payload: 413, and the session closes, as Engine.IO's does. */
+static void too_large(crest__eio_t *e, crest_req_t *req) {
+    crest_res_error(req, 413, "payload too large");
+    crest__eio_close(e, "transport error");
+}
+
+/* The whole body: its packets, in order. */
+static void post_packets(crest__eio_t *e, crest_req_t *req, char *p, size_t n) {
     /* Answered first: the packets' handlers may close the session, and the client's next
      * request must not wait for them. */
     crest_res_send(req, 200, "text/html", "ok", 2);
-    e->holds++;
     size_t off = 0;
     crest__eio_packet_t pkt;
     int r = 0;
-    while (!e->closed && (r = crest__eio_next(p, body.len, &off, &pkt)) == 1)
+    while (!e->closed && (r = crest__eio_next(p, n, &off, &pkt)) == 1)
         on_packet(e, pkt.type, pkt.data, pkt.len, pkt.binary);
-    if (!e->closed && (r < 0 || body.len == 0)) {
+    if (!e->closed && (r < 0 || n == 0)) {
         atomic_fetch_add_explicit(&e->lp->io->bad_packets, 1, memory_order_relaxed);
         crest__eio_close(e, "transport error");
     }
-    free(p);
+}
+
+static int on_post_body(crest_req_t *req, int event, const void *data, size_t len, void *arg) {
+    post_t *pb = arg;
+    crest__eio_t *e = pb->e;
+    if (event == CREST_BODY_DATA) {
+        if (pb->body.len + len > e->lp->io->opts.max_payload) {
+            too_large(e, req);
+        } else {
+            /* Decoded in place later, so it is copied anyway. */
+            if (crest_buf_append(&pb->body, data, len) == 0)
+                return 0;
+            crest_res_error(req, 503, "out of memory");
+        }
+    } else if (event == CREST_BODY_END) {
+        if (!e->closed)
+            post_packets(e, req, pb->body.ptr, pb->body.len);
+        else
+            crest_res_error(req, 400, "session closed");
+    }
+    crest_buf_free(&pb->body);
+    free(pb);
     release(e);
+    return event == CREST_BODY_DATA ? -1 : 0;
+}
+
+static void on_post(crest__eio_t *e, crest_req_t *req) {
+    crest_str_t cl = crest_req_header(req, "Content-Length");
+    if (cl.ptr != NULL && strtoull(cl.ptr, NULL, 10) > e->lp->io->opts.max_payload) {
+        too_large(e, req); /* before the body: the connection closes after the answer */
+        return;
+    }
+    post_t *pb = calloc(1, sizeof(*pb));
+    if (pb == NULL) {
+        crest_res_error(req, 503, "out of memory");
+        return;
+    }
+    pb->e = e;
+    e->holds++;
+    if (crest_req_body_stream(req, on_post_body, pb) != 0) {
+        free(pb);
+        release(e);
+        crest_res_error(req, 503, "out of memory");
+    }
 }
 
 static void on_poll_abort(crest_req_t *req, void *arg) {
-    (void)req;
     crest__eio_t *e = arg;
-    e->poll = NULL; /* the request is freed by crest: the packets wait for the next GET */
+    e->poll = NULL;             /* the packets wait for the next GET */
+    crest_res_status(req, 200); /* the finishing call of a client that has gone: it frees req */
     maybe_free(e);
 }
 

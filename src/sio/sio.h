@@ -84,7 +84,7 @@ struct crest__sio_sess_s *crest__eio_upper(crest__eio_t *e);
 
 /* The Socket.IO state of a session, embedded in it. */
 typedef struct crest__sio_sess_s {
-    crest_sio_socket_t *socks;     /* its namespace memberships */
+    crest_sio_socket_t *socks;      /* its namespace memberships */
     struct crest__sio_part_s *part; /* a binary packet waiting for its attachments */
     uint8_t joined;                 /* some namespace was joined once (connect timeout) */
 } crest__sio_sess_t;

@@ -18,8 +18,8 @@
 
 #include "codec/eio.h"
 #include "codec/ws_frame.h"
-#include "json/jsonv.h"
 #include "sio/sio.h"
+#include "json/jsonv.h"
 
 /* A server -> client emit waiting for the client's ack. Owner: its socket. */
 typedef struct ack_s {
@@ -115,8 +115,8 @@ crest_sio_t *crest_sio_new(crest_app_t *app, crest_pubsub_t *ps, const crest_sio
         crest_sio_opts_default(&o);
     if (app == NULL || ps == NULL || o.path == NULL || o.path[0] != '/' ||
         o.ping_interval_ms == 0 || o.ping_timeout_ms == 0 || o.upgrade_timeout_ms == 0 ||
-        o.connect_timeout_ms == 0 || o.max_payload == 0 || o.max_payload > app->opts.max_body ||
-        o.max_buffered == 0 || o.max_packets == 0 || (!o.polling && !o.websocket))
+        o.connect_timeout_ms == 0 || o.max_payload == 0 || o.max_buffered == 0 ||
+        o.max_packets == 0 || (!o.polling && !o.websocket))
         return NULL;
     crest_sio_t *io = calloc(1, sizeof(*io));
     if (io == NULL)
@@ -136,9 +136,11 @@ crest_sio_t *crest_sio_new(crest_app_t *app, crest_pubsub_t *ps, const crest_sio
     io->ws_opts.max_buffered = o.max_buffered;
     io->ws_opts.slow_policy = CREST_WS_SLOW_CLOSE;
     io->ws_opts.ping_interval_ms = 0; /* Engine.IO's heartbeat does it */
+    /* POST bodies stream, with no limit of the route's own: the handler refuses one over
+     * max_payload as it arrives and closes its session too (crest__eio_http). */
     if (io->path == NULL || crest_sio_of(io, "/") == NULL ||
         crest_app_route(app, "GET", io->path, crest__eio_http, io) != 0 ||
-        crest_app_route(app, "POST", io->path, crest__eio_http, io) != 0 ||
+        crest_app_route_stream(app, "POST", io->path, crest__eio_http, io, UINT64_MAX) != 0 ||
         crest__metrics_add(app, write_metrics, io) != 0) {
         crest_sio_free(io);
         return NULL;
@@ -288,8 +290,8 @@ static crest_str_t args_bin(const crest_sio_args_t *a, uint32_t i) {
 /* ---- encoding ---- */
 
 /* The Socket.IO packet (its text part) of an event or an ack: [name, args...] or [args...]. */
-static int encode(crest_buf_t *b, int type, const crest_sio_nsp_t *n, int64_t id,
-                  const char *name, const crest_sio_args_t *a) {
+static int encode(crest_buf_t *b, int type, const crest_sio_nsp_t *n, int64_t id, const char *name,
+                  const crest_sio_args_t *a) {
     uint32_t nbins = a ? a->nbins : 0;
     if (nbins > 0)
         type = type == CREST__SIO_ACK ? CREST__SIO_BINARY_ACK : CREST__SIO_BINARY_EVENT;
@@ -708,7 +710,8 @@ static void connect_error(crest__eio_t *e, const char *nsp, size_t nsp_len, cons
     crest_buf_free(&b);
 }
 
-static void on_connect_packet(crest__eio_t *e, crest__sio_sess_t *ss, const crest__sio_packet_t *p) {
+static void on_connect_packet(crest__eio_t *e, crest__sio_sess_t *ss,
+                              const crest__sio_packet_t *p) {
     crest_sio_t *io = crest__eio_server(e);
     crest_sio_nsp_t *n = nsp_find(io, p->nsp, p->nsp_len);
     if (n == NULL) {
@@ -774,9 +777,9 @@ static void on_connect_packet(crest__eio_t *e, crest__sio_sess_t *ss, const cres
 }
 
 /* An EVENT or ACK (maybe binary, its attachments gathered) for the socket of its namespace. */
-static void dispatch(crest__eio_t *e, crest__sio_sess_t *ss, int type, int64_t id,
-                     const char *nsp, size_t nsp_len, const char *json, size_t json_len,
-                     const crest_str_t *bins, uint32_t nbins) {
+static void dispatch(crest__eio_t *e, crest__sio_sess_t *ss, int type, int64_t id, const char *nsp,
+                     size_t nsp_len, const char *json, size_t json_len, const crest_str_t *bins,
+                     uint32_t nbins) {
     crest_sio_socket_t *s = sock_find(ss, nsp, nsp_len);
     if (s == NULL || s->leaving)
         return; /* not connected to it (maybe left just now): dropped, as socket.io does */
