@@ -451,9 +451,10 @@ static int put_value(writer_t *w, const msgpack_object *o) {
 
 /* ---- the message's shape ---- */
 
+/* The member `key` of a map; with duplicates the last, as in the object notepack.io builds. */
 static const msgpack_object *member(const msgpack_object *map, const char *key) {
     size_t kl = strlen(key);
-    for (uint32_t i = 0; i < map->via.map.size; i++) {
+    for (uint32_t i = map->via.map.size; i-- > 0;) {
         const msgpack_object *k = &map->via.map.ptr[i].key;
         if (k->type == MSGPACK_OBJECT_STR && k->via.str.size == kl &&
             memcmp(k->via.str.ptr, key, kl) == 0)

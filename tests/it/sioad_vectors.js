@@ -5,6 +5,8 @@
 // ways. Run from anywhere after `npm ci` in bench/peers/sio-redis:
 //   node tests/it/sioad_vectors.js > tests/unit/sioad_vectors.h
 // The output is deterministic: running it again must leave the file unchanged (git diff).
+// With --corpus DIR it writes each message to DIR/<name> instead (the fuzz target's seeds):
+//   node tests/it/sioad_vectors.js --corpus fuzz/sioad/corpus
 'use strict';
 const path = require('path');
 
@@ -145,6 +147,13 @@ typedef struct {
 } sioad_vector_t;
 
 `;
+const corpus = process.argv[2] === '--corpus' ? process.argv[3] : null;
+if (corpus) {
+    const fs = require('fs');
+    fs.mkdirSync(corpus, { recursive: true });
+    for (const [name, msg] of cases) fs.writeFileSync(path.join(corpus, name.replace(/ /g, '-')), msg);
+    process.exit(0);
+}
 const rows = [];
 cases.forEach(([name, msg, roundtrip], i) => {
     const e = expect(msg);
