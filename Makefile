@@ -42,8 +42,8 @@ UV_CFLAGS := $(shell pkg-config --cflags libuv 2>/dev/null)
 UV_LIBS := $(shell pkg-config --libs libuv 2>/dev/null || echo -luv)
 # Libraries besides libuv (Debian -dev packages; scripts/deps.sh installs them).
 # libpq's headers only: it is loaded with dlopen when a PostgreSQL database is opened
-# (src/db/pq.h says why).
-DEP_PKGS := sqlite3 libssl libcrypto zlib libcjson libnghttp2
+# (src/db/pq.h says why). msgpack is libmsgpackc (src/codec/sioad.c: the Socket.IO Redis adapter).
+DEP_PKGS := sqlite3 libssl libcrypto zlib libcjson libnghttp2 msgpack
 DEP_CFLAGS := $(shell pkg-config --cflags $(DEP_PKGS) libpq 2>/dev/null)
 DEP_LIBS := $(shell pkg-config --libs $(DEP_PKGS) 2>/dev/null) -ldl
 WARN := -Wall -Wextra -Wshadow -Wstrict-prototypes -Werror

@@ -4,7 +4,7 @@
 # package-lock.json) that tests/it/test_peers.py runs. Usage: scripts/deps.sh build|test|bench
 set -eu
 cd "$(dirname "$0")/.."
-build="make gcc pkg-config scdoc libuv1-dev libsqlite3-dev libssl-dev zlib1g-dev libcjson-dev libnghttp2-dev libpq-dev"
+build="make gcc pkg-config scdoc libuv1-dev libsqlite3-dev libssl-dev zlib1g-dev libcjson-dev libnghttp2-dev libpq-dev libmsgpack-dev"
 # The FastAPI peers and g++ (better-sqlite3, an Express peer's dependency, builds a native addon).
 peers="python3-fastapi python3-uvicorn python3-pydantic python3-httpx g++"
 test="$build groff-base clang libclang-rt-14-dev libcmocka-dev curl wrk python3 clang-format strace python3-websockets nodejs chromium openssl python3-h2 nghttp2-client postgresql redis-server $peers"
