@@ -1,11 +1,14 @@
 """The load generators the showdown drives, and the parsing of what they print: wrk (with
-bench/report.lua's WRKJSON line), h2load, and bench/tools/wsload. The parsers are pure functions
-of the text (tests/it/test_showdown.py feeds them recorded outputs)."""
+bench/report.lua's WRKJSON line), h2load, bench/tools/wsload, the connection holders
+(bench/tools/idleconn, wsmembers) and bench/tools/chatrest. The parsers are pure functions of the
+text (tests/it/test_showdown.py feeds them recorded outputs)."""
 
 import json
 import os
 import re
 import subprocess
+import tempfile
+import threading
 
 from lib import CLIENT_CPU, CLK_TCK, ROOT
 
@@ -110,15 +113,89 @@ def parse_kv(text):
     raise LoadError("no key=value line in: %r" % text[-300:])
 
 
+def _run_timed(argv, timeout):
+    """Runs argv; (returncode, stdout text, stderr text, its CPU time in seconds: user + system
+    from wait4, so the report can tell when the load generator was the limit). Killed after
+    timeout seconds."""
+    with tempfile.TemporaryFile() as errf:
+        p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=errf)
+        killer = threading.Timer(timeout, p.kill)
+        killer.start()
+        try:
+            out = p.stdout.read()
+            _, status, ru = os.wait4(p.pid, 0)
+        finally:
+            killer.cancel()
+        p.returncode = os.waitstatus_to_exitcode(status)
+        errf.seek(0)
+        err = errf.read()
+    return (p.returncode, out.decode(errors="replace"), err.decode(errors="replace"),
+            ru.ru_utime + ru.ru_stime)
+
+
 def wsload(tools, port, mode, seconds, warmup, conns, extra=(), server_pid=None,
            cpus=CLIENT_CPU):
+    """Runs bench/tools/wsload; parse_kv's dict plus client_cpu_s (wsload's own CPU time over
+    its whole run, connecting and warm-up included)."""
     argv = ["taskset", "-c", cpus, os.path.join(tools, "wsload"), "-m", mode, "-p", str(port),
             "-n", str(conns), "-d", str(seconds), "-W", str(warmup)] + [str(a) for a in extra]
     if server_pid:
         argv += ["-P", str(server_pid)]
-    p = subprocess.run(argv, capture_output=True, timeout=seconds + warmup + 120)
-    text = p.stdout.decode(errors="replace")
-    if p.returncode != 0:
-        raise LoadError("wsload exited %d: %s %s" % (p.returncode, text[-200:],
-                                                     p.stderr.decode(errors="replace")[-300:]))
-    return parse_kv(text)
+    rc, text, err, cpu = _run_timed(argv, seconds + warmup + 120)
+    if rc != 0:
+        raise LoadError("wsload exited %d: %s %s" % (rc, text[-200:], err[-300:]))
+    r = parse_kv(text)
+    r["client_cpu_s"] = cpu
+    return r
+
+
+# ---------------------------------------------------------------- connection holders --------
+
+def parse_held(text):
+    """What idleconn or wsmembers printed after it was stopped -> {open, closed_by_server}:
+    idleconn's `done open=X closed_by_server=Y`, or wsmembers' `members N open X
+    closed_by_server C ...`. None when neither is there (the tool was killed)."""
+    m = re.search(r"^done open=(\d+) closed_by_server=(\d+)", text, re.M)
+    if m:
+        return {"open": int(m.group(1)), "closed_by_server": int(m.group(2))}
+    m = re.search(r"^members \d+ open (\d+) closed_by_server (\d+)", text, re.M)
+    if m:
+        return {"open": int(m.group(1)), "closed_by_server": int(m.group(2))}
+    return None
+
+
+# ---------------------------------------------------------------- chatrest ------------------
+
+def parse_chatrest(text):
+    """bench/tools/chatrest's output -> {"steps": [one dict per `step` line, with rest_p99_ms
+    and chat_p99_ms added (None where chatrest printed -1: what falls at the 99th percentile
+    never arrived)], "users": the last step under the limit, "limit_ms", "stopped"}."""
+    steps, result = [], None
+    for line in text.splitlines():
+        if line.startswith("step "):
+            d = parse_kv(line[5:])
+            for k in ("rest_p50", "rest_p99", "chat_p50", "chat_p99"):
+                v = d.get(k + "_us")
+                d[k + "_ms"] = None if v is None or v < 0 else v / 1000
+            steps.append(d)
+        elif line.startswith("result "):
+            result = parse_kv(line[7:])
+    if result is None:
+        raise LoadError("no chatrest result in: %r" % text[-300:])
+    return {"steps": steps, "users": result["users"], "limit_ms": result["limit_ms"],
+            "stopped": result["stopped"]}
+
+
+def chatrest(tools, port, steps, seconds, warmup, server_pid=None, cpus=CLIENT_CPU,
+             extra=()):
+    argv = ["taskset", "-c", cpus, os.path.join(tools, "chatrest"), "-p", str(port),
+            "-u", ",".join(str(s) for s in steps), "-d", str(seconds), "-W", str(warmup)] + \
+        [str(a) for a in extra]
+    if server_pid:
+        argv += ["-P", str(server_pid)]
+    rc, text, err, _ = _run_timed(argv, len(steps) * (seconds + warmup + 62) + 30)
+    if rc != 0:
+        raise LoadError("chatrest exited %d: %s %s" % (rc, text[-200:], err[-300:]))
+    r = parse_chatrest(text)
+    r["stderr"] = err[-300:]
+    return r

@@ -17,6 +17,8 @@ README_END = "<!-- showdown:claims:end -->"
 # The figure each workload's table ranks by: (sample key, label, higher is better).
 PRIMARY = {"healthz_cpu": ("p99_ms", "/healthz p99 ms", False),
            "conns": ("bytes_per_conn", "bytes per connection", False),
+           "wsconns": ("bytes_per_conn", "bytes per WebSocket", False),
+           "chatrest": ("users", "users under 100 ms p99", True),
            "coldstart": ("start_ms", "exec to first 200, ms", False)}
 
 
@@ -53,6 +55,12 @@ def med(summ, workload, mode, peer, key):
     if not row or row.get("ok", 0) == 0 or not row.get(key):
         return None
     return row[key]["median"]
+
+
+def capped(row):
+    """Whether a figure was limited by the load generator (BENCH.md): the load generator's core
+    was at least 90 % busy in most of its runs (bottleneck "client" or "both")."""
+    return bool(row) and row.get("bottleneck") in ("client", "both")
 
 
 def fmt(v, key=""):
@@ -94,9 +102,13 @@ def tables(results, summ):
                      "both cores for the server (WORKERS=2); the load generator shares CPU 1")
             lines += ["", "### %s — %s" % (w["title"], where), ""]
             extra = []
-            if wname == "conns":
-                extra = [("conns_in_1gib", "connections in 1 GiB"), ("idle_rss_mib",
-                                                                      "idle RSS MiB")]
+            if wname in ("conns", "wsconns"):
+                extra = [("conns_in_1gib", "%s in 1 GiB" % ("WebSockets" if wname == "wsconns"
+                                                            else "connections")),
+                         ("held", "held"), ("idle_rss_mib", "idle RSS MiB")]
+            elif wname == "chatrest":
+                extra = [("rest_p99_ms", "REST p99 ms"), ("chat_p99_ms", "chat p99 ms"),
+                         ("rest_rps", "REST calls/s"), ("server_cpu_pct", "server CPU %")]
             elif wname == "coldstart":
                 extra = [("idle_rss_mib", "idle RSS MiB")]
             else:
@@ -110,10 +122,15 @@ def tables(results, summ):
                 [e[1] for e in extra] + ["bottleneck", "failures"]
             lines.append("| " + " | ".join(head) + " |")
             lines.append("|" + "---|" * len(head))
+            capped_any = False
             for p, row in rows:
                 v = med(summ, wname, mode, p, key)
                 r = stats.ratio(v, base, higher)
                 ratio = "–" if r is None else ("%.2f×" % r)
+                figure = cell(row, key)
+                if capped(row):
+                    figure += " ‡"
+                    capped_any = True
                 fails = "; ".join(row["problems"])[:160] if row["problems"] else ""
                 if row["ok"] == 0:
                     fails = "**FAILED**: " + fails
@@ -122,9 +139,13 @@ def tables(results, summ):
                 lines.append("| " + " | ".join(
                     [("**%s**" % peers[p]["title"]) if p == "crest" else peers[p]["title"],
                      peers[p]["stack"],
-                     cell(row, key), ratio] + [cell(row, k) for k, _ in extra] +
+                     figure, ratio] + [cell(row, k) for k, _ in extra] +
                     [row.get("bottleneck") or "–", fails]) + " |")
             lines.append("")
+            if capped_any:
+                lines += ["‡ capped by the load generator: its core was at least 90 % busy "
+                          "(bottleneck `client` or `both`), so this server may do more than "
+                          "the figure says; compare its CPU per request instead.", ""]
             lines.append("`vs crest`: the peer's figure over crest's" if higher else
                          "`vs crest`: crest's figure over the peer's (lower is better here, so "
                          "as everywhere above 1× means the peer did better)")
@@ -341,8 +362,61 @@ plot "%s" using 0:2:xtic(1) with boxes lc rgb "#2a6f97", "" using 0:2:3 with lab
     return os.path.basename(png) if ok else None
 
 
+def memory_curves(results):
+    """{workload: {peer: [(connections, median RSS MiB over the repeats)]}} from the samples'
+    rss_curve of conns and wsconns (failed runs' curves count up to where they got)."""
+    pts = {}
+    for smp in results["samples"]:
+        if smp["workload"] in ("conns", "wsconns") and smp.get("rss_curve"):
+            for n, kib in smp["rss_curve"]:
+                pts.setdefault(smp["workload"], {}).setdefault(smp["peer"], {}).setdefault(
+                    n, []).append(kib / 1024)
+    return {w: {p: sorted((n, stats.median(v)) for n, v in by_n.items())
+                for p, by_n in peers.items()} for w, peers in pts.items()}
+
+
+def memory_chart(out, results):
+    """memory-vs-connections.png: each peer's RSS at each count of idle keep-alive connections
+    (left) and idle WebSockets (right). Returns the file name or None."""
+    curves = memory_curves(results)
+    if not curves:
+        return None
+    png = os.path.join(out, "memory-vs-connections.png")
+    plots, files = [], []
+    for w, ttl in (("conns", "idle keep-alive HTTP connections"), ("wsconns",
+                                                                   "idle WebSockets")):
+        lines = []
+        for i, (p, pts) in enumerate(sorted(curves.get(w, {}).items())):
+            f = os.path.join(out, "mem-%s-%d.dat" % (w, i))
+            files.append(f)
+            with open(f, "w") as fh:
+                fh.writelines("%d %.3f\n" % (n, mib) for n, mib in pts)
+            lines.append('"%s" using 1:2 with linespoints lw 2 title "%s"'
+                         % (f, results["peers"][p]["title"].replace('"', "'")))
+        if lines:
+            plots.append('set title "RSS with N %s"\nplot %s' % (ttl, ", ".join(lines)))
+    script = """set terminal pngcairo size 1400,560 font "sans,10"
+set output "%s"
+set multiplot layout 1,%d
+set xlabel "connections held"
+set ylabel "server RSS, MiB"
+set grid
+set key left top
+set yrange [0:*]
+%s
+unset multiplot
+""" % (png, len(plots), "\n".join(plots))
+    ok = _gnuplot(png, script)
+    for f in files:
+        os.remove(f)
+    return os.path.basename(png) if ok else None
+
+
 def charts(out, results, summ):
     made = []
+    f = memory_chart(out, results)
+    if f:
+        made.append(f)
     for wname, w in results["workloads"].items():
         key, label, higher = primary(wname, w)
         for mode in w["modes"]:

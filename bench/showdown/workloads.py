@@ -15,7 +15,7 @@ import time
 
 import stats
 from lib import CLK_TCK, ROOT
-from load import LoadError, wrk, wsload
+from load import LoadError, chatrest, parse_held, wrk, wsload
 
 BENCH = os.path.join(ROOT, "bench")
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -34,7 +34,10 @@ class Workload:
         self.db = db
 
     def serves(self, peer):
-        return all(n in peer.serves for n in self.needs)
+        """The peer answers every endpoint this needs and is measured on it (peer.json
+        `measure`, when given, names the workloads it is measured on)."""
+        return all(n in peer.serves for n in self.needs) and \
+            (peer.measure is None or self.name in peer.measure)
 
 
 def _problem(r, total):
@@ -53,9 +56,13 @@ def _problem(r, total):
 
 def _http(ctx, server, path, conns=256, script=None, script_args=(), latency=True):
     url = server.url(path)
-    # Warm-up (JITs, pools, caches), not counted; a JVM peer asks for more (peer.json "warmup").
-    wrk(url, max(ctx.warmup, server.peer.warmup), conns, script, script_args,
-        cpus=ctx.client_cpus)
+    # Warm-up (JITs, pools, caches), not counted. A JVM peer asks for more (peer.json "warmup")
+    # for the first workload of a start, which compiles the stack every workload shares (the
+    # HTTP server, JSON, the pool); each later one warms its own code in ctx.warmup, as others.
+    warm = ctx.warmup if getattr(server, "jit_warm", False) else max(ctx.warmup,
+                                                                    server.peer.warmup)
+    wrk(url, warm, conns, script, script_args, cpus=ctx.client_cpus)
+    server.jit_warm = True
     r = wrk(url, ctx.duration, conns, script, script_args, cpus=ctx.client_cpus, server=server)
     cores = len(server.cpus.split(","))
     out = {"rps": r["rps"], "requests": r["requests"], "seconds": r["seconds"],
@@ -107,12 +114,25 @@ def todos(ctx, server):
     return _http(ctx, server, "/api/todos", conns=64, script=os.path.join(HERE, "todos.lua"))
 
 
+def _ws_common(r, server, wall_s):
+    """What echo and fan-out share: the rate, CPU per message, latency, and which side was the
+    limit. wsload's own CPU time covers its whole run (connecting, warm-up): its share of the
+    wall time stands for its share of the measured seconds."""
+    secs = r.get("secs") or 0
+    client = r["client_cpu_s"] * secs / wall_s if wall_s and r.get("client_cpu_s") else None
+    return {"rps": r["msgs_per_s"], "cpu_us": r.get("server_cpu_us_per_msg"),
+            "p50_ms": r["p50_us"] / 1000, "p99_ms": r["p99_us"] / 1000,
+            "errors": r.get("closed", 0),
+            "bottleneck": stats.bottleneck(r.get("server_cpu_s"), len(server.cpus.split(",")),
+                                           client, secs),
+            "client_cpu_pct": 100 * client / secs if client is not None and secs else None}
+
+
 def ws_echo(ctx, server):
+    t0 = time.monotonic()
     r = wsload(ctx.tools, server.port, "echo", ctx.duration, ctx.warmup, 64,
                ["-w", 16, "-s", 64], server_pid=server.pid, cpus=ctx.client_cpus)
-    out = {"rps": r["msgs_per_s"], "cpu_us": r.get("server_cpu_us_per_msg"),
-           "p50_ms": r["p50_us"] / 1000, "p99_ms": r["p99_us"] / 1000,
-           "errors": r.get("closed", 0)}
+    out = _ws_common(r, server, time.monotonic() - t0)
     if r.get("closed", 0):
         out["problem"] = "%d connections closed by the server" % r["closed"]
     return out
@@ -121,12 +141,12 @@ def ws_echo(ctx, server):
 def rooms(ctx, server):
     """Room fan-out: ctx.members members of one room, 10 of them sending in a closed loop;
     rps counts deliveries (messages received by members) per second, p99 their latency."""
+    t0 = time.monotonic()
     r = wsload(ctx.tools, server.port, "fanout", ctx.duration, ctx.warmup, ctx.members,
                ["-S", 10, "-w", 4, "-r", "showdown"], server_pid=server.pid,
                cpus=ctx.client_cpus)
-    out = {"rps": r["msgs_per_s"], "cpu_us": r.get("server_cpu_us_per_msg"),
-           "p50_ms": r["p50_us"] / 1000, "p99_ms": r["p99_us"] / 1000,
-           "errors": r.get("closed", 0), "members": ctx.members}
+    out = _ws_common(r, server, time.monotonic() - t0)
+    out["members"] = ctx.members
     if r.get("closed", 0):
         out["problem"] = "%d members closed by the server" % r["closed"]
     return out
@@ -174,32 +194,133 @@ def coldstart(ctx, peer, logdir, db):
             "rps": None, "cpu_us": None}
 
 
-def conns(ctx, server):
-    """Memory per idle keep-alive connection: RSS with ctx.idle_conns used, idle keep-alive
-    connections (bench/tools/idleconn, 8 source addresses) minus RSS before, over the count;
-    and how many such connections fit in a 1 GiB budget beside the idle server."""
-    before = server.rss_kib()
-    argv = ["taskset", "-c", ctx.client_cpus, os.path.join(ctx.tools, "idleconn"), "-p",
-            str(server.port), "-u", "/plaintext", "-n", str(ctx.idle_conns), "-t", "120",
-            "-H", "60"]
-    p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+def settled_rss(server, step_s=0.25, max_s=2.0):
+    """The server's RSS (KiB) once it stops moving: read every step_s until two reads differ by
+    under 0.5 %, max_s at most (a runtime that frees or grows lazily after the last accept)."""
+    last = server.rss_kib()
+    end = time.monotonic() + max_s
+    while time.monotonic() < end:
+        time.sleep(step_s)
+        now = server.rss_kib()
+        if abs(now - last) <= 0.005 * max(last, 1):
+            return now
+        last = now
+    return last
+
+
+def batches(steps):
+    """Cumulative connection counts -> the size of each batch that reaches the next one:
+    [1000, 2000, 5000, 10000] -> [1000, 1000, 3000, 5000]."""
+    out, prev = [], 0
+    for n in steps:
+        if n <= prev:
+            raise ValueError("steps must rise: %r" % (steps,))
+        out.append(n - prev)
+        prev = n
+    return out
+
+
+def per_conn(curve):
+    """From [(connections, RSS KiB)] starting at (0, idle RSS): bytes per connection at the
+    largest count held, over all of them (BENCH.md: RSS with N minus RSS with none, over N)."""
+    if len(curve) < 2 or curve[-1][0] <= 0:
+        return None
+    return (curve[-1][1] - curve[0][1]) * 1024 / curve[-1][0]
+
+
+def _hold_ramp(ctx, server, argv_for, steps, what):
+    """Opens idle connections in batches (one holder process per batch, so none nears the
+    20,000 open files a process may have), reading the server's RSS once each batch is held.
+    argv_for(n, i): the holder's argv for batch i of n connections; it prints `ready` once they
+    are open and what it held (parse_held) when stopped. Returns the sample."""
+    procs, curve, problem, closed = [], [], None, 0
+    curve.append((0, settled_rss(server, max_s=1.0)))
     try:
-        line = p.stdout.readline().decode()
-        if not line.startswith("ready"):
-            p.kill()
-            err = p.stderr.read().decode(errors="replace")[-300:]
-            return {"problem": "could not hold %d connections: %s" % (ctx.idle_conns, err.strip()),
-                    "rps": None, "cpu_us": None}
-        time.sleep(1.0)
-        after = server.rss_kib()
+        for i, n in enumerate(batches(steps)):
+            p = subprocess.Popen(argv_for(n, i), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            procs.append(p)
+            line = p.stdout.readline().decode()
+            if not line.startswith("ready"):
+                p.kill()
+                err = p.stderr.read().decode(errors="replace")[-300:]
+                problem = "could not hold %d %s: %s" % (steps[i], what, err.strip())
+                break
+            curve.append((steps[i], settled_rss(server)))
     finally:
-        if p.poll() is None:
-            p.terminate()
-        p.wait(timeout=30)
-    per = (after - before) * 1024 / ctx.idle_conns
-    return {"bytes_per_conn": per, "idle_rss_mib": before / 1024,
-            "conns_in_1gib": int((1 << 30) / per) if per > 0 else None, "rps": None,
-            "cpu_us": None}
+        for p in procs:
+            if p.poll() is None:
+                p.terminate()
+        for p in procs:
+            try:
+                out, _ = p.communicate(timeout=30)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                out, _ = p.communicate()
+            held = parse_held(out.decode(errors="replace"))
+            if held:
+                closed += held["closed_by_server"]
+    out = {"rss_curve": curve, "idle_rss_mib": curve[0][1] / 1024, "held": curve[-1][0],
+           "closed_by_server": closed, "rps": None, "cpu_us": None}
+    per = per_conn(curve)
+    if per is not None:
+        out["bytes_per_conn"] = per
+        out["conns_in_1gib"] = int((1 << 30) / per) if per > 0 else None
+    if closed and not problem:
+        problem = "the server closed %d of the %d %s it was holding" % (closed, curve[-1][0],
+                                                                          what)
+    if problem:
+        out["problem"] = problem
+    return out
+
+
+def conns(ctx, server):
+    """Memory per idle keep-alive connection: the server's RSS with 0 and then each of
+    ctx.conn_steps used, idle keep-alive connections held (bench/tools/idleconn, 8 source
+    addresses; the RSS curve is the memory chart), bytes per connection at the last step, and
+    how many fit in a 1 GiB budget beside the idle server. A connection the server closes while
+    held is a failure (a held count it did not hold)."""
+    def argv(n, i):
+        return ["taskset", "-c", ctx.client_cpus, os.path.join(ctx.tools, "idleconn"), "-p",
+                str(server.port), "-u", "/plaintext", "-n", str(n), "-t", "120", "-H", "300"]
+    return _hold_ramp(ctx, server, argv, ctx.conn_steps, "keep-alive connections")
+
+
+def wsconns(ctx, server):
+    """Memory per idle WebSocket, as conns: ctx.conn_steps WebSockets on /ws/echo (upgraded,
+    then silent; bench/tools/wsmembers -u, each batch from its own 8 source addresses)."""
+    def argv(n, i):
+        return ["taskset", "-c", ctx.client_cpus, os.path.join(ctx.tools, "wsmembers"), "-p",
+                str(server.port), "-u", "/ws/echo", "-n", str(n), "-i", "w%d" % i, "-b",
+                str(1 + 8 * i), "-k", "8", "-t", "120", "-H", "300"]
+    return _hold_ramp(ctx, server, argv, ctx.conn_steps, "WebSockets")
+
+
+def chat_rest(ctx, server):
+    """The mixed scenario: users that each hold a chat WebSocket in a room of 20 and call
+    /api/todos once a second (the todos.lua mix) and chat once every 5 s, stepped up through
+    ctx.chat_steps (bench/tools/chatrest) until the REST or the delivery p99 passes 100 ms.
+    users: the last step under it; per step the REST and chat p50/p99 (the chart's curve)."""
+    r = chatrest(ctx.tools, server.port, ctx.chat_steps, ctx.duration, ctx.warmup,
+                 server_pid=server.pid, cpus=ctx.client_cpus)
+    steps = r["steps"]
+    out = {"users": r["users"], "stopped": r["stopped"], "limit_ms": r["limit_ms"],
+           "steps": steps, "rps": None, "cpu_us": None}
+    ok = [s for s in steps if s["users"] == r["users"]]
+    if ok:
+        s = ok[0]
+        out.update({"rest_p99_ms": s["rest_p99_ms"], "chat_p99_ms": s["chat_p99_ms"],
+                    "rest_rps": s["rest"] / s["secs"],
+                    "server_cpu_pct": 100 * s["server_cpu_s"] / s["secs"],
+                    "client_cpu_pct": 100 * s["client_cpu_s"] / s["secs"],
+                    "bottleneck": stats.bottleneck(s["server_cpu_s"], len(server.cpus.split(",")),
+                                                   s["client_cpu_s"], s["secs"])})
+    if not steps:
+        out["problem"] = "no step measured: %s" % r["stderr"].strip()
+    elif r["stopped"] == "errors" and r["users"] == 0:
+        last = steps[-1]
+        out["problem"] = "%d REST errors, %d connections closed at %d users" % (
+            last["rest_errors"], last["closed"], last["users"])
+    return out
 
 
 WORKLOADS = [
@@ -224,6 +345,11 @@ WORKLOADS = [
              unit="jobs/s", modes=("1core", "2core")),
     Workload("conns", "Memory per idle keep-alive connection", conns, ["plaintext"],
              unit="bytes/conn", better="lower"),
+    Workload("wsconns", "Memory per idle WebSocket (/ws/echo)", wsconns, ["ws"],
+             unit="bytes/conn", better="lower"),
+    Workload("chatrest", "Chat + REST users (a chat WebSocket each, /api/todos 1/s, a message "
+             "every 5 s, rooms of 20) until p99 > 100 ms", chat_rest, ["rooms", "todos"],
+             unit="users", db=True),
     Workload("coldstart", "Cold start (exec to first 200) and idle RSS", coldstart, [],
              unit="ms", better="lower"),
 ]

@@ -2,6 +2,7 @@
  *
  *   wsmembers [-a ADDR] -p PORT [-n N] [-r ROOM] [-i TAG] [-b FIRST_SOURCE] [-k SOURCES]
  *             [-f INFLIGHT] [-N PROBES] [-t CONNECT_TIMEOUT_S] [-H HOLD_S] [-o FILE] [-x]
+ *             [-u PATH]
  *   wsmembers -m send [-a ADDR] -p PORT [-r ROOM] [-i TAG] [-N PROBES] [-D DELAY_MS] [-g GAP_MS]
  *             [-t CONNECT_TIMEOUT_S]
  *
@@ -12,6 +13,8 @@
  * tried again (10 times at most). Prints `ready N connect_s=S` on stdout once all are open (and
  * exits 1 if they are not within CONNECT_TIMEOUT_S, 120), or exits at once with -x (a warm-up).
  * Then holds them, silent (a ping is answered), until SIGTERM/SIGINT or HOLD_S (600) seconds.
+ * With -u PATH the WebSockets open PATH instead (e.g. /ws/echo: idle WebSockets that belong to
+ * no room, for the showdown's memory per WebSocket); the rest is the same.
  * Every chat message {"type":"message",...,"text":"probe <k> <ns>"} is timed on arrival:
  * CLOCK_MONOTONIC now minus <ns>, the sender's CLOCK_MONOTONIC just before its send() (one
  * machine, one clock). Prints `probe K complete` once every member has probe K. At the end,
@@ -72,7 +75,7 @@ typedef struct {
     crest__ws_parser_t parser;
 } conn_t;
 
-static const char *addr = "127.0.0.1", *room = "scale", *tag = "m", *outfile = NULL;
+static const char *addr = "127.0.0.1", *room = "scale", *tag = "m", *outfile = NULL, *path = NULL;
 static int port, nconns = 1000, first_src = 1, nsrc = 1, inflight_max = 64, nprobes = 5;
 static int connect_timeout = 120, hold = 600, warmup_only, sender_mode, delay_ms = 1500,
            gap_ms = 2000;
@@ -354,13 +357,18 @@ static void on_connected(conn_t *c) {
         conn_fail(c, strerror(err));
         return;
     }
-    char req[512];
+    char req[768], target[256];
+    if (path != NULL)
+        snprintf(target, sizeof(target), "%s", path);
+    else
+        snprintf(target, sizeof(target), "/ws/chat?room=%s&name=%s-%ld", room, tag,
+                 (long)(c - conns));
     int n = snprintf(req, sizeof(req),
-                     "GET /ws/chat?room=%s&name=%s-%ld HTTP/1.1\r\nHost: %s:%d\r\n"
+                     "GET %s HTTP/1.1\r\nHost: %s:%d\r\n"
                      "Upgrade: websocket\r\nConnection: Upgrade\r\n"
                      "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
                      "Sec-WebSocket-Version: 13\r\n\r\n",
-                     room, tag, (long)(c - conns), addr, port);
+                     target, addr, port);
     c->state = ST_HANDSHAKE;
     send_bytes(c, req, (size_t)n);
 }
@@ -505,7 +513,7 @@ static int run_sender(void) {
 
 int main(int argc, char **argv) {
     int opt;
-    while ((opt = getopt(argc, argv, "m:a:p:n:r:i:b:k:f:N:t:H:o:xD:g:")) != -1) {
+    while ((opt = getopt(argc, argv, "m:a:p:n:r:i:b:k:f:N:t:H:o:xD:g:u:")) != -1) {
         switch (opt) {
         case 'm':
             if (strcmp(optarg, "send") != 0 && strcmp(optarg, "members") != 0) {
@@ -559,6 +567,9 @@ int main(int argc, char **argv) {
         case 'g':
             gap_ms = atoi(optarg);
             break;
+        case 'u':
+            path = optarg;
+            break;
         default:
             fprintf(stderr, "usage: see the comment at the top of bench/tools/wsmembers.c\n");
             return 2;
@@ -569,7 +580,7 @@ int main(int argc, char **argv) {
     if (optind != argc || port <= 0 || port > 65535 || nconns <= 0 || first_src < 1 || nsrc < 1 ||
         first_src + nsrc - 1 > 254 || inflight_max < 1 || nprobes < 1 || nprobes > MAX_PROBES ||
         connect_timeout < 1 || hold < 1 || delay_ms < 0 || gap_ms < 0 || strlen(room) > 64 ||
-        strlen(tag) > 32) {
+        strlen(tag) > 32 || (path != NULL && (path[0] != '/' || strlen(path) > 200))) {
         fprintf(stderr, "wsmembers: bad arguments\n");
         return 2;
     }

@@ -18,6 +18,8 @@ import check as checker  # noqa: E402
 import load  # noqa: E402
 import report  # noqa: E402
 import stats  # noqa: E402
+import run as runner  # noqa: E402
+import workloads  # noqa: E402
 
 T = Suite()
 
@@ -85,6 +87,74 @@ def _():
     eq((w["mode"], w["msgs_per_s"], w["p99_us"], w["closed"]), ("echo", 200000, 1200, 0),
        "wsload")
     eq(w["server_cpu_us_per_msg"], 4.75, "a float")
+
+
+CHATREST_OUT = """step users=50 secs=3 rest=150 rest_p50_us=1800 rest_p99_us=6800 rest_errors=0 chat_sent=30 chat_expected=510 chat_got=510 chat_p50_us=1200 chat_p99_us=4600 closed=0 server_cpu_s=0.06 client_cpu_s=0.05
+step users=100 secs=3 rest=300 rest_p50_us=40000 rest_p99_us=-1 rest_errors=0 chat_sent=60 chat_expected=1200 chat_got=1100 chat_p50_us=9000 chat_p99_us=-1 closed=0 server_cpu_s=2.95 client_cpu_s=0.10
+result users=50 limit_ms=100 stopped=limit
+"""
+
+
+@T.case("chatrest: steps parsed, -1 (never arrived) read as no figure, the result and why it "
+        "stopped; the connection holders' last lines")
+def _():
+    r = load.parse_chatrest(CHATREST_OUT)
+    eq((r["users"], r["limit_ms"], r["stopped"]), (50, 100, "limit"), "result")
+    eq([s["users"] for s in r["steps"]], [50, 100], "steps")
+    eq((r["steps"][0]["rest_p99_ms"], r["steps"][0]["chat_p99_ms"]), (6.8, 4.6), "p99 in ms")
+    eq((r["steps"][1]["rest_p99_ms"], r["steps"][1]["chat_p99_ms"]), (None, None), "missing")
+    eq(r["steps"][1]["chat_got"], 1100, "deliveries")
+    try:
+        load.parse_chatrest("step users=50 secs=3\n")
+        fail("no result line parsed")
+    except load.LoadError:
+        pass
+    eq(load.parse_held("ready 1000\ndone open=990 closed_by_server=10\n"),
+       {"open": 990, "closed_by_server": 10}, "idleconn")
+    eq(load.parse_held("ready 5 connect_s=0.01\nmembers 5 open 5 closed_by_server 0 presence 0 "
+                       "other 0 errors 0 pings 0 first_ping_ns 0 last_ping_ns 0\nprobe 1 got 0"),
+       {"open": 5, "closed_by_server": 0}, "wsmembers")
+    eq(load.parse_held("ready 5\n"), None, "killed before it said")
+
+
+@T.case("memory ramp: batches from cumulative steps, bytes per connection at the last step")
+def _():
+    eq(workloads.batches([1000, 2000, 5000, 10000]), [1000, 1000, 3000, 5000], "batches")
+    try:
+        workloads.batches([1000, 1000])
+        fail("steps that do not rise accepted")
+    except ValueError:
+        pass
+    eq(workloads.per_conn([(0, 1000), (1000, 2000), (2000, 2500)]), 1500 * 1024 / 2000,
+       "(RSS at N - RSS at 0) / N")
+    eq(workloads.per_conn([(0, 1000)]), None, "nothing held")
+
+
+@T.case("run: the sessions of a peer (a memory workload on a fresh server) and the time "
+        "budget, which QUICK keeps short")
+def _():
+    W = workloads.BY_NAME
+    got = runner.sessions([W["plaintext"], W["conns"], W["json"], W["wsconns"]])
+    eq([[w.name for w in s] for s in got], [["conns", "plaintext", "json"], ["wsconns"]],
+       "sessions")
+    eq([[w.name for w in s] for s in runner.sessions([W["json"]])], [["json"]], "no memory")
+
+    class P:
+        def __init__(self, name, stack, serves, warmup=0, workers_max=2, measure=None):
+            self.name, self.stack, self.serves, self.warmup = name, stack, serves, warmup
+            self.workers_max, self.measure = workers_max, measure
+    peers = [P("crest", "C", ["plaintext", "json", "ws", "rooms", "todos"]),
+             P("j", "Java", ["plaintext", "json"], warmup=3),
+             P("r", "Python", ["rooms", "todos"], workers_max=1, measure=["chatrest"])]
+    full = runner.plan(peers, runner.WORKLOADS, runner.FULL)
+    quick = runner.plan(peers, runner.WORKLOADS, runner.QUICK)
+    check(quick["total_s"] < full["total_s"] / 2, "quick %r full %r" % (quick, full))
+    check("chatrest" in full["parts"] and "todos" in full["parts"], full["parts"])
+    # todos: crest only (r serves it but is measured on chatrest alone)
+    eq(round(full["parts"]["todos"], 1), round(3 * (1 + 3 + 0.3), 1), "todos: crest's runs")
+    check(abs(sum(full["parts"].values()) - full["total_s"]) < 1e-6, "parts add up")
+    check(not W["todos"].serves(peers[2]) and W["chatrest"].serves(peers[2]),
+          "peer.json measure")
 
 
 @T.case("statistics: median, summary, ratio, bottleneck")
@@ -198,6 +268,27 @@ def _():
     got = {c: v for c, v, _, _ in report.claims(res, report.summarize(res))}
     eq(got["For a CRUD API the difference between Node.js and FastAPI is under 20%"],
        "confirmed", "10,000 vs 9,000 req/s")
+
+
+@T.case("report: a figure capped by the load generator is marked, the mark explained; the "
+        "memory curves are the medians per count")
+def _():
+    res = results_fixture()
+    for smp in res["samples"]:
+        if smp["workload"] == "json" and smp["peer"] == "crest":
+            smp["bottleneck"] = "client"
+    md = report.render(res)
+    row = [l for l in md.splitlines() if l.startswith("| **crest** | C | 300,000")]
+    check(row and "‡" in row[0], "crest's capped json row: %r" % row)
+    check("‡ capped by the load generator" in md, "legend")
+    node = [l for l in md.splitlines() if l.startswith("| Node.js http | Node.js | 60,000")]
+    check(node and "‡" not in node[0], "a server-bound row is not marked: %r" % node)
+    res["samples"] += [
+        {"workload": "wsconns", "mode": "1core", "peer": "crest", "repeat": r,
+         "rss_curve": [[0, 1024], [1000, 1024 + 1024 * m]], "bytes_per_conn": 1000.0}
+        for r, m in enumerate((1, 3, 2))]
+    eq(report.memory_curves(res)["wsconns"]["crest"], [(0, 1.0), (1000, 3.0)], "median per N")
+    check("conns" not in report.memory_curves(res), "conns samples without curves: none")
 
 
 @T.case("README's claims section is rewritten between its markers, nothing else touched")
