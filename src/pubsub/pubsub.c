@@ -173,6 +173,10 @@ static void unqueue_list(local_t *l, crest__psmsg_t *m) {
     }
 }
 
+crest__ps_bridge_t *crest__ps_bridge(crest_pubsub_t *ps) {
+    return ps->bridge;
+}
+
 crest__rt_t *crest__ps_rt(crest_pubsub_t *ps) {
     return ps->rt;
 }

@@ -72,8 +72,19 @@ typedef struct crest__ps_bridge_s {
                     const char *event, const char *id, const void *data, size_t len, int binary);
     /* A loop thread now has subscribers of `topic` (+1) or no longer has (-1). From that loop
      * thread; in order for each loop. */
-    void (*interest)(struct crest__ps_bridge_s *b, const char *topic, size_t len,
-                     int delta); /* Add the bridge's counters to *out (any thread). */
+    void (*interest)(struct crest__ps_bridge_s *b, const char *topic, size_t len, int delta);
+    /* Carry `len` bytes to Redis channel `channel` as they are (another format's messages:
+     * src/sio's cluster adapter). Any thread; dropped and counted while Redis is away. */
+    void (*publish_raw)(struct crest__ps_bridge_s *b, const char *channel, size_t channel_len,
+                        const void *data, size_t len);
+    /* Also PSUBSCRIBE `pattern` (copied), now and after every reconnect, and hand each message
+     * that arrives on it to cb, on the bridge's own thread (payload valid during the call). Any
+     * thread, before the hub is freed. Returns 0 or CREST_ENOMEM. */
+    int (*psubscribe)(struct crest__ps_bridge_s *b, const char *pattern,
+                      void (*cb)(void *arg, const char *channel, size_t channel_len,
+                                 const char *payload, size_t len),
+                      void *arg);
+    /* Add the bridge's counters to *out (any thread). */
     void (*stats)(struct crest__ps_bridge_s *b, crest_pubsub_stats_t *out);
     /* The hub is being freed: stop and free the bridge. */
     void (*stop)(struct crest__ps_bridge_s *b);
@@ -81,6 +92,8 @@ typedef struct crest__ps_bridge_s {
 
 /* Attach b to ps (before crest_app_run). Returns 0, or CREST_EEXIST when ps has one. */
 int crest__ps_set_bridge(crest_pubsub_t *ps, crest__ps_bridge_t *b);
+/* The hub's bridge, or NULL. */
+crest__ps_bridge_t *crest__ps_bridge(crest_pubsub_t *ps);
 /* The runtime of the hub's app (for its log). */
 crest__rt_t *crest__ps_rt(crest_pubsub_t *ps);
 /* Deliver a message that came from another instance to this instance's subscribers only (it is

@@ -57,6 +57,17 @@ typedef struct topic_s {
     char name[];
 } btopic_t;
 
+/* A pattern subscription of another format's messages (src/sio's cluster adapter). Listed under
+ * the lock; cb and arg never change. */
+typedef struct pat_s {
+    struct pat_s *next;
+    void (*cb)(void *arg, const char *channel, size_t channel_len, const char *payload, size_t len);
+    void *arg;
+    int sent; /* bridge thread: PSUBSCRIBE went out on the current connection */
+    size_t len;
+    char name[];
+} pat_t;
+
 typedef struct bridge_s bridge_t;
 
 typedef struct {
@@ -87,6 +98,7 @@ struct bridge_s {
     item_t *pub_head, *pub_tail; /* guarded by lock */
     size_t pub_n, pub_bytes;
     item_t *int_head, *int_tail;
+    pat_t *pats; /* guarded by lock (the list; the bridge thread alone sets `sent`) */
     _Atomic int stopping;
     /* bridge thread */
     uv_loop_t loop;
@@ -110,6 +122,8 @@ static void count(_Atomic uint64_t *c) {
 }
 
 /* ---- from any thread ---- */
+
+static void enqueue(bridge_t *b, item_t *it);
 
 static void b_publish(crest__ps_bridge_t *iface, const char *topic, size_t topic_len,
                       const char *event, const char *id, const void *data, size_t len, int binary) {
@@ -150,6 +164,11 @@ static void b_publish(crest__ps_bridge_t *iface, const char *topic, size_t topic
     p += elen + ilen + len;
     memcpy(p, "\r\n", 2);
     it->len = (size_t)(p + 2 - it->data);
+    enqueue(b, it);
+}
+
+/* Queue a PUBLISH for the bridge thread, or drop it when the queue is full. */
+static void enqueue(bridge_t *b, item_t *it) {
     it->next = NULL;
     pthread_mutex_lock(&b->lock);
     /* A slow Redis leaves bytes in libuv's write queue: they count against the limit too. */
@@ -172,6 +191,50 @@ static void b_publish(crest__ps_bridge_t *iface, const char *topic, size_t topic
     pthread_mutex_unlock(&b->lock);
     if (wake)
         uv_async_send(&b->wake);
+}
+
+static void b_publish_raw(crest__ps_bridge_t *iface, const char *channel, size_t channel_len,
+                          const void *data, size_t len) {
+    bridge_t *b = (bridge_t *)iface;
+    if (!atomic_load_explicit(&b->n_up, memory_order_relaxed)) {
+        count(&b->n_dropped);
+        return;
+    }
+    size_t cap = 64 + channel_len + len;
+    item_t *it = malloc(sizeof(*it) + cap);
+    if (it == NULL) {
+        count(&b->n_dropped);
+        return;
+    }
+    int n = snprintf(it->data, cap, "*3\r\n$7\r\nPUBLISH\r\n$%zu\r\n", channel_len);
+    char *p = it->data + n;
+    memcpy(p, channel, channel_len);
+    p += channel_len;
+    p += sprintf(p, "\r\n$%zu\r\n", len);
+    if (len)
+        memcpy(p, data, len);
+    memcpy(p + len, "\r\n", 2);
+    it->len = (size_t)(p + len + 2 - it->data);
+    enqueue(b, it);
+}
+
+static int b_psubscribe(crest__ps_bridge_t *iface, const char *pattern,
+                        void (*cb)(void *, const char *, size_t, const char *, size_t), void *arg) {
+    bridge_t *b = (bridge_t *)iface;
+    size_t len = strlen(pattern);
+    pat_t *pt = calloc(1, sizeof(*pt) + len + 1);
+    if (pt == NULL)
+        return CREST_ENOMEM;
+    pt->cb = cb;
+    pt->arg = arg;
+    pt->len = len;
+    memcpy(pt->name, pattern, len + 1);
+    pthread_mutex_lock(&b->lock);
+    pt->next = b->pats;
+    b->pats = pt;
+    pthread_mutex_unlock(&b->lock);
+    uv_async_send(&b->wake); /* subscribed there, if Redis is up */
+    return 0;
 }
 
 static void b_interest(crest__ps_bridge_t *iface, const char *topic, size_t len, int delta) {
@@ -255,6 +318,22 @@ static void send_sub(bridge_t *b, const char *verb, btopic_t **topics, int n) {
         crest_buf_free(&cmd);
 }
 
+/* PSUBSCRIBE the patterns not sent on this connection yet. Bridge thread. */
+static void send_pats(bridge_t *b) {
+    crest_buf_t cmd = CREST_BUF_INIT;
+    pthread_mutex_lock(&b->lock);
+    for (pat_t *pt = b->pats; pt; pt = pt->next)
+        if (!pt->sent) {
+            pt->sent = 1;
+            crest_buf_printf(&cmd, "*2\r\n$10\r\nPSUBSCRIBE\r\n$%zu\r\n%s\r\n", pt->len, pt->name);
+        }
+    pthread_mutex_unlock(&b->lock);
+    if (cmd.len > 0 && cmd.err == 0)
+        conn_write(&b->sub, cmd.ptr, cmd.len);
+    else
+        crest_buf_free(&cmd);
+}
+
 static void go_down(bridge_t *b, const char *why);
 static void go_up(bridge_t *b);
 
@@ -311,6 +390,24 @@ static void on_message(bridge_t *b, const crest__resp_val_t *chan, const crest__
     count(&b->n_received);
 }
 
+/* A message on one of the patterns: to its subscriber, as it is. */
+static void on_pmessage(bridge_t *b, const crest__resp_val_t *pat, const crest__resp_val_t *chan,
+                        const crest__resp_val_t *pl) {
+    if (pl->refused || pat->refused || chan->refused) {
+        count(&b->n_refused);
+        return;
+    }
+    pthread_mutex_lock(&b->lock);
+    pat_t *pt = b->pats;
+    while (pt && !(pt->len == pat->len && memcmp(pt->name, pat->ptr, pat->len) == 0))
+        pt = pt->next;
+    pthread_mutex_unlock(&b->lock);
+    if (pt == NULL)
+        return;
+    count(&b->n_received);
+    pt->cb(pt->arg, chan->ptr, chan->len, pl->ptr, pl->len);
+}
+
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     rconn_t *c = s->data;
     bridge_t *b = c->b;
@@ -355,6 +452,11 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
             r.elem[1].type == CREST__RESP_BULK && !r.elem[1].refused &&
             r.elem[2].type == CREST__RESP_BULK)
             on_message(b, &r.elem[1], &r.elem[2]);
+        else if (r.type == CREST__RESP_ARRAY && r.n == 4 && r.elem[0].type == CREST__RESP_BULK &&
+                 r.elem[0].len == 8 && memcmp(r.elem[0].ptr, "pmessage", 8) == 0 &&
+                 r.elem[1].type == CREST__RESP_BULK && r.elem[2].type == CREST__RESP_BULK &&
+                 r.elem[3].type == CREST__RESP_BULK)
+            on_pmessage(b, &r.elem[1], &r.elem[2], &r.elem[3]);
     }
 }
 
@@ -373,6 +475,7 @@ static void go_up(bridge_t *b) {
         all[n++] = t;
     send_sub(b, "SUBSCRIBE", all, n);
     free(all);
+    send_pats(b);
     b->up = 1;
     b->backoff = 0;
     b->said_down = 0;
@@ -446,6 +549,10 @@ static void go_down(bridge_t *b, const char *why) {
     atomic_store_explicit(&b->unwritten, 0, memory_order_relaxed);
     b->up = 0;
     atomic_store_explicit(&b->n_up, 0, memory_order_relaxed);
+    pthread_mutex_lock(&b->lock);
+    for (pat_t *pt = b->pats; pt; pt = pt->next)
+        pt->sent = 0; /* subscribed again on the next connection */
+    pthread_mutex_unlock(&b->lock);
     conn_close(&b->sub);
     conn_close(&b->pub);
     b->backoff = b->backoff ? b->backoff * 2 : RETRY_MIN_MS;
@@ -498,6 +605,8 @@ static void on_wake(uv_async_t *a) {
         }
         free(it);
     }
+    if (b->up)
+        send_pats(b);
     /* Messages: one write for all that waited. */
     size_t total = 0, n = 0;
     for (item_t *it = pubs; it; it = it->next) {
@@ -560,6 +669,11 @@ static void b_stop(crest__ps_bridge_t *iface) {
         btopic_t *t = b->topics;
         b->topics = t->next;
         free(t);
+    }
+    while (b->pats) {
+        pat_t *pt = b->pats;
+        b->pats = pt->next;
+        free(pt);
     }
     for (item_t *it = b->pub_head; it;) {
         item_t *next = it->next;
@@ -658,6 +772,8 @@ int crest_pubsub_redis(crest_pubsub_t *ps, const char *url, const crest_redis_op
     }
     b->iface.publish = b_publish;
     b->iface.interest = b_interest;
+    b->iface.publish_raw = b_publish_raw;
+    b->iface.psubscribe = b_psubscribe;
     b->iface.stats = b_stats;
     b->iface.stop = b_stop;
     b->ps = ps;
