@@ -56,6 +56,10 @@ typedef struct {
     uint32_t max_attachments; /* binary attachments of one packet; default 10 */
     int polling;              /* accept the long-polling transport; default 1 */
     int websocket;            /* accept WebSocket (direct, or as an upgrade); default 1 */
+    /* With a Redis bridge on the hub (crest_pubsub_redis() before crest_sio_new()), broadcasts
+     * reach every instance on that Redis, Node.js socket.io servers using
+     * @socket.io/redis-adapter with this key prefix included; default "socket.io" (copied). */
+    const char *cluster_key;
 } crest_sio_opts_t;
 
 /* Fill `opts` with the defaults above. */

@@ -49,6 +49,15 @@ struct crest_sio_s {
     _Atomic uint64_t packets_in;
     _Atomic uint64_t packets_out;
     _Atomic uint64_t bad_packets;
+    /* The cluster (cluster.c): the hub's Redis bridge when it has one, this instance's uid in the
+     * adapter's messages, the adapter's key prefix. */
+    crest__ps_bridge_t *bridge;
+    char uid[8];
+    size_t uid_len;
+    char *key;
+    _Atomic uint64_t cluster_sent;
+    _Atomic uint64_t cluster_received;
+    _Atomic uint64_t cluster_refused;
 };
 
 typedef struct crest__eio_s crest__eio_t;
@@ -95,5 +104,21 @@ void crest__sio_message(crest__eio_t *e, crest__sio_sess_t *ss, const char *data
                         int binary);
 /* The session is closing: every socket leaves with `reason`, pending acks are cancelled. */
 void crest__sio_session_gone(crest__eio_t *e, crest__sio_sess_t *ss, const char *reason);
+
+/* Deliver an EVENT to this instance's sockets in `rooms` (all of the namespace's when nrooms is
+ * 0) except those in `except`: its data is `data` (a JSON array, binary arguments as
+ * placeholders) and its attachments `bins`. Any thread. */
+int crest__sio_broadcast_local(crest_sio_nsp_t *nsp, const crest_str_t *rooms, size_t nrooms,
+                               const crest_str_t *except, size_t nexcept, const char *data,
+                               size_t data_len, const crest_str_t *bins, uint32_t nbins);
+
+/* ---- cluster.c: rooms across instances through @socket.io/redis-adapter's channels ---- */
+
+/* Subscribe to the namespace's channels, when the server has a bridge (else nothing). */
+int crest__sio_cluster_join(crest_sio_nsp_t *nsp);
+/* Publish a broadcast to the other instances (nothing without a bridge). Any thread. */
+void crest__sio_cluster_publish(crest_sio_nsp_t *nsp, const crest_str_t *rooms, size_t nrooms,
+                                const crest_str_t *except, size_t nexcept, const char *data,
+                                size_t data_len, const crest_str_t *bins, uint32_t nbins);
 
 #endif

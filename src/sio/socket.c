@@ -86,6 +86,7 @@ void crest_sio_opts_default(crest_sio_opts_t *o) {
     o->max_attachments = 10;
     o->polling = 1;
     o->websocket = 1;
+    o->cluster_key = "socket.io";
 }
 
 static char *dup_str(const char *s) {
@@ -127,6 +128,17 @@ crest_sio_t *crest_sio_new(crest_app_t *app, crest_pubsub_t *ps, const crest_sio
     io->opts = o;
     io->path = dup_str(o.path);
     io->opts.path = io->path;
+    io->key = dup_str(o.cluster_key ? o.cluster_key : "socket.io");
+    io->opts.cluster_key = io->key;
+    /* With a Redis bridge on the hub, this server joins the cluster: a uid of its own, as the
+     * adapter's (six URL-safe characters). */
+    io->bridge = crest__ps_bridge(ps);
+    uint8_t rnd[6];
+    if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd))
+        memset(rnd, 0, sizeof(rnd));
+    for (size_t i = 0; i < sizeof(rnd); i++)
+        io->uid[i] = b64url[rnd[i] & 63];
+    io->uid_len = sizeof(rnd);
     crest_ws_opts_default(&io->ws_opts);
     io->ws_opts.on_open = crest__eio_ws_open;
     io->ws_opts.on_message = crest__eio_ws_message;
@@ -138,7 +150,7 @@ crest_sio_t *crest_sio_new(crest_app_t *app, crest_pubsub_t *ps, const crest_sio
     io->ws_opts.ping_interval_ms = 0; /* Engine.IO's heartbeat does it */
     /* POST bodies stream, with no limit of the route's own: the handler refuses one over
      * max_payload as it arrives and closes its session too (crest__eio_http). */
-    if (io->path == NULL || crest_sio_of(io, "/") == NULL ||
+    if (io->path == NULL || io->key == NULL || crest_sio_of(io, "/") == NULL ||
         crest_app_route(app, "GET", io->path, crest__eio_http, io) != 0 ||
         crest_app_route_stream(app, "POST", io->path, crest__eio_http, io, UINT64_MAX) != 0 ||
         crest__metrics_add(app, write_metrics, io) != 0) {
@@ -157,6 +169,7 @@ void crest_sio_free(crest_sio_t *io) {
         nsp_free(n);
     }
     free(io->path);
+    free(io->key);
     free(io);
 }
 
@@ -189,7 +202,7 @@ crest_sio_nsp_t *crest_sio_of(crest_sio_t *io, const char *name) {
     n->name = dup_str(name);
     n->len = strlen(name);
     n->topic = n->name ? topic_of(n, "", 0) : NULL;
-    if (n->topic == NULL) {
+    if (n->topic == NULL || crest__sio_cluster_join(n) != 0) {
         nsp_free(n);
         return NULL;
     }
@@ -290,12 +303,8 @@ static crest_str_t args_bin(const crest_sio_args_t *a, uint32_t i) {
 /* ---- encoding ---- */
 
 /* The Socket.IO packet (its text part) of an event or an ack: [name, args...] or [args...]. */
-static int encode(crest_buf_t *b, int type, const crest_sio_nsp_t *n, int64_t id, const char *name,
-                  const crest_sio_args_t *a) {
-    uint32_t nbins = a ? a->nbins : 0;
-    if (nbins > 0)
-        type = type == CREST__SIO_ACK ? CREST__SIO_BINARY_ACK : CREST__SIO_BINARY_EVENT;
-    crest__sio_head(b, type, nbins, n->name, n->len, id);
+/* The packet's data, [name, args...] or [args...]. */
+static void encode_data(crest_buf_t *b, const char *name, const crest_sio_args_t *a) {
     crest_buf_append(b, "[", 1);
     if (name)
         crest_buf_json_str(b, name, strlen(name));
@@ -305,6 +314,15 @@ static int encode(crest_buf_t *b, int type, const crest_sio_nsp_t *n, int64_t id
         crest_buf_append(b, a->json.ptr, a->json.len);
     }
     crest_buf_append(b, "]", 1);
+}
+
+static int encode(crest_buf_t *b, int type, const crest_sio_nsp_t *n, int64_t id, const char *name,
+                  const crest_sio_args_t *a) {
+    uint32_t nbins = a ? a->nbins : 0;
+    if (nbins > 0)
+        type = type == CREST__SIO_ACK ? CREST__SIO_BINARY_ACK : CREST__SIO_BINARY_EVENT;
+    crest__sio_head(b, type, nbins, n->name, n->len, id);
+    encode_data(b, name, a);
     return b->err;
 }
 
@@ -407,12 +425,11 @@ static void put16(crest_buf_t *b, size_t v) {
     crest_buf_append(b, x, 2);
 }
 
-static void put_names(crest_buf_t *b, const char *const *names, size_t n) {
+static void put_names(crest_buf_t *b, const crest_str_t *names, size_t n) {
     put16(b, n);
     for (size_t i = 0; i < n; i++) {
-        size_t len = strlen(names[i]);
-        put16(b, len);
-        crest_buf_append(b, names[i], len);
+        put16(b, names[i].len);
+        crest_buf_append(b, names[i].ptr, names[i].len);
     }
 }
 
@@ -428,30 +445,29 @@ static void put_frame(crest_buf_t *b, char prefix, const void *data, size_t len)
     crest_buf_append(b, data, len);
 }
 
-static int names_ok(const char *const *names, size_t n) {
-    for (size_t i = 0; i < n; i++)
-        if (names[i] == NULL || names[i][0] == '\0' || strlen(names[i]) > 0xffff)
-            return 0;
-    return n <= 0xffff;
-}
+/* Who a broadcast goes to, as lengths and bytes (the public names, or a cluster message's). */
+typedef struct {
+    const crest_str_t *rooms;
+    size_t nrooms;
+    const crest_str_t *except;
+    size_t nexcept;
+} target_t;
 
-int crest_sio_broadcast(crest_sio_nsp_t *nsp, const crest_sio_to_t *to, const char *name,
-                        const crest_sio_args_t *args) {
-    if (nsp == NULL || name == NULL || name[0] == '\0' || (args && args->err))
-        return CREST_EINVAL;
-    size_t nrooms = to ? to->nrooms : 0, nexcept = to ? to->nexcept : 0;
-    if ((nrooms && !names_ok(to->rooms, nrooms)) || (nexcept && !names_ok(to->except, nexcept)))
-        return CREST_EINVAL;
+/* Deliver an EVENT to the sockets of this instance that `to` names: the packet's data is `data`
+ * (a JSON array with placeholders) and its attachments `bins`. Any thread. */
+static int broadcast_local(crest_sio_nsp_t *nsp, const target_t *to, const char *data,
+                           size_t data_len, const crest_str_t *bins, uint32_t nbins) {
     char tmem[512], wmem[1024], pmem[1024], xmem[1024];
     crest_buf_t text = CREST_BUF_ON(tmem), frames = CREST_BUF_ON(wmem);
     crest_buf_t payload = CREST_BUF_ON(pmem), extra = CREST_BUF_ON(xmem);
-    encode(&text, CREST__SIO_EVENT, nsp, -1, name, args);
+    crest__sio_head(&text, nbins ? CREST__SIO_BINARY_EVENT : CREST__SIO_EVENT, nbins, nsp->name,
+                    nsp->len, -1);
+    crest_buf_append(&text, data, data_len);
     put_frame(&frames, '4', text.ptr, text.len);
     crest__eio_append(&payload, CREST__EIO_MESSAGE, text.ptr, text.len, 0);
-    for (uint32_t i = 0; args && i < args->nbins; i++) {
-        crest_str_t bin = args_bin(args, i);
-        put_frame(&frames, 0, bin.ptr, bin.len);
-        crest__eio_append(&payload, CREST__EIO_MESSAGE, bin.ptr, bin.len, 1);
+    for (uint32_t i = 0; i < nbins; i++) {
+        put_frame(&frames, 0, bins[i].ptr, bins[i].len);
+        crest__eio_append(&payload, CREST__EIO_MESSAGE, bins[i].ptr, bins[i].len, 1);
     }
     uint32_t plen = (uint32_t)payload.len;
     crest_buf_append(&extra, &plen, 4);
@@ -459,14 +475,14 @@ int crest_sio_broadcast(crest_sio_nsp_t *nsp, const crest_sio_to_t *to, const ch
     int rc = CREST_ENOMEM;
     if (!text.err && !frames.err && !payload.err && !extra.err) {
         char *topic;
-        if (nrooms == 1 && nexcept == 0) {
-            topic = topic_of(nsp, to->rooms[0], strlen(to->rooms[0]));
+        if (to->nrooms == 1 && to->nexcept == 0) {
+            topic = topic_of(nsp, to->rooms[0].ptr, to->rooms[0].len);
             crest_buf_append(&extra, "\0", 1);
         } else {
             topic = dup_str(nsp->topic);
             crest_buf_append(&extra, "\1", 1);
-            put_names(&extra, nrooms ? to->rooms : NULL, nrooms);
-            put_names(&extra, nexcept ? to->except : NULL, nexcept);
+            put_names(&extra, to->rooms, to->nrooms);
+            put_names(&extra, to->except, to->nexcept);
         }
         if (topic != NULL && !extra.err)
             rc = crest__ps_publish_raw(nsp->io->ps, topic, frames.ptr, frames.len, extra.ptr,
@@ -478,6 +494,77 @@ int crest_sio_broadcast(crest_sio_nsp_t *nsp, const crest_sio_to_t *to, const ch
     crest_buf_free(&frames);
     crest_buf_free(&extra);
     return rc;
+}
+
+/* The names as lengths and bytes, in `mem` (n entries) or the heap; NULL when one is empty or
+ * over 64 KiB (a filter's field), or memory ran out. */
+static crest_str_t *names_of(const char *const *names, size_t n, crest_str_t *mem, size_t cap) {
+    if (n > 0xffff)
+        return NULL;
+    crest_str_t *v = n <= cap ? mem : malloc(n * sizeof(*v));
+    for (size_t i = 0; v && i < n; i++) {
+        size_t len = names[i] ? strlen(names[i]) : 0;
+        if (len == 0 || len > 0xffff) {
+            if (v != mem)
+                free(v);
+            return NULL;
+        }
+        v[i] = (crest_str_t){names[i], len};
+    }
+    return v;
+}
+
+int crest_sio_broadcast(crest_sio_nsp_t *nsp, const crest_sio_to_t *to, const char *name,
+                        const crest_sio_args_t *args) {
+    if (nsp == NULL || name == NULL || name[0] == '\0' || (args && args->err))
+        return CREST_EINVAL;
+    crest_str_t rmem[8], xmem[8];
+    target_t t = {rmem, to ? to->nrooms : 0, xmem, to ? to->nexcept : 0};
+    if ((t.nrooms && (t.rooms = names_of(to->rooms, t.nrooms, rmem, 8)) == NULL) ||
+        (t.nexcept && (t.except = names_of(to->except, t.nexcept, xmem, 8)) == NULL)) {
+        if (t.rooms != rmem && t.rooms != NULL)
+            free((void *)t.rooms);
+        return CREST_EINVAL;
+    }
+    uint32_t nbins = args ? args->nbins : 0;
+    crest_str_t bmem[8];
+    crest_str_t *bins = nbins <= 8 ? bmem : malloc(nbins * sizeof(*bins));
+    char dmem[512];
+    crest_buf_t data = CREST_BUF_ON(dmem);
+    encode_data(&data, name, args);
+    int rc = CREST_ENOMEM;
+    if (bins != NULL && !data.err) {
+        for (uint32_t i = 0; i < nbins; i++)
+            bins[i] = args_bin(args, i);
+        /* Other instances first, as the hub does: they may have members when this one has
+         * none. */
+        crest__sio_cluster_publish(nsp, t.rooms, t.nrooms, t.except, t.nexcept, data.ptr, data.len,
+                                   bins, nbins);
+        rc = broadcast_local(nsp, &t, data.ptr, data.len, bins, nbins);
+    }
+    crest_buf_free(&data);
+    if (bins != bmem)
+        free(bins);
+    if (t.rooms != rmem)
+        free((void *)t.rooms);
+    if (t.except != xmem)
+        free((void *)t.except);
+    return rc;
+}
+
+int crest__sio_broadcast_local(crest_sio_nsp_t *nsp, const crest_str_t *rooms, size_t nrooms,
+                               const crest_str_t *except, size_t nexcept, const char *data,
+                               size_t data_len, const crest_str_t *bins, uint32_t nbins) {
+    if (nrooms > 0xffff || nexcept > 0xffff)
+        return CREST_EINVAL;
+    for (size_t i = 0; i < nrooms; i++)
+        if (rooms[i].len == 0 || rooms[i].len > 0xffff)
+            return CREST_EINVAL;
+    for (size_t i = 0; i < nexcept; i++)
+        if (except[i].len > 0xffff)
+            return CREST_EINVAL;
+    target_t t = {rooms, nrooms, except, nexcept};
+    return broadcast_local(nsp, &t, data, data_len, bins, nbins);
 }
 
 /* ---- rooms ---- */
