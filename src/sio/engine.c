@@ -48,7 +48,8 @@ struct crest__eio_s {
     uint8_t closed;
     uint8_t dirty;  /* in lp->dirty */
     uint8_t probed; /* the probe answered "3probe": "5" completes the upgrade */
-    uint8_t doomed; /* a slow consumer: closed at the next push, outside any callback */
+    uint8_t doomed; /* closed at the next push, outside any callback (doom) */
+    const char *doom_reason;
     crest__sio_sess_t upper;
     char sid[CREST__SIO_ID_LEN + 1];
 };
@@ -247,15 +248,21 @@ static int over_limits(const crest__eio_t *e, size_t more, uint32_t packets) {
     return e->out_packets + packets > o->max_packets || e->out.len + more > o->max_buffered;
 }
 
-/* Closed later, from the loop: the caller may be a handler of one of the session's sockets, or
- * a delivery to one, which must not see it freed under it. */
-static void slow_close(crest__eio_t *e) {
-    if (e->doomed)
+/* Close the session later, from the loop: the caller may be a handler of one of its sockets, or
+ * a delivery to one, which must not see it freed under it. Nothing is sent to it meanwhile. */
+static void doom(crest__eio_t *e, const char *reason) {
+    if (e->doomed || e->closed)
         return;
     e->doomed = 1;
-    atomic_fetch_add_explicit(&e->lp->io->slow_closed, 1, memory_order_relaxed);
+    e->doom_reason = reason;
     if (!e->dirty)
         list_dirty(e);
+}
+
+static void slow_close(crest__eio_t *e) {
+    if (!e->doomed)
+        atomic_fetch_add_explicit(&e->lp->io->slow_closed, 1, memory_order_relaxed);
+    doom(e, "transport error");
 }
 
 /* Send one Engine.IO packet of `type` (binary: a MESSAGE with raw bytes). */
@@ -314,7 +321,7 @@ void crest__eio_push(crest__eio_t *e) {
     if (e->closed)
         return;
     if (e->doomed) {
-        crest__eio_close(e, "transport error");
+        crest__eio_close(e, e->doom_reason);
         return;
     }
     if (e->transport == T_WS) {
@@ -748,8 +755,10 @@ void crest__eio_ws_close(crest_ws_t *ws, int code, const char *reason, size_t re
         if (!e->closed)
             arm_deadline(e);
     } else if (ws == e->ws) {
+        /* Later: a write error met while a broadcast is delivered to this socket closes it, and
+         * the delivery goes on with the session's sockets. */
         e->ws = NULL;
-        crest__eio_close(e, "transport close");
+        doom(e, "transport close");
     }
     release(e);
 }
