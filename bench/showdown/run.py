@@ -30,17 +30,19 @@ import lib  # noqa: E402
 import report  # noqa: E402
 from workloads import WORKLOADS  # noqa: E402
 
-# About 185 (peer, workload, mode) runs per repeat: the full run's 3 repeats of 1 + 3 s fit in
-# about 40 minutes on this 2-core machine, the quick run's one repeat of 1 + 1 s in about 6
-# (--plan prints the budget; results.json's meta.timing what each part really took).
+# About 185 (peer, workload, mode) runs per repeat: the full run's 3 repeats of a 1 s warm-up and
+# a 2 s count fit in about 40 minutes on this 2-core machine, the quick run's one repeat of 1 s
+# counts without warm-up (a JIT's own warm-up excepted) in about 6 (--plan prints the budget;
+# results.json's meta.timing what each part really took). A 2 s count is 200,000 requests or
+# more for the fast servers: enough for a median of three, not for a tail latency of its own.
 # conn_steps: idle connections held at once for the memory curve (conns, wsconns), the last one
 # the per-connection figure; chat_steps: the chat + REST users, stepped up until p99 > 100 ms.
 # Cold start is measured in one pass, after the last repeat: cold_runs starts (BENCH.md: median
 # of five); the machine's noise matters little to it, and nine starts per peer cost minutes.
-FULL = {"repeats": 3, "duration": 3, "warmup": 1, "cold_runs": 5,
+FULL = {"repeats": 3, "duration": 2, "warmup": 1, "cold_runs": 5,
         "conn_steps": [1000, 2000, 5000, 10000], "idle_conns": 10000, "members": 1000,
         "chat_steps": [50, 100, 200, 500, 1000, 2000, 5000]}
-QUICK = {"repeats": 1, "duration": 1, "warmup": 1, "cold_runs": 1,
+QUICK = {"repeats": 1, "duration": 1, "warmup": 0, "cold_runs": 1,
          "conn_steps": [500, 1000, 2000], "idle_conns": 2000, "members": 200,
          "chat_steps": [100, 500, 2000]}
 

@@ -61,7 +61,8 @@ def _http(ctx, server, path, conns=256, script=None, script_args=(), latency=Tru
     # HTTP server, JSON, the pool); each later one warms its own code in ctx.warmup, as others.
     warm = ctx.warmup if getattr(server, "jit_warm", False) else max(ctx.warmup,
                                                                     server.peer.warmup)
-    wrk(url, warm, conns, script, script_args, cpus=ctx.client_cpus)
+    if warm > 0:  # QUICK runs none, but a JIT's own
+        wrk(url, warm, conns, script, script_args, cpus=ctx.client_cpus)
     server.jit_warm = True
     r = wrk(url, ctx.duration, conns, script, script_args, cpus=ctx.client_cpus, server=server)
     cores = len(server.cpus.split(","))
