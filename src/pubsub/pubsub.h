@@ -84,6 +84,9 @@ typedef struct crest__ps_bridge_s {
                       void (*cb)(void *arg, const char *channel, size_t channel_len,
                                  const char *payload, size_t len),
                       void *arg);
+    /* Drop the pattern subscriptions made with `arg`: when this returns, none of their
+     * callbacks runs or will run. Any thread but the bridge's. */
+    void (*punsubscribe)(struct crest__ps_bridge_s *b, void *arg);
     /* Add the bridge's counters to *out (any thread). */
     void (*stats)(struct crest__ps_bridge_s *b, crest_pubsub_stats_t *out);
     /* The hub is being freed: stop and free the bridge. */

@@ -98,7 +98,8 @@ struct bridge_s {
     item_t *pub_head, *pub_tail; /* guarded by lock */
     size_t pub_n, pub_bytes;
     item_t *int_head, *int_tail;
-    pat_t *pats; /* guarded by lock (the list; the bridge thread alone sets `sent`) */
+    pat_t *pats;             /* guarded by lock (the list; the bridge thread alone sets `sent`) */
+    pthread_mutex_t cb_lock; /* held while a pattern's callback runs (b_punsubscribe waits) */
     _Atomic int stopping;
     /* bridge thread */
     uv_loop_t loop;
@@ -235,6 +236,25 @@ static int b_psubscribe(crest__ps_bridge_t *iface, const char *pattern,
     pthread_mutex_unlock(&b->lock);
     uv_async_send(&b->wake); /* subscribed there, if Redis is up */
     return 0;
+}
+
+static void b_punsubscribe(crest__ps_bridge_t *iface, void *arg) {
+    bridge_t *b = (bridge_t *)iface;
+    /* Once both locks are held no callback of arg's runs, and none starts after. Redis keeps the
+     * subscription until the bridge stops; what arrives on it is ignored. */
+    pthread_mutex_lock(&b->cb_lock);
+    pthread_mutex_lock(&b->lock);
+    for (pat_t **pp = &b->pats; *pp != NULL;) {
+        pat_t *pt = *pp;
+        if (pt->arg == arg) {
+            *pp = pt->next;
+            free(pt);
+        } else {
+            pp = &pt->next;
+        }
+    }
+    pthread_mutex_unlock(&b->lock);
+    pthread_mutex_unlock(&b->cb_lock);
 }
 
 static void b_interest(crest__ps_bridge_t *iface, const char *topic, size_t len, int delta) {
@@ -397,15 +417,17 @@ static void on_pmessage(bridge_t *b, const crest__resp_val_t *pat, const crest__
         count(&b->n_refused);
         return;
     }
+    pthread_mutex_lock(&b->cb_lock);
     pthread_mutex_lock(&b->lock);
     pat_t *pt = b->pats;
     while (pt && !(pt->len == pat->len && memcmp(pt->name, pat->ptr, pat->len) == 0))
         pt = pt->next;
     pthread_mutex_unlock(&b->lock);
-    if (pt == NULL)
-        return;
-    count(&b->n_received);
-    pt->cb(pt->arg, chan->ptr, chan->len, pl->ptr, pl->len);
+    if (pt != NULL) {
+        count(&b->n_received);
+        pt->cb(pt->arg, chan->ptr, chan->len, pl->ptr, pl->len);
+    }
+    pthread_mutex_unlock(&b->cb_lock);
 }
 
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
@@ -686,6 +708,7 @@ static void b_stop(crest__ps_bridge_t *iface) {
         it = next;
     }
     pthread_mutex_destroy(&b->lock);
+    pthread_mutex_destroy(&b->cb_lock);
     free(b->password);
     free(b);
 }
@@ -774,11 +797,13 @@ int crest_pubsub_redis(crest_pubsub_t *ps, const char *url, const crest_redis_op
     b->iface.interest = b_interest;
     b->iface.publish_raw = b_publish_raw;
     b->iface.psubscribe = b_psubscribe;
+    b->iface.punsubscribe = b_punsubscribe;
     b->iface.stats = b_stats;
     b->iface.stop = b_stop;
     b->ps = ps;
     b->rt = crest__ps_rt(ps);
     pthread_mutex_init(&b->lock, NULL);
+    pthread_mutex_init(&b->cb_lock, NULL);
     uv_loop_init(&b->loop);
     b->loop.data = b;
     uv_async_init(&b->loop, &b->wake, on_wake);

@@ -166,6 +166,8 @@ void crest_sio_free(crest_sio_t *io) {
     while (io->nsps) {
         crest_sio_nsp_t *n = io->nsps;
         io->nsps = n->next;
+        if (io->bridge != NULL) /* no message from Redis may reach a namespace that is gone */
+            io->bridge->punsubscribe(io->bridge, n);
         nsp_free(n);
     }
     free(io->path);
