@@ -598,6 +598,9 @@ static void on_wake(uv_async_t *a) {
     b->pub_head = b->pub_tail = NULL;
     b->int_head = b->int_tail = NULL;
     b->pub_n = 0;
+    /* The bytes taken count as unwritten until the write below says what libuv holds: without
+     * this, publishers would see neither for a moment and overfill the queue. */
+    atomic_fetch_add_explicit(&b->unwritten, b->pub_bytes, memory_order_relaxed);
     b->pub_bytes = 0;
     int stopping = b->stopping;
     pthread_mutex_unlock(&b->lock);
@@ -649,6 +652,11 @@ static void on_wake(uv_async_t *a) {
                                   uv_stream_get_write_queue_size((uv_stream_t *)&b->pub.tcp),
                                   memory_order_relaxed);
     }
+    if (buf == NULL) /* nothing written: what libuv holds (if anything) is all that waits */
+        atomic_store_explicit(
+            &b->unwritten,
+            b->pub.open ? uv_stream_get_write_queue_size((uv_stream_t *)&b->pub.tcp) : 0,
+            memory_order_relaxed);
     while (pubs != NULL) {
         item_t *it = pubs;
         pubs = it->next;
