@@ -8,7 +8,7 @@ Run (aiohttp.peer.json does): DATABASE_URL=postgres://... /usr/bin/python3 -m gu
 - The pool: asyncpg's defaults (10 connections per worker process), opened by a cleanup context.
 - /queries and /updates: N reads one after the other on one pooled connection; /updates writes
   them back with one executemany(), ids sorted so that concurrent updates lock rows in the same
-  order (as bench/peers/db/app.py); an id drawn twice keeps its last number.
+  order; an id drawn twice keeps its last number.
 - /work/hash: hashlib.pbkdf2_hmac in the loop's default ThreadPoolExecutor (run_in_executor);
   CPython 3.11 releases the GIL for the whole PBKDF2 computation.
 - WebSockets: aiohttp's WebSocketResponse, compression off (as crest), no heartbeat (its

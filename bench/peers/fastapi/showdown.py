@@ -9,7 +9,7 @@ With Debian's python3-uvloop and python3-httptools installed, uvicorn's defaults
 - The pool: asyncpg's defaults (10 connections per process), opened at startup.
 - /queries and /updates: N reads one after the other on one pooled connection; /updates writes
   them back with one executemany(), ids sorted so that concurrent updates lock rows in the same
-  order (as bench/peers/db/app.py). `queries` is read as text: FastAPI would answer 422 to a
+  order. `queries` is read as text: FastAPI would answer 422 to a
   non-numeric value where TechEmpower asks for 1. `rounds` likewise (the contract wants 400).
 - /work/hash: hashlib.pbkdf2_hmac through Starlette's run_in_threadpool (anyio's worker threads,
   what FastAPI itself uses for blocking work); CPython 3.11 releases the GIL while PBKDF2 runs.

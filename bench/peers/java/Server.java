@@ -10,7 +10,7 @@
 // Env: HOST, PORT, WORKERS (threads = 10 x WORKERS), DATABASE_URL (postgres://user@host:port/db,
 // turned into the JDBC URL below). Build: javac -cp JARS -d out Server.java (see jdk-httpserver.peer.json).
 //
-// The database code follows bench/peers/db/Server.java: one connection per worker thread, opened
+// The database code: one connection per worker thread, opened
 // on its first request and kept (the pool is fixed, so its threads live as long as the server);
 // statements prepared per request with try-with-resources, as JdbcTemplate does (the driver
 // keeps them prepared on the server after prepareThreshold = 5 uses of one SQL text). /updates
