@@ -6,8 +6,8 @@
  * polling request or WebSocket upgrade that arrives on another thread moves its connection to
  * the session's thread before it is answered, so every callback of a socket runs on that one
  * thread and nothing is locked on the way. Over HTTP/2, where a connection carries many streams
- * and cannot move, a request for a session of another thread is answered 400 (Engine.IO's
- * "Session ID unknown"); the client then opens a new session.
+ * and cannot move, such a request hops instead: what it asks is carried to the session's thread
+ * and the answer back.
  *
  * A client joins namespaces ("/" and the ones made with crest_sio_of()); each membership is a
  * crest_sio_socket_t with its own id, rooms and data. Events arrive as a JSON array of
@@ -207,6 +207,7 @@ typedef struct {
     uint64_t sockets;       /* now: namespace memberships */
     uint64_t opened;        /* sessions opened so far */
     uint64_t moved;         /* requests whose connection moved to the session's thread */
+    uint64_t hopped;        /* HTTP/2 requests carried to the session's thread and back */
     uint64_t ping_timeouts; /* sessions closed for not answering a ping */
     uint64_t slow_closed;   /* sessions closed as slow consumers */
     uint64_t packets_in;    /* Socket.IO packets received */

@@ -5,7 +5,9 @@
  * the loop (its first two characters), so a request that lands on another loop thread finds the
  * owner without a shared table or a lock, and moves its connection there (crest__req_move)
  * before anything is read from the session. Every callback of a session, and of its sockets,
- * therefore runs on one thread.
+ * therefore runs on one thread. An HTTP/2 connection carries other streams and cannot move: its
+ * request hops instead (hop_t): what it asks is carried to the session's thread in an inbox
+ * message, and the answer comes back the same way to be sent on the request's own thread.
  *
  * Lifetime. A session is closed once (crest__eio_close): it leaves its loop's table, its sockets
  * leave their namespaces, a waiting GET is answered with the close packet and its WebSockets are
@@ -28,6 +30,7 @@ enum { T_POLLING, T_WS };
 enum { HB_INTERVAL, HB_PONG };
 
 typedef struct sloop_s sloop_t;
+typedef struct hop_s hop_t;
 
 struct crest__eio_s {
     struct crest__eio_s *hnext; /* in the loop's table */
@@ -36,6 +39,7 @@ struct crest__eio_s {
     crest_ws_t *ws;    /* the WebSocket transport (after the upgrade, or from the start) */
     crest_ws_t *probe; /* a WebSocket being upgraded to */
     crest_req_t *poll; /* a GET waiting for packets */
+    hop_t *rpoll;      /* or a GET of another thread's HTTP/2 connection (hop_t) */
     crest_buf_t out;   /* polling: the payload the next GET takes */
     uint32_t out_packets;
     uint32_t holds;               /* dispatches under way: the session is not freed meanwhile */
@@ -157,7 +161,20 @@ static int http_error(crest_req_t *req, int status, int code, const char *messag
     return 0;
 }
 
+static void hop_answer(hop_t *h, int status, const char *data, size_t len);
+
+static int has_poll(const crest__eio_t *e) {
+    return e->poll != NULL || e->rpoll != NULL;
+}
+
+/* Answer the waiting GET, here or on its own thread. */
 static void answer_poll(crest__eio_t *e, const char *data, size_t len) {
+    if (e->rpoll != NULL) {
+        hop_t *h = e->rpoll;
+        e->rpoll = NULL;
+        hop_answer(h, 200, data, len);
+        return;
+    }
     crest_req_t *req = e->poll;
     e->poll = NULL;
     crest_req_on_abort(req, NULL, NULL);
@@ -178,7 +195,7 @@ static void dirty_remove(crest__eio_t *e) {
 }
 
 static void maybe_free(crest__eio_t *e) {
-    if (!e->closed || e->ws || e->probe || e->poll || e->holds)
+    if (!e->closed || e->ws || e->probe || has_poll(e) || e->holds)
         return;
     dirty_remove(e);
     crest_buf_free(&e->out);
@@ -198,7 +215,7 @@ void crest__eio_close(crest__eio_t *e, const char *reason) {
     e->holds++; /* the disconnect handlers may call back into the session */
     crest__sio_session_gone(e, &e->upper, reason);
     e->holds--;
-    if (e->poll)
+    if (has_poll(e))
         answer_poll(e, "1", 1); /* the close packet */
     if (e->ws)
         crest_ws_close(e->ws, 1000, NULL);
@@ -238,7 +255,7 @@ static void list_dirty(crest__eio_t *e) {
 /* A polling session has output: its waiting GET is answered after the current callback (so
  * that packets sent together go out in one answer). */
 static void mark_dirty(crest__eio_t *e) {
-    if (!e->dirty && e->poll != NULL)
+    if (!e->dirty && has_poll(e))
         list_dirty(e);
 }
 
@@ -328,7 +345,7 @@ void crest__eio_push(crest__eio_t *e) {
         crest__ws_push(e->ws);
         return;
     }
-    if (e->poll != NULL && e->out.len > 0) {
+    if (has_poll(e) && e->out.len > 0) {
         answer_poll(e, e->out.ptr, e->out.len);
         crest_buf_free(&e->out); /* an idle session keeps no buffer */
         e->out_packets = 0;
@@ -508,10 +525,7 @@ static void too_large(crest__eio_t *e, crest_req_t *req) {
 }
 
 /* The whole body: its packets, in order. */
-static void post_packets(crest__eio_t *e, crest_req_t *req, char *p, size_t n) {
-    /* Answered first: the packets' handlers may close the session, and the client's next
-     * request must not wait for them. */
-    crest_res_send(req, 200, "text/html", "ok", 2);
+static void run_packets(crest__eio_t *e, char *p, size_t n) {
     size_t off = 0;
     crest__eio_packet_t pkt;
     int r = 0;
@@ -521,6 +535,13 @@ static void post_packets(crest__eio_t *e, crest_req_t *req, char *p, size_t n) {
         atomic_fetch_add_explicit(&e->lp->io->bad_packets, 1, memory_order_relaxed);
         crest__eio_close(e, "transport error");
     }
+}
+
+static void post_packets(crest__eio_t *e, crest_req_t *req, char *p, size_t n) {
+    /* Answered first: the packets' handlers may close the session, and the client's next
+     * request must not wait for them. */
+    crest_res_send(req, 200, "text/html", "ok", 2);
+    run_packets(e, p, n);
 }
 
 static int on_post_body(crest_req_t *req, int event, const void *data, size_t len, void *arg) {
@@ -574,8 +595,16 @@ static void on_poll_abort(crest_req_t *req, void *arg) {
     maybe_free(e);
 }
 
+/* A GET was parked (here or from another thread): answer it at once if there is something. */
+static void poll_parked(crest__eio_t *e) {
+    if (e->out.len > 0)
+        crest__eio_push(e);
+    else if (e->probe != NULL)
+        answer_poll(e, "6", 1); /* upgrading: let the client pause its polling */
+}
+
 static void on_get(crest__eio_t *e, crest_req_t *req) {
-    if (e->poll != NULL) {
+    if (has_poll(e)) {
         /* Two GETs at once: the client is broken (or two clients share an id). */
         http_error(req, 400, 3, "Bad request");
         atomic_fetch_add_explicit(&e->lp->io->bad_packets, 1, memory_order_relaxed);
@@ -584,10 +613,7 @@ static void on_get(crest__eio_t *e, crest_req_t *req) {
     }
     e->poll = req;
     crest_req_on_abort(req, on_poll_abort, e);
-    if (e->out.len > 0)
-        crest__eio_push(e);
-    else if (e->probe != NULL)
-        answer_poll(e, "6", 1); /* upgrading: let the client pause its polling */
+    poll_parked(e);
 }
 
 static int on_websocket(crest_sio_t *io, sloop_t *lp, crest__eio_t *e, crest_req_t *req) {
@@ -605,6 +631,239 @@ static int on_websocket(crest_sio_t *io, sloop_t *lp, crest__eio_t *e, crest_req
     if (e->transport == T_WS && e->ws == NULL)
         crest__eio_close(e, "transport error"); /* a fresh session whose upgrade failed */
     release(e);
+    return 0;
+}
+
+/* ---- requests that hop (HTTP/2) ---- */
+
+enum { HOP_GET, HOP_POST, HOP_REQUEUE, HOP_TOOBIG, HOP_CANCEL };
+
+/* A request of an HTTP/2 connection for a session of another loop thread: the connection
+ * carries other streams and cannot move, so the request's content goes to the session's thread
+ * (L) in an inbox message and the answer comes back to the request's thread (R), where it is
+ * sent. Owner: the thread whose inbox delivered it last; `req` is R's alone (NULL once the
+ * client has gone: a GET's packets then go back to the session, as if never taken). */
+struct hop_s {
+    crest__msg_t msg;
+    crest_sio_t *io;
+    crest_loop_t *from; /* R */
+    crest_loop_t *to;   /* L */
+    crest_req_t *req;
+    uint64_t seq; /* a GET's name in a cancel */
+    int kind;
+    int status;
+    const char *ctype;
+    crest_buf_t data; /* the POST's body; back: the answer's */
+    char sid[CREST__SIO_ID_LEN + 1];
+};
+
+static void hop_free(hop_t *h) {
+    crest_buf_free(&h->data);
+    free(h);
+}
+
+static void on_hop(crest_loop_t *loop, void *arg);
+static void on_hop_back(crest_loop_t *loop, void *arg);
+
+/* Hand h to `to`'s thread; when that loop has stopped, h is freed (and its request, still
+ * waiting on this thread, answered 503). */
+static void hop_post(hop_t *h, crest_loop_t *to, crest_loop_cb cb) {
+    h->msg.cb = cb;
+    h->msg.arg = h;
+    h->msg.borrowed = 1;
+    if (crest__loop_post_msg(to, &h->msg) == 0)
+        return;
+    if (to == h->to && h->req != NULL) {
+        crest_req_on_abort(h->req, NULL, NULL);
+        crest_res_error(h->req, 503, "stopping");
+    }
+    hop_free(h);
+}
+
+/* L: the answer goes back to R. */
+static void hop_answer(hop_t *h, int status, const char *data, size_t len) {
+    h->status = status;
+    h->ctype = status == 200 ? "text/plain; charset=UTF-8" : "application/json";
+    h->data.len = 0;
+    crest_buf_append(&h->data, data, len);
+    hop_post(h, h->from, on_hop_back);
+}
+
+static void hop_error(hop_t *h, int code, const char *message) {
+    char body[128];
+    int n = snprintf(body, sizeof(body), "{\"code\":%d,\"message\":\"%s\"}", code, message);
+    hop_answer(h, 400, body, (size_t)n);
+}
+
+/* L: a payload a GET took and whose client had gone goes back in front of what waits. */
+static void requeue(crest__eio_t *e, const crest_buf_t *payload) {
+    crest_buf_t b = CREST_BUF_INIT;
+    crest_buf_append(&b, payload->ptr, payload->len);
+    if (e->out.len > 0) {
+        crest_buf_append(&b, "\x1e", 1);
+        crest_buf_append(&b, e->out.ptr, e->out.len);
+    }
+    if (b.err) {
+        crest_buf_free(&b);
+        return;
+    }
+    for (size_t i = 0; i < payload->len; i++)
+        e->out_packets += payload->ptr[i] == CREST__EIO_SEP;
+    e->out_packets++;
+    crest_buf_free(&e->out);
+    e->out = b;
+    mark_dirty(e);
+}
+
+static void on_hop(crest_loop_t *loop, void *arg) {
+    hop_t *h = arg;
+    sloop_t *lp = sloop_get(h->io, loop);
+    crest__eio_t *e = lp ? table_find(lp, h->sid, CREST__SIO_ID_LEN) : NULL;
+    if (h->kind == HOP_CANCEL || h->kind == HOP_REQUEUE || h->kind == HOP_TOOBIG) {
+        if (e != NULL && h->kind == HOP_CANCEL && e->rpoll != NULL && e->rpoll->seq == h->seq) {
+            hop_free(e->rpoll); /* R has dropped it: the client left */
+            e->rpoll = NULL;
+            maybe_free(e);
+        } else if (e != NULL && h->kind == HOP_REQUEUE && e->transport == T_POLLING) {
+            requeue(e, &h->data);
+        } else if (e != NULL && h->kind == HOP_TOOBIG) {
+            crest__eio_close(e, "transport error");
+        }
+        hop_free(h);
+        return;
+    }
+    if (e == NULL) {
+        hop_error(h, 1, "Session ID unknown");
+        return;
+    }
+    if (e->transport != T_POLLING) {
+        hop_error(h, 3, "Bad request");
+        return;
+    }
+    if (h->kind == HOP_GET) {
+        if (has_poll(e)) {
+            hop_error(h, 3, "Bad request");
+            atomic_fetch_add_explicit(&e->lp->io->bad_packets, 1, memory_order_relaxed);
+            crest__eio_close(e, "transport error");
+            return;
+        }
+        e->rpoll = h;
+        poll_parked(e);
+        return;
+    }
+    /* A POST: answered first, as on_post does; its body stays here. */
+    crest_buf_t body = h->data;
+    memset(&h->data, 0, sizeof(h->data));
+    hop_answer(h, 200, "ok", 2);
+    e->holds++;
+    run_packets(e, body.ptr, body.len);
+    release(e);
+    crest_buf_free(&body);
+}
+
+/* R: the client left a GET that is parked on L: L drops it (or, if it is on its way back
+ * already, on_hop_back finds req NULL and returns its packets). */
+static void on_hop_abort(crest_req_t *req, void *arg) {
+    hop_t *h = arg;
+    h->req = NULL;
+    crest_res_status(req, 200); /* the finishing call of a client that has gone: it frees req */
+    hop_t *c = calloc(1, sizeof(*c));
+    if (c == NULL)
+        return; /* the payload is taken at the next packet; the session's next GET finds the
+                   old one parked and the session closes: the client opens a new one */
+    c->io = h->io;
+    c->to = h->to;
+    c->seq = h->seq;
+    c->kind = HOP_CANCEL;
+    memcpy(c->sid, h->sid, sizeof(c->sid));
+    hop_post(c, c->to, on_hop);
+}
+
+static void on_hop_back(crest_loop_t *loop, void *arg) {
+    (void)loop;
+    hop_t *h = arg;
+    if (h->req != NULL) {
+        crest_req_on_abort(h->req, NULL, NULL);
+        if (h->kind == HOP_POST && h->status == 200)
+            crest_res_send(h->req, 200, "text/html", h->data.ptr, h->data.len);
+        else
+            crest_res_send(h->req, h->status, h->ctype, h->data.ptr, h->data.len);
+        hop_free(h);
+        return;
+    }
+    /* The client has gone: packets it never got wait for the session's next GET. */
+    int payload = h->kind == HOP_GET && h->status == 200 &&
+                  !(h->data.len == 1 && (h->data.ptr[0] == '6' || h->data.ptr[0] == '1'));
+    if (payload) {
+        h->kind = HOP_REQUEUE;
+        hop_post(h, h->to, on_hop);
+    } else {
+        hop_free(h);
+    }
+}
+
+/* R: a POST's body, gathered here, then carried. */
+static int on_hop_body(crest_req_t *req, int event, const void *data, size_t len, void *arg) {
+    hop_t *h = arg;
+    if (event == CREST_BODY_DATA) {
+        if (h->data.len + len <= h->io->opts.max_payload &&
+            crest_buf_append(&h->data, data, len) == 0)
+            return 0;
+        if (h->data.len + len > h->io->opts.max_payload) {
+            crest_res_error(req, 413, "payload too large");
+            h->kind = HOP_TOOBIG; /* the session closes, as Engine.IO's does */
+            h->req = NULL;
+            hop_post(h, h->to, on_hop);
+        } else {
+            crest_res_error(req, 503, "out of memory");
+            hop_free(h);
+        }
+        return -1;
+    }
+    if (event == CREST_BODY_END) {
+        crest_req_on_abort(req, on_hop_abort, h);
+        hop_post(h, h->to, on_hop);
+    } else {
+        hop_free(h); /* crest answers the error, or the client has gone */
+    }
+    return 0;
+}
+
+static int hop_start(crest_sio_t *io, crest_req_t *req, crest_loop_t *to, crest_str_t sid,
+                     int method) {
+    if (method != CREST_METHOD_GET && method != CREST_METHOD_POST)
+        return http_error(req, 400, 3, "Bad request");
+    hop_t *h = calloc(1, sizeof(*h));
+    if (h == NULL) {
+        crest_res_error(req, 503, "out of memory");
+        return 0;
+    }
+    h->io = io;
+    h->from = crest_req_loop(req);
+    h->to = to;
+    h->req = req;
+    h->seq = atomic_fetch_add_explicit(&io->hop_seq, 1, memory_order_relaxed) + 1;
+    memcpy(h->sid, sid.ptr, CREST__SIO_ID_LEN);
+    atomic_fetch_add_explicit(&io->hopped, 1, memory_order_relaxed);
+    if (method == CREST_METHOD_GET) {
+        h->kind = HOP_GET;
+        crest_req_on_abort(req, on_hop_abort, h);
+        hop_post(h, to, on_hop);
+        return 0;
+    }
+    h->kind = HOP_POST;
+    crest_str_t cl = crest_req_header(req, "Content-Length");
+    if (cl.ptr != NULL && strtoull(cl.ptr, NULL, 10) > io->opts.max_payload) {
+        crest_res_error(req, 413, "payload too large");
+        h->kind = HOP_TOOBIG;
+        h->req = NULL;
+        hop_post(h, to, on_hop);
+        return 0;
+    }
+    if (crest_req_body_stream(req, on_hop_body, h) != 0) {
+        hop_free(h);
+        crest_res_error(req, 503, "out of memory");
+    }
     return 0;
 }
 
@@ -627,12 +886,18 @@ int crest__eio_http(crest_req_t *req, void *data) {
         if (lo < 0 || idx >= io->rt->nthreads)
             return http_error(req, 400, 1, "Session ID unknown");
         if (idx != crest_loop_index(loop)) {
-            /* The session lives on another loop thread: serve this request there. */
-            if (crest__req_move(req, &io->rt->loops[idx]) == 0) {
+            /* The session lives on another loop thread: serve this request there, on its
+             * connection moved there, or by hopping when the connection cannot move. */
+            crest_loop_t *to = &io->rt->loops[idx];
+            int rc = crest__req_move(req, to);
+            if (rc == 0) {
                 atomic_fetch_add_explicit(&io->moved, 1, memory_order_relaxed);
                 return 0;
             }
-            return http_error(req, 400, 1, "Session ID unknown");
+            if (rc == CREST_ENOTSUP && !ws)
+                return hop_start(io, req, to, sid, crest_req_method(req));
+            return http_error(req, 400, rc == CREST_ENOTSUP ? 3 : 1,
+                              rc == CREST_ENOTSUP ? "Bad request" : "Session ID unknown");
         }
     }
     sloop_t *lp = sloop_get(io, loop);
@@ -699,7 +964,7 @@ static void upgrade_done(crest__eio_t *e) {
     e->transport = T_WS;
     e->upgrade_due = 0;
     arm_deadline(e);
-    if (e->poll)
+    if (has_poll(e))
         answer_poll(e, "6", 1);
     dirty_remove(e);
     size_t off = 0;
@@ -719,7 +984,7 @@ void crest__eio_ws_message(crest_ws_t *ws, const void *data, size_t len, int bin
         if (!binary && len == 6 && memcmp(p, "2probe", 6) == 0) {
             crest_ws_send(ws, "3probe", 6, 0);
             e->probed = 1;
-            if (e->poll)
+            if (has_poll(e))
                 answer_poll(e, "6", 1); /* release the waiting GET: the client pauses polling */
         } else if (!binary && len == 1 && p[0] == '5' && e->probed) {
             upgrade_done(e);

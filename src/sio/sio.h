@@ -44,6 +44,8 @@ struct crest_sio_s {
     _Atomic uint64_t sockets;
     _Atomic uint64_t opened;
     _Atomic uint64_t moved;
+    _Atomic uint64_t hopped;
+    _Atomic uint64_t hop_seq;
     _Atomic uint64_t ping_timeouts;
     _Atomic uint64_t slow_closed;
     _Atomic uint64_t packets_in;

@@ -1057,6 +1057,7 @@ void crest_sio_stats(const crest_sio_t *io, crest_sio_stats_t *out) {
     out->sockets = atomic_load_explicit(&w->sockets, memory_order_relaxed);
     out->opened = atomic_load_explicit(&w->opened, memory_order_relaxed);
     out->moved = atomic_load_explicit(&w->moved, memory_order_relaxed);
+    out->hopped = atomic_load_explicit(&w->hopped, memory_order_relaxed);
     out->ping_timeouts = atomic_load_explicit(&w->ping_timeouts, memory_order_relaxed);
     out->slow_closed = atomic_load_explicit(&w->slow_closed, memory_order_relaxed);
     out->packets_in = atomic_load_explicit(&w->packets_in, memory_order_relaxed);
@@ -1068,19 +1069,29 @@ static void write_metrics(const crest_app_t *app, void *arg, crest_buf_t *b) {
     (void)app;
     crest_sio_stats_t st;
     crest_sio_stats(arg, &st);
-    crest_buf_printf(b,
-                     "# HELP crest_sio_sessions Engine.IO sessions open.\n"
-                     "# TYPE crest_sio_sessions gauge\n"
-                     "crest_sio_sessions %llu\n"
-                     "# HELP crest_sio_sockets Socket.IO namespace memberships.\n"
-                     "# TYPE crest_sio_sockets gauge\n"
-                     "crest_sio_sockets %llu\n"
-                     "# HELP crest_sio_ping_timeouts_total Sessions closed for a missed pong.\n"
-                     "# TYPE crest_sio_ping_timeouts_total counter\n"
-                     "crest_sio_ping_timeouts_total %llu\n"
-                     "# HELP crest_sio_slow_closed_total Sessions closed as slow consumers.\n"
-                     "# TYPE crest_sio_slow_closed_total counter\n"
-                     "crest_sio_slow_closed_total %llu\n",
-                     (unsigned long long)st.sessions, (unsigned long long)st.sockets,
-                     (unsigned long long)st.ping_timeouts, (unsigned long long)st.slow_closed);
+    crest_buf_printf(
+        b,
+        "# HELP crest_sio_sessions Engine.IO sessions open.\n"
+        "# TYPE crest_sio_sessions gauge\n"
+        "crest_sio_sessions %llu\n"
+        "# HELP crest_sio_sockets Socket.IO namespace memberships.\n"
+        "# TYPE crest_sio_sockets gauge\n"
+        "crest_sio_sockets %llu\n"
+        "# HELP crest_sio_ping_timeouts_total Sessions closed for a missed pong.\n"
+        "# TYPE crest_sio_ping_timeouts_total counter\n"
+        "crest_sio_ping_timeouts_total %llu\n"
+        "# HELP crest_sio_slow_closed_total Sessions closed as slow consumers.\n"
+        "# TYPE crest_sio_slow_closed_total counter\n"
+        "crest_sio_slow_closed_total %llu\n"
+        "# HELP crest_sio_moved_total Requests whose connection moved to their "
+        "session's loop thread.\n"
+        "# TYPE crest_sio_moved_total counter\n"
+        "crest_sio_moved_total %llu\n"
+        "# HELP crest_sio_hopped_total HTTP/2 requests carried to their session's loop "
+        "thread and back.\n"
+        "# TYPE crest_sio_hopped_total counter\n"
+        "crest_sio_hopped_total %llu\n",
+        (unsigned long long)st.sessions, (unsigned long long)st.sockets,
+        (unsigned long long)st.ping_timeouts, (unsigned long long)st.slow_closed,
+        (unsigned long long)st.moved, (unsigned long long)st.hopped);
 }

@@ -235,11 +235,12 @@ static int on_stats(crest_req_t *req, void *data) {
     crest_sio_stats_t st;
     crest_sio_stats(data, &st);
     char body[512];
-    int n = snprintf(
-        body, sizeof(body),
-        "{\"sessions\":%" PRIu64 ",\"sockets\":%" PRIu64 ",\"opened\":%" PRIu64
-        ",\"moved\":%" PRIu64 ",\"ping_timeouts\":%" PRIu64 ",\"bad_packets\":%" PRIu64 "}",
-        st.sessions, st.sockets, st.opened, st.moved, st.ping_timeouts, st.bad_packets);
+    int n = snprintf(body, sizeof(body),
+                     "{\"sessions\":%" PRIu64 ",\"sockets\":%" PRIu64 ",\"opened\":%" PRIu64
+                     ",\"moved\":%" PRIu64 ",\"hopped\":%" PRIu64 ",\"ping_timeouts\":%" PRIu64
+                     ",\"bad_packets\":%" PRIu64 "}",
+                     st.sessions, st.sockets, st.opened, st.moved, st.hopped, st.ping_timeouts,
+                     st.bad_packets);
     return crest_res_json(req, 200, body, (size_t)n);
 }
 

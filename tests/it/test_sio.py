@@ -284,6 +284,43 @@ def _():
             check(st["ping_timeouts"] >= 2, "ping_timeouts in %r" % st)
 
 
+@T.case("HTTP/2: polling requests for a session of the other loop thread hop there and back "
+        "(a GET parked there is answered by an ack, a POST's packets run there)")
+def _():
+    if REF or harness.TLS_MODE:
+        return  # Node's server speaks no cleartext HTTP/2; the client below is cleartext
+    from test_h2 import H2
+    with target("--threads", "2") as srv:
+        def stats():
+            with srv.connect() as c:
+                return json.loads(c.request("GET", "/sio-stats").body)
+
+        with H2(srv.port) as a:
+            r = a.get(EIO + "polling")
+            eq(r.status, 200, "open over HTTP/2")
+            sid = json.loads(bytes(r.body)[1:])["sid"]
+            q = EIO + "polling&sid=" + sid
+            eq(a.get(q, "POST", body=b"40").status, 200, "CONNECT posted")
+            check(bytes(a.get(q).body).startswith(b'40{"sid":'), "CONNECT answered")
+            # New connections land on either thread: the first one on the other thread hops.
+            for attempt in range(40):
+                with H2(srv.port) as b:
+                    parked = b.request("GET", q)
+                    ack = 100 + attempt
+                    body = ('42%d["echo","hop",%d]' % (ack, attempt)).encode()
+                    eq(a.get(q, "POST", body=body).status, 200, "echo posted")
+                    st = b.response(parked)
+                    eq(st.status, 200, "the parked GET")
+                    eq(bytes(st.body), ('43%d["hop",%d]' % (ack, attempt)).encode(),
+                       "the ack, through the GET")
+                    if stats()["hopped"] > 0:
+                        # And a POST from there, its ack taken here.
+                        eq(b.get(q, "POST", body=b'42999["echo","back"]').status, 200, "POST")
+                        eq(bytes(a.get(q).body), b'43999["back"]', "its ack")
+                        break
+            check(stats()["hopped"] >= 2, "no HTTP/2 request hopped: %r" % stats())
+
+
 @T.case("20 polling clients x 20 round trips on two loop threads")
 def _():
     with target("--threads", "2") as srv:
