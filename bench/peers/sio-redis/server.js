@@ -1,16 +1,19 @@
-// Node.js Socket.IO 4 peer for bench/redis.sh: the chat of crest's Socket.IO contract
-// (the contract's "Socket.IO" section) in one process, rooms spanning every process on the
-// same Redis through @socket.io/redis-adapter, as its documentation sets it up: an ioredis
-// publisher and its duplicate() as subscriber, createAdapter() with its defaults (key prefix
-// "socket.io", so crest instances on that Redis could join the same rooms).
+// Node.js Socket.IO 4 peer for bench/redis.sh, and the Node.js member of the cluster in
+// tests/it/test_sio_cluster.py: the chat of crest's Socket.IO contract (the contract's "Socket.IO"
+// section) in one process, rooms spanning every process on the same Redis through
+// @socket.io/redis-adapter, as its documentation sets it up: an ioredis publisher and its
+// duplicate() as subscriber, createAdapter() with its defaults (key prefix "socket.io", so crest
+// instances on that Redis join the same rooms).
 //
 //   PORT=8080 REDIS_URL=redis://127.0.0.1:6379 node server.js
 //
 // Handshake auth {name}; `join` (room, ack) -> ack {room, ok: true}; `leave` (room); `chat`
 // ({room, text}) -> every member of the room on every process, the sender too, gets `chat`
-// {room, name, text, ts}. Socket.IO's defaults otherwise (both transports, no
-// permessage-deflate, ping every 25 s); nothing tuned. GET /healthz answers "ok" for the
-// script's start check.
+// {room, name, text, ts}; `blob` (room, bytes) -> the same members get `blob` (name, bytes), the
+// bytes as a binary attachment. Only a member of a room may send to it. Socket.IO's defaults
+// otherwise (both transports, no permessage-deflate, ping every 25 s); nothing tuned. GET
+// /healthz answers "ok" for the script's start check. PORT=0 takes a free port; the line
+// "listening on PORT" names the one it got.
 "use strict";
 const http = require("http");
 const { Server } = require("socket.io");
@@ -56,8 +59,15 @@ async function main() {
       if (!socket.rooms.has(m.room)) return; // members only
       io.to(m.room).emit("chat", { room: m.room, name, text: m.text, ts: Date.now() });
     });
+    socket.on("blob", (room, bytes) => {
+      // socket.io-parser hands binary attachments over as Buffers.
+      if (typeof room !== "string" || !Buffer.isBuffer(bytes)) return;
+      if (!socket.rooms.has(room)) return; // members only
+      io.to(room).emit("blob", name, bytes);
+    });
   });
-  httpServer.listen(port, "127.0.0.1", () => console.log("listening on " + port));
+  httpServer.listen(port, "127.0.0.1", () =>
+    console.log("listening on " + httpServer.address().port));
 
   const stop = () => {
     io.close();
