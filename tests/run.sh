@@ -124,13 +124,14 @@ install_check() {
 step "make install PREFIX=... and build examples/hello.c with pkg-config" install_check
 
 # Node.js clients for the WebSocket, Socket.IO and browser tests: npm ws, playwright-core,
-# socket.io-client and socket.io (test_sio's reference server) in tests/e2e (node_modules is
-# git-ignored); the browser is Debian's chromium (scripts/deps.sh), never a download.
+# socket.io-client and socket.io (test_sio's reference server), @socket.io/redis-adapter and
+# ioredis (test_sio_cluster's Node.js member) in tests/e2e (node_modules is git-ignored); the
+# browser is Debian's chromium (scripts/deps.sh), never a download.
 e2e_deps() {
     [ -x /usr/bin/chromium ] && command -v node >/dev/null || scripts/deps.sh test || return 1
     local m=tests/e2e/node_modules
     [ -d $m/ws ] && [ -d $m/playwright-core ] && [ -d $m/socket.io-client ] && [ -d $m/socket.io ] &&
-        return 0
+        [ -d $m/@socket.io/redis-adapter ] && [ -d $m/ioredis ] && return 0
     # Debian's nodejs comes without npm; NodeSource's ships it (and conflicts with Debian's npm).
     command -v npm >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -q npm || return 1
     (cd tests/e2e && npm install --no-audit --no-fund)
