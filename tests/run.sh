@@ -178,11 +178,13 @@ fi
 # the SQLite writer and PostgreSQL's loops (db, pg), the access log's writer and the counters
 # summed by /metrics (observe), the rate limiter's table shared by the loops (security), the
 # control thread's notifications and watchdog (systemd), certificate reloads (tls), Socket.IO
-# requests moved to their session's loop thread and rooms on every thread (sio). The others
+# requests moved to their session's loop thread and rooms on every thread (sio), and rooms
+# carried by the Redis bridge's thread to and from other servers (sio_cluster). The others
 # (static files, compression, flags, man pages, parser limits) run on one loop thread: the plain
 # and ASan passes cover them, and a TSan pass of them would cost minutes and find nothing new.
 TSAN_IT=(test_http test_app test_h2 test_hardening_rt test_ws test_ws_node test_sse test_redis
-    test_work test_db test_pg test_observe test_security test_systemd test_tls test_sio)
+    test_work test_db test_pg test_observe test_security test_systemd test_tls test_sio
+    test_sio_cluster)
 
 if step "build (ThreadSanitizer)" make -j"$JOBS" TSAN=1 all unit; then
     export TSAN_OPTIONS="halt_on_error=1 exitcode=88"
