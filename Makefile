@@ -77,8 +77,11 @@ $(BUILD)/man/%: doc/%.scd
 deps:
 	@scripts/deps.sh build
 
+# sio-bundle.sh puts socket.io-client's browser bundle where app/public/sio.html loads it; without
+# it the demo still runs and that page says what is missing.
 run: deps
 	@$(MAKE) --no-print-directory all
+	@scripts/sio-bundle.sh || echo "run: no socket.io-client bundle; /sio.html will say so" >&2
 	$(BUILD)/crest demo $(ARGS)
 
 test:

@@ -146,6 +146,8 @@ if [ -x build/crest ]; then
         node tests/e2e/chat.test.js
     suite "e2e chat in two headless Chromium pages over HTTPS" env CREST_BIN=build/crest \
         CREST_E2E_TLS=1 node tests/e2e/chat.test.js
+    suite "e2e Socket.IO chat page (socket.io-client's browser bundle) in headless Chromium" \
+        env CREST_BIN=build/crest node tests/e2e/sio.test.js
     suite "e2e CORS: a page on one crest fetches another in headless Chromium" \
         env CREST_BIN=build/crest node tests/e2e/cors.test.js
 fi
