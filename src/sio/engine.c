@@ -68,6 +68,7 @@ struct sloop_s {
     size_t count;
     crest__eio_t *dirty; /* polling sessions with output for their waiting GET */
     int posted;          /* flush_dirty is posted */
+    int dead;            /* the loop finished while flush_dirty was posted: it frees this */
     crest__drain_node_t drain;
 };
 
@@ -235,6 +236,10 @@ static void flush_dirty(crest_loop_t *loop, void *arg) {
     (void)loop;
     sloop_t *lp = arg;
     lp->posted = 0;
+    if (lp->dead) {
+        free(lp);
+        return;
+    }
     while (lp->dirty) {
         crest__eio_t *e = lp->dirty;
         lp->dirty = e->dnext;
@@ -409,7 +414,14 @@ static void sloop_finish(crest__loop_ext_t *ext, crest_loop_t *loop) {
     if (lp->drain.cb != NULL)
         crest__http_drain_remove(lp->loop, &lp->drain);
     free(lp->buckets);
-    free(lp);
+    lp->buckets = NULL;
+    lp->nbuckets = 0;
+    /* The inbox still delivers what was posted to it before it closes: a flush posted to this
+     * loop frees it then. */
+    if (lp->posted)
+        lp->dead = 1;
+    else
+        free(lp);
 }
 
 static void on_drain(crest__drain_node_t *node) {
@@ -422,7 +434,7 @@ static void on_drain(crest__drain_node_t *node) {
 
 static sloop_t *sloop_get(crest_sio_t *io, crest_loop_t *loop) {
     sloop_t *lp = (sloop_t *)crest__loop_ext_find(loop, io);
-    if (lp != NULL)
+    if (lp != NULL || loop->finished)
         return lp;
     lp = calloc(1, sizeof(*lp));
     if (lp == NULL)
