@@ -83,8 +83,10 @@ CREST_API crest_sio_nsp_t *crest_sio_of(crest_sio_t *io, const char *name);
 /* ---- handlers (registered before crest_app_run(); they run on the socket's loop thread) ---- */
 
 /* A client asks to join the namespace; auth is its handshake auth (a JSON object) or NULL. Return
- * NULL to accept (the socket is connected when this returns), or a message to refuse with
- * (CONNECT_ERROR {"message": ...}; the socket is freed afterwards). */
+ * NULL to accept (the socket is connected when this returns), or a message (a string that
+ * outlives the call) to refuse with: CONNECT_ERROR {"message": ...}, and the socket is freed
+ * afterwards without a disconnect call, so set its user data only when accepting. The handler
+ * may join rooms and emit: what it sends reaches the client right after the connect answer. */
 typedef const char *(*crest_sio_connect_cb)(crest_sio_socket_t *s, const crest_json_t *auth,
                                             void *data);
 /* The socket left the namespace: `reason` is Socket.IO's ("client namespace disconnect",
