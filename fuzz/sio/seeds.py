@@ -74,6 +74,9 @@ def seeds():
                 post('42["bye"]', '421/admin,["bye"]'), G, T, G]
     s["later"] = [post("40"), post('421["later"]', '422["later"]'), t(4), G,
                   post('423["later"]'), b"X\x01", post("41"), G]
+    # The client leaves "/" and "/admin": the disconnect handler's emit, join and disconnect
+    # must be refused (a disconnect there once freed the socket twice).
+    s["client-leaves"] = [post("40", '40/admin,{"token":"secret"}'), post("41", "41/admin,"), G]
     s["kick"] = [post('40{"kick":1}'), G, T, G]
     s["refuse"] = [post('40{"refuse":1}', "40/admin,", '40/admin,{"token":1}', "40/nope,",
                         "40", '40{"ask":1}', "40"), G, T, G]

@@ -713,6 +713,7 @@ static void sock_unlink(crest__sio_sess_t *ss, crest_sio_socket_t *s) {
 /* The socket leaves: its handler hears why, its acks are cancelled, its memory goes. */
 static void sock_free(crest_sio_socket_t *s, const char *reason, int notify) {
     crest_sio_nsp_t *n = s->nsp;
+    s->leaving = 1; /* the handler's emits, joins and disconnect are refused: it has left */
     crest__ps_unsubscribe_all(&s->sub);
     if (notify) {
         atomic_fetch_sub_explicit(&n->sockets, 1, memory_order_relaxed);
