@@ -77,7 +77,11 @@ def seeds():
     # The client leaves "/" and "/admin": the disconnect handler's emit, join and disconnect
     # must be refused (a disconnect there once freed the socket twice).
     s["client-leaves"] = [post("40", '40/admin,{"token":"secret"}'), post("41", "41/admin,"), G]
+    # crest_sio_disconnect() from the connect handler, which then accepts (the client gets
+    # CONNECT then DISCONNECT) or refuses (the socket was freed with its leave still posted).
     s["kick"] = [post('40{"kick":1}'), G, T, G]
+    s["kick-refuse"] = [post('40{"kick":1,"refuse":1}', '40/admin,{"kick":1,"token":"secret"}'),
+                        G, T, G]
     s["refuse"] = [post('40{"refuse":1}', "40/admin,", '40/admin,{"token":1}', "40/nope,",
                         "40", '40{"ask":1}', "40"), G, T, G]
     s["errors"] = [post("4x"), G]
