@@ -1,7 +1,8 @@
 #!/usr/bin/python3
 """Writes the seed corpus of fuzz_sio (fuzz/sio/corpus/): each file is one byte choosing the read
 size (see fuzz_sio.c), then the client's steps after the handshake, separated by "\\n~", each a
-letter and its bytes. Run from anywhere: python3 fuzz/sio/seeds.py"""
+letter and its bytes. Files named regress-* are inputs the fuzzer found, kept as they were. Run
+from anywhere: python3 fuzz/sio/seeds.py"""
 
 import os
 
