@@ -550,6 +550,10 @@ static client_t *client_get(int k) {
     atomic_fetch_add(&app->rt.conns, 1);
     c->timer.cb = on_conn_timer;
     crest__h1_open(c);
+    /* The input is handed to the protocol directly (in reads of `piece` bytes), but crest reads
+     * the socket too, as it does a client's: it sees the client close its end. */
+    c->flags |= CONN_READ_PAUSED;
+    crest__conn_reading(c, 1);
     x->c = c;
     x->peer = sv[1];
     return x;
@@ -720,6 +724,15 @@ static void handshake(void) {
     crest_buf_free(&k->got);
 }
 
+/* A connection still open once the client has gone and every deadline came (it waits for a
+ * request body nobody reads: its deadline is met while the clock stands still): closed, as
+ * fuzz_h1 closes its connection at the end. */
+static void close_conn(uv_handle_t *h, void *arg) {
+    (void)arg;
+    if (h->type == UV_TCP && !uv_is_closing(h))
+        crest__conn_close(CREST__CONTAINER_OF((uv_tcp_t *)h, crest__conn_t, tcp));
+}
+
 static int settled(void) {
     crest_sio_stats_t st;
     crest_sio_stats(io, &st);
@@ -754,13 +767,27 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         crest__loop_fire_timers(loop);
         turn();
     }
+    if (atomic_load(&app->rt.conns) != 0) {
+        uv_walk(&loop->uv, close_conn, NULL);
+        turn();
+    }
     /* A session or socket not closed, an ack never called back, a request not finished, a
      * connection not freed, a timer left or bytes still charged to the memory budget: something
      * of this input's outlived it. */
     crest_pubsub_stats_t pst;
     crest_pubsub_stats(ps, &pst);
     if (!settled() || live != 0 || socks_live != 0 || atomic_load(&app->rt.mem.used) != 0 ||
-        pst.queued_messages != 0)
+        pst.queued_messages != 0) {
+        crest_sio_stats_t st;
+        crest_sio_stats(io, &st);
+        fprintf(stderr,
+                "left behind: sessions %llu sockets %llu conns %lld timers %d acks %d "
+                "requests %d handler sockets %d budget %lld queued %llu\n",
+                (unsigned long long)st.sessions, (unsigned long long)st.sockets,
+                (long long)atomic_load(&app->rt.conns), loop->afters != NULL, acks_out, live,
+                socks_live, (long long)atomic_load(&app->rt.mem.used),
+                (unsigned long long)pst.queued_messages);
         abort();
+    }
     return 0;
 }
