@@ -213,15 +213,17 @@ void crest__eio_close(crest__eio_t *e, const char *reason) {
     atomic_fetch_sub_explicit(&io->sessions, 1, memory_order_relaxed);
     crest__wheel_disarm(&lp->loop->wheel, &e->hb);
     crest__wheel_disarm(&lp->loop->wheel, &e->deadline);
-    e->holds++; /* the disconnect handlers may call back into the session */
+    /* Held until the end: the disconnect handlers may call back into the session, and a
+     * WebSocket whose write fails closes (and lets go of the session) inside crest_ws_close. */
+    e->holds++;
     crest__sio_session_gone(e, &e->upper, reason);
-    e->holds--;
     if (has_poll(e))
         answer_poll(e, "1", 1); /* the close packet */
     if (e->ws)
         crest_ws_close(e->ws, 1000, NULL);
     if (e->probe)
         crest_ws_close(e->probe, 1000, NULL);
+    e->holds--;
     maybe_free(e);
 }
 

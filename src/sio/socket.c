@@ -715,6 +715,7 @@ static void sock_unlink(crest__sio_sess_t *ss, crest_sio_socket_t *s) {
 /* The socket leaves: its handler hears why, its acks are cancelled, its memory goes. */
 static void sock_free(crest_sio_socket_t *s, const char *reason, int notify) {
     crest_sio_nsp_t *n = s->nsp;
+    s->leaving = 1; /* the handler's emits, joins and disconnect are refused: it has left */
     crest__ps_unsubscribe_all(&s->sub);
     if (notify) {
         atomic_fetch_sub_explicit(&n->sockets, 1, memory_order_relaxed);
@@ -761,10 +762,12 @@ int crest_sio_disconnect(crest_sio_socket_t *s) {
     crest_buf_t b = CREST_BUF_ON(mem);
     crest__sio_head(&b, CREST__SIO_DISCONNECT, 0, s->nsp->name, s->nsp->len, -1);
     if (!b.err)
-        crest__eio_send(s->e, b.ptr, b.len, 0);
+        send_message(s, b.ptr, b.len, 0); /* from the connect handler: after the CONNECT */
     crest_buf_free(&b);
     s->leaving = 1;
     crest__ps_unsubscribe_all(&s->sub);
+    if (s->connecting)
+        return 0; /* on_connect_packet frees it (refused) or makes it leave (accepted) */
     /* The handler runs later, not inside the caller's call. */
     if (crest_loop_post(s->sub.loop, on_leave, s) != 0)
         on_leave(s->sub.loop, s);
@@ -837,8 +840,9 @@ static void on_connect_packet(crest__eio_t *e, crest__sio_sess_t *ss,
     const char *refusal = n->on_connect ? n->on_connect(s, crest__jv(auth), n->connect_data) : NULL;
     s->connecting = 0;
     cJSON_Delete(auth);
-    if (refusal == NULL && (crest__ps_subscribe(io->ps, &s->sub, n->topic) != 0 ||
-                            subscribe(s, s->id, CREST__SIO_ID_LEN) != 0))
+    if (refusal == NULL && !s->leaving &&
+        (crest__ps_subscribe(io->ps, &s->sub, n->topic) != 0 ||
+         subscribe(s, s->id, CREST__SIO_ID_LEN) != 0))
         refusal = "out of memory";
     if (refusal != NULL) {
         connect_error(e, p->nsp, p->nsp_len, refusal);
@@ -863,6 +867,9 @@ static void on_connect_packet(crest__eio_t *e, crest__sio_sess_t *ss,
     while (crest__eio_next(s->early.ptr, s->early.len, &off, &pkt) == 1)
         crest__eio_send(e, pkt.data, pkt.len, pkt.binary);
     crest_buf_free(&s->early);
+    /* The handler called crest_sio_disconnect(): the socket leaves now that it was let in. */
+    if (s->leaving && crest_loop_post(s->sub.loop, on_leave, s) != 0)
+        on_leave(s->sub.loop, s);
 }
 
 /* An EVENT or ACK (maybe binary, its attachments gathered) for the socket of its namespace. */
