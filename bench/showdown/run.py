@@ -37,15 +37,18 @@ from workloads import WORKLOADS  # noqa: E402
 # conn_steps: idle connections held at once for the memory curve (conns, wsconns, sio_conns), the
 # last one the per-connection figure; chat_steps: the chat + REST users, stepped up until p99 >
 # 100 ms; sio_members: the Socket.IO room (sio_rooms, sio_redis), 1,000 in both: the issue's
-# figure, and joining them takes about a second even for Node.js.
+# figure, and joining them takes about a second even for Node.js; sio_rate: messages/s in total
+# of their fixed-rate pass (x 1,000 deliveries/s), which Node.js socket.io carries on one core.
 # Cold start is measured in one pass, after the last repeat: cold_runs starts (BENCH.md: median
 # of five); the machine's noise matters little to it, and nine starts per peer cost minutes.
 FULL = {"repeats": 3, "duration": 3, "warmup": 1, "cold_runs": 5,
         "conn_steps": [1000, 2000, 5000, 10000], "idle_conns": 10000, "members": 1000,
-        "chat_steps": [50, 100, 200, 500, 1000, 2000, 5000], "sio_members": 1000}
+        "chat_steps": [50, 100, 200, 500, 1000, 2000, 5000], "sio_members": 1000,
+        "sio_rate": 20}
 QUICK = {"repeats": 1, "duration": 1, "warmup": 1, "cold_runs": 1,
          "conn_steps": [500, 1000, 2000], "idle_conns": 2000, "members": 200,
-         "chat_steps": [100, 500, 2000], "sio_members": 1000}
+         "chat_steps": [100, 500, 2000], "sio_members": 1000,
+         "sio_rate": 20}
 
 # For --plan: seconds from exec to the first 200 and from SIGTERM to exit, by stack (measured
 # on this machine; results.json's meta.timing has the real ones of a run), and the other fixed
@@ -70,9 +73,10 @@ def _run_s(w, p, s, first=False):
     if w.name == "ws":
         return warm + s["duration"] + 0.3
     if w.name in ("sio_rooms", "sio_redis"):
-        # chatload: joining, a sync round, warm-up, the run, the drain (under a second when
-        # nothing is lost), the members' leaving; sio_redis also starts and stops two instances.
-        run = warm + s["duration"] + 1.5 + s["sio_members"] / CONNECT_PER_S
+        # chatload twice (the closed loop, then the fixed rate): joining, a sync round, warm-up,
+        # the run, the drain (under a second when nothing is lost), the members' leaving;
+        # sio_redis also starts and stops two instances.
+        run = 2 * (warm + s["duration"] + 1.5 + s["sio_members"] / CONNECT_PER_S)
         if w.own_servers:
             run += QUIET_S + 2 * (START_S.get(p.stack, 1.0) + STOP_S)
         return run

@@ -306,6 +306,22 @@ def wsconns(ctx, server):
 
 SIO_SENDERS = 10  # members that also send, as rooms and bench/redis.sh
 SIO_WINDOW = 4    # messages per sender not yet at every member (bench/redis.sh says why 4)
+# The closed loop's latency is mostly the time to work through what is in flight (its p99 says
+# how fast the server is, again); a second pass at a fixed rate, which Node.js socket.io carries
+# on one core too (ctx.sio_rate messages/s in total, x members deliveries/s, as bench/redis.sh's
+# rate workload), gives the latency of both at the same load.
+
+
+def with_fixed_rate(out, fixed, rate):
+    """Adds the fixed-rate pass's latency (rate_p50_ms, rate_p99_ms, rate_rps: its deliveries
+    per second) to the closed loop's sample; its problems (losses) are the sample's too."""
+    out["rate_rps"] = fixed.get("rps")
+    out["rate_p50_ms"] = fixed.get("p50_ms")
+    out["rate_p99_ms"] = fixed.get("p99_ms")
+    if fixed.get("problem"):
+        out["problem"] = "; ".join(filter(None, [out.get("problem"), "at %d messages/s: %s" % (
+            rate, fixed["problem"])]))
+    return out
 
 
 def chatload_sample(r, server_cores=1):
@@ -356,11 +372,17 @@ def chatload_sample(r, server_cores=1):
 def sio_rooms(ctx, server):
     """Socket.IO room fan-out: ctx.sio_members Socket.IO clients (WebSocket only) in one room,
     SIO_SENDERS of them sending `chat` in a closed loop of SIO_WINDOW messages each; deliveries
-    per second, their latency and the server's CPU per delivery (chatload_sample)."""
+    per second, their latency and the server's CPU per delivery (chatload_sample); then the
+    latency at ctx.sio_rate messages/s (with_fixed_rate)."""
+    cores = len(server.cpus.split(","))
     r = chatload(ctx.tools, [server.port], ctx.sio_members, ctx.duration, ctx.warmup,
                  ["-S", SIO_SENDERS, "-w", SIO_WINDOW, "-r", "showdown-sio"],
                  server_pids=[server.pid], cpus=ctx.client_cpus)
-    return chatload_sample(r, len(server.cpus.split(",")))
+    fixed = chatload(ctx.tools, [server.port], ctx.sio_members, ctx.duration, ctx.warmup,
+                     ["-S", SIO_SENDERS, "-R", ctx.sio_rate, "-r", "showdown-sio-rate"],
+                     server_pids=[server.pid], cpus=ctx.client_cpus)
+    return with_fixed_rate(chatload_sample(r, cores), chatload_sample(fixed, cores),
+                           ctx.sio_rate)
 
 
 def sio_conns(ctx, server):
@@ -386,15 +408,19 @@ def sio_redis(ctx, peer, logdir, redis):
         for tag in ("a", "b"):
             servers.append(Server(peer, 1, SERVER_CPU, logdir, redis=redis.url,
                                   tag="-redis-" + tag))
-        r = chatload(ctx.tools, [s.port for s in servers], ctx.sio_members, ctx.duration,
-                     ctx.warmup, ["-S", SIO_SENDERS, "-w", SIO_WINDOW, "-r", "showdown-sio"],
-                     server_pids=[s.pid for s in servers], redis_pid=redis.pid,
-                     cpus=ctx.client_cpus)
+        runs = []
+        for extra, suffix in ((["-w", SIO_WINDOW], ""), (["-R", ctx.sio_rate], "-rate")):
+            runs.append(chatload(ctx.tools, [s.port for s in servers], ctx.sio_members,
+                                 ctx.duration, ctx.warmup,
+                                 ["-S", SIO_SENDERS] + extra + ["-r", "showdown-sio" + suffix],
+                                 server_pids=[s.pid for s in servers], redis_pid=redis.pid,
+                                 cpus=ctx.client_cpus))
+        r, fixed = runs
         dead = [t for t, s in zip("ab", servers) if not s.alive()]
     finally:
         for s in servers:
             s.stop()
-    out = chatload_sample(r, 1)
+    out = with_fixed_rate(chatload_sample(r, 1), chatload_sample(fixed, 1), ctx.sio_rate)
     if dead:
         out["problem"] = "; ".join(filter(None, [out.get("problem"), "instance %s died" %
                                                  " and ".join(dead)]))

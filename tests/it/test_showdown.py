@@ -350,6 +350,12 @@ def _():
     check("4 members had not heard every sender" in smp.get("problem", ""), "sync: %r" % smp)
     smp = workloads.chatload_sample({"error": "only 3 of 10 members joined"}, 1)
     eq((smp["rps"], smp["problem"]), (None, "chatload: only 3 of 10 members joined"), "no join")
+    both = workloads.with_fixed_rate(workloads.chatload_sample(good, 1),
+                                     workloads.chatload_sample(dict(r, closed=0), 1), 20)
+    eq((both["rps"], both["rate_rps"], both["rate_p99_ms"]), (150000, 150000, 90.25),
+       "the fixed rate's figures beside the closed loop's")
+    eq(both["problem"], "at 20 messages/s: 10 of 320000 deliveries lost, 2 duplicated",
+       "the fixed rate's losses fail the sample")
 
 
 def sio_fixture(crest_rps=700000.0, node_rps=50000.0, crest_bytes=2000.0, node_bytes=21000.0,
@@ -363,13 +369,15 @@ def sio_fixture(crest_rps=700000.0, node_rps=50000.0, crest_bytes=2000.0, node_b
                               "changed_defaults": []},
                     "sio": {"title": "Socket.IO 4", "stack": "Node.js", "serves": [],
                             "versions": {}, "changed_defaults": []}}
+    res["meta"]["settings"].update(sio_rate=20, sio_members=1000)
     res["samples"] = []
     for rep in range(3):
         for peer, rps, b, bn in (("crest", crest_rps, crest_bytes, crest_bottleneck),
                                  ("sio", node_rps, node_bytes, "server")):
             base = {"mode": "1core", "peer": peer, "repeat": rep}
             res["samples"].append(dict(base, workload="sio_rooms", rps=rps, p99_ms=5.0,
-                                       cpu_us=1e6 / rps, bottleneck=bn))
+                                       cpu_us=1e6 / rps, bottleneck=bn,
+                                       rate_p99_ms=2.0 if peer == "crest" else 30.0))
             res["samples"].append(dict(base, workload="sio_conns", bytes_per_conn=b,
                                        rss_curve=[[0, 1024], [1000, 1024 + b * 1000 / 1024]]))
             smp = dict(base, workload="sio_redis", rps=rps / 2, p99_ms=9.0, bottleneck="server")
@@ -388,7 +396,9 @@ def _():
     eq((fan[1], fan[2], fan[3], fan[5]), (700000.0, 50000.0, 14.0, "met"), "14x")
     mem = rows["memory per idle Socket.IO connection, bytes"]
     eq((round(mem[3], 2), mem[5]), (10.5, "met"), "21,000 / 2,000 bytes: lower is better")
-    eq(rows["room fan-out, p99 delivery latency ms"][5], "–", "no target for p99")
+    eq(rows["room fan-out, p99 delivery latency ms (closed loop)"][5], "–", "no target for p99")
+    eq(rows["room fan-out, p99 delivery latency ms at a fixed rate"][1:4], (2.0, 30.0, 15.0),
+       "p99 at the fixed rate: lower is better")
     res = sio_fixture(crest_rps=400000.0, crest_bytes=2500.0, redis_ok=False,
                       crest_bottleneck="client")
     rows = {r[0]: r for r in report.sio_targets(res, report.summarize(res))}
@@ -398,6 +408,7 @@ def _():
     eq(rows["fan-out over two instances on Redis, deliveries/s"][5],
        "failed: crest: 10 of 20 deliveries lost", "crest's Redis runs failed")
     text = report.sio_text(res)
+    check("fixed rate: 20 messages/s in all to 1000 members" in text, "the settings named")
     check("| room fan-out, deliveries/s (one instance) | 400,000 | 50,000 | 8.0× | ≥ 10× | "
           "**not met (capped by the load generator)** |" in text, text[:1500])
     check("bytes per Socket.IO connection" in text and "p99 ms, other instance" in text,
