@@ -249,9 +249,13 @@ def http_status(port, path, timeout=2):
 
 class Server:
     """A peer started pinned to `cpus`, its output in logdir/NAME.log. Use as a context manager:
-    it is stopped (SIGTERM, then SIGKILL for it and its descendants) on exit."""
+    it is stopped (SIGTERM, then SIGKILL for it and its descendants) on exit. redis: a Redis URL
+    given to the peer as REDIS_URL (crest's demo and the Socket.IO peer then span their rooms
+    over every instance on it); without it REDIS_URL is not passed on, so that no instance joins
+    a Redis by accident. tag: a suffix of the log's name (two instances of one peer)."""
 
-    def __init__(self, peer, workers, cpus, logdir, db=None, ready_timeout=120):
+    def __init__(self, peer, workers, cpus, logdir, db=None, ready_timeout=120, redis=None,
+                 tag=""):
         self.peer = peer
         self.workers = workers
         self.cpus = cpus
@@ -260,7 +264,10 @@ class Server:
         env.update(peer.env)
         if db:
             env["DATABASE_URL"] = db
-        self.log_path = os.path.join(logdir, "%s-%d.log" % (peer.name, workers))
+        env.pop("REDIS_URL", None)
+        if redis:
+            env["REDIS_URL"] = redis
+        self.log_path = os.path.join(logdir, "%s-%d%s.log" % (peer.name, workers, tag))
         self.logf = open(self.log_path, "ab")
         argv = ["taskset", "-c", cpus] + peer.command(self.port, workers, db)
         self.t_exec = time.monotonic()
@@ -333,6 +340,61 @@ class Server:
         return False
 
 
+class Redis:
+    """Debian's redis-server on 127.0.0.1 and a free port, pinned to `cpu`, no persistence
+    (--save '' --appendonly no), every other setting its default (as bench/redis.sh), its folder
+    and log in `folder`. Stopped by PID (stop(), or as a context manager)."""
+
+    def __init__(self, folder, cpu=CLIENT_CPU, timeout_s=10):
+        os.makedirs(folder, exist_ok=True)
+        self.port = free_port()
+        self.log_path = os.path.join(folder, "redis.log")
+        self.proc = subprocess.Popen(
+            ["taskset", "-c", cpu, "redis-server", "--port", str(self.port), "--bind",
+             "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", folder, "--daemonize",
+             "no", "--logfile", self.log_path],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            start_new_session=True)
+        self.pid = self.proc.pid
+        end = time.monotonic() + timeout_s
+        while not self.ping():
+            if self.proc.poll() is not None or time.monotonic() > end:
+                self.stop()
+                raise RuntimeError("redis-server did not answer PING within %d s (see %s)"
+                                   % (timeout_s, self.log_path))
+            time.sleep(0.05)
+        self.url = "redis://127.0.0.1:%d" % self.port
+        try:
+            out = run_quiet(["redis-server", "--version"], timeout=10)
+            self.version = out.split("v=")[1].split()[0]
+        except (RuntimeError, IndexError, OSError, subprocess.TimeoutExpired):
+            self.version = "?"
+
+    def ping(self):
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=1) as s:
+                s.sendall(b"PING\r\n")
+                return s.recv(16).startswith(b"+PONG")
+        except OSError:
+            return False
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=8)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=5)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *a):
+        self.stop()
+        return False
+
+
 # ---------------------------------------------------------------- the machine ---------------
 
 def machine():
@@ -373,13 +435,13 @@ def tool_versions():
 
 
 def build_tools(outdir):
-    """The C load tools of bench/tools (coldstart, idleconn, wsload, wsmembers, chatrest), built
-    into outdir; the WebSocket ones with crest's own frame codec compiled in."""
+    """The C load tools of bench/tools (coldstart, idleconn, wsload, wsmembers, chatrest,
+    chatload), built into outdir; the WebSocket ones with crest's own frame codec compiled in."""
     os.makedirs(outdir, exist_ok=True)
     for t in ("coldstart", "idleconn"):
         run_quiet(["gcc", "-std=c11", "-O2", "-Wall", "-o", os.path.join(outdir, t),
                    os.path.join(ROOT, "bench", "tools", t + ".c")])
-    for t in ("wsload", "wsmembers", "chatrest"):
+    for t in ("wsload", "wsmembers", "chatrest", "chatload"):
         run_quiet(["gcc", "-std=c11", "-O2", "-Wall", "-I" + os.path.join(ROOT, "src"),
                    "-I" + os.path.join(ROOT, "include"), "-o", os.path.join(outdir, t),
                    os.path.join(ROOT, "bench", "tools", t + ".c"),

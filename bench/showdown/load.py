@@ -199,3 +199,45 @@ def chatrest(tools, port, steps, seconds, warmup, server_pid=None, cpus=CLIENT_C
     r = parse_chatrest(text)
     r["stderr"] = err[-300:]
     return r
+
+
+# ---------------------------------------------------------------- chatload ------------------
+
+def parse_chatload(text):
+    """bench/tools/chatload's output -> the dict of its `CHATLOAD {json}` line (deliveries_per_s,
+    latency {p50_ms, p99_ms, ...}, latency_same_instance / latency_other_instance, expected,
+    received, lost, duplicates, closed, server_cpu_s, client_core_pct, ...). A percentile of a
+    latency without samples (chatload's -1) reads None. A line with only "error" (the members
+    could not all join) is returned as it is."""
+    for line in reversed(text.strip().splitlines()):
+        if line.startswith("CHATLOAD "):
+            d = json.loads(line[len("CHATLOAD "):])
+            for k in ("latency", "latency_same_instance", "latency_other_instance"):
+                h = d.get(k)
+                if isinstance(h, dict):
+                    for q in ("p50_ms", "p99_ms", "p999_ms"):
+                        if h.get(q) is not None and h[q] < 0:
+                            h[q] = None
+            return d
+    raise LoadError("no CHATLOAD line in: %r" % text[-300:])
+
+
+def chatload(tools, ports, members, seconds, warmup, extra=(), server_pids=(), redis_pid=None,
+             cpus=CLIENT_CPU, drain=5):
+    """Runs bench/tools/chatload -x sio against the ports (members split evenly over them);
+    parse_chatload's dict plus stderr's tail (its progress and failures). A run whose members
+    could not all join comes back with "error" (chatload exits 1 then), not as an exception."""
+    argv = ["taskset", "-c", cpus, os.path.join(tools, "chatload"), "-x", "sio",
+            "-p", ",".join(str(p) for p in ports), "-n", str(members), "-d", str(seconds),
+            "-W", str(warmup), "-D", str(drain)] + [str(a) for a in extra]
+    if server_pids:
+        argv += ["-P", ",".join(str(p) for p in server_pids)]
+    if redis_pid:
+        argv += ["-Q", str(redis_pid)]
+    # Joining (120 s at most), sync (30 s at most), the run and the drain, and a minute.
+    rc, text, err, _ = _run_timed(argv, 120 + 30 + warmup + seconds + drain + 60)
+    if rc not in (0, 1):
+        raise LoadError("chatload exited %d: %s %s" % (rc, text[-200:], err[-300:]))
+    r = parse_chatload(text)
+    r["stderr"] = err[-300:]
+    return r

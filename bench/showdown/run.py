@@ -16,6 +16,7 @@ workload it fails is shown failed, not measured. Writes bench/results/DATE-showd
 results.json (every sample), report.md, charts (PNG), logs/."""
 
 import argparse
+import atexit
 import json
 import os
 import sys
@@ -35,16 +36,21 @@ from workloads import WORKLOADS  # noqa: E402
 # counts without warm-up (a JIT's own warm-up excepted) in about 6 (--plan prints the budget;
 # results.json's meta.timing what each part really took). A 2 s count is 200,000 requests or
 # more for the fast servers: enough for a median of three, not for a tail latency of its own.
-# conn_steps: idle connections held at once for the memory curve (conns, wsconns), the last one
-# the per-connection figure; chat_steps: the chat + REST users, stepped up until p99 > 100 ms.
+# conn_steps: idle connections held at once for the memory curve (conns, wsconns, sio_conns), the
+# last one the per-connection figure; chat_steps: the chat + REST users, stepped up until p99 >
+# 100 ms; sio_members: the Socket.IO room (sio_rooms, sio_redis), 1,000 in both: the issue's
+# figure, and joining them takes about a second even for Node.js; sio_rate: messages/s in total
+# of their fixed-rate pass (x 1,000 deliveries/s), which Node.js socket.io carries on one core.
 # Cold start is measured in one pass, after the last repeat: cold_runs starts (BENCH.md: median
 # of five); the machine's noise matters little to it, and nine starts per peer cost minutes.
 FULL = {"repeats": 3, "duration": 2, "warmup": 1, "cold_runs": 5,
         "conn_steps": [1000, 2000, 5000, 10000], "idle_conns": 10000, "members": 1000,
-        "chat_steps": [50, 100, 200, 500, 1000, 2000, 5000]}
+        "chat_steps": [50, 100, 200, 500, 1000, 2000, 5000], "sio_members": 1000,
+        "sio_rate": 20}
 QUICK = {"repeats": 1, "duration": 1, "warmup": 0, "cold_runs": 1,
          "conn_steps": [500, 1000, 2000], "idle_conns": 2000, "members": 200,
-         "chat_steps": [100, 500, 2000]}
+         "chat_steps": [100, 500, 2000], "sio_members": 1000,
+         "sio_rate": 20}
 
 # For --plan: seconds from exec to the first 200 and from SIGTERM to exit, by stack (measured
 # on this machine; results.json's meta.timing has the real ones of a run), and the other fixed
@@ -59,7 +65,7 @@ def _run_s(w, p, s, first=False):
     """Seconds one (workload, peer) run takes, by the workload's shape; first: the first wrk
     workload of a server start (a JIT's longer warm-up)."""
     warm = max(s["warmup"], p.warmup) if first else s["warmup"]
-    if w.name in ("conns", "wsconns"):
+    if w.name in MEMORY:
         return 1.0 + 0.5 * len(s["conn_steps"]) + s["conn_steps"][-1] / CONNECT_PER_S
     if w.name == "chatrest":
         steps = s["chat_steps"]
@@ -68,6 +74,14 @@ def _run_s(w, p, s, first=False):
         return warm + s["duration"] + 1.5 + s["members"] / CONNECT_PER_S
     if w.name == "ws":
         return warm + s["duration"] + 0.3
+    if w.name in ("sio_rooms", "sio_redis"):
+        # chatload twice (the closed loop, then the fixed rate): joining, a sync round, warm-up,
+        # the run, the drain (under a second when nothing is lost), the members' leaving;
+        # sio_redis also starts and stops two instances.
+        run = 2 * (warm + s["duration"] + 1.5 + s["sio_members"] / CONNECT_PER_S)
+        if w.own_servers:
+            run += QUIET_S + 2 * (START_S.get(p.stack, 1.0) + STOP_S)
+        return run
     return warm + s["duration"] + 0.3
 
 
@@ -86,7 +100,10 @@ def plan(peers, wls, s):
         for mode in ("1core", "2core"):
             for p in peers:
                 todo = [w for w in wls if mode in w.modes and w.serves(p) and
-                        w.name != "coldstart"]
+                        w.name != "coldstart" and not w.own_servers]
+                for w in wls:
+                    if mode == "1core" and w.own_servers and w.serves(p):
+                        add(w.name, _run_s(w, p, s))
                 if not todo or (mode == "2core" and p.workers_max < 2):
                     continue
                 add("server starts and stops", len(sessions(todo)) *
@@ -109,7 +126,7 @@ def plan_text(pl):
                                                               pl["total_s"] / 60)])
 
 
-MEMORY = ("conns", "wsconns")
+MEMORY = ("conns", "wsconns", "sio_conns")
 
 
 def sessions(todo):
@@ -170,6 +187,7 @@ def main(argv):
 
     # ---- set-up: packages, peers' dependencies and builds, the load tools, PostgreSQL
     lib.apt_install(["wrk", "gnuplot-nox", "postgresql", "python3-websockets", "gcc"] +
+                    (["redis-server"] if any(w.own_servers for w in wls) else []) +
                     [d for p in peers for d in p.debs])
     usable = []
     for p in peers:
@@ -198,6 +216,18 @@ def main(argv):
         import pg as pgmod
         pg = pgmod.Postgres(cpu=lib.CLIENT_CPU)
         results["meta"]["tools"]["postgresql"] = pg.version
+    # One redis-server for the workloads that span instances over Redis (sio_redis), on the load
+    # generator's core (bench/redis.sh says why), for the whole run.
+    redis, redis_problem = None, None
+    if any(w.own_servers and w.serves(p) for w in wls for p in usable):
+        try:
+            redis = lib.Redis(os.path.join(out, "redis"), cpu=lib.CLIENT_CPU)
+            atexit.register(redis.stop)  # also when the run is interrupted
+            results["meta"]["tools"]["redis-server"] = redis.version
+            results["meta"]["cpus"]["redis"] = lib.CLIENT_CPU
+        except (RuntimeError, OSError) as e:
+            lib.log("redis-server: %s (its workloads fail)" % e)
+            redis_problem = "redis-server: %s" % e
     ctx = Ctx(settings, tools)
 
     def save():
@@ -289,7 +319,8 @@ def main(argv):
         order = usable[rep % len(usable):] + usable[:rep % len(usable)] if usable else []
         for mode in ("1core", "2core"):
             for p in order:
-                todo = [w for w in wls if mode in w.modes and w.serves(p) and w.name != "coldstart"]
+                todo = [w for w in wls if mode in w.modes and w.serves(p) and w.name != "coldstart"
+                        and not w.own_servers]
                 if mode == "2core" and p.workers_max < 2:
                     for w in todo:
                         sample(w, mode, p, rep, {"problem": "one process only (%s)"
@@ -303,6 +334,30 @@ def main(argv):
                 for session in sessions(todo):
                     run_session(p, mode, rep, session, workers, cpus)
                 save()
+        # Workloads that start the peer's servers themselves (two instances on Redis), one
+        # core's worth: after the tables of the repeat, peers in the same rotating order.
+        for p in order:
+            for w in wls:
+                if not (w.own_servers and w.serves(p)):
+                    continue
+                cp = contract_problem(p, w) or redis_problem
+                if cp:
+                    sample(w, "1core", p, rep, {"problem": cp})
+                    continue
+                ctx.client_cpus = lib.CLIENT_CPU
+                t0 = time.monotonic()
+                busy = lib.wait_quiet()
+                spent("quiet waits", t0)
+                t0 = time.monotonic()
+                try:
+                    data = w.run(ctx, p, logdir, redis)
+                except Exception as e:  # noqa: BLE001 (a peer's failure is a result)
+                    data = {"problem": "%s: %s" % (type(e).__name__, e)}
+                    traceback.print_exc()
+                spent(w.name, t0)
+                data["busy_before_pct"] = round(busy, 1)
+                sample(w, "1core", p, rep, data)
+            save()
     # Cold start, in one pass after the repeats: the tool starts each peer itself.
     if any(w.name == "coldstart" for w in wls):
         w = next(w for w in wls if w.name == "coldstart")
@@ -318,6 +373,8 @@ def main(argv):
         save()
     if pg:
         pg.close()
+    if redis:
+        redis.stop()
     timing["total"] = round(time.monotonic() - t_start, 1)
     results["meta"]["timing"] = timing
     lib.log("time spent: " + ", ".join("%s %.0f s" % kv for kv in

@@ -15,7 +15,7 @@ import time
 
 import stats
 from lib import CLK_TCK, ROOT
-from load import LoadError, chatrest, parse_held, wrk, wsload
+from load import LoadError, chatload, chatrest, parse_held, wrk, wsload
 
 BENCH = os.path.join(ROOT, "bench")
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -23,7 +23,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 class Workload:
     def __init__(self, name, title, run, needs, unit="req/s", better="higher", modes=("1core",),
-                 db=False):
+                 db=False, own_servers=False):
         self.name = name
         self.title = title
         self.run = run
@@ -32,6 +32,9 @@ class Workload:
         self.better = better
         self.modes = modes  # "1core": the server on CPU 0; "2core": on both (WORKERS=2)
         self.db = db
+        # The workload starts the peer's servers itself (two instances on Redis): run.py calls
+        # run(ctx, peer, logdir, redis) once per repeat instead of giving it a started server.
+        self.own_servers = own_servers
 
     def serves(self, peer):
         """The peer answers every endpoint this needs and is measured on it (peer.json
@@ -296,6 +299,135 @@ def wsconns(ctx, server):
     return _hold_ramp(ctx, server, argv, ctx.conn_steps, "WebSockets")
 
 
+# ---------------------------------------------------------------- Socket.IO -----------------
+# The issue's benchmark (bench/sio.sh): crest's Socket.IO server beside Node.js socket.io 4, the
+# peers whose peer.json serves "sio" (and "sio_redis"). Load: bench/tools/chatload -x sio,
+# Socket.IO 5 over WebSocket only (Engine.IO open, CONNECT with auth {name}, `join` with an ack,
+# `chat` events; the server's pings answered), exactly-once checked per member and sender.
+
+SIO_SENDERS = 10  # members that also send, as rooms and bench/redis.sh
+SIO_WINDOW = 4    # messages per sender not yet at every member (bench/redis.sh says why 4)
+# The closed loop's latency is mostly the time to work through what is in flight (its p99 says
+# how fast the server is, again); a second pass at a fixed rate, which Node.js socket.io carries
+# on one core too (ctx.sio_rate messages/s in total, x members deliveries/s, as bench/redis.sh's
+# rate workload), gives the latency of both at the same load.
+
+
+def with_fixed_rate(out, fixed, rate):
+    """Adds the fixed-rate pass's latency (rate_p50_ms, rate_p99_ms, rate_rps: its deliveries
+    per second) to the closed loop's sample; its problems (losses) are the sample's too."""
+    out["rate_rps"] = fixed.get("rps")
+    out["rate_p50_ms"] = fixed.get("p50_ms")
+    out["rate_p99_ms"] = fixed.get("p99_ms")
+    if fixed.get("problem"):
+        out["problem"] = "; ".join(filter(None, [out.get("problem"), "at %d messages/s: %s" % (
+            rate, fixed["problem"])]))
+    return out
+
+
+def chatload_sample(r, server_cores=1):
+    """A sample from chatload's figures (load.parse_chatload): rps = deliveries per second
+    (unique messages received by all members over the measured seconds), cpu_us = the
+    servers' CPU per delivery, p50/p99/p999/max of the delivery latency (now minus the send time
+    the text carries), and what exactly-once found. With more than one instance also the p99 of
+    deliveries to members on another instance than the sender's (through Redis) and Redis's CPU
+    per message. A problem when a member was closed, a delivery was lost or duplicated, the
+    members could not all join, or not every member heard every sender before the load began."""
+    if "deliveries_per_s" not in r:
+        return {"rps": None, "cpu_us": None,
+                "problem": "chatload: %s" % (r.get("error") or "no figures")}
+    secs = r.get("seconds") or 0
+    lat = r.get("latency") or {}
+    client_s = r.get("client_core_pct", 0) * secs / 100
+    out = {"rps": r["deliveries_per_s"],
+           "cpu_us": r.get("server_cpu_us_per_delivery") or None,
+           "p50_ms": lat.get("p50_ms"), "p99_ms": lat.get("p99_ms"),
+           "p999_ms": lat.get("p999_ms"), "max_ms": lat.get("max_ms"),
+           "msgs_per_s": r.get("msgs_per_s"), "members": r.get("members"),
+           "instances": r.get("instances", 1), "join_s": r.get("join_s"),
+           "expected": r.get("expected"), "received": r.get("received"),
+           "lost": r.get("lost", 0), "duplicates": r.get("duplicates", 0),
+           "reordered": r.get("reordered", 0), "stalls": r.get("stalls", 0),
+           "errors": r.get("lost", 0) + r.get("duplicates", 0) + r.get("closed", 0),
+           "server_cpu_pct": r.get("server_core_pct"), "client_cpu_pct": r.get("client_core_pct"),
+           "bottleneck": stats.bottleneck(r.get("server_cpu_s"), server_cores, client_s, secs)}
+    if r.get("instances", 1) > 1:
+        out["p99_remote_ms"] = (r.get("latency_other_instance") or {}).get("p99_ms")
+        out["redis_cpu_us"] = r.get("redis_cpu_us_per_msg")
+    probs = []
+    if r.get("error"):
+        probs.append(r["error"])
+    if r.get("closed"):
+        probs.append("%d members closed by the server" % r["closed"])
+    if out["lost"] or out["duplicates"]:
+        probs.append("%d of %d deliveries lost, %d duplicated" % (
+            out["lost"], out["expected"] or 0, out["duplicates"]))
+    if r.get("sync") is False:
+        probs.append("%d members had not heard every sender after 30 s of sync messages"
+                     % r.get("unsynced_members", 0))
+    if probs:
+        out["problem"] = "; ".join(probs)
+    return out
+
+
+def sio_rooms(ctx, server):
+    """Socket.IO room fan-out: ctx.sio_members Socket.IO clients (WebSocket only) in one room,
+    SIO_SENDERS of them sending `chat` in a closed loop of SIO_WINDOW messages each; deliveries
+    per second, their latency and the server's CPU per delivery (chatload_sample); then the
+    latency at ctx.sio_rate messages/s (with_fixed_rate)."""
+    cores = len(server.cpus.split(","))
+    r = chatload(ctx.tools, [server.port], ctx.sio_members, ctx.duration, ctx.warmup,
+                 ["-S", SIO_SENDERS, "-w", SIO_WINDOW, "-r", "showdown-sio"],
+                 server_pids=[server.pid], cpus=ctx.client_cpus)
+    fixed = chatload(ctx.tools, [server.port], ctx.sio_members, ctx.duration, ctx.warmup,
+                     ["-S", SIO_SENDERS, "-R", ctx.sio_rate, "-r", "showdown-sio-rate"],
+                     server_pids=[server.pid], cpus=ctx.client_cpus)
+    return with_fixed_rate(chatload_sample(r, cores), chatload_sample(fixed, cores),
+                           ctx.sio_rate)
+
+
+def sio_conns(ctx, server):
+    """Memory per idle Socket.IO connection, as wsconns: ctx.conn_steps Socket.IO clients over
+    WebSocket only, each connected to the main namespace (auth {name}) and then silent but for
+    answering the server's Engine.IO pings (bench/tools/wsmembers -s)."""
+    def argv(n, i):
+        return ["taskset", "-c", ctx.client_cpus, os.path.join(ctx.tools, "wsmembers"), "-s",
+                "-p", str(server.port), "-n", str(n), "-i", "s%d" % i, "-b", str(1 + 8 * i),
+                "-k", "8", "-t", "120", "-H", "300"]
+    return _hold_ramp(ctx, server, argv, ctx.conn_steps, "Socket.IO connections")
+
+
+def sio_redis(ctx, peer, logdir, redis):
+    """sio_rooms across two instances of the peer on one Redis (the tool's own redis-server, on
+    the load generator's core as bench/redis.sh): both instances on CPU 0 with one core's worth
+    each (WORKERS=1), so the figure is what one core does for the whole two-instance room;
+    members alternate between them, so half the deliveries cross Redis (p99_remote_ms). A peer
+    that dies during the run fails it."""
+    from lib import Server, SERVER_CPU
+    servers = []
+    try:
+        for tag in ("a", "b"):
+            servers.append(Server(peer, 1, SERVER_CPU, logdir, redis=redis.url,
+                                  tag="-redis-" + tag))
+        runs = []
+        for extra, suffix in ((["-w", SIO_WINDOW], ""), (["-R", ctx.sio_rate], "-rate")):
+            runs.append(chatload(ctx.tools, [s.port for s in servers], ctx.sio_members,
+                                 ctx.duration, ctx.warmup,
+                                 ["-S", SIO_SENDERS] + extra + ["-r", "showdown-sio" + suffix],
+                                 server_pids=[s.pid for s in servers], redis_pid=redis.pid,
+                                 cpus=ctx.client_cpus))
+        r, fixed = runs
+        dead = [t for t, s in zip("ab", servers) if not s.alive()]
+    finally:
+        for s in servers:
+            s.stop()
+    out = with_fixed_rate(chatload_sample(r, 1), chatload_sample(fixed, 1), ctx.sio_rate)
+    if dead:
+        out["problem"] = "; ".join(filter(None, [out.get("problem"), "instance %s died" %
+                                                 " and ".join(dead)]))
+    return out
+
+
 def chat_rest(ctx, server):
     """The mixed scenario: users that each hold a chat WebSocket in a room of 20 and call
     /api/todos once a second (the todos.lua mix) and chat once every 5 s, stepped up through
@@ -351,6 +483,13 @@ WORKLOADS = [
     Workload("chatrest", "Chat + REST users (a chat WebSocket each, /api/todos 1/s, a message "
              "every 5 s, rooms of 20) until p99 > 100 ms", chat_rest, ["rooms", "todos"],
              unit="users", db=True),
+    Workload("sio_rooms", "Socket.IO room fan-out: 10 senders in a room of N members (WebSocket "
+             "transport)", sio_rooms, ["sio"], unit="deliveries/s"),
+    Workload("sio_conns", "Memory per idle Socket.IO connection (WebSocket transport)",
+             sio_conns, ["sio"], unit="bytes/conn", better="lower"),
+    Workload("sio_redis", "Socket.IO room fan-out over two instances on one Redis (both on CPU "
+             "0), members split over both", sio_redis, ["sio", "sio_redis"],
+             unit="deliveries/s", own_servers=True),
     Workload("coldstart", "Cold start (exec to first 200) and idle RSS", coldstart, [],
              unit="ms", better="lower"),
 ]

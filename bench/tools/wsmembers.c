@@ -2,7 +2,7 @@
  *
  *   wsmembers [-a ADDR] -p PORT [-n N] [-r ROOM] [-i TAG] [-b FIRST_SOURCE] [-k SOURCES]
  *             [-f INFLIGHT] [-N PROBES] [-t CONNECT_TIMEOUT_S] [-H HOLD_S] [-o FILE] [-x]
- *             [-u PATH]
+ *             [-u PATH] [-s]
  *   wsmembers -m send [-a ADDR] -p PORT [-r ROOM] [-i TAG] [-N PROBES] [-D DELAY_MS] [-g GAP_MS]
  *             [-t CONNECT_TIMEOUT_S]
  *
@@ -15,6 +15,13 @@
  * Then holds them, silent (a ping is answered), until SIGTERM/SIGINT or HOLD_S (600) seconds.
  * With -u PATH the WebSockets open PATH instead (e.g. /ws/echo: idle WebSockets that belong to
  * no room, for the showdown's memory per WebSocket); the rest is the same.
+ * With -s each member is an idle Socket.IO client over WebSocket only (Engine.IO 4 / Socket.IO
+ * 5, as socket.io-client with transports: ["websocket"]): it opens /socket.io/?EIO=4&transport=
+ * websocket (or -u PATH), waits for the Engine.IO open packet ("0{...}"), connects to the main
+ * namespace with auth {"name":"TAG-<i>"} ("40{...}") and counts as open once the server's
+ * CONNECT ("40...") arrives; then it stays silent but for answering the server's Engine.IO
+ * pings ("2") with pongs ("3"), counted as pings. A CONNECT_ERROR ("44") or an Engine.IO close
+ * ("1") fails the member. For the showdown's memory per idle Socket.IO connection.
  * Every chat message {"type":"message",...,"text":"probe <k> <ns>"} is timed on arrival:
  * CLOCK_MONOTONIC now minus <ns>, the sender's CLOCK_MONOTONIC just before its send() (one
  * machine, one clock). Prints `probe K complete` once every member has probe K. At the end,
@@ -61,7 +68,8 @@
 #define RBUF 262144
 #define HS_MAX 4096
 
-enum { ST_IDLE, ST_CONNECTING, ST_HANDSHAKE, ST_OPEN, ST_CLOSED };
+/* ST_SIO: upgraded, a Socket.IO member waiting for the open packet and the CONNECT */
+enum { ST_IDLE, ST_CONNECTING, ST_HANDSHAKE, ST_SIO, ST_OPEN, ST_CLOSED };
 
 typedef struct {
     int fd;
@@ -78,7 +86,7 @@ typedef struct {
 static const char *addr = "127.0.0.1", *room = "scale", *tag = "m", *outfile = NULL, *path = NULL;
 static int port, nconns = 1000, first_src = 1, nsrc = 1, inflight_max = 64, nprobes = 5;
 static int connect_timeout = 120, hold = 600, warmup_only, sender_mode, delay_ms = 1500,
-           gap_ms = 2000;
+           gap_ms = 2000, sio;
 static volatile sig_atomic_t stop_flag;
 static conn_t *conns;
 static int ep;
@@ -101,6 +109,11 @@ static void *xrealloc(void *p, size_t n) {
         exit(1);
     }
     return p;
+}
+
+/* Set up or open: reading and writing go on. */
+static int live(const conn_t *c) {
+    return c->state == ST_HANDSHAKE || c->state == ST_SIO || c->state == ST_OPEN;
 }
 
 static void watch(conn_t *c, uint32_t events) {
@@ -154,7 +167,7 @@ static void flush_out(conn_t *c) {
         return;
     }
     wm_free(&c->out);
-    if (c->state == ST_OPEN || c->state == ST_HANDSHAKE)
+    if (live(c))
         watch(c, EPOLLIN);
 }
 
@@ -173,8 +186,49 @@ static int has_prefix(const uint8_t *p, size_t n, const char *s) {
     return n >= l && memcmp(p, s, l) == 0;
 }
 
+static void count_ping(uint64_t now);
+
+/* A whole text message from a Socket.IO server: an Engine.IO packet (0 open, 1 close, 2 ping,
+ * 4 message: a Socket.IO packet follows, 40 CONNECT, 44 CONNECT_ERROR). */
+static void on_sio_message(conn_t *c, const uint8_t *p, size_t n, uint64_t now) {
+    if (n == 0) {
+        n_other++;
+        return;
+    }
+    if (p[0] == '2') {
+        count_ping(now);
+        send_frame(c, CREST__WS_TEXT, "3", 1);
+        return;
+    }
+    if (p[0] == '1') {
+        conn_fail(c, "Engine.IO close");
+        return;
+    }
+    if (c->state == ST_SIO && p[0] == '0') {
+        char buf[80];
+        int k = snprintf(buf, sizeof(buf), "40{\"name\":\"%s-%ld\"}", tag, (long)(c - conns));
+        send_frame(c, CREST__WS_TEXT, buf, (size_t)k);
+        return;
+    }
+    if (c->state == ST_SIO && has_prefix(p, n, "40")) {
+        c->state = ST_OPEN;
+        open_count++;
+        return;
+    }
+    if (has_prefix(p, n, "44")) {
+        n_errors++;
+        conn_fail(c, "Socket.IO CONNECT_ERROR");
+        return;
+    }
+    n_other++;
+}
+
 /* A whole text message from the server. */
 static void on_message(conn_t *c, const uint8_t *p, size_t n, uint64_t now) {
+    if (sio) {
+        on_sio_message(c, p, n, now);
+        return;
+    }
     if (has_prefix(p, n, "{\"type\":\"presence\"")) {
         n_presence++;
         return;
@@ -263,7 +317,7 @@ static void on_frames(conn_t *c, uint8_t *data, size_t len, uint64_t now) {
                 send_frame(c, CREST__WS_PONG, ch.data, ch.len);
             } else if (ch.msg_opcode == CREST__WS_TEXT)
                 on_message(c, ch.data, ch.len, now);
-            if (c->state != ST_OPEN)
+            if (!live(c))
                 return;
             continue;
         }
@@ -281,7 +335,7 @@ static void on_frames(conn_t *c, uint8_t *data, size_t len, uint64_t now) {
             free(c->msg);
             c->msg = NULL;
             c->msg_len = 0;
-            if (c->state != ST_OPEN)
+            if (!live(c))
                 return;
         }
     }
@@ -306,8 +360,12 @@ static void on_handshake(conn_t *c, uint8_t *data, size_t len, uint64_t now) {
         return;
     }
     size_t head = (size_t)(end + 4 - c->hs), rest = c->hs_len - head;
-    c->state = ST_OPEN;
-    open_count++;
+    if (sio) {
+        c->state = ST_SIO; /* open once the Socket.IO CONNECT is answered */
+    } else {
+        c->state = ST_OPEN;
+        open_count++;
+    }
     if (rest > 0) {
         /* Frames right behind the head (a large room's count for the newcomer): parse them
          * from the shared buffer, since the head buffer goes now. */
@@ -360,6 +418,8 @@ static void on_connected(conn_t *c) {
     char req[768], target[256];
     if (path != NULL)
         snprintf(target, sizeof(target), "%s", path);
+    else if (sio)
+        snprintf(target, sizeof(target), "/socket.io/?EIO=4&transport=websocket");
     else
         snprintf(target, sizeof(target), "/ws/chat?room=%s&name=%s-%ld", room, tag,
                  (long)(c - conns));
@@ -395,7 +455,7 @@ static void poll_once(int timeout_ms) {
                         on_handshake(c, rbuf, (size_t)r, now);
                     else
                         on_frames(c, rbuf, (size_t)r, now);
-                    if (c->state != ST_HANDSHAKE && c->state != ST_OPEN)
+                    if (!live(c))
                         break;
                     if ((size_t)r < sizeof(rbuf))
                         break;
@@ -411,7 +471,7 @@ static void poll_once(int timeout_ms) {
             conn_fail(c, "connection error");
             continue;
         }
-        if ((e & EPOLLOUT) && c->out.len > 0 && (c->state == ST_OPEN || c->state == ST_HANDSHAKE))
+        if ((e & EPOLLOUT) && c->out.len > 0 && live(c))
             flush_out(c);
     }
 }
@@ -513,7 +573,7 @@ static int run_sender(void) {
 
 int main(int argc, char **argv) {
     int opt;
-    while ((opt = getopt(argc, argv, "m:a:p:n:r:i:b:k:f:N:t:H:o:xD:g:u:")) != -1) {
+    while ((opt = getopt(argc, argv, "m:a:p:n:r:i:b:k:f:N:t:H:o:xD:g:u:s")) != -1) {
         switch (opt) {
         case 'm':
             if (strcmp(optarg, "send") != 0 && strcmp(optarg, "members") != 0) {
@@ -570,6 +630,9 @@ int main(int argc, char **argv) {
         case 'u':
             path = optarg;
             break;
+        case 's':
+            sio = 1;
+            break;
         default:
             fprintf(stderr, "usage: see the comment at the top of bench/tools/wsmembers.c\n");
             return 2;
@@ -580,7 +643,8 @@ int main(int argc, char **argv) {
     if (optind != argc || port <= 0 || port > 65535 || nconns <= 0 || first_src < 1 || nsrc < 1 ||
         first_src + nsrc - 1 > 254 || inflight_max < 1 || nprobes < 1 || nprobes > MAX_PROBES ||
         connect_timeout < 1 || hold < 1 || delay_ms < 0 || gap_ms < 0 || strlen(room) > 64 ||
-        strlen(tag) > 32 || (path != NULL && (path[0] != '/' || strlen(path) > 200))) {
+        strlen(tag) > 32 || (sio && sender_mode) ||
+        (path != NULL && (path[0] != '/' || strlen(path) > 200))) {
         fprintf(stderr, "wsmembers: bad arguments\n");
         return 2;
     }

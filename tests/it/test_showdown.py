@@ -1,11 +1,15 @@
-"""The showdown's own code (bench/showdown/): the parsing of wrk's, h2load's and wsload's output
-(recorded outputs), the statistics, the report and the claims made from a results.json built
-here, README's claims section rewritten in place, and the contract checker against crest's demo
-(which passes) and against a server that answers wrongly (which it must catch). The showdown's
-measurements themselves are not a test (`make showdown`)."""
+"""The showdown's own code (bench/showdown/): the parsing of wrk's, h2load's, wsload's and
+chatload's output (recorded outputs), the statistics, the report, the claims and the Socket.IO
+targets made from a results.json built here, wsmembers' Socket.IO mode and the tool's
+redis-server, README's claims section rewritten in place, and the contract checker against
+crest's demo (which passes) and against a server that answers wrongly (which it must catch). The
+showdown's measurements themselves are not a test (`make showdown`)."""
 
+import atexit
 import http.server
 import os
+import shutil
+import subprocess
 import sys
 import tempfile
 import threading
@@ -15,6 +19,7 @@ from harness import *  # noqa: E402,F401,F403
 
 sys.path.insert(0, os.path.join(ROOT, "bench", "showdown"))
 import check as checker  # noqa: E402
+import lib  # noqa: E402
 import load  # noqa: E402
 import report  # noqa: E402
 import stats  # noqa: E402
@@ -308,6 +313,186 @@ def _():
     check("old table" not in text and "before" in text and "after" in text, text[:300])
     check("| Node.js has the fastest cold start (serverless) | **confirmed** |" in text,
           "the claims table: %r" % text[:600])
+
+
+CHATLOAD_OUT = """chatload: 1000 members joined in 0.70 s
+chatload: sync done in 0.01 s (0 members missing a sender)
+CHATLOAD {"proto":"sio","members":1000,"instances":2,"senders":10,"window":4,"rate":0,"size":0,"join_s":0.36,"sync":true,"sync_s":0.05,"unsynced_members":0,"seconds":2.000,"sent_measured":300,"msgs_per_s":150.0,"deliveries":300000,"deliveries_per_s":150000,"latency":{"n":300000,"p50_ms":20.500,"p99_ms":90.250,"p999_ms":95.000,"max_ms":99.000},"latency_same_instance":{"n":150000,"p50_ms":10.000,"p99_ms":50.000,"p999_ms":60.000,"max_ms":70.000},"latency_other_instance":{"n":0,"p50_ms":-1.000,"p99_ms":-1.000,"p999_ms":-1.000,"max_ms":0.000},"received_by_instance":[160000,160000],"sent":320,"expected":320000,"received":319990,"lost":10,"duplicates":2,"reordered":1,"stale":0,"stalls":3,"drain_s":0.20,"closed":1,"open_at_end":999,"server_cpu_s":0.30,"server_cpu_us_per_delivery":1.0000,"server_core_pct":15.0,"redis_cpu_s":0.01,"redis_cpu_us_per_msg":33.33,"client_core_pct":95.0,"cpu0_busy_pct":80.0,"cpu1_busy_pct":99.0}
+"""
+
+
+@T.case("chatload: the CHATLOAD line parsed (-1: a latency without samples, no figure); a "
+        "sample from it: deliveries/s, CPU, latency, who was the limit, exactly-once failures")
+def _():
+    r = load.parse_chatload(CHATLOAD_OUT)
+    eq((r["deliveries_per_s"], r["latency"]["p99_ms"], r["lost"]), (150000, 90.25, 10), "figures")
+    eq(r["latency_other_instance"]["p99_ms"], None, "-1 read as no figure")
+    eq(load.parse_chatload('CHATLOAD {"error":"only 3 of 10 members joined"}\n'),
+       {"error": "only 3 of 10 members joined"}, "the join failure's line")
+    try:
+        load.parse_chatload("chatload: bad arguments\n")
+        fail("no CHATLOAD line parsed")
+    except load.LoadError:
+        pass
+    smp = workloads.chatload_sample(r, 1)
+    eq((smp["rps"], smp["cpu_us"], smp["p50_ms"], smp["p99_ms"]), (150000, 1.0, 20.5, 90.25),
+       "rate, CPU per delivery, latency")
+    eq(smp["bottleneck"], "client", "chatload's core at 95 %, the servers' at 15 %")
+    eq(smp["errors"], 13, "lost + duplicated + closed")
+    eq(smp["p99_remote_ms"], None, "two instances: the remote p99, none here")
+    eq(smp["redis_cpu_us"], 33.33, "Redis CPU per message")
+    check("1 members closed by the server" in smp["problem"] and
+          "10 of 320000 deliveries lost, 2 duplicated" in smp["problem"], smp["problem"])
+    good = dict(r, lost=0, duplicates=0, closed=0, instances=1, client_core_pct=10.0,
+                server_core_pct=97.0, server_cpu_s=1.94)
+    smp = workloads.chatload_sample(good, 1)
+    check("problem" not in smp and "p99_remote_ms" not in smp, "a clean run: %r" % smp)
+    eq(smp["bottleneck"], "server", "the server's core at 97 %")
+    smp = workloads.chatload_sample(dict(good, sync=False, unsynced_members=4), 1)
+    check("4 members had not heard every sender" in smp.get("problem", ""), "sync: %r" % smp)
+    smp = workloads.chatload_sample({"error": "only 3 of 10 members joined"}, 1)
+    eq((smp["rps"], smp["problem"]), (None, "chatload: only 3 of 10 members joined"), "no join")
+    both = workloads.with_fixed_rate(workloads.chatload_sample(good, 1),
+                                     workloads.chatload_sample(dict(r, closed=0), 1), 20)
+    eq((both["rps"], both["rate_rps"], both["rate_p99_ms"]), (150000, 150000, 90.25),
+       "the fixed rate's figures beside the closed loop's")
+    eq(both["problem"], "at 20 messages/s: 10 of 320000 deliveries lost, 2 duplicated",
+       "the fixed rate's losses fail the sample")
+
+
+def sio_fixture(crest_rps=700000.0, node_rps=50000.0, crest_bytes=2000.0, node_bytes=21000.0,
+                redis_ok=True, crest_bottleneck="server"):
+    res = results_fixture()
+    res["workloads"] = {w: {"title": w, "unit": u, "better": b, "modes": ["1core"]}
+                        for w, u, b in (("sio_rooms", "deliveries/s", "higher"),
+                                        ("sio_conns", "bytes/conn", "lower"),
+                                        ("sio_redis", "deliveries/s", "higher"))}
+    res["peers"] = {"crest": {"title": "crest", "stack": "C", "serves": [], "versions": {},
+                              "changed_defaults": []},
+                    "sio": {"title": "Socket.IO 4", "stack": "Node.js", "serves": [],
+                            "versions": {}, "changed_defaults": []}}
+    res["meta"]["settings"].update(sio_rate=20, sio_members=1000)
+    res["samples"] = []
+    for rep in range(3):
+        for peer, rps, b, bn in (("crest", crest_rps, crest_bytes, crest_bottleneck),
+                                 ("sio", node_rps, node_bytes, "server")):
+            base = {"mode": "1core", "peer": peer, "repeat": rep}
+            res["samples"].append(dict(base, workload="sio_rooms", rps=rps, p99_ms=5.0,
+                                       cpu_us=1e6 / rps, bottleneck=bn,
+                                       rate_p99_ms=2.0 if peer == "crest" else 30.0))
+            res["samples"].append(dict(base, workload="sio_conns", bytes_per_conn=b,
+                                       rss_curve=[[0, 1024], [1000, 1024 + b * 1000 / 1024]]))
+            smp = dict(base, workload="sio_redis", rps=rps / 2, p99_ms=9.0, bottleneck="server")
+            if peer == "crest" and not redis_ok:
+                smp = dict(base, workload="sio_redis", problem="10 of 20 deliveries lost")
+            res["samples"].append(smp)
+    return res
+
+
+@T.case("Socket.IO targets: crest's advantage over Node.js socket.io against 10x (deliveries/s) "
+        "and a tenth (memory); met, not met, capped by the load generator, or failed")
+def _():
+    res = sio_fixture()
+    rows = {r[0]: r for r in report.sio_targets(res, report.summarize(res))}
+    fan = rows["room fan-out, deliveries/s (one instance)"]
+    eq((fan[1], fan[2], fan[3], fan[5]), (700000.0, 50000.0, 14.0, "met"), "14x")
+    mem = rows["memory per idle Socket.IO connection, bytes"]
+    eq((round(mem[3], 2), mem[5]), (10.5, "met"), "21,000 / 2,000 bytes: lower is better")
+    eq(rows["room fan-out, p99 delivery latency ms (closed loop)"][5], "–", "no target for p99")
+    eq(rows["room fan-out, p99 delivery latency ms at a fixed rate"][1:4], (2.0, 30.0, 15.0),
+       "p99 at the fixed rate: lower is better")
+    res = sio_fixture(crest_rps=400000.0, crest_bytes=2500.0, redis_ok=False,
+                      crest_bottleneck="client")
+    rows = {r[0]: r for r in report.sio_targets(res, report.summarize(res))}
+    eq(rows["room fan-out, deliveries/s (one instance)"][5],
+       "not met (capped by the load generator)", "8x, crest's runs client-bound")
+    eq(rows["memory per idle Socket.IO connection, bytes"][5], "not met", "8.4x")
+    eq(rows["fan-out over two instances on Redis, deliveries/s"][5],
+       "failed: crest: 10 of 20 deliveries lost", "crest's Redis runs failed")
+    text = report.sio_text(res)
+    check("fixed rate: 20 messages/s in all to 1000 members" in text, "the settings named")
+    check("| room fan-out, deliveries/s (one instance) | 400,000 | 50,000 | 8.0× | ≥ 10× | "
+          "**not met (capped by the load generator)** |" in text, text[:1500])
+    check("bytes per Socket.IO connection" in text and "p99 ms, other instance" in text,
+          "the Socket.IO tables")
+    md = report.render(res)
+    check("## Socket.IO targets" in md, "the report has the targets")
+    check("## Socket.IO targets" not in report.render(results_fixture()), "only with Socket.IO")
+    eq(report.memory_curves(res)["sio_conns"]["sio"], [(0, 1.0), (1000, 1.0 + 21e6 / 2 ** 20)],
+       "the Socket.IO memory curve")
+
+
+@T.case("run: sio_conns measures a fresh server; sio_redis starts its own servers, in the "
+        "plan once per repeat for each peer serving it, in no session")
+def _():
+    W = workloads.BY_NAME
+    got = runner.sessions([W["sio_rooms"], W["sio_conns"], W["wsconns"]])
+    eq([[w.name for w in s] for s in got], [["sio_conns", "sio_rooms"], ["wsconns"]],
+       "sessions")
+
+    class P:
+        def __init__(self, name, stack, serves, workers_max=2):
+            self.name, self.stack, self.serves, self.warmup = name, stack, serves, 0
+            self.workers_max, self.measure = workers_max, None
+    peers = [P("crest", "C", ["sio", "sio_redis"]), P("sio", "Node.js", ["sio", "sio_redis"], 1),
+             P("ws", "Node.js", ["ws", "rooms"], 1)]
+    wls = [W["sio_rooms"], W["sio_conns"], W["sio_redis"]]
+    pl = runner.plan(peers, wls, runner.FULL)
+    one = runner._run_s(W["sio_redis"], peers[1], runner.FULL)
+    eq(round(pl["parts"]["sio_redis"], 3), round(3 * (runner._run_s(W["sio_redis"], peers[0],
+                                                                   runner.FULL) + one), 3),
+       "two peers x 3 repeats")
+    check(one > runner._run_s(W["sio_rooms"], peers[1], runner.FULL), "two starts more")
+    check(not W["sio_redis"].serves(peers[2]) and W["sio_redis"].own_servers and
+          not W["sio_rooms"].own_servers, "serves, own_servers")
+
+
+TOOLS = {}
+
+
+def tool(name):
+    """bench/tools/NAME.c built once into a scratch folder (as lib.build_tools does)."""
+    if name not in TOOLS:
+        d = tempfile.mkdtemp(prefix="crest-showdown-tools-")
+        atexit.register(shutil.rmtree, d, True)
+        lib.run_quiet(["gcc", "-std=c11", "-O2", "-Wall", "-Werror",
+                       "-I" + os.path.join(ROOT, "src"), "-I" + os.path.join(ROOT, "include"),
+                       "-o", os.path.join(d, name),
+                       os.path.join(ROOT, "bench", "tools", name + ".c"),
+                       os.path.join(ROOT, "src", "codec", "ws_frame.c"),
+                       os.path.join(ROOT, "src", "core", "utf8.c"), "-lm"])
+        TOOLS[name] = os.path.join(d, name)
+    return TOOLS[name]
+
+
+@T.case("wsmembers -s holds idle Socket.IO connections on crest's demo (open once CONNECTed), "
+        "and does not count a WebSocket that never speaks Engine.IO")
+def _():
+    with demo(tls=False) as srv:
+        p = subprocess.run([tool("wsmembers"), "-s", "-p", str(srv.port), "-n", "20", "-H", "1",
+                            "-t", "10"], capture_output=True, timeout=30)
+        out = p.stdout.decode()
+        eq(p.returncode, 0, "exit status (%s)" % p.stderr.decode()[-300:])
+        check(out.startswith("ready 20 "), out[:200])
+        eq(load.parse_held(out), {"open": 20, "closed_by_server": 0}, "held")
+        # /ws/echo upgrades but sends no Engine.IO open packet: no member gets to CONNECT.
+        p = subprocess.run([tool("wsmembers"), "-s", "-u", "/ws/echo", "-p", str(srv.port),
+                            "-n", "3", "-t", "1"], capture_output=True, timeout=30)
+        eq(p.returncode, 1, "exit status")
+        check("only 0 of 3 members opened" in p.stderr.decode(), p.stderr.decode()[-300:])
+
+
+@T.case("lib.Redis: a redis-server on a free loopback port answers PING, and is gone once "
+        "stopped")
+def _():
+    if not shutil.which("redis-server"):
+        print("  (skipped: no redis-server; Debian's redis-server package)")
+        return
+    with tempfile.TemporaryDirectory() as d:
+        with lib.Redis(d) as r:
+            check(r.ping() and r.url == "redis://127.0.0.1:%d" % r.port, "PING %s" % r.url)
+            check(r.version[0].isdigit(), "version %r" % r.version)
+        check(r.proc.poll() is not None and not r.ping(), "stopped")
 
 
 class WrongHandler(http.server.BaseHTTPRequestHandler):

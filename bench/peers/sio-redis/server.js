@@ -1,11 +1,14 @@
-// Node.js Socket.IO 4 peer for bench/redis.sh, and the Node.js member of the cluster in
-// tests/it/test_sio_cluster.py: the chat of crest's Socket.IO contract (the contract's "Socket.IO"
-// section) in one process, rooms spanning every process on the same Redis through
-// @socket.io/redis-adapter, as its documentation sets it up: an ioredis publisher and its
-// duplicate() as subscriber, createAdapter() with its defaults (key prefix "socket.io", so crest
-// instances on that Redis join the same rooms).
+// Node.js Socket.IO 4 peer for bench/redis.sh, the showdown (sio.peer.json) and the Node.js
+// member of the cluster in tests/it/test_sio_cluster.py: the chat of crest's Socket.IO contract
+// (the contract's "Socket.IO" section) in one process. With REDIS_URL, rooms span every process
+// on that Redis through @socket.io/redis-adapter, as its documentation sets it up: an ioredis
+// publisher and its duplicate() as subscriber, createAdapter() with its defaults (key prefix
+// "socket.io", so crest instances on that Redis join the same rooms). Without REDIS_URL (unset or
+// empty), Socket.IO's default in-memory adapter: one process serves its rooms alone, as a
+// single-server deployment would.
 //
 //   PORT=8080 REDIS_URL=redis://127.0.0.1:6379 node server.js
+//   PORT=8080 node server.js
 //
 // Handshake auth {name}; `join` (room, ack) -> ack {room, ok: true}; `leave` (room); `chat`
 // ({room, text}) -> every member of the room on every process, the sender too, gets `chat`
@@ -21,7 +24,8 @@ const { createAdapter } = require("@socket.io/redis-adapter");
 const Redis = require("ioredis");
 
 const port = Number(process.env.PORT || 8080);
-const redisUrl = process.env.REDIS_URL || "redis://127.0.0.1:6379";
+const host = process.env.HOST || "127.0.0.1";
+const redisUrl = process.env.REDIS_URL || ""; // empty: the default in-memory adapter
 
 const httpServer = http.createServer((req, res) => {
   if (req.url === "/healthz") {
@@ -37,12 +41,18 @@ const httpServer = http.createServer((req, res) => {
 });
 
 async function main() {
-  const pubClient = new Redis(redisUrl);
-  const subClient = pubClient.duplicate();
-  for (const c of [pubClient, subClient]) c.on("error", (e) => console.error("redis: " + e.message));
-  await Promise.all([pubClient.ping(), subClient.ping()]);
+  const clients = [];
+  const opts = {};
+  if (redisUrl) {
+    const pubClient = new Redis(redisUrl);
+    const subClient = pubClient.duplicate();
+    clients.push(pubClient, subClient);
+    for (const c of clients) c.on("error", (e) => console.error("redis: " + e.message));
+    await Promise.all(clients.map((c) => c.ping()));
+    opts.adapter = createAdapter(pubClient, subClient);
+  }
 
-  const io = new Server(httpServer, { adapter: createAdapter(pubClient, subClient) });
+  const io = new Server(httpServer, opts);
   io.on("connection", (socket) => {
     const auth = socket.handshake.auth || {};
     const name = typeof auth.name === "string" && auth.name ? auth.name : "anonymous";
@@ -66,13 +76,12 @@ async function main() {
       io.to(room).emit("blob", name, bytes);
     });
   });
-  httpServer.listen(port, "127.0.0.1", () =>
+  httpServer.listen(port, host, () =>
     console.log("listening on " + httpServer.address().port));
 
   const stop = () => {
     io.close();
-    pubClient.disconnect();
-    subClient.disconnect();
+    for (const c of clients) c.disconnect();
     process.exit(0);
   };
   process.on("SIGTERM", stop);
