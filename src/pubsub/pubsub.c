@@ -47,14 +47,15 @@ typedef struct crest__psnode_s {
     struct crest__psnode_s *prev; /* in the topic's list */
     struct crest__psnode_s *next;
     struct crest__psnode_s *sub_next; /* in the subscriber's list */
-    struct local_s *local;
 } psnode_t;
 
+/* Kept small, as is a node: a room of one (a socket's own) costs a topic and a node. */
 typedef struct topic_s {
     struct topic_s *chain; /* hash bucket */
+    struct local_s *local; /* the loop share it belongs to */
     psnode_t *subs;
     uint64_t hash;
-    size_t len;
+    uint32_t len;
     uint32_t nsubs;  /* subscribers (the cursor is not one) */
     uint32_t nready; /* subscribers that are not slow */
     uint8_t walked;  /* the cursor is in the list: the topic stays even without subscribers */
@@ -358,7 +359,7 @@ static local_t *local_of(crest_pubsub_t *ps, crest_loop_t *loop) {
 
 int crest__ps_subscribe(crest_pubsub_t *ps, crest__psub_t *s, const char *name) {
     size_t len = name ? strlen(name) : 0;
-    if (len == 0)
+    if (len == 0 || len > UINT32_MAX)
         return CREST_EINVAL;
     local_t *l = local_of(ps, s->loop);
     if (l == NULL)
@@ -376,8 +377,9 @@ int crest__ps_subscribe(crest_pubsub_t *ps, crest__psub_t *s, const char *name) 
         if (t == NULL)
             return CREST_ENOMEM;
         t->subs = NULL;
+        t->local = l;
         t->hash = h;
-        t->len = len;
+        t->len = (uint32_t)len;
         t->nsubs = t->nready = 0;
         t->walked = 0;
         memcpy(t->name, name, len + 1);
@@ -396,7 +398,6 @@ int crest__ps_subscribe(crest_pubsub_t *ps, crest__psub_t *s, const char *name) 
     }
     n->topic = t;
     n->sub = s;
-    n->local = l;
     n->prev = NULL;
     n->next = t->subs;
     if (t->subs)
@@ -421,7 +422,7 @@ static void list_unlink(topic_t *t, psnode_t *n) {
 
 static void node_unlink(psnode_t *n) {
     topic_t *t = n->topic;
-    local_t *l = n->local;
+    local_t *l = t->local;
     list_unlink(t, n);
     if (l->walk_node == n)
         l->walk_node = NULL; /* the walk delivers no more of its run to this node */
@@ -437,7 +438,8 @@ int crest__ps_unsubscribe(crest_pubsub_t *ps, crest__psub_t *s, const char *name
     size_t len = name ? strlen(name) : 0;
     for (psnode_t **pp = &s->nodes; *pp; pp = &(*pp)->sub_next) {
         psnode_t *n = *pp;
-        if (n->local->ps == ps && n->topic->len == len && memcmp(n->topic->name, name, len) == 0) {
+        if (n->topic->local->ps == ps && n->topic->len == len &&
+            memcmp(n->topic->name, name, len) == 0) {
             *pp = n->sub_next;
             node_unlink(n);
             return 0;
@@ -479,7 +481,7 @@ void crest__ps_slow(crest__psub_t *s, int slow) {
         return;
     s->slow = (uint8_t)slow;
     for (psnode_t *n = s->nodes; n; n = n->sub_next)
-        topic_ready(n->local, n->topic, slow ? -1 : 1);
+        topic_ready(n->topic->local, n->topic, slow ? -1 : 1);
 }
 
 /* ---- delivery (on the loop thread) ---- */

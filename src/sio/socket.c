@@ -42,9 +42,10 @@ struct crest_sio_socket_s {
     uint32_t cap_rooms;
     ack_t *acks;
     int64_t next_ack;
-    uint8_t leaving;    /* disconnect asked (crest_sio_disconnect): on_disconnect is posted */
-    uint8_t connecting; /* inside the connect handler: what it sends waits in `early` */
-    crest_buf_t early;  /* packets sent during the connect handler (a polling payload) */
+    uint8_t leaving; /* disconnect asked (crest_sio_disconnect): on_disconnect is posted */
+    /* Inside the connect handler, what it sends waits here (a polling payload on the stack of
+     * on_connect_packet), to follow the connect answer; NULL otherwise. */
+    crest_buf_t *early;
     char id[CREST__SIO_ID_LEN + 1];
 };
 
@@ -336,8 +337,8 @@ static int socket_gone(const crest_sio_socket_t *s) {
 /* One Engine.IO MESSAGE to the socket's session, or, while the connect handler runs, to the
  * packets that follow the CONNECT answer. */
 static int send_message(crest_sio_socket_t *s, const void *data, size_t len, int binary) {
-    if (s->connecting)
-        return crest__eio_append(&s->early, CREST__EIO_MESSAGE, data, len, binary);
+    if (s->early != NULL)
+        return crest__eio_append(s->early, CREST__EIO_MESSAGE, data, len, binary);
     return crest__eio_send(s->e, data, len, binary);
 }
 
@@ -455,6 +456,24 @@ typedef struct {
     size_t nexcept;
 } target_t;
 
+/* Whether a room could be a socket's id (the room holding that socket alone). A socket is not
+ * subscribed to a topic of its own id: that topic and its node would cost about 150 bytes per
+ * connection, a tenth of a Socket.IO connection's memory, for what most apps use only to leave
+ * the sender out (an exception, checked at delivery). A broadcast to such a room goes through
+ * the namespace's topic instead, each socket checking the room against its id and its rooms:
+ * a walk over the namespace's sockets, paid by messages to one socket by id. */
+static int id_shaped(crest_str_t room) {
+    if (room.len != CREST__SIO_ID_LEN)
+        return 0;
+    for (size_t i = 0; i < room.len; i++) {
+        char c = room.ptr[i];
+        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+              c == '-' || c == '_'))
+            return 0;
+    }
+    return 1;
+}
+
 /* Deliver an EVENT to the sockets of this instance that `to` names: the packet's data is `data`
  * (a JSON array with placeholders) and its attachments `bins`. Any thread. */
 static int broadcast_local(crest_sio_nsp_t *nsp, const target_t *to, const char *data,
@@ -477,7 +496,7 @@ static int broadcast_local(crest_sio_nsp_t *nsp, const target_t *to, const char 
     int rc = CREST_ENOMEM;
     if (!text.err && !frames.err && !payload.err && !extra.err) {
         char *topic;
-        if (to->nrooms == 1 && to->nexcept == 0) {
+        if (to->nrooms == 1 && to->nexcept == 0 && !id_shaped(to->rooms[0])) {
             topic = topic_of(nsp, to->rooms[0].ptr, to->rooms[0].len);
             crest_buf_append(&extra, "\0", 1);
         } else {
@@ -734,7 +753,6 @@ static void sock_free(crest_sio_socket_t *s, const char *reason, int notify) {
     for (uint32_t i = 0; i < s->nrooms; i++)
         free(s->rooms[i]);
     free(s->rooms);
-    crest_buf_free(&s->early);
     free(s);
 }
 
@@ -766,7 +784,7 @@ int crest_sio_disconnect(crest_sio_socket_t *s) {
     crest_buf_free(&b);
     s->leaving = 1;
     crest__ps_unsubscribe_all(&s->sub);
-    if (s->connecting)
+    if (s->early != NULL)
         return 0; /* on_connect_packet frees it (refused) or makes it leave (accepted) */
     /* The handler runs later, not inside the caller's call. */
     if (crest_loop_post(s->sub.loop, on_leave, s) != 0)
@@ -836,16 +854,19 @@ static void on_connect_packet(crest__eio_t *e, crest__sio_sess_t *ss,
     s->sub.flush = sock_flush;
     s->sub.loop = crest__eio_loop(e);
     s->next_ack = 0;
-    s->connecting = 1;
+    char emem[256];
+    crest_buf_t early = CREST_BUF_ON(emem);
+    s->early = &early;
     const char *refusal = n->on_connect ? n->on_connect(s, crest__jv(auth), n->connect_data) : NULL;
-    s->connecting = 0;
+    s->early = NULL;
     cJSON_Delete(auth);
-    if (refusal == NULL && !s->leaving &&
-        (crest__ps_subscribe(io->ps, &s->sub, n->topic) != 0 ||
-         subscribe(s, s->id, CREST__SIO_ID_LEN) != 0))
+    /* Its own room is no topic of its own (crest__sio_broadcast_local says why): the namespace's
+     * is all it needs besides the rooms it joins. */
+    if (refusal == NULL && !s->leaving && crest__ps_subscribe(io->ps, &s->sub, n->topic) != 0)
         refusal = "out of memory";
     if (refusal != NULL) {
         connect_error(e, p->nsp, p->nsp_len, refusal);
+        crest_buf_free(&early);
         sock_free(s, NULL, 0);
         return;
     }
@@ -864,9 +885,9 @@ static void on_connect_packet(crest__eio_t *e, crest__sio_sess_t *ss,
     /* Then what the handler sent, in order. */
     size_t off = 0;
     crest__eio_packet_t pkt;
-    while (crest__eio_next(s->early.ptr, s->early.len, &off, &pkt) == 1)
+    while (crest__eio_next(early.ptr, early.len, &off, &pkt) == 1)
         crest__eio_send(e, pkt.data, pkt.len, pkt.binary);
-    crest_buf_free(&s->early);
+    crest_buf_free(&early);
     /* The handler called crest_sio_disconnect(): the socket leaves now that it was let in. */
     if (s->leaving && crest_loop_post(s->sub.loop, on_leave, s) != 0)
         on_leave(s->sub.loop, s);
