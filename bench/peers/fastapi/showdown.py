@@ -250,9 +250,14 @@ async def chat(websocket: WebSocket, room: str = "lobby", name: str = "anonymous
     members.add(websocket)
     await broadcast(members, {"type": "join", "room": room, "name": name})
     try:
-        async for data in websocket.iter_text():  # ends when the client leaves
+        while True:
+            # receive(), not iter_text(): a binary message has no "text", which would end the
+            # handler with a KeyError; here it is ignored, as crest's demo does.
+            message = await websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                break
             try:
-                text = json.loads(data)["text"]
+                text = json.loads(message["text"])["text"]
             except (ValueError, KeyError, TypeError):
                 continue  # not a {"text": ...} object: ignored, as crest's demo does
             if isinstance(text, str):
