@@ -1,6 +1,8 @@
 """The showdown's FastAPI peer (bench/peers/SHOWDOWN.md): FastAPI with pydantic models for the
 todos, asyncpg for PostgreSQL, served by uvicorn. Workloads: plaintext json db queries fortunes
-updates todos hash. (rest.py, chat.py and downstream.py beside it are the examples' twins.)
+updates todos hash, and rooms: the chat WebSocket /ws/chat?room=R&name=N, a FastAPI WebSocket
+route (Starlette's), which fastapi-rooms.peer.json measures in one process. (rest.py, chat.py
+and downstream.py beside it are the examples' twins.)
 
 Run (fastapi.peer.json does): DATABASE_URL=postgres://... /usr/bin/python3 -m uvicorn
   showdown:app --host 127.0.0.1 --port 8080 --workers 1 --no-access-log --log-level warning
@@ -13,23 +15,32 @@ With Debian's python3-uvloop and python3-httptools installed, uvicorn's defaults
   non-numeric value where TechEmpower asks for 1. `rounds` likewise (the contract wants 400).
 - /work/hash: hashlib.pbkdf2_hmac through Starlette's run_in_threadpool (anyio's worker threads,
   what FastAPI itself uses for blocking work); CPython 3.11 releases the GIL while PBKDF2 runs.
+- /ws/chat: a room is a set of this process's WebSockets, so rooms do not span uvicorn workers
+  (that would take a broker, such as Redis pub/sub): fastapi-rooms.peer.json runs one worker.
+  A message is sent to the members one after the other (await send_text each), in the sender's
+  own handler, so each sender's messages keep their order. uvicorn serves WebSockets with Debian's
+  python3-websockets (--ws websockets).
 - Errors keep FastAPI's {"detail": ...} shape; malformed JSON is turned into a 400 (FastAPI
   answers 422 by default). Path ids are typed: /api/todos/abc is FastAPI's 422, not a 404.
 """
 
 import hashlib
 import html
+import json
 import os
 import random
+import time
 from typing import List, Optional
 
 import asyncpg
-from fastapi import FastAPI, HTTPException, Query, Request, Response
+from fastapi import FastAPI, HTTPException, Query, Request, Response, WebSocket
 from fastapi.exception_handlers import request_validation_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 from pydantic import BaseModel, StrictBool, constr, validator
 from starlette.concurrency import run_in_threadpool
+from starlette.websockets import WebSocketState
+from websockets.exceptions import ConnectionClosed
 
 WORLD = "SELECT id, randomNumber FROM World WHERE id = $1"
 UPDATE = "UPDATE World SET randomNumber = $1 WHERE id = $2"
@@ -62,6 +73,7 @@ class Todo(TodoIn):
 
 app = FastAPI()
 pool = None
+rooms = {}  # room name -> the set of its members' WebSockets (this process's only)
 
 
 @app.on_event("startup")
@@ -215,3 +227,45 @@ async def work_hash(request: Request, rounds: str = "1000"):
     dk = await run_in_threadpool(hashlib.pbkdf2_hmac, "sha256", body, SALT, n, 32)
     return {"algorithm": "PBKDF2-HMAC-SHA256", "rounds": n, "salt": SALT.decode(), "length": 32,
             "digest": dk.hex()}
+
+
+# ---- /ws/chat ----
+
+
+async def broadcast(members, event):
+    data = json.dumps(event, separators=(",", ":"), ensure_ascii=False)
+    for ws in list(members):  # a copy: members may join or leave while a send waits
+        if ws.client_state is not WebSocketState.CONNECTED:
+            continue
+        try:
+            await ws.send_text(data)
+        except ConnectionClosed:
+            pass  # that member is leaving; its own handler removes it
+
+
+@app.websocket("/ws/chat")
+async def chat(websocket: WebSocket, room: str = "lobby", name: str = "anonymous"):
+    await websocket.accept()
+    members = rooms.setdefault(room, set())
+    members.add(websocket)
+    await broadcast(members, {"type": "join", "room": room, "name": name})
+    try:
+        while True:
+            # receive(), not iter_text(): a binary message has no "text", which would end the
+            # handler with a KeyError; here it is ignored, as crest's demo does.
+            message = await websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                break
+            try:
+                text = json.loads(message["text"])["text"]
+            except (ValueError, KeyError, TypeError):
+                continue  # not a {"text": ...} object: ignored, as crest's demo does
+            if isinstance(text, str):
+                await broadcast(members, {"type": "message", "room": room, "name": name,
+                                          "text": text, "ts": int(time.time() * 1000)})
+    finally:
+        members.discard(websocket)
+        if members:
+            await broadcast(members, {"type": "leave", "room": room, "name": name})
+        else:
+            rooms.pop(room, None)

@@ -1,7 +1,11 @@
 'use strict';
 // The showdown's `fastify` peer (bench/peers/SHOWDOWN.md): Fastify 4 and node-postgres (`pg`),
 // both pinned in package.json. Serves plaintext, json, db, queries, fortunes, updates, todos and
-// hash, and GET /healthz.
+// hash, and GET /healthz; and the chat WebSocket /ws/chat?room=R&name=N (rooms) with Fastify's
+// own plugin, @fastify/websocket 10 (the Fastify 4 line; ws 8 underneath), pinned too. The
+// fastify-rooms peer (fastify-rooms.peer.json) is this program measured on chat + REST in one
+// process: rooms are Sets of sockets in a process's memory, so under the cluster each worker
+// would have rooms of its own (spanning them takes a broker, such as Redis pub/sub).
 // Env: HOST, PORT, WORKERS (1: one process; more: Node's `cluster` module forks that many
 // processes sharing the port, as PM2's cluster mode does), DATABASE_URL.
 //
@@ -23,6 +27,8 @@
 // - validation errors answer 422 (Fastify's default 400), by an error handler: the contract's
 //   status for a field missing, of the wrong type or too long.
 // - /work/hash takes any body as bytes: a catch-all content-type parser in its own scope.
+// - ws maxPayload 1 MiB (its default 100 MiB), passed through @fastify/websocket's options:
+//   crest's limit for a message; permessage-deflate stays off (ws's default for a server).
 const cluster = require('cluster');
 const crypto = require('crypto');
 const { Pool } = require('pg');
@@ -228,6 +234,47 @@ fastify.register(async (scope) => {
       crypto.pbkdf2(req.body || Buffer.alloc(0), SALT, rounds, 32, 'sha256',
         (err, k) => (err ? reject(err) : resolve(k))));
     return { algorithm: 'PBKDF2-HMAC-SHA256', rounds, salt: SALT, length: 32, digest: key.toString('hex') };
+  });
+});
+
+// The chat: a room is a Set of its members' sockets. One serialisation per event, sent to every
+// open member; ws.send queues in call order, so one sender's messages reach every member in the
+// order sent.
+const rooms = new Map();
+
+function broadcast(room, event) {
+  const data = JSON.stringify(event);
+  for (const ws of rooms.get(room) || []) if (ws.readyState === ws.OPEN) ws.send(data);
+}
+
+// The plugin in a scope of its own, with the one route that uses it: it adds onRequest and
+// onResponse hooks and wraps every route's handler of the scope it is registered in, which at the
+// root would add work to every HTTP request the other workloads measure.
+fastify.register(async (scope) => {
+  await scope.register(require('@fastify/websocket'), { options: { maxPayload: 1 << 20 } });
+  scope.get('/ws/chat', { websocket: true }, (socket, req) => {
+    const room = req.query.room || 'lobby';
+    const name = req.query.name || 'anonymous';
+    if (!rooms.has(room)) rooms.set(room, new Set());
+    rooms.get(room).add(socket);
+    broadcast(room, { type: 'join', room, name });
+    socket.on('message', (data, isBinary) => {
+      if (isBinary) return;
+      let m;
+      try {
+        m = JSON.parse(data);
+      } catch (err) {
+        return; // not JSON: ignored, as crest's demo does
+      }
+      if (m === null || typeof m.text !== 'string') return;
+      broadcast(room, { type: 'message', room, name, text: m.text, ts: Date.now() });
+    });
+    socket.on('close', () => {
+      const members = rooms.get(room);
+      members.delete(socket);
+      if (members.size) broadcast(room, { type: 'leave', room, name });
+      else rooms.delete(room);
+    });
   });
 });
 

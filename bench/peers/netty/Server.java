@@ -5,6 +5,7 @@
 //   GET /plaintext, /json, /healthz                answered on the event loop
 //   GET /db, /queries?queries=N, /fortunes, /updates?queries=N, /api/todos[/ID],
 //   POST /work/hash?rounds=N                       answered on the blocking executor group
+//   GET /ws/chat?room=R&name=N                     WebSocket, on the event loop (below)
 //
 // Env: HOST, PORT, WORKERS, DATABASE_URL (postgres://user@host:port/db, turned into the JDBC URL
 // below). Build: javac -cp JARS -d out Server.java (see netty.peer.json).
@@ -23,6 +24,15 @@
 // /work/hash runs PBKDF2WithHmacSHA256 (javax.crypto) on the executor group; GET /healthz is
 // answered on the event loop, so it stays answerable while hashes run.
 //
+// The chat WebSocket is Netty's own (netty-codec-http's websocketx, in Debian's libnetty-java):
+// WebSocketServerProtocolHandler upgrades /ws/chat (with any query) and answers pings and close
+// frames, WebSocketFrameAggregator joins fragmented messages, and ChatHandler, on the event loop,
+// keeps a room as a ChannelGroup (Netty's set of channels that writes to all of them, dropping a
+// channel once it closes). Rooms live in this JVM and span its event loop threads, so WORKERS
+// threads share them. A sender's messages reach each member in the order sent: they are written
+// from the sender's event loop, and a write to a channel of another loop is queued on that loop's
+// task queue in the order it was made.
+//
 // Debian's libnetty-java ships no native epoll library (netty-transport-native-epoll's jar has
 // no .so), so the transport is NIO. Netty logs through java.util.logging (INFO: nothing per
 // request). The JVM keeps its defaults: the serial collector on 1 CPU, G1 on 2, the default
@@ -34,6 +44,7 @@ import com.fasterxml.jackson.databind.node.ObjectNode;
 import io.netty.bootstrap.ServerBootstrap;
 import io.netty.buffer.ByteBufUtil;
 import io.netty.buffer.Unpooled;
+import io.netty.channel.Channel;
 import io.netty.channel.ChannelHandler.Sharable;
 import io.netty.channel.ChannelHandlerContext;
 import io.netty.channel.ChannelInboundHandlerAdapter;
@@ -41,6 +52,8 @@ import io.netty.channel.ChannelInitializer;
 import io.netty.channel.ChannelPipeline;
 import io.netty.channel.EventLoopGroup;
 import io.netty.channel.SimpleChannelInboundHandler;
+import io.netty.channel.group.ChannelGroup;
+import io.netty.channel.group.DefaultChannelGroup;
 import io.netty.channel.nio.NioEventLoopGroup;
 import io.netty.channel.socket.SocketChannel;
 import io.netty.channel.socket.nio.NioServerSocketChannel;
@@ -54,9 +67,16 @@ import io.netty.handler.codec.http.HttpServerCodec;
 import io.netty.handler.codec.http.HttpServerKeepAliveHandler;
 import io.netty.handler.codec.http.HttpVersion;
 import io.netty.handler.codec.http.QueryStringDecoder;
+import io.netty.handler.codec.http.websocketx.TextWebSocketFrame;
+import io.netty.handler.codec.http.websocketx.WebSocketFrame;
+import io.netty.handler.codec.http.websocketx.WebSocketFrameAggregator;
+import io.netty.handler.codec.http.websocketx.WebSocketServerProtocolConfig;
+import io.netty.handler.codec.http.websocketx.WebSocketServerProtocolHandler;
+import io.netty.util.AttributeKey;
 import io.netty.util.ReferenceCountUtil;
 import io.netty.util.concurrent.DefaultEventExecutorGroup;
 import io.netty.util.concurrent.EventExecutorGroup;
+import io.netty.util.concurrent.GlobalEventExecutor;
 import java.io.IOException;
 import java.net.URI;
 import java.nio.charset.StandardCharsets;
@@ -74,6 +94,8 @@ import java.util.Comparator;
 import java.util.HexFormat;
 import java.util.List;
 import java.util.Locale;
+import java.util.Map;
+import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.ThreadLocalRandom;
 import java.util.concurrent.TimeUnit;
 import javax.crypto.SecretKeyFactory;
@@ -155,6 +177,12 @@ public final class Server {
         group.scheduleAtFixedRate(() -> date = httpDate(), 1, 1, TimeUnit.SECONDS);
         QuickHandler quick = new QuickHandler();
         BlockingHandler slow = new BlockingHandler();
+        ChatHandler chat = new ChatHandler();
+        WebSocketServerProtocolConfig ws = WebSocketServerProtocolConfig.newBuilder()
+                .websocketPath("/ws/chat")
+                .checkStartsWith(true) // the path with a query: /ws/chat?room=R&name=N
+                .maxFramePayloadLength(MAX_BODY)
+                .build();
         ServerBootstrap b = new ServerBootstrap()
                 .group(group)
                 .channel(NioServerSocketChannel.class)
@@ -165,6 +193,9 @@ public final class Server {
                         p.addLast(new HttpServerCodec());
                         p.addLast(new HttpServerKeepAliveHandler());
                         p.addLast(new HttpObjectAggregator(MAX_BODY));
+                        p.addLast(new WebSocketServerProtocolHandler(ws));
+                        p.addLast(new WebSocketFrameAggregator(MAX_BODY));
+                        p.addLast(chat);
                         p.addLast(quick);
                         p.addLast(blocking, slow);
                     }
@@ -221,6 +252,106 @@ public final class Server {
         @Override
         public void exceptionCaught(ChannelHandlerContext ctx, Throwable cause) {
             ctx.close(); // a reset connection, a write to a closed one
+        }
+    }
+
+    static final AttributeKey<String> ROOM = AttributeKey.valueOf("room");
+    static final AttributeKey<String> NAME = AttributeKey.valueOf("name");
+    // Room name -> its members. compute() and computeIfPresent() make a join and the leave that
+    // empties a room atomic, so a member never joins a group that was just dropped.
+    static final Map<String, ChannelGroup> ROOMS = new ConcurrentHashMap<>();
+
+    /**
+     * /ws/chat: the members of a room as a ChannelGroup; join and leave announced. Runs on the
+     * channel's event loop; HTTP requests pass it by to QuickHandler.
+     */
+    @Sharable
+    static final class ChatHandler extends ChannelInboundHandlerAdapter {
+        @Override
+        public void userEventTriggered(ChannelHandlerContext ctx, Object evt) {
+            if (!(evt instanceof WebSocketServerProtocolHandler.HandshakeComplete hs)) {
+                ctx.fireUserEventTriggered(evt);
+                return;
+            }
+            QueryStringDecoder q = new QueryStringDecoder(hs.requestUri());
+            String room = param(q, "room") == null ? "lobby" : param(q, "room");
+            String name = param(q, "name") == null ? "anonymous" : param(q, "name");
+            Channel ch = ctx.channel();
+            ch.attr(ROOM).set(room);
+            ch.attr(NAME).set(name);
+            ChannelGroup members = ROOMS.compute(room, (k, g) -> {
+                g = g == null ? new DefaultChannelGroup(k, GlobalEventExecutor.INSTANCE) : g;
+                g.add(ch);
+                return g;
+            });
+            send(members, event("join", room, name));
+        }
+
+        @Override
+        public void channelRead(ChannelHandlerContext ctx, Object msg) {
+            if (!(msg instanceof WebSocketFrame)) {
+                ctx.fireChannelRead(msg); // an HTTP request
+                return;
+            }
+            try {
+                if (!(msg instanceof TextWebSocketFrame frame)) {
+                    return; // binary: not a chat message
+                }
+                JsonNode text;
+                try {
+                    text = MAPPER.readTree(frame.text()).get("text");
+                } catch (IOException e) {
+                    return; // not JSON: ignored, as crest's demo does
+                }
+                if (text == null || !text.isTextual()) {
+                    return;
+                }
+                String room = ctx.channel().attr(ROOM).get();
+                ChannelGroup members = ROOMS.get(room);
+                if (members != null) {
+                    ObjectNode m = event("message", room, ctx.channel().attr(NAME).get());
+                    m.put("text", text.asText()).put("ts", System.currentTimeMillis());
+                    send(members, m);
+                }
+            } finally {
+                ReferenceCountUtil.release(msg);
+            }
+        }
+
+        @Override
+        public void channelInactive(ChannelHandlerContext ctx) {
+            Channel ch = ctx.channel();
+            String room = ch.attr(ROOM).get();
+            if (room != null) {
+                ChannelGroup members = ROOMS.computeIfPresent(room, (k, g) -> {
+                    g.remove(ch);
+                    return g.isEmpty() ? null : g;
+                });
+                if (members != null) {
+                    send(members, event("leave", room, ch.attr(NAME).get()));
+                }
+            }
+            ctx.fireChannelInactive();
+        }
+
+        @Override
+        public void exceptionCaught(ChannelHandlerContext ctx, Throwable cause) {
+            ctx.close(); // a reset connection, a write to a closed one
+        }
+
+        /** {"type":T,"room":R,"name":N}: an ObjectNode keeps the order the fields are put in. */
+        static ObjectNode event(String type, String room, String name) {
+            return MAPPER.createObjectNode().put("type", type).put("room", room).put("name", name);
+        }
+
+        /** One serialisation, written to every member (the group shares the bytes). */
+        static void send(ChannelGroup members, ObjectNode event) {
+            try {
+                members.writeAndFlush(new TextWebSocketFrame(
+                        Unpooled.wrappedBuffer(MAPPER.writeValueAsBytes(event))));
+            } catch (IOException e) {
+                throw new IllegalStateException(e);
+            }
         }
     }
 

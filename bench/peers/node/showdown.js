@@ -1,7 +1,10 @@
 'use strict';
 // The showdown's `node-http` peer (bench/peers/SHOWDOWN.md): Node's own `http` module and
 // node-postgres (`pg`, pinned in package.json), no framework. Serves plaintext, json, db,
-// queries, fortunes, updates, todos and hash, and GET /healthz.
+// queries, fortunes, updates, todos and hash, and GET /healthz; and the chat WebSocket
+// /ws/chat?room=R&name=N (rooms) with the `ws` package (pinned too) on the same http server, the
+// pairing ws's README shows. The node-http-rooms peer (node-http-rooms.peer.json) is this program
+// measured on chat + REST, in one process.
 // Env: HOST, PORT, WORKERS (1: one process; more: Node's `cluster` module forks that many
 // processes sharing the port, as PM2's cluster mode does), DATABASE_URL.
 //
@@ -19,12 +22,20 @@
 // - keepAliveTimeout 120 s (default 5 s): idle client connections stay open through a run (the
 //   other peers keep theirs), and headersTimeout 121 s (default 60 s) above it, as Node's docs
 //   advise.
+// - ws maxPayload 1 MiB (its default 100 MiB): crest's limit for a message. permessage-deflate
+//   stays off (ws's default for a server, as crest's).
 // JSON is serialised per request with JSON.stringify; Date is Node's own; Content-Length is set
 // so that no answer is chunked. Nothing is logged per request.
+//
+// Rooms are Sets of sockets in this process's memory: with WORKERS > 1 each cluster worker has
+// rooms of its own, and members of one room that landed on two workers would not hear each other
+// (spanning processes takes a broker, such as Redis pub/sub). So the rooms and chat + REST
+// measures run this program as one process (node-http-rooms.peer.json, workers_max 1).
 const cluster = require('cluster');
 const crypto = require('crypto');
 const http = require('http');
 const { Pool } = require('pg');
+const { WebSocketServer } = require('ws');
 
 const HOST = process.env.HOST || '127.0.0.1';
 const PORT = Number(process.env.PORT || 8080);
@@ -297,6 +308,43 @@ async function route(req, res) {
   return sendError(res, 405, 'method not allowed');
 }
 
+// ---- the chat WebSocket ----
+
+const rooms = new Map(); // room name -> Set of its members' sockets
+
+// One serialisation per event, sent to every open member; ws.send queues in call order, so one
+// sender's messages reach every member in the order sent.
+function broadcast(room, event) {
+  const data = JSON.stringify(event);
+  for (const ws of rooms.get(room) || []) if (ws.readyState === ws.OPEN) ws.send(data);
+}
+
+function chat(ws, req) {
+  const query = new URLSearchParams(req.url.slice(req.url.indexOf('?') + 1));
+  const room = query.get('room') || 'lobby';
+  const name = query.get('name') || 'anonymous';
+  if (!rooms.has(room)) rooms.set(room, new Set());
+  rooms.get(room).add(ws);
+  broadcast(room, { type: 'join', room, name });
+  ws.on('message', (data, isBinary) => {
+    if (isBinary) return;
+    let m;
+    try {
+      m = JSON.parse(data);
+    } catch (err) {
+      return; // not JSON: ignored, as crest's demo does
+    }
+    if (m === null || typeof m.text !== 'string') return;
+    broadcast(room, { type: 'message', room, name, text: m.text, ts: Date.now() });
+  });
+  ws.on('close', () => {
+    const members = rooms.get(room);
+    members.delete(ws);
+    if (members.size) broadcast(room, { type: 'leave', room, name });
+    else rooms.delete(room);
+  });
+}
+
 function serve() {
   const server = http.createServer((req, res) => {
     route(req, res).catch((err) => {
@@ -308,8 +356,12 @@ function serve() {
   });
   server.keepAliveTimeout = 120 * 1000;
   server.headersTimeout = 121 * 1000;
+  // Upgrades of /ws/chat (any query) become chat members; ws answers other upgrade paths 400.
+  const wss = new WebSocketServer({ server, path: '/ws/chat', maxPayload: 1 << 20 });
+  wss.on('connection', chat);
   server.listen(PORT, HOST);
   process.on('SIGTERM', () => {
+    for (const ws of wss.clients) ws.terminate();
     server.close();
     server.closeAllConnections();
     pool.end().finally(() => process.exit(0));
