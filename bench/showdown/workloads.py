@@ -433,7 +433,9 @@ def chat_rest(ctx, server):
     /api/todos once a second (the todos.lua mix) and chat once every 5 s, stepped up through
     ctx.chat_steps (bench/tools/chatrest) until the REST or the delivery p99 passes 100 ms.
     users: the last step under it; per step the REST and chat p50/p99 (the chart's curve)."""
-    r = chatrest(ctx.tools, server.port, ctx.chat_steps, ctx.duration, ctx.warmup,
+    # Each step is warmed by the ones below it: a step of its own duration, no warm-up but the
+    # first's.
+    r = chatrest(ctx.tools, server.port, ctx.chat_steps, ctx.duration, 0,
                  server_pid=server.pid, cpus=ctx.client_cpus)
     steps = r["steps"]
     out = {"users": r["users"], "stopped": r["stopped"], "limit_ms": r["limit_ms"],
