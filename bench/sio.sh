@@ -5,8 +5,8 @@
 # targets table: crest at 10x Node's deliveries/s and a tenth of its memory per idle connection,
 # each marked met or not met from the measured medians (never failing the run).
 #
-#   bench/sio.sh                # 3 interleaved repeats of 3 s after 1 s of warm-up: ~4 min
-#   QUICK=1 bench/sio.sh        # one repeat of 1 s runs, memory at 500/1k/2k: ~1.5 min
+#   bench/sio.sh                # 3 interleaved repeats of 2 s after 1 s of warm-up: ~4 min
+#   QUICK=1 bench/sio.sh        # one repeat of 1 s runs, memory at 500 and 2k: ~1.5 min
 #   bench/sio.sh --plan         # the time budget only; other run.py options pass through
 #
 # Workloads (bench/showdown/workloads.py; load generator bench/tools/chatload -x sio and
@@ -16,7 +16,8 @@
 #              CPU per delivery, exactly-once (a lost or duplicated delivery fails the run);
 #              then the latency at a fixed 20 messages/s (20,000 deliveries/s), which both carry
 #   sio_conns  idle Socket.IO connections (connected, answering pings) held in rising batches
-#              (1k, 2k, 5k, 10k; QUICK 500, 1k, 2k): server RSS per connection at the last one
+#              (1k, 2k, 5k, 10k; QUICK 500, 2k), once per run: server RSS per connection at
+#              the last one
 #   sio_redis  sio_rooms over two instances of the peer, both on CPU 0, on one redis-server
 #              the tool starts on a free loopback port (on CPU 1), members alternating between
 #              the instances: deliveries/s, p99 (also of deliveries that crossed Redis)

@@ -5,8 +5,8 @@
 #   3. integration tests: the real binary against real clients (tests/it), and the chat page in
 #      headless Chromium (tests/e2e); most of them once more over TLS, the database ones once
 #      more on a real PostgreSQL (started by the tests)
-#   4. each libFuzzer target for a bounded time (FUZZ_SECONDS, default 10: twelve targets, from
-#      their seed corpora; `make fuzz` and a longer FUZZ_SECONDS for a deeper run)
+#   4. each libFuzzer target for a bounded time (FUZZ_SECONDS, default 10, one target per core at
+#      a time, from their seed corpora; `make fuzz` and a longer FUZZ_SECONDS for a deeper run)
 #   5. unit and integration tests again, built with AddressSanitizer + UBSan (HTTP and WebSocket
 #      over TLS too)
 #   6. integration tests again, built with ThreadSanitizer (loop threads, inboxes, signals)
@@ -153,15 +153,38 @@ if [ -x build/crest ]; then
 fi
 
 step "build fuzz targets" make -j"$JOBS" fuzz
-for f in build-fuzz/fuzz_*; do
-    [ -x "$f" ] || continue
-    target=${f##*/fuzz_}
+# One target per core at a time (each is one process), so the time does not grow with every
+# parser and protocol added: JOBS targets run side by side, each for FUZZ_SECONDS.
+fuzz_one() {
+    local f=$1 target=${1##*/fuzz_} work rc
     work=$(mktemp -d /tmp/crest-fuzz.XXXXXX)
-    # Undefined behaviour fails the step (UBSan only reports it by default).
-    step "fuzz $target for ${FUZZ_SECONDS}s" env UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
-        "$f" -max_total_time="$FUZZ_SECONDS" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
-        "$work" "fuzz/$target/corpus"
+    # Undefined behaviour fails the target (UBSan only reports it by default).
+    env UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 "$f" -max_total_time="$FUZZ_SECONDS" \
+        -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 "$work" "fuzz/$target/corpus" \
+        >"$LOG_DIR/fuzz_$target.log" 2>&1
+    rc=$?
     rm -rf "$work"
+    return $rc
+}
+fuzzers=()
+for f in build-fuzz/fuzz_*; do [ -x "$f" ] && fuzzers+=("$f"); done
+for ((i = 0; i < ${#fuzzers[@]}; i += JOBS)); do
+    t0=$SECONDS
+    pids=()
+    for f in "${fuzzers[@]:i:JOBS}"; do
+        fuzz_one "$f" &
+        pids+=($!)
+    done
+    for k in "${!pids[@]}"; do
+        target=${fuzzers[i + k]##*/fuzz_}
+        if wait "${pids[k]}"; then
+            ok "fuzz $target for ${FUZZ_SECONDS}s"
+        else
+            not_ok "fuzz $target for ${FUZZ_SECONDS}s"
+            tail -n 40 "$LOG_DIR/fuzz_$target.log" | sed 's/^/#   /'
+        fi
+    done
+    echo "# ($((SECONDS - t0)) s)"
 done
 
 if step "build (ASan + UBSan)" make -j"$JOBS" SAN=1 all unit; then
