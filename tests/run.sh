@@ -195,6 +195,9 @@ if step "build (ASan + UBSan)" make -j"$JOBS" SAN=1 all unit; then
     # Over TLS only these two under the sanitizers: the record path with every HTTP/1.1 framing,
     # and WebSocket frames on it; the whole list would add minutes.
     run_it_tls build-san "asan+ubsan " test_http test_ws
+    # The Socket.IO page in a real browser: socket.io-client's bundle, polling and the upgrade.
+    suite "asan+ubsan e2e Socket.IO chat page in headless Chromium" \
+        env CREST_BIN=build-san/crest node tests/e2e/sio.test.js
     unset ASAN_OPTIONS UBSAN_OPTIONS
 fi
 
@@ -218,6 +221,8 @@ if step "build (ThreadSanitizer)" make -j"$JOBS" TSAN=1 all unit; then
             "$PY" "tests/it/$t.py"
     done
     run_it_pg build-tsan "tsan "
+    suite "tsan e2e Socket.IO chat page in headless Chromium" \
+        env CREST_BIN=build-tsan/crest node tests/e2e/sio.test.js
     unset TSAN_OPTIONS
 fi
 
