@@ -74,6 +74,21 @@ struct sloop_s {
 
 static const char b64url[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
+int crest__sio_random_id(char *out, size_t len, int loop_index) {
+    uint8_t rnd[32];
+    if (len > sizeof(rnd) || getrandom(rnd, len, 0) != (ssize_t)len)
+        return CREST_EIO;
+    size_t i = 0;
+    if (loop_index >= 0) { /* the loop in the first two characters */
+        out[i++] = b64url[(loop_index >> 6) & 63];
+        out[i++] = b64url[loop_index & 63];
+    }
+    for (; i < len; i++)
+        out[i] = b64url[rnd[i] & 63];
+    out[len] = '\0';
+    return 0;
+}
+
 static int b64url_val(char ch) {
     const char *p = ch ? strchr(b64url, ch) : NULL;
     return p ? (int)(p - b64url) : -1;
@@ -456,16 +471,10 @@ static crest__eio_t *session_new(sloop_t *lp, int transport) {
     crest__eio_t *e = calloc(1, sizeof(*e));
     if (e == NULL)
         return NULL;
-    uint8_t rnd[CREST__SIO_ID_LEN];
-    if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd)) {
+    if (crest__sio_random_id(e->sid, CREST__SIO_ID_LEN, crest_loop_index(lp->loop)) != 0) {
         free(e);
         return NULL;
     }
-    int idx = crest_loop_index(lp->loop);
-    e->sid[0] = b64url[(idx >> 6) & 63];
-    e->sid[1] = b64url[idx & 63];
-    for (size_t i = 2; i < CREST__SIO_ID_LEN; i++)
-        e->sid[i] = b64url[rnd[i] & 63];
     e->lp = lp;
     e->transport = (uint8_t)transport;
     e->hb.cb = on_hb;

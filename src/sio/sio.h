@@ -54,7 +54,7 @@ struct crest_sio_s {
     /* The cluster (cluster.c): the hub's Redis bridge when it has one, this instance's uid in the
      * adapter's messages, the adapter's key prefix. */
     crest__ps_bridge_t *bridge;
-    char uid[8];
+    char uid[8]; /* 6 characters */
     size_t uid_len;
     char *key;
     _Atomic uint64_t cluster_sent;
@@ -65,6 +65,11 @@ struct crest_sio_s {
 typedef struct crest__eio_s crest__eio_t;
 
 /* ---- engine.c: the Engine.IO layer ---- */
+
+/* Write len (at most 32) random base64url characters and a NUL to out: a session's id (with
+ * loop_index >= 0, its first two characters name that loop thread), a socket's id or the
+ * cluster uid (loop_index -1). Returns 0, or CREST_EIO when the kernel gave no randomness. */
+int crest__sio_random_id(char *out, size_t len, int loop_index);
 
 /* The routes' handler (GET and POST at opts.path). */
 int crest__eio_http(crest_req_t *req, void *data);

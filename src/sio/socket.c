@@ -14,7 +14,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 
 #include "codec/eio.h"
 #include "codec/ws_frame.h"
@@ -70,8 +69,6 @@ struct crest_sio_event_s {
     int64_t ack_id;
 };
 
-static const char b64url[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-
 /* ---- options, server, namespaces ---- */
 
 void crest_sio_opts_default(crest_sio_opts_t *o) {
@@ -88,14 +85,6 @@ void crest_sio_opts_default(crest_sio_opts_t *o) {
     o->polling = 1;
     o->websocket = 1;
     o->cluster_key = "socket.io";
-}
-
-static char *dup_str(const char *s) {
-    size_t n = strlen(s);
-    char *p = malloc(n + 1);
-    if (p)
-        memcpy(p, s, n + 1);
-    return p;
 }
 
 static void nsp_free(crest_sio_nsp_t *n) {
@@ -127,19 +116,16 @@ crest_sio_t *crest_sio_new(crest_app_t *app, crest_pubsub_t *ps, const crest_sio
     io->rt = &app->rt;
     io->ps = ps;
     io->opts = o;
-    io->path = dup_str(o.path);
+    io->path = strdup(o.path);
     io->opts.path = io->path;
-    io->key = dup_str(o.cluster_key ? o.cluster_key : "socket.io");
+    io->key = strdup(o.cluster_key ? o.cluster_key : "socket.io");
     io->opts.cluster_key = io->key;
     /* With a Redis bridge on the hub, this server joins the cluster: a uid of its own, as the
      * adapter's (six URL-safe characters). */
     io->bridge = crest__ps_bridge(ps);
-    uint8_t rnd[6];
-    if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd))
-        memset(rnd, 0, sizeof(rnd));
-    for (size_t i = 0; i < sizeof(rnd); i++)
-        io->uid[i] = b64url[rnd[i] & 63];
-    io->uid_len = sizeof(rnd);
+    io->uid_len = 6;
+    if (crest__sio_random_id(io->uid, io->uid_len, -1) != 0)
+        memset(io->uid, 'x', io->uid_len); /* still ours alone in practice: no randomness now */
     crest_ws_opts_default(&io->ws_opts);
     io->ws_opts.on_open = crest__eio_ws_open;
     io->ws_opts.on_message = crest__eio_ws_message;
@@ -202,7 +188,7 @@ crest_sio_nsp_t *crest_sio_of(crest_sio_t *io, const char *name) {
     if (n == NULL)
         return NULL;
     n->io = io;
-    n->name = dup_str(name);
+    n->name = strdup(name);
     n->len = strlen(name);
     n->topic = n->name ? topic_of(n, "", 0) : NULL;
     if (n->topic == NULL || crest__sio_cluster_join(n) != 0) {
@@ -239,7 +225,7 @@ int crest_sio_on(crest_sio_nsp_t *nsp, const char *name, crest_sio_event_cb cb, 
     if (h == NULL)
         return CREST_ENOMEM;
     nsp->handlers = h;
-    char *copy = dup_str(name);
+    char *copy = strdup(name);
     if (copy == NULL)
         return CREST_ENOMEM;
     h[nsp->nhandlers++] = (crest__sio_handler_t){copy, cb, data};
@@ -500,7 +486,7 @@ static int broadcast_local(crest_sio_nsp_t *nsp, const target_t *to, const char 
             topic = topic_of(nsp, to->rooms[0].ptr, to->rooms[0].len);
             crest_buf_append(&extra, "\0", 1);
         } else {
-            topic = dup_str(nsp->topic);
+            topic = strdup(nsp->topic);
             crest_buf_append(&extra, "\1", 1);
             put_names(&extra, to->rooms, to->nrooms);
             put_names(&extra, to->except, to->nexcept);
@@ -627,7 +613,7 @@ int crest_sio_join(crest_sio_socket_t *s, const char *room) {
         s->rooms = r;
         s->cap_rooms = cap;
     }
-    char *copy = dup_str(room);
+    char *copy = strdup(room);
     if (copy == NULL)
         return CREST_ENOMEM;
     int rc = subscribe(s, room, strlen(room));
@@ -839,15 +825,12 @@ static void on_connect_packet(crest__eio_t *e, crest__sio_sess_t *ss,
         }
     }
     crest_sio_socket_t *s = calloc(1, sizeof(*s));
-    uint8_t rnd[CREST__SIO_ID_LEN];
-    if (s == NULL || getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd)) {
+    if (s == NULL || crest__sio_random_id(s->id, CREST__SIO_ID_LEN, -1) != 0) {
         free(s);
         cJSON_Delete(auth);
         connect_error(e, p->nsp, p->nsp_len, "out of memory");
         return;
     }
-    for (size_t i = 0; i < CREST__SIO_ID_LEN; i++)
-        s->id[i] = b64url[rnd[i] & 63];
     s->e = e;
     s->nsp = n;
     s->sub.deliver = sock_deliver;
