@@ -141,13 +141,21 @@ static void ws_flush(crest_ws_t *ws) {
 }
 
 /* Queue one frame (header and payload copied); the caller flushes. */
-static int queue_frame(crest_ws_t *ws, int opcode, int rsv1, const void *data, size_t len) {
+/* Queue one frame whose payload is `prefix` (when nonzero) then data; the caller flushes. */
+static int queue_frame_prefixed(crest_ws_t *ws, int opcode, int rsv1, char prefix, const void *data,
+                                size_t len) {
     crest__outq_t *q = crest__conn_out(ws->conn);
-    uint8_t hdr[CREST__WS_MAX_HEADER];
-    size_t hlen = crest__ws_header(hdr, opcode, 1, rsv1, len, NULL);
+    uint8_t hdr[CREST__WS_MAX_HEADER + 1];
+    size_t hlen = crest__ws_header(hdr, opcode, 1, rsv1, len + (prefix != 0), NULL);
+    if (prefix != 0)
+        hdr[hlen++] = (uint8_t)prefix;
     if (q == NULL || crest__outq_copy(q, hdr, hlen) != 0 || crest__outq_copy(q, data, len) != 0)
         return CREST_ENOMEM;
     return 0;
+}
+
+static int queue_frame(crest_ws_t *ws, int opcode, int rsv1, const void *data, size_t len) {
+    return queue_frame_prefixed(ws, opcode, rsv1, 0, data, len);
 }
 
 /* The per-thread compressor. The server always negotiates server_no_context_takeover, so every
@@ -205,7 +213,7 @@ static uint8_t *compress_msg(const void *data, size_t len, size_t *out_len) {
     return out;
 }
 
-static int send_data(crest_ws_t *ws, int opcode, const void *data, size_t len) {
+static int send_data(crest_ws_t *ws, int opcode, char prefix, const void *data, size_t len) {
     crest__conn_t *c = ws->conn;
     if (ws_closing(ws) || (ws->flags & (WS_CLOSE_SENT | WS_CLOSE_RCVD | WS_KILL)))
         return CREST_EPIPE;
@@ -221,6 +229,17 @@ static int send_data(crest_ws_t *ws, int opcode, const void *data, size_t len) {
     }
     int rc;
     if ((ws->flags & WS_DEFLATE) && len >= 64) {
+        /* Compressed whole: a prefix is joined to the data first (a copy crest__ws_send_prefixed
+         * saves only when nothing is compressed). */
+        uint8_t *joined = NULL;
+        if (prefix != 0) {
+            if ((joined = malloc(len + 1)) == NULL)
+                return CREST_ENOMEM;
+            joined[0] = (uint8_t)prefix;
+            memcpy(joined + 1, data, len);
+            data = joined;
+            len++;
+        }
         size_t zlen;
         uint8_t *z = compress_msg(data, len, &zlen);
         if (z != NULL) {
@@ -229,8 +248,9 @@ static int send_data(crest_ws_t *ws, int opcode, const void *data, size_t len) {
         } else {
             rc = queue_frame(ws, opcode, 0, data, len);
         }
+        free(joined);
     } else {
-        rc = queue_frame(ws, opcode, 0, data, len);
+        rc = queue_frame_prefixed(ws, opcode, 0, prefix, data, len);
     }
     if (rc != 0)
         return rc;
@@ -240,11 +260,15 @@ static int send_data(crest_ws_t *ws, int opcode, const void *data, size_t len) {
 }
 
 int crest_ws_send(crest_ws_t *ws, const void *data, size_t len, int binary) {
-    return send_data(ws, binary ? CREST__WS_BINARY : CREST__WS_TEXT, data, len);
+    return send_data(ws, binary ? CREST__WS_BINARY : CREST__WS_TEXT, 0, data, len);
+}
+
+int crest__ws_send_prefixed(crest_ws_t *ws, char prefix, const void *data, size_t len) {
+    return send_data(ws, CREST__WS_TEXT, prefix, data, len);
 }
 
 int crest_ws_send_text(crest_ws_t *ws, const char *text) {
-    return send_data(ws, CREST__WS_TEXT, text, strlen(text));
+    return send_data(ws, CREST__WS_TEXT, 0, text, strlen(text));
 }
 
 static void notify_close(crest_ws_t *ws, int code, const char *reason, size_t reason_len) {

@@ -12,6 +12,9 @@
  * -1 when ws is closing, or has just been closed by a failed write and freed: do not touch it
  * again. Socket's loop thread. */
 int crest__ws_share(crest_ws_t *ws, crest__psmsg_t *m);
+/* As crest_ws_send() of a text message made of the character `prefix` and then data (an
+ * Engine.IO packet: its type digit and its data), without joining them first. */
+int crest__ws_send_prefixed(crest_ws_t *ws, char prefix, const void *data, size_t len);
 /* Write what was queued, or close the socket when crest__ws_share marked it for closing. */
 void crest__ws_push(crest_ws_t *ws);
 
