@@ -169,11 +169,16 @@ static void table_remove(sloop_t *lp, crest__eio_t *e) {
 
 /* ---- answers to requests ---- */
 
-/* Engine.IO's error answer: 400 with {"code":N,"message":"..."}. */
+/* Engine.IO's error body, {"code":N,"message":"..."} (message: one of its fixed texts); returns
+ * its length. */
+static size_t error_body(char *body, size_t cap, int code, const char *message) {
+    return (size_t)snprintf(body, cap, "{\"code\":%d,\"message\":\"%s\"}", code, message);
+}
+
+/* Engine.IO's error answer: 400 with that body. */
 static int http_error(crest_req_t *req, int status, int code, const char *message) {
     char body[128];
-    int n = snprintf(body, sizeof(body), "{\"code\":%d,\"message\":\"%s\"}", code, message);
-    crest_res_json(req, status, body, (size_t)n);
+    crest_res_json(req, status, body, error_body(body, sizeof(body), code, message));
     return 0;
 }
 
@@ -311,13 +316,7 @@ static int send_packet(crest__eio_t *e, int type, const void *data, size_t len, 
     if (e->transport == T_WS) {
         if (binary)
             return crest_ws_send(e->ws, data, len, 1) == CREST_ENOMEM ? CREST_ENOMEM : 0;
-        char mem[512];
-        crest_buf_t b = CREST_BUF_ON(mem);
-        char t = (char)('0' + type);
-        crest_buf_append(&b, &t, 1);
-        crest_buf_append(&b, data, len);
-        int rc = b.err ? b.err : crest_ws_send(e->ws, b.ptr, b.len, 0);
-        crest_buf_free(&b);
+        int rc = crest__ws_send_prefixed(e->ws, (char)('0' + type), data, len);
         /* Dropped or closing: the WebSocket's own slow policy (close) tells the session. */
         return rc == CREST_ENOMEM ? rc : 0;
     }
@@ -336,15 +335,12 @@ int crest__eio_send(crest__eio_t *e, const void *data, size_t len, int binary) {
     return send_packet(e, CREST__EIO_MESSAGE, data, len, binary);
 }
 
-int crest__eio_share(crest__eio_t *e, crest__psmsg_t *m, const char *payload, size_t plen) {
+int crest__eio_share(crest__eio_t *e, crest__psmsg_t *m, const char *payload, size_t plen,
+                     uint32_t packets) {
     if (e->closed || e->doomed)
         return 0;
     if (e->transport == T_WS)
         return crest__ws_share(e->ws, m) > 0;
-    /* Packets in the payload: its separators, plus one. */
-    uint32_t packets = 1;
-    for (size_t i = 0; i < plen; i++)
-        packets += payload[i] == CREST__EIO_SEP;
     if (over_limits(e, plen + 1, packets)) {
         slow_close(e);
         return 0;
@@ -714,8 +710,7 @@ static void hop_answer(hop_t *h, int status, const char *data, size_t len) {
 
 static void hop_error(hop_t *h, int code, const char *message) {
     char body[128];
-    int n = snprintf(body, sizeof(body), "{\"code\":%d,\"message\":\"%s\"}", code, message);
-    hop_answer(h, 400, body, (size_t)n);
+    hop_answer(h, 400, body, error_body(body, sizeof(body), code, message));
 }
 
 /* L: a payload a GET took and whose client had gone goes back in front of what waits. */

@@ -83,9 +83,11 @@ void crest__eio_ws_close(crest_ws_t *ws, int code, const char *reason, size_t re
  * CREST_EPIPE when the session is closing, CREST_ENOMEM. */
 int crest__eio_send(crest__eio_t *e, const void *data, size_t len, int binary);
 /* Queue a published message for the session: its WebSocket frames (m->ws) borrowed, or its
- * polling payload (payload, plen) copied; crest__eio_push writes it. Returns 1 when queued, 0
- * when dropped (the session is closing, or slow and closed at the push). */
-int crest__eio_share(crest__eio_t *e, crest__psmsg_t *m, const char *payload, size_t plen);
+ * polling payload (payload, plen bytes, `packets` packets) copied; crest__eio_push writes it.
+ * Returns 1 when queued, 0 when dropped (the session is closing, or slow and closed at the
+ * push). */
+int crest__eio_share(crest__eio_t *e, crest__psmsg_t *m, const char *payload, size_t plen,
+                     uint32_t packets);
 void crest__eio_push(crest__eio_t *e);
 /* Close the session (reason for its sockets' disconnect handlers); not in this call when called
  * from inside the session's own dispatch. */

@@ -407,8 +407,9 @@ int crest_sio_ack(crest_sio_socket_t *s, int64_t id, const crest_sio_args_t *arg
 /* ---- broadcasts ---- */
 
 /* What a broadcast carries besides its WebSocket frames (psmsg->extra): the polling payload's
- * length (4 bytes), the payload, then whether a filter follows (1 byte) and, if so, the rooms and
- * the exceptions, each a count (2 bytes) of names (2-byte length, bytes). */
+ * length and packet count (4 bytes each, so that no recipient counts them), the payload, then
+ * whether a filter follows (1 byte) and, if so, the rooms and the exceptions, each a count
+ * (2 bytes) of names (2-byte length, bytes). */
 static void put16(crest_buf_t *b, size_t v) {
     uint8_t x[2] = {(uint8_t)(v >> 8), (uint8_t)v};
     crest_buf_append(b, x, 2);
@@ -476,8 +477,8 @@ static int broadcast_local(crest_sio_nsp_t *nsp, const target_t *to, const char 
         put_frame(&frames, 0, bins[i].ptr, bins[i].len);
         crest__eio_append(&payload, CREST__EIO_MESSAGE, bins[i].ptr, bins[i].len, 1);
     }
-    uint32_t plen = (uint32_t)payload.len;
-    crest_buf_append(&extra, &plen, 4);
+    uint32_t head[2] = {(uint32_t)payload.len, 1 + nbins}; /* its bytes, its packets */
+    crest_buf_append(&extra, head, sizeof(head));
     crest_buf_append(&extra, payload.ptr, payload.len);
     int rc = CREST_ENOMEM;
     if (!text.err && !frames.err && !payload.err && !extra.err) {
@@ -663,12 +664,12 @@ static int any_room(const crest_sio_socket_t *s, const uint8_t *p, const uint8_t
 
 static int sock_deliver(crest__psub_t *sub, crest__psmsg_t *m) {
     crest_sio_socket_t *s = CREST__CONTAINER_OF(sub, crest_sio_socket_t, sub);
-    if (socket_gone(s) || m->extra_len < 5)
+    uint32_t head[2]; /* the payload's bytes and packets */
+    if (socket_gone(s) || m->extra_len < sizeof(head) + 1)
         return 0;
-    uint32_t plen;
-    memcpy(&plen, m->extra, 4);
-    const char *payload = (const char *)m->extra + 4;
-    const uint8_t *f = m->extra + 4 + plen;
+    memcpy(head, m->extra, sizeof(head));
+    const char *payload = (const char *)m->extra + sizeof(head);
+    const uint8_t *f = m->extra + sizeof(head) + head[0];
     if (*f++) {
         const uint8_t *next;
         uint16_t nrooms = get16(f);
@@ -676,7 +677,7 @@ static int sock_deliver(crest__psub_t *sub, crest__psmsg_t *m) {
         if ((nrooms > 0 && !hit) || any_room(s, next, &next))
             return 0; /* not in any of the rooms, or in an exception: not for this socket */
     }
-    int rc = crest__eio_share(s->e, m, payload, plen);
+    int rc = crest__eio_share(s->e, m, payload, head[0], head[1]);
     crest__ps_mark_dirty(sub);
     return rc;
 }
