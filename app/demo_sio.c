@@ -54,7 +54,8 @@ static void on_join(crest_sio_socket_t *s, crest_sio_event_t *ev, void *data) {
         return;
     crest_sio_args_t a;
     crest_sio_args_init(&a);
-    crest_buf_t b = CREST_BUF_INIT;
+    char mem[160];
+    crest_buf_t b = CREST_BUF_ON(mem);
     crest_buf_puts(&b, "{\"room\":");
     crest_buf_json_str(&b, room, strlen(room));
     crest_buf_puts(&b, ",\"ok\":true}");
@@ -80,7 +81,8 @@ static void on_chat(crest_sio_socket_t *s, crest_sio_event_t *ev, void *data) {
     if (room == NULL || text.ptr == NULL || !crest_sio_in(s, room))
         return; /* members only */
     const char *name = *crest_sio_data(s);
-    crest_buf_t b = CREST_BUF_INIT;
+    char mem[512]; /* a chat line fits: no allocation per message */
+    crest_buf_t b = CREST_BUF_ON(mem);
     crest_buf_puts(&b, "{\"room\":");
     crest_buf_json_str(&b, room, strlen(room));
     crest_buf_puts(&b, ",\"name\":");
