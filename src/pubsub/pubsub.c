@@ -649,23 +649,47 @@ typedef struct {
     size_t extra_len;
 } parts_t;
 
-/* The loops that may have a reader of topic hash h (a bit set for the first 64; the others are
- * asked again when queued); 0 with *any unset when there is none. */
-static uint64_t wanted(crest_pubsub_t *ps, local_t *locals, uint64_t h, int *any) {
-    uint64_t want = 0;
-    *any = 0;
-    for (int i = 0; i < ps->nlocals; i++)
-        if (wants(&locals[i], h)) {
-            *any = 1;
-            if (i < 64)
-                want |= 1ull << i;
-        }
-    return want;
+/* Where a message of a topic goes on this instance. */
+typedef struct {
+    size_t tlen;
+    uint64_t hash;
+    local_t *locals;
+    uint64_t want; /* the loops that may have a reader, as a bit set for the first 64 (the
+                      others are asked again when queued) */
+} aim_t;
+
+/* Check the topic and count the message as published: 0, or CREST_EINVAL. */
+static int aim_topic(crest_pubsub_t *ps, const char *topic, aim_t *a) {
+    a->tlen = topic ? strlen(topic) : 0;
+    if (a->tlen == 0 || a->tlen > UINT32_MAX)
+        return CREST_EINVAL;
+    atomic_fetch_add_explicit(&ps->published, 1, memory_order_relaxed);
+    return 0;
 }
 
-/* Make the one block of a message and hand it to every loop in `want`. */
-static int publish_block(crest_pubsub_t *ps, local_t *locals, uint64_t want, const char *topic,
-                         size_t tlen, uint64_t h, const parts_t *pt) {
+/* The loops that may have a reader of the topic: 1 when there is one, 0 when none (nothing to
+ * encode: the hub is not running yet, nobody ever subscribed, or nobody reads the topic). */
+static int aim_loops(crest_pubsub_t *ps, const char *topic, aim_t *a) {
+    a->locals = atomic_load_explicit(&ps->locals, memory_order_acquire);
+    if (a->locals == NULL)
+        return 0;
+    a->hash = hash_topic(topic, a->tlen);
+    a->want = 0;
+    int any = 0;
+    for (int i = 0; i < ps->nlocals; i++)
+        if (wants(&a->locals[i], a->hash)) {
+            any = 1;
+            if (i < 64)
+                a->want |= 1ull << i;
+        }
+    return any;
+}
+
+/* Make the one block of a message and hand it to every loop it is aimed at. */
+static int publish_block(crest_pubsub_t *ps, const aim_t *a, const char *topic, const parts_t *pt) {
+    local_t *locals = a->locals;
+    uint64_t want = a->want, h = a->hash;
+    size_t tlen = a->tlen;
     size_t links = (size_t)ps->nlocals * sizeof(crest__psmsg_t *);
     size_t size = sizeof(crest__psmsg_t) + links + tlen + 1 + pt->ws_head_len + pt->ws_len +
                   pt->sse_len + pt->extra_len;
@@ -745,20 +769,13 @@ static int publish_block(crest_pubsub_t *ps, local_t *locals, uint64_t want, con
 
 static int publish(crest_pubsub_t *ps, const char *topic, const char *event, const char *id,
                    const void *data, size_t len, int binary, int local_only) {
-    size_t tlen = topic ? strlen(topic) : 0;
-    if (tlen == 0 || tlen > UINT32_MAX)
+    aim_t a;
+    if (aim_topic(ps, topic, &a) != 0)
         return CREST_EINVAL;
-    atomic_fetch_add_explicit(&ps->published, 1, memory_order_relaxed);
     /* Other instances first: they may have subscribers when this one has none. */
     if (ps->bridge != NULL && !local_only)
-        ps->bridge->publish(ps->bridge, topic, tlen, event, id, data, len, binary);
-    local_t *locals = atomic_load_explicit(&ps->locals, memory_order_acquire);
-    if (locals == NULL)
-        return 0; /* not running yet, or nobody ever subscribed */
-    uint64_t h = hash_topic(topic, tlen);
-    int any;
-    uint64_t want = wanted(ps, locals, h, &any);
-    if (!any)
+        ps->bridge->publish(ps->bridge, topic, a.tlen, event, id, data, len, binary);
+    if (!aim_loops(ps, topic, &a))
         return 0; /* encoded for nobody */
 
     /* Both encodings in one block: the SSE event is small next to the saved copies. */
@@ -774,27 +791,20 @@ static int publish(crest_pubsub_t *ps, const char *topic, const char *event, con
     size_t hlen =
         crest__ws_header(hdr, binary ? CREST__WS_BINARY : CREST__WS_TEXT, 1, 0, len, NULL);
     parts_t pt = {hdr, hlen, data, len, sse.ptr, sse.len, NULL, 0};
-    int rc = publish_block(ps, locals, want, topic, tlen, h, &pt);
+    int rc = publish_block(ps, &a, topic, &pt);
     crest_buf_free(&sse);
     return rc;
 }
 
 int crest__ps_publish_raw(crest_pubsub_t *ps, const char *topic, const void *ws, size_t ws_len,
                           const void *extra, size_t extra_len) {
-    size_t tlen = topic ? strlen(topic) : 0;
-    if (tlen == 0 || tlen > UINT32_MAX)
+    aim_t a;
+    if (aim_topic(ps, topic, &a) != 0)
         return CREST_EINVAL;
-    atomic_fetch_add_explicit(&ps->published, 1, memory_order_relaxed);
-    local_t *locals = atomic_load_explicit(&ps->locals, memory_order_acquire);
-    if (locals == NULL)
-        return 0;
-    uint64_t h = hash_topic(topic, tlen);
-    int any;
-    uint64_t want = wanted(ps, locals, h, &any);
-    if (!any)
+    if (!aim_loops(ps, topic, &a))
         return 0;
     parts_t pt = {NULL, 0, ws, ws_len, NULL, 0, extra, extra_len};
-    return publish_block(ps, locals, want, topic, tlen, h, &pt);
+    return publish_block(ps, &a, topic, &pt);
 }
 
 int crest_pubsub_publish(crest_pubsub_t *ps, const char *topic, const void *data, size_t len,
