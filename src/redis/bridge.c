@@ -30,6 +30,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/uio.h>
 
 #include "codec/resp.h"
 #include "pubsub/pubsub.h"
@@ -126,29 +127,47 @@ static void count(_Atomic uint64_t *c) {
 
 static void enqueue(bridge_t *b, item_t *it);
 
-static void b_publish(crest__ps_bridge_t *iface, const char *topic, size_t topic_len,
-                      const char *event, const char *id, const void *data, size_t len, int binary) {
-    bridge_t *b = (bridge_t *)iface;
-    size_t elen = event ? strlen(event) : 0, ilen = id ? strlen(id) : 0;
-    if (elen > 0xfffe || ilen > 0xfffe || !atomic_load_explicit(&b->n_up, memory_order_relaxed)) {
+/* Queue PUBLISH <channel> <payload>, each given in pieces (copied here, once, into the command's
+ * RESP bytes), unless Redis is away: then it is dropped and counted. */
+static void publish_pieces(bridge_t *b, const struct iovec *chan, int nchan, const struct iovec *pl,
+                           int npl) {
+    if (!atomic_load_explicit(&b->n_up, memory_order_relaxed)) {
         count(&b->n_dropped); /* Redis is away: not promised to other instances */
         return;
     }
-    /* PUBLISH <prefix+topic> <header event id data>, encoded here, once. */
-    size_t chan = b->prefix_len + topic_len, payload = HEADER + elen + ilen + len;
-    size_t cap = 64 + chan + payload;
+    size_t clen = 0, plen = 0;
+    for (int i = 0; i < nchan; i++)
+        clen += chan[i].iov_len;
+    for (int i = 0; i < npl; i++)
+        plen += pl[i].iov_len;
+    size_t cap = 64 + clen + plen;
     item_t *it = malloc(sizeof(*it) + cap);
     if (it == NULL) {
         count(&b->n_dropped);
         return;
     }
-    int n = snprintf(it->data, cap, "*3\r\n$7\r\nPUBLISH\r\n$%zu\r\n", chan);
-    char *p = it->data + n;
-    memcpy(p, b->prefix, b->prefix_len);
-    memcpy(p + b->prefix_len, topic, topic_len);
-    p += chan;
-    p += sprintf(p, "\r\n$%zu\r\n", payload);
-    uint8_t *h = (uint8_t *)p;
+    char *p = it->data + snprintf(it->data, cap, "*3\r\n$7\r\nPUBLISH\r\n$%zu\r\n", clen);
+    for (int i = 0; i < nchan; p += chan[i].iov_len, i++)
+        memcpy(p, chan[i].iov_base, chan[i].iov_len);
+    p += sprintf(p, "\r\n$%zu\r\n", plen);
+    for (int i = 0; i < npl; p += pl[i].iov_len, i++)
+        if (pl[i].iov_len)
+            memcpy(p, pl[i].iov_base, pl[i].iov_len);
+    memcpy(p, "\r\n", 2);
+    it->len = (size_t)(p + 2 - it->data);
+    enqueue(b, it);
+}
+
+static void b_publish(crest__ps_bridge_t *iface, const char *topic, size_t topic_len,
+                      const char *event, const char *id, const void *data, size_t len, int binary) {
+    bridge_t *b = (bridge_t *)iface;
+    size_t elen = event ? strlen(event) : 0, ilen = id ? strlen(id) : 0;
+    if (elen > 0xfffe || ilen > 0xfffe) {
+        count(&b->n_dropped);
+        return;
+    }
+    /* PUBLISH <prefix+topic> <header event id data>. */
+    uint8_t h[HEADER];
     h[0] = MAGIC0;
     h[1] = MAGIC1;
     memcpy(h + 2, b->instance, 8);
@@ -157,15 +176,12 @@ static void b_publish(crest__ps_bridge_t *iface, const char *topic, size_t topic
     h[12] = (uint8_t)(event ? elen & 0xff : 0xff);
     h[13] = (uint8_t)(id ? ilen >> 8 : 0xff);
     h[14] = (uint8_t)(id ? ilen & 0xff : 0xff);
-    p += HEADER;
-    memcpy(p, event ? event : "", elen);
-    memcpy(p + elen, id ? id : "", ilen);
-    if (len)
-        memcpy(p + elen + ilen, data, len);
-    p += elen + ilen + len;
-    memcpy(p, "\r\n", 2);
-    it->len = (size_t)(p + 2 - it->data);
-    enqueue(b, it);
+    struct iovec chan[2] = {{b->prefix, b->prefix_len}, {(void *)topic, topic_len}};
+    struct iovec pl[4] = {{h, HEADER},
+                          {(void *)(event ? event : ""), elen},
+                          {(void *)(id ? id : ""), ilen},
+                          {(void *)data, len}};
+    publish_pieces(b, chan, 2, pl, 4);
 }
 
 /* Queue a PUBLISH for the bridge thread, or drop it when the queue is full. */
@@ -196,27 +212,8 @@ static void enqueue(bridge_t *b, item_t *it) {
 
 static void b_publish_raw(crest__ps_bridge_t *iface, const char *channel, size_t channel_len,
                           const void *data, size_t len) {
-    bridge_t *b = (bridge_t *)iface;
-    if (!atomic_load_explicit(&b->n_up, memory_order_relaxed)) {
-        count(&b->n_dropped);
-        return;
-    }
-    size_t cap = 64 + channel_len + len;
-    item_t *it = malloc(sizeof(*it) + cap);
-    if (it == NULL) {
-        count(&b->n_dropped);
-        return;
-    }
-    int n = snprintf(it->data, cap, "*3\r\n$7\r\nPUBLISH\r\n$%zu\r\n", channel_len);
-    char *p = it->data + n;
-    memcpy(p, channel, channel_len);
-    p += channel_len;
-    p += sprintf(p, "\r\n$%zu\r\n", len);
-    if (len)
-        memcpy(p, data, len);
-    memcpy(p + len, "\r\n", 2);
-    it->len = (size_t)(p + len + 2 - it->data);
-    enqueue(b, it);
+    struct iovec chan = {(void *)channel, channel_len}, pl = {(void *)data, len};
+    publish_pieces((bridge_t *)iface, &chan, 1, &pl, 1);
 }
 
 static int b_psubscribe(crest__ps_bridge_t *iface, const char *pattern,
